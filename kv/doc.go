@@ -1,0 +1,16 @@
+// Package kv owns cairn's replicated, linearizable state: Consul-compatible
+// key/value entries, sessions and locks, kept in an indexed in-memory store
+// (go-memdb) that is the state machine of a hashicorp/raft group, with the
+// Raft log and stable store in bolt and snapshots on disk.
+//
+// Every write gets its Raft index; every read has the shape
+//
+//	func (s *State) Get(ws memdb.WatchSet, key string) (index uint64, e *Entry, err error)
+//
+// so a reader can wait for "anything under this prefix changed after index N"
+// on the store's own watch channels, never by polling. Server wraps that into
+// Consul's blocking-query contract.
+//
+// kv knows nothing of HTTP, DNS, Docker or templates, and never imports
+// agent, dns, template or registrator.
+package kv

@@ -1,0 +1,633 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/raft"
+)
+
+// Config configures a Server. The zero value of every field but NodeID,
+// DataDir and BindAddr means "the default".
+type Config struct {
+	// NodeID is this server's Raft ID; it must be stable across restarts.
+	NodeID string
+	// NodeName is the agent's node name, used for sessions created here.
+	NodeName string
+	// DataDir holds the Raft log (raft/raft.db) and snapshots (raft/snapshots).
+	DataDir string
+	// BindAddr is the Raft (server RPC) TCP address, host:port; port 0 picks one.
+	BindAddr string
+	// AdvertiseAddr is the address other servers reach this one on;
+	// empty means the bound address.
+	AdvertiseAddr string
+	// Bootstrap makes this server a one-server cluster when it has no
+	// Raft state yet (-dev, -bootstrap-expect 1).
+	Bootstrap bool
+
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// trigger a new one (default 8192); TrailingLogs how many entries
+	// are kept behind a snapshot (default 10240); SnapshotInterval how
+	// often the threshold is checked (default 30s).
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	SnapshotInterval  time.Duration
+
+	// Fast shortens Raft's timeouts for a single machine (-dev, tests).
+	Fast bool
+
+	// Transport replaces the TCP transport (tests use raft's in-memory one).
+	Transport raft.Transport
+
+	// TombstoneTTL is how long deleted keys keep their index for
+	// blocking prefix queries before the leader reaps them (default 15m).
+	TombstoneTTL time.Duration
+
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults for a server with the given identity.
+func DefaultConfig(nodeID, dataDir, bindAddr string) Config {
+	return Config{
+		NodeID:            nodeID,
+		NodeName:          nodeID,
+		DataDir:           dataDir,
+		BindAddr:          bindAddr,
+		SnapshotThreshold: 8192,
+		TrailingLogs:      10240,
+		SnapshotInterval:  30 * time.Second,
+		TombstoneTTL:      15 * time.Minute,
+	}
+}
+
+func (c *Config) setDefaults() {
+	d := DefaultConfig("", "", "")
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = d.TrailingLogs
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = d.SnapshotInterval
+	}
+	if c.TombstoneTTL == 0 {
+		c.TombstoneTTL = d.TombstoneTTL
+	}
+	if c.NodeName == "" {
+		c.NodeName = c.NodeID
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (c *Config) validate() error {
+	if c.NodeID == "" {
+		return fmt.Errorf("kv: NodeID is empty; every server needs a stable Raft ID")
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("kv: DataDir is empty; a server keeps its Raft log on disk (use -data-dir, or -dev for a temporary one)")
+	}
+	if c.Transport == nil && c.BindAddr == "" {
+		return fmt.Errorf("kv: BindAddr is empty; a server needs a Raft address (-bind and -server-port)")
+	}
+	return nil
+}
+
+// Server is one Raft server with its state machine. It serves reads from
+// its local state and writes through Raft; methods that need the leader
+// return ErrNotLeader elsewhere. Safe for concurrent use.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	fsm    *fsm
+	raft   *raft.Raft
+	trans  raft.Transport
+	stores *stores
+
+	// readyForConsistentReads is set once a new leader's barrier has
+	// applied every earlier entry.
+	readyForConsistentReads atomic.Bool
+
+	sessions *sessionTimers
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+	shutdownCh   chan struct{}
+}
+
+// Open opens (or creates) the data dir, replays snapshots and log into
+// the state machine and starts Raft. A data dir that cannot be read is an
+// error that names the file and says what to do.
+func Open(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		return nil, fmt.Errorf("kv: create data dir %s: %w", raftDir, err)
+	}
+	st, err := openStores(raftDir, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+
+	trans := cfg.Transport
+	if trans == nil {
+		trans, err = newTCPTransport(cfg.BindAddr, cfg.AdvertiseAddr, cfg.Logger)
+		if err != nil {
+			st.close()
+			return nil, err
+		}
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.Logger = newHCLogger("raft", cfg.Logger)
+	rc.NoSnapshotRestoreOnStart = false
+	if cfg.Fast {
+		rc.HeartbeatTimeout = 200 * time.Millisecond
+		rc.ElectionTimeout = 200 * time.Millisecond
+		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+		rc.CommitTimeout = 5 * time.Millisecond
+	}
+	if err := raft.ValidateConfig(rc); err != nil {
+		st.close()
+		return nil, fmt.Errorf("kv: raft config: %w", err)
+	}
+
+	f := newFSM(cfg.Logger)
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(st.logs, st.stable, st.snaps)
+		if err != nil {
+			st.close()
+			return nil, fmt.Errorf("kv: read raft state in %s: %w", raftDir, err)
+		}
+		if !has {
+			err := raft.BootstrapCluster(rc, st.logs, st.stable, st.snaps, trans, raft.Configuration{
+				Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}},
+			})
+			if err != nil {
+				st.close()
+				return nil, fmt.Errorf("kv: bootstrap raft in %s: %w", raftDir, err)
+			}
+		}
+	}
+	r, err := raft.NewRaft(rc, f, st.logs, st.stable, st.snaps, trans)
+	if err != nil {
+		st.close()
+		if c, ok := trans.(interface{ Close() error }); ok {
+			c.Close()
+		}
+		return nil, fmt.Errorf("kv: start raft from %s: %w; if the data dir is damaged, restore it from a backup or move it away to start empty", raftDir, err)
+	}
+	s := &Server{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		fsm:        f,
+		raft:       r,
+		trans:      trans,
+		stores:     st,
+		shutdownCh: make(chan struct{}),
+	}
+	s.sessions = newSessionTimers(s)
+	return s, nil
+}
+
+// Run performs the leader's duties (session TTLs, tombstone reaping)
+// whenever this server leads, until ctx is done; then it shuts the server
+// down. It returns nil on a clean stop.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.Shutdown()
+	obs := make(chan raft.Observation, 16)
+	observer := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	s.raft.RegisterObserver(observer)
+	defer s.raft.DeregisterObserver(observer)
+
+	var (
+		leading   bool
+		stopLead  context.CancelFunc
+		leadDone  chan struct{}
+		checkLead = func() {
+			isLeader := s.raft.State() == raft.Leader
+			if isLeader == leading {
+				return
+			}
+			leading = isLeader
+			if isLeader {
+				lctx, cancel := context.WithCancel(ctx)
+				stopLead = cancel
+				leadDone = make(chan struct{})
+				go func() {
+					defer close(leadDone)
+					s.lead(lctx)
+				}()
+				return
+			}
+			stopLead()
+			<-leadDone
+		}
+	)
+	defer func() {
+		if leading {
+			stopLead()
+			<-leadDone
+		}
+	}()
+	checkLead()
+	// LeaderObservation fires on every leader change; re-reading the
+	// state when it does is enough, and a periodic check covers an
+	// observation dropped by a full channel.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.shutdownCh:
+			return nil
+		case <-obs:
+		case <-tick.C:
+		}
+		checkLead()
+	}
+}
+
+// lead runs while this server is the leader.
+func (s *Server) lead(ctx context.Context) {
+	s.log.Info("kv: became raft leader", "node", s.cfg.NodeID)
+	defer s.log.Info("kv: lost raft leadership", "node", s.cfg.NodeID)
+	defer s.readyForConsistentReads.Store(false)
+	// A barrier makes every entry of earlier terms applied before the new
+	// leader answers consistent reads or arms session timers.
+	for {
+		err := s.raft.Barrier(10 * time.Second).Error()
+		if err == nil {
+			break
+		}
+		s.log.Warn("kv: leader barrier failed", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	s.readyForConsistentReads.Store(true)
+	s.sessions.start(ctx)
+	defer s.sessions.stopAll()
+	s.reapTombstones(ctx)
+}
+
+// Shutdown stops Raft and closes the stores. It is idempotent.
+func (s *Server) Shutdown() error {
+	s.shutdownOnce.Do(func() {
+		close(s.shutdownCh)
+		s.sessions.stopAll()
+		err := s.raft.Shutdown().Error()
+		if c, ok := s.trans.(interface{ Close() error }); ok {
+			c.Close()
+		}
+		s.shutdownErr = errors.Join(err, s.stores.close())
+	})
+	return s.shutdownErr
+}
+
+// Leave removes this server from the Raft configuration (issued on the
+// leader) before shutting down, so the others do not wait for it.
+func (s *Server) Leave() error {
+	if s.raft.State() == raft.Leader {
+		cfg := s.raft.GetConfiguration()
+		if err := cfg.Error(); err != nil {
+			return err
+		}
+		if len(cfg.Configuration().Servers) > 1 {
+			return s.raft.RemoveServer(raft.ServerID(s.cfg.NodeID), 0, 0).Error()
+		}
+	}
+	return nil
+}
+
+// Raft exposes the Raft node to the agent for cluster management.
+func (s *Server) Raft() *raft.Raft { return s.raft }
+
+// NodeID is the server's Raft ID.
+func (s *Server) NodeID() string { return s.cfg.NodeID }
+
+// Addr is the Raft address other servers reach this one on.
+func (s *Server) Addr() string { return string(s.trans.LocalAddr()) }
+
+// IsLeader reports whether this server currently leads.
+func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Leader returns the leader's Raft address, or "" when there is none.
+func (s *Server) Leader() string {
+	addr, _ := s.raft.LeaderWithID()
+	return string(addr)
+}
+
+// Peers returns the Raft addresses of the voting servers.
+func (s *Server) Peers() ([]string, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	var peers []string
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			peers = append(peers, string(srv.Address))
+		}
+	}
+	return peers, nil
+}
+
+// Stats returns Raft's counters (for /v1/agent/self).
+func (s *Server) Stats() map[string]string { return s.raft.Stats() }
+
+// State returns the current state store. A restore from snapshot replaces
+// it; readers that hold the old one are woken through its abandon channel.
+func (s *Server) State() *State { return s.fsm.state() }
+
+// meta fills the leader facts of a query answer.
+func (s *Server) meta(m *QueryMeta) {
+	if s.raft.State() == raft.Leader {
+		m.LastContact = 0
+		m.KnownLeader = true
+		return
+	}
+	m.KnownLeader = s.Leader() != ""
+	if last := s.raft.LastContact(); !last.IsZero() {
+		m.LastContact = time.Since(last)
+	}
+}
+
+// checkRead decides whether this server may answer a read.
+func (s *Server) checkRead(q QueryOptions) error {
+	select {
+	case <-s.shutdownCh:
+		return ErrShutdown
+	default:
+	}
+	if q.Stale {
+		return nil
+	}
+	if s.raft.State() != raft.Leader {
+		if s.Leader() == "" {
+			return ErrNoLeader
+		}
+		return ErrNotLeader
+	}
+	if q.Consistent {
+		if err := s.raft.VerifyLeader().Error(); err != nil {
+			return fmt.Errorf("%w: verify leadership: %v", ErrNotLeader, err)
+		}
+		if !s.readyForConsistentReads.Load() {
+			return fmt.Errorf("%w: the new leader has not applied earlier entries yet; retry", ErrNoLeader)
+		}
+	}
+	return nil
+}
+
+// blockingQuery runs fn until the index it reports exceeds q.MinIndex or
+// the wait runs out, waking on the store's watch channels. This is
+// Consul's blocking-query contract (agent/consul/rpc.go blockingQuery).
+func (s *Server) blockingQuery(ctx context.Context, q QueryOptions, m *QueryMeta, fn func(ws memdb.WatchSet, st *State) (uint64, error)) error {
+	if err := s.checkRead(q); err != nil {
+		return err
+	}
+	wctx := ctx
+	if q.MinIndex > 0 {
+		wait := q.MaxWait
+		if wait <= 0 {
+			wait = DefaultQueryWait
+		}
+		if wait > MaxQueryWait {
+			wait = MaxQueryWait
+		}
+		wait += rand.N(wait/16 + 1)
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
+	for {
+		st := s.State()
+		ws := memdb.NewWatchSet()
+		ws.Add(st.AbandonCh())
+		ws.Add(s.shutdownCh)
+		idx, err := fn(ws, st)
+		if err != nil {
+			return err
+		}
+		if idx < 1 {
+			// An index of 0 would make clients spin (Consul's rule).
+			idx = 1
+		}
+		m.Index = idx
+		s.meta(m)
+		if q.MinIndex == 0 || idx > q.MinIndex {
+			return nil
+		}
+		if err := ws.WatchCtx(wctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// The wait ran out: answer with the state just read.
+			return nil
+		}
+		select {
+		case <-s.shutdownCh:
+			return ErrShutdown
+		default:
+		}
+	}
+}
+
+// Get reads one key. A missing key is (meta, nil, nil) with the KV table's
+// index, as Consul answers a 404.
+func (s *Server) Get(ctx context.Context, q QueryOptions, key string) (QueryMeta, *Entry, error) {
+	var (
+		m QueryMeta
+		e *Entry
+	)
+	err := s.blockingQuery(ctx, q, &m, func(ws memdb.WatchSet, st *State) (uint64, error) {
+		idx, ent, err := st.Get(ws, key)
+		if err != nil {
+			return 0, err
+		}
+		e = ent
+		if ent != nil {
+			return ent.ModifyIndex, nil
+		}
+		return idx, nil
+	})
+	return m, e, err
+}
+
+// List reads every entry under prefix, sorted by key.
+func (s *Server) List(ctx context.Context, q QueryOptions, prefix string) (QueryMeta, []*Entry, error) {
+	var (
+		m  QueryMeta
+		es []*Entry
+	)
+	err := s.blockingQuery(ctx, q, &m, func(ws memdb.WatchSet, st *State) (uint64, error) {
+		idx, ents, err := st.List(ws, prefix)
+		es = ents
+		return idx, err
+	})
+	return m, es, err
+}
+
+// Keys lists the keys under prefix; with a separator, keys are cut after
+// the first separator past the prefix and deduplicated (Consul's ?keys&separator=).
+func (s *Server) Keys(ctx context.Context, q QueryOptions, prefix, separator string) (QueryMeta, []string, error) {
+	var (
+		m    QueryMeta
+		keys []string
+	)
+	err := s.blockingQuery(ctx, q, &m, func(ws memdb.WatchSet, st *State) (uint64, error) {
+		idx, ks, err := st.Keys(ws, prefix, separator)
+		keys = ks
+		return idx, err
+	})
+	return m, keys, err
+}
+
+// Apply performs one KV write (set, cas, lock, unlock, delete, delete-cas,
+// delete-tree) through Raft and reports whether it took effect: false for a
+// failed CAS, a lock held by another session or inside its lock-delay, or
+// an unlock by a session that does not hold the lock.
+func (s *Server) Apply(ctx context.Context, op Op) (bool, error) {
+	if err := validateWrite(op); err != nil {
+		return false, err
+	}
+	if op.Verb == VerbLock {
+		if s.fsm.lockDelay.blocked(op.Key, time.Now()) {
+			return false, nil
+		}
+	}
+	res, err := s.raftApply(ctx, command{Type: cmdKV, Op: &op})
+	if err != nil {
+		return false, err
+	}
+	switch r := res.(type) {
+	case bool:
+		return r, nil
+	case error:
+		return false, r
+	}
+	return false, fmt.Errorf("kv: unexpected apply result %T", res)
+}
+
+// Txn runs ops all or nothing. When any op fails, nothing is written and
+// the failures come back as TxnErrors (results nil). A transaction of
+// reads only is answered from local state without a Raft round.
+func (s *Server) Txn(ctx context.Context, q QueryOptions, ops []Op) (QueryMeta, []TxnResult, []TxnError, error) {
+	var m QueryMeta
+	if len(ops) == 0 {
+		return m, nil, nil, fmt.Errorf("%w: the transaction has no operations", ErrInvalidRequest)
+	}
+	readOnly := true
+	for i, op := range ops {
+		if !op.Verb.Valid() {
+			return m, nil, nil, fmt.Errorf("%w: operation %d: unknown KV verb %q", ErrInvalidRequest, i, op.Verb)
+		}
+		if op.Key == "" && op.Verb != VerbDeleteTree && op.Verb != VerbGetTree {
+			return m, nil, nil, fmt.Errorf("%w: operation %d (%s): key is empty", ErrInvalidRequest, i, op.Verb)
+		}
+		if !op.Verb.IsRead() {
+			readOnly = false
+		}
+	}
+	if readOnly {
+		if err := s.checkRead(q); err != nil {
+			return m, nil, nil, err
+		}
+		st := s.State()
+		idx, results, errs := st.readTxn(ops)
+		m.Index = max(idx, 1)
+		s.meta(&m)
+		return m, results, errs, nil
+	}
+	res, err := s.raftApply(ctx, command{Type: cmdTxn, Ops: ops})
+	if err != nil {
+		return m, nil, nil, err
+	}
+	r, ok := res.(txnResponse)
+	if !ok {
+		return m, nil, nil, fmt.Errorf("kv: unexpected txn result %T", res)
+	}
+	m.Index = r.Index
+	s.meta(&m)
+	return m, r.Results, r.Errors, nil
+}
+
+// raftApply submits a command on the leader and returns the FSM's result.
+func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
+	select {
+	case <-s.shutdownCh:
+		return nil, ErrShutdown
+	default:
+	}
+	if s.raft.State() != raft.Leader {
+		if s.Leader() == "" {
+			return nil, ErrNoLeader
+		}
+		return nil, ErrNotLeader
+	}
+	data, err := c.encode()
+	if err != nil {
+		return nil, err
+	}
+	timeout := 30 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := s.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, ErrShutdown
+		case errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, fmt.Errorf("%w: raft apply timed out: %v", ErrNoLeader, err)
+		}
+		return nil, err
+	}
+	return f.Response(), nil
+}
+
+// newTCPTransport binds the Raft transport, resolving the advertised
+// address so a 0.0.0.0 bind is advertised as a reachable one.
+func newTCPTransport(bind, advertise string, log *slog.Logger) (raft.Transport, error) {
+	var adv net.Addr
+	if advertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", advertise)
+		if err != nil {
+			return nil, fmt.Errorf("kv: advertise address %q: %w", advertise, err)
+		}
+		adv = a
+	}
+	t, err := raft.NewTCPTransportWithLogger(bind, adv, 3, 10*time.Second, newHCLogger("raft-net", log))
+	if err != nil {
+		return nil, fmt.Errorf("kv: bind server RPC address %s: %w (is another agent using -server-port?)", bind, err)
+	}
+	return t, nil
+}
