@@ -358,6 +358,10 @@ func (s *Server) Peers() ([]string, error) {
 	return peers, nil
 }
 
+// FirstLogIndex is the oldest entry still in the Raft log; it moves up
+// when a snapshot lets the log be compacted.
+func (s *Server) FirstLogIndex() (uint64, error) { return s.stores.logs.FirstIndex() }
+
 // Stats returns Raft's counters (for /v1/agent/self).
 func (s *Server) Stats() map[string]string { return s.raft.Stats() }
 

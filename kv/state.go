@@ -1,0 +1,754 @@
+package kv
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+)
+
+// Table names of the in-memory schema.
+const (
+	tableKVs        = "kvs"
+	tableTombstones = "tombstones"
+	tableSessions   = "sessions"
+	tableIndex      = "index"
+)
+
+// tombstone remembers the index at which a key was deleted, so a blocking
+// prefix query wakes and answers a higher index after a delete (Consul's
+// graveyard). The leader reaps old tombstones.
+type tombstone struct {
+	Key   string
+	Index uint64
+}
+
+// indexEntry is the last index that changed a table.
+type indexEntry struct {
+	Key   string
+	Value uint64
+}
+
+func schema() *memdb.DBSchema {
+	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+		tableKVs: {Name: tableKVs, Indexes: map[string]*memdb.IndexSchema{
+			"id":      {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+			"session": {Name: "session", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Session"}},
+		}},
+		tableTombstones: {Name: tableTombstones, Indexes: map[string]*memdb.IndexSchema{
+			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+		}},
+		tableSessions: {Name: tableSessions, Indexes: map[string]*memdb.IndexSchema{
+			"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+			"node": {Name: "node", Indexer: &memdb.StringFieldIndex{Field: "Node"}},
+		}},
+		tableIndex: {Name: tableIndex, Indexes: map[string]*memdb.IndexSchema{
+			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+		}},
+	}}
+}
+
+// State is the indexed in-memory state the FSM applies Raft entries to.
+// Reads take a watch set and add the channels they depend on; a commit
+// that changes what was read closes one of them. Safe for concurrent use.
+type State struct {
+	db      *memdb.MemDB
+	abandon chan struct{}
+}
+
+func newState() *State {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		// The schema is a constant: an error here is a programming error.
+		panic(fmt.Sprintf("kv: invalid memdb schema: %v", err))
+	}
+	return &State{db: db, abandon: make(chan struct{})}
+}
+
+// AbandonCh closes when this State is replaced by a snapshot restore;
+// readers must then re-read from the Server's current State.
+func (s *State) AbandonCh() <-chan struct{} { return s.abandon }
+
+func (s *State) abandonNow() { close(s.abandon) }
+
+func maxIndex(tx *memdb.Txn, tables ...string) uint64 {
+	var m uint64
+	for _, t := range tables {
+		raw, err := tx.First(tableIndex, "id", t)
+		if err == nil && raw != nil {
+			m = max(m, raw.(*indexEntry).Value)
+		}
+	}
+	return m
+}
+
+func setIndex(tx *memdb.Txn, table string, idx uint64) error {
+	return tx.Insert(tableIndex, &indexEntry{Key: table, Value: idx})
+}
+
+// Index is the highest index of any write to the KV tables.
+func (s *State) Index() uint64 {
+	tx := s.db.Txn(false)
+	defer tx.Abort()
+	return maxIndex(tx, tableKVs, tableTombstones, tableSessions)
+}
+
+// Get reads one key. Its index is the KV table's (Consul's kvsGetTxn); the
+// caller uses the entry's ModifyIndex when the key exists.
+func (s *State) Get(ws memdb.WatchSet, key string) (uint64, *Entry, error) {
+	tx := s.db.Txn(false)
+	defer tx.Abort()
+	return getTxn(tx, ws, key)
+}
+
+func getTxn(tx *memdb.Txn, ws memdb.WatchSet, key string) (uint64, *Entry, error) {
+	idx := maxIndex(tx, tableKVs, tableTombstones)
+	ch, raw, err := tx.FirstWatch(tableKVs, "id", key)
+	if err != nil {
+		return 0, nil, fmt.Errorf("kv: read %q: %w", key, err)
+	}
+	ws.Add(ch)
+	if raw == nil {
+		return idx, nil, nil
+	}
+	return idx, raw.(*Entry), nil
+}
+
+// List reads every entry under prefix in key order. The index is the
+// highest ModifyIndex under the prefix, counting deletions (tombstones), so
+// it changes exactly when the listing can have.
+func (s *State) List(ws memdb.WatchSet, prefix string) (uint64, []*Entry, error) {
+	tx := s.db.Txn(false)
+	defer tx.Abort()
+	return listTxn(tx, ws, prefix)
+}
+
+func listTxn(tx *memdb.Txn, ws memdb.WatchSet, prefix string) (uint64, []*Entry, error) {
+	it, err := tx.Get(tableKVs, "id_prefix", prefix)
+	if err != nil {
+		return 0, nil, fmt.Errorf("kv: list %q: %w", prefix, err)
+	}
+	ws.Add(it.WatchCh())
+	var (
+		idx     uint64
+		entries []*Entry
+	)
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		e := raw.(*Entry)
+		idx = max(idx, e.ModifyIndex)
+		entries = append(entries, e)
+	}
+	tidx, err := tombstoneIndex(tx, ws, prefix)
+	if err != nil {
+		return 0, nil, err
+	}
+	idx = max(idx, tidx)
+	if idx == 0 || prefix == "" {
+		idx = max(idx, maxIndex(tx, tableKVs, tableTombstones))
+	}
+	return idx, entries, nil
+}
+
+func tombstoneIndex(tx *memdb.Txn, ws memdb.WatchSet, prefix string) (uint64, error) {
+	it, err := tx.Get(tableTombstones, "id_prefix", prefix)
+	if err != nil {
+		return 0, fmt.Errorf("kv: read tombstones %q: %w", prefix, err)
+	}
+	ws.Add(it.WatchCh())
+	var idx uint64
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		idx = max(idx, raw.(*tombstone).Index)
+	}
+	return idx, nil
+}
+
+// Keys lists keys under prefix. With a separator, a key is cut just after
+// the first separator that follows the prefix, and repeats are dropped:
+// Consul's ?keys&separator=/ folder listing.
+func (s *State) Keys(ws memdb.WatchSet, prefix, separator string) (uint64, []string, error) {
+	idx, entries, err := s.List(ws, prefix)
+	if err != nil {
+		return 0, nil, err
+	}
+	keys := make([]string, 0, len(entries))
+	var last string
+	for _, e := range entries {
+		k := e.Key
+		if separator != "" {
+			if i := strings.Index(k[len(prefix):], separator); i >= 0 {
+				k = k[:len(prefix)+i+len(separator)]
+			}
+		}
+		if k == last && len(keys) > 0 {
+			continue
+		}
+		keys = append(keys, k)
+		last = k
+	}
+	return idx, keys, nil
+}
+
+// Session reads one session; nil when missing. The index is the sessions
+// table's.
+func (s *State) Session(ws memdb.WatchSet, id string) (uint64, *Session, error) {
+	tx := s.db.Txn(false)
+	defer tx.Abort()
+	idx := maxIndex(tx, tableSessions)
+	ch, raw, err := tx.FirstWatch(tableSessions, "id", id)
+	if err != nil {
+		return 0, nil, fmt.Errorf("kv: read session %q: %w", id, err)
+	}
+	ws.Add(ch)
+	if raw == nil {
+		return idx, nil, nil
+	}
+	return idx, raw.(*Session), nil
+}
+
+// Sessions lists sessions, of one node when node is not empty.
+func (s *State) Sessions(ws memdb.WatchSet, node string) (uint64, []*Session, error) {
+	tx := s.db.Txn(false)
+	defer tx.Abort()
+	idx := maxIndex(tx, tableSessions)
+	var (
+		it  memdb.ResultIterator
+		err error
+	)
+	if node == "" {
+		it, err = tx.Get(tableSessions, "id")
+	} else {
+		it, err = tx.Get(tableSessions, "node", node)
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("kv: list sessions: %w", err)
+	}
+	ws.Add(it.WatchCh())
+	var out []*Session
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*Session))
+	}
+	return idx, out, nil
+}
+
+// --- writes, applied by the FSM inside one memdb write transaction ---
+
+// setTxn writes e at idx, keeping CreateIndex and LockIndex of an existing
+// entry; a plain set also keeps the lock holder (Consul's kvsSetTxn).
+func setTxn(tx *memdb.Txn, idx uint64, e *Entry, updateSession bool) error {
+	raw, err := tx.First(tableKVs, "id", e.Key)
+	if err != nil {
+		return err
+	}
+	if raw != nil {
+		old := raw.(*Entry)
+		e.CreateIndex = old.CreateIndex
+		e.LockIndex = old.LockIndex
+		if !updateSession {
+			e.Session = old.Session
+		}
+	} else {
+		e.CreateIndex = idx
+	}
+	e.ModifyIndex = idx
+	if err := tx.Insert(tableKVs, e); err != nil {
+		return err
+	}
+	return setIndex(tx, tableKVs, idx)
+}
+
+func deleteTxn(tx *memdb.Txn, idx uint64, key string) error {
+	raw, err := tx.First(tableKVs, "id", key)
+	if err != nil || raw == nil {
+		return err
+	}
+	if err := tx.Delete(tableKVs, raw); err != nil {
+		return err
+	}
+	if err := tx.Insert(tableTombstones, &tombstone{Key: key, Index: idx}); err != nil {
+		return err
+	}
+	if err := setIndex(tx, tableKVs, idx); err != nil {
+		return err
+	}
+	return setIndex(tx, tableTombstones, idx)
+}
+
+func deleteTreeTxn(tx *memdb.Txn, idx uint64, prefix string) error {
+	it, err := tx.Get(tableKVs, "id_prefix", prefix)
+	if err != nil {
+		return err
+	}
+	var keys []string
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		keys = append(keys, raw.(*Entry).Key)
+	}
+	for _, k := range keys {
+		if err := deleteTxn(tx, idx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// casTxn sets e only if its Index matches the entry's ModifyIndex; index
+// 0 means "only if the key does not exist".
+func casTxn(tx *memdb.Txn, idx uint64, op *Op) (bool, error) {
+	raw, err := tx.First(tableKVs, "id", op.Key)
+	if err != nil {
+		return false, err
+	}
+	if op.Index == 0 && raw != nil {
+		return false, nil
+	}
+	if op.Index != 0 && (raw == nil || raw.(*Entry).ModifyIndex != op.Index) {
+		return false, nil
+	}
+	return true, setTxn(tx, idx, &Entry{Key: op.Key, Value: op.Value, Flags: op.Flags}, false)
+}
+
+func deleteCASTxn(tx *memdb.Txn, idx uint64, op *Op) (bool, error) {
+	raw, err := tx.First(tableKVs, "id", op.Key)
+	if err != nil {
+		return false, err
+	}
+	if raw == nil {
+		// Deleting what is not there succeeds (Consul's kvsDeleteCASTxn).
+		return true, nil
+	}
+	if raw.(*Entry).ModifyIndex != op.Index {
+		return false, nil
+	}
+	return true, deleteTxn(tx, idx, op.Key)
+}
+
+// lockTxn acquires op.Key for op.Session (Consul's kvsLockTxn). A missing
+// session is an error; a lock held by another session is a plain false.
+func lockTxn(tx *memdb.Txn, idx uint64, op *Op) (bool, error) {
+	if op.Session == "" {
+		return false, fmt.Errorf("%w: acquiring key %q needs a session", ErrInvalidRequest, op.Key)
+	}
+	sess, err := tx.First(tableSessions, "id", op.Session)
+	if err != nil {
+		return false, err
+	}
+	if sess == nil {
+		return false, fmt.Errorf("%w: invalid session %q", ErrInvalidRequest, op.Session)
+	}
+	e := &Entry{Key: op.Key, Value: op.Value, Flags: op.Flags, Session: op.Session, LockIndex: 1, CreateIndex: idx, ModifyIndex: idx}
+	raw, err := tx.First(tableKVs, "id", op.Key)
+	if err != nil {
+		return false, err
+	}
+	if raw != nil {
+		old := raw.(*Entry)
+		e.CreateIndex = old.CreateIndex
+		switch old.Session {
+		case op.Session:
+			e.LockIndex = old.LockIndex
+		case "":
+			e.LockIndex = old.LockIndex + 1
+		default:
+			return false, nil
+		}
+	}
+	if err := tx.Insert(tableKVs, e); err != nil {
+		return false, err
+	}
+	return true, setIndex(tx, tableKVs, idx)
+}
+
+// unlockTxn releases op.Key if op.Session holds it (Consul's kvsUnlockTxn).
+func unlockTxn(tx *memdb.Txn, idx uint64, op *Op) (bool, error) {
+	if op.Session == "" {
+		return false, fmt.Errorf("%w: releasing key %q needs a session", ErrInvalidRequest, op.Key)
+	}
+	raw, err := tx.First(tableKVs, "id", op.Key)
+	if err != nil {
+		return false, err
+	}
+	if raw == nil || raw.(*Entry).Session != op.Session {
+		return false, nil
+	}
+	return true, setTxn(tx, idx, &Entry{Key: op.Key, Value: op.Value, Flags: op.Flags}, true)
+}
+
+// applyOp performs one KV write and reports whether it took effect.
+func applyOp(tx *memdb.Txn, idx uint64, op *Op) (bool, error) {
+	switch op.Verb {
+	case VerbSet:
+		return true, setTxn(tx, idx, &Entry{Key: op.Key, Value: op.Value, Flags: op.Flags}, false)
+	case VerbCAS:
+		return casTxn(tx, idx, op)
+	case VerbLock:
+		return lockTxn(tx, idx, op)
+	case VerbUnlock:
+		return unlockTxn(tx, idx, op)
+	case VerbDelete:
+		return true, deleteTxn(tx, idx, op.Key)
+	case VerbDeleteCAS:
+		return deleteCASTxn(tx, idx, op)
+	case VerbDeleteTree:
+		return true, deleteTreeTxn(tx, idx, op.Key)
+	}
+	return false, fmt.Errorf("%w: %q is not a KV write", ErrInvalidRequest, op.Verb)
+}
+
+// validateWrite rejects writes that can never succeed before they reach Raft.
+func validateWrite(op Op) error {
+	if !op.Verb.Valid() || op.Verb.IsRead() {
+		return fmt.Errorf("%w: %q is not a KV write verb", ErrInvalidRequest, op.Verb)
+	}
+	if op.Key == "" && op.Verb != VerbDeleteTree {
+		return fmt.Errorf("%w: key is empty", ErrInvalidRequest)
+	}
+	if (op.Verb == VerbLock || op.Verb == VerbUnlock) && op.Session == "" {
+		return fmt.Errorf("%w: %s of key %q needs a session ID", ErrInvalidRequest, op.Verb, op.Key)
+	}
+	return nil
+}
+
+// txnOp runs one operation of a transaction. Reads and checks return the
+// entry; writes return it without its value (Consul's kvsTxn).
+func txnOp(tx *memdb.Txn, idx uint64, op *Op) ([]TxnResult, error) {
+	var entry *Entry
+	switch op.Verb {
+	case VerbGet, VerbCheckIndex, VerbCheckSession, VerbCheckNotExists:
+		_, e, err := getTxn(tx, nil, op.Key)
+		if err != nil {
+			return nil, err
+		}
+		switch op.Verb {
+		case VerbGet:
+			if e == nil {
+				return nil, fmt.Errorf("key %q doesn't exist", op.Key)
+			}
+		case VerbCheckIndex:
+			if e == nil {
+				return nil, fmt.Errorf("key %q doesn't exist", op.Key)
+			}
+			if e.ModifyIndex != op.Index {
+				return nil, fmt.Errorf("current modify index %d for key %q doesn't match %d", e.ModifyIndex, op.Key, op.Index)
+			}
+		case VerbCheckSession:
+			if e == nil {
+				return nil, fmt.Errorf("key %q doesn't exist", op.Key)
+			}
+			if e.Session != op.Session {
+				return nil, fmt.Errorf("key %q is not locked by session %q", op.Key, op.Session)
+			}
+		case VerbCheckNotExists:
+			if e != nil {
+				return nil, fmt.Errorf("key %q exists", op.Key)
+			}
+			return nil, nil
+		}
+		entry = e
+		if op.Verb == VerbGet {
+			return []TxnResult{{KV: entry}}, nil
+		}
+	case VerbGetTree:
+		_, es, err := listTxn(tx, nil, op.Key)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]TxnResult, len(es))
+		for i, e := range es {
+			out[i] = TxnResult{KV: e}
+		}
+		return out, nil
+	default:
+		ok, err := applyOp(tx, idx, op)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, txnFailure(op)
+		}
+		if op.Verb == VerbDelete || op.Verb == VerbDeleteCAS || op.Verb == VerbDeleteTree {
+			return nil, nil
+		}
+		raw, err := tx.First(tableKVs, "id", op.Key)
+		if err != nil || raw == nil {
+			return nil, err
+		}
+		entry = raw.(*Entry)
+	}
+	c := entry.clone()
+	c.Value = nil
+	return []TxnResult{{KV: c}}, nil
+}
+
+// txnFailure is Consul's message for a write that did not take effect.
+func txnFailure(op *Op) error {
+	switch op.Verb {
+	case VerbCAS:
+		return fmt.Errorf("failed to set key %q, index is stale", op.Key)
+	case VerbLock:
+		return fmt.Errorf("failed to lock key %q, lock is already held", op.Key)
+	case VerbUnlock:
+		return fmt.Errorf("failed to unlock key %q, lock isn't held, or is held by another session", op.Key)
+	case VerbDeleteCAS:
+		return fmt.Errorf("failed to delete key %q, index is stale", op.Key)
+	}
+	return fmt.Errorf("failed to %s key %q", op.Verb, op.Key)
+}
+
+// txnResponse is the FSM's answer to a transaction.
+type txnResponse struct {
+	Index   uint64
+	Results []TxnResult
+	Errors  []TxnError
+}
+
+// applyTxn runs ops in one memdb transaction: all commit, or none.
+func (s *State) applyTxn(idx uint64, ops []Op) txnResponse {
+	tx := s.db.Txn(true)
+	defer tx.Abort()
+	var (
+		results []TxnResult
+		errs    []TxnError
+	)
+	for i := range ops {
+		r, err := txnOp(tx, idx, &ops[i])
+		if err != nil {
+			errs = append(errs, TxnError{OpIndex: i, What: err.Error()})
+			continue
+		}
+		results = append(results, r...)
+	}
+	if len(errs) > 0 {
+		return txnResponse{Index: idx, Errors: errs}
+	}
+	tx.Commit()
+	return txnResponse{Index: idx, Results: results}
+}
+
+// readTxn answers a transaction of reads from the current state.
+func (s *State) readTxn(ops []Op) (uint64, []TxnResult, []TxnError) {
+	tx := s.db.Txn(false)
+	defer tx.Abort()
+	idx := maxIndex(tx, tableKVs, tableTombstones)
+	var (
+		results []TxnResult
+		errs    []TxnError
+	)
+	for i := range ops {
+		r, err := txnOp(tx, idx, &ops[i])
+		if err != nil {
+			errs = append(errs, TxnError{OpIndex: i, What: err.Error()})
+			continue
+		}
+		results = append(results, r...)
+	}
+	if len(errs) > 0 {
+		return idx, nil, errs
+	}
+	return idx, results, nil
+}
+
+// applyKV runs one KV write.
+func (s *State) applyKV(idx uint64, op *Op) (bool, error) {
+	tx := s.db.Txn(true)
+	defer tx.Abort()
+	ok, err := applyOp(tx, idx, op)
+	if err != nil || !ok {
+		return ok, err
+	}
+	tx.Commit()
+	return true, nil
+}
+
+func (s *State) createSession(idx uint64, sess *Session) error {
+	tx := s.db.Txn(true)
+	defer tx.Abort()
+	c := *sess
+	c.CreateIndex, c.ModifyIndex = idx, idx
+	if err := tx.Insert(tableSessions, &c); err != nil {
+		return err
+	}
+	if err := setIndex(tx, tableSessions, idx); err != nil {
+		return err
+	}
+	tx.Commit()
+	return nil
+}
+
+// destroySession ends a session: its locks are released (value kept) or
+// their keys deleted, and each key gets the session's lock-delay.
+func (s *State) destroySession(idx uint64, id string, delays *lockDelays, now time.Time) error {
+	tx := s.db.Txn(true)
+	defer tx.Abort()
+	raw, err := tx.First(tableSessions, "id", id)
+	if err != nil || raw == nil {
+		return err
+	}
+	sess := raw.(*Session)
+	it, err := tx.Get(tableKVs, "session", id)
+	if err != nil {
+		return err
+	}
+	var held []*Entry
+	for r := it.Next(); r != nil; r = it.Next() {
+		held = append(held, r.(*Entry))
+	}
+	for _, e := range held {
+		if sess.LockDelay > 0 {
+			delays.set(e.Key, now.Add(sess.LockDelay))
+		}
+		if sess.Behavior == BehaviorDelete {
+			if err := deleteTxn(tx, idx, e.Key); err != nil {
+				return err
+			}
+			continue
+		}
+		c := e.clone()
+		c.Session = ""
+		c.ModifyIndex = idx
+		if err := tx.Insert(tableKVs, c); err != nil {
+			return err
+		}
+		if err := setIndex(tx, tableKVs, idx); err != nil {
+			return err
+		}
+	}
+	if err := tx.Delete(tableSessions, sess); err != nil {
+		return err
+	}
+	if err := setIndex(tx, tableSessions, idx); err != nil {
+		return err
+	}
+	tx.Commit()
+	return nil
+}
+
+// hasTombstones reports whether any tombstone is at or below upTo.
+func (s *State) hasTombstones(upTo uint64) bool {
+	tx := s.db.Txn(false)
+	defer tx.Abort()
+	it, err := tx.Get(tableTombstones, "id")
+	if err != nil {
+		return false
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if raw.(*tombstone).Index <= upTo {
+			return true
+		}
+	}
+	return false
+}
+
+// reapTombstones drops tombstones at or below index.
+func (s *State) reapTombstones(upTo uint64) error {
+	tx := s.db.Txn(true)
+	defer tx.Abort()
+	it, err := tx.Get(tableTombstones, "id")
+	if err != nil {
+		return err
+	}
+	var dead []*tombstone
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if t := raw.(*tombstone); t.Index <= upTo {
+			dead = append(dead, t)
+		}
+	}
+	for _, t := range dead {
+		if err := tx.Delete(tableTombstones, t); err != nil {
+			return err
+		}
+	}
+	tx.Commit()
+	return nil
+}
+
+// lockDelays holds, per key, the time before which no session may acquire
+// it again after its holder's session ended (Consul's lock-delay). It is
+// wall-clock state kept outside Raft, as in Consul, and only consulted by
+// the leader before a lock is proposed.
+type lockDelays struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func newLockDelays() *lockDelays { return &lockDelays{m: map[string]time.Time{}} }
+
+func (d *lockDelays) set(key string, until time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if until.After(d.m[key]) {
+		d.m[key] = until
+	}
+}
+
+func (d *lockDelays) blocked(key string, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	until, ok := d.m[key]
+	if !ok {
+		return false
+	}
+	if now.Before(until) {
+		return true
+	}
+	delete(d.m, key)
+	return false
+}
+
+// snapshot is the serialisable content of a State.
+type snapshot struct {
+	Entries    []*Entry
+	Tombstones []*tombstone
+	Sessions   []*Session
+	Indexes    []*indexEntry
+}
+
+func (s *State) snapshot() *snapshot {
+	tx := s.db.Txn(false)
+	defer tx.Abort()
+	var snap snapshot
+	collect := func(table string, add func(any)) {
+		it, err := tx.Get(table, "id")
+		if err != nil {
+			panic(fmt.Sprintf("kv: snapshot table %s: %v", table, err))
+		}
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			add(raw)
+		}
+	}
+	collect(tableKVs, func(r any) { snap.Entries = append(snap.Entries, r.(*Entry)) })
+	collect(tableTombstones, func(r any) { snap.Tombstones = append(snap.Tombstones, r.(*tombstone)) })
+	collect(tableSessions, func(r any) { snap.Sessions = append(snap.Sessions, r.(*Session)) })
+	collect(tableIndex, func(r any) { snap.Indexes = append(snap.Indexes, r.(*indexEntry)) })
+	sort.Slice(snap.Entries, func(i, j int) bool { return snap.Entries[i].Key < snap.Entries[j].Key })
+	return &snap
+}
+
+func restoreState(snap *snapshot) (*State, error) {
+	st := newState()
+	tx := st.db.Txn(true)
+	defer tx.Abort()
+	for _, e := range snap.Entries {
+		if err := tx.Insert(tableKVs, e); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range snap.Tombstones {
+		if err := tx.Insert(tableTombstones, t); err != nil {
+			return nil, err
+		}
+	}
+	for _, se := range snap.Sessions {
+		if err := tx.Insert(tableSessions, se); err != nil {
+			return nil, err
+		}
+	}
+	for _, i := range snap.Indexes {
+		if err := tx.Insert(tableIndex, i); err != nil {
+			return nil, err
+		}
+	}
+	tx.Commit()
+	return st, nil
+}
