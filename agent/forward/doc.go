@@ -1,0 +1,10 @@
+// Package forward owns the server port and request forwarding. Servers
+// listen once on the server port and split connections by their first
+// byte between Raft and forwarded requests (Consul's RPC multiplexing).
+// Router gives the HTTP API one KV/session store on every agent: local
+// answers where this agent may give them, otherwise the request travels
+// to a server (from a client) or to the Raft leader (from a follower).
+//
+// forward imports kv and nothing above it; it must not import dns,
+// template or registrator.
+package forward

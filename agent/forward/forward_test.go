@@ -1,0 +1,201 @@
+package forward_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/agent/forward"
+	"github.com/cairn-dev/cairn/kv"
+	"github.com/cairn-dev/cairn/kvtest"
+	"github.com/hashicorp/raft"
+)
+
+var ctx = context.Background()
+
+type node struct {
+	kv     *kv.Server
+	router *forward.Router
+	addr   string
+}
+
+// startServer runs a kv server whose Raft and forwarded requests share one
+// multiplexed port, as an agent's do.
+func startServer(t *testing.T, id string) *node {
+	t.Helper()
+	mux, err := forward.Listen("127.0.0.1:0", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: mux.RaftLayer(), MaxPool: 3, Timeout: 5 * time.Second})
+	cfg := kv.DefaultConfig(id, t.TempDir(), "")
+	cfg.Transport, cfg.Fast = trans, true
+	s, err := kv.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := forward.NewPool(time.Second)
+	r := forward.NewRouter(s, nil, pool)
+	serve, err := forward.ServeConn(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 2)
+	go func() { done <- s.Run(runCtx) }()
+	go func() { done <- mux.Serve(serve) }()
+	t.Cleanup(func() {
+		cancel()
+		pool.Close()
+		mux.Close()
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Errorf("server %s: %v", id, err)
+			}
+		}
+	})
+	return &node{kv: s, router: r, addr: mux.Addr().String()}
+}
+
+func startCluster(t *testing.T, n int) []*node {
+	t.Helper()
+	var (
+		nodes []*node
+		peers []kv.Peer
+	)
+	for i := range n {
+		nd := startServer(t, fmt.Sprintf("s%d", i))
+		nodes = append(nodes, nd)
+		peers = append(peers, kv.Peer{ID: nd.kv.NodeID(), Address: nd.addr})
+	}
+	for _, nd := range nodes {
+		if err := nd.kv.BootstrapCluster(peers); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, nd := range nodes {
+			if nd.kv.IsLeader() {
+				kvtest.WaitLeader(t, nd.kv, 10*time.Second)
+				return nodes
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader among %d servers within 10s", n)
+		}
+		time.Sleep(10 * time.Millisecond) // polling Raft state of in-process servers; no event spans all of them
+	}
+}
+
+func follower(nodes []*node) *node {
+	for _, nd := range nodes {
+		if !nd.kv.IsLeader() {
+			return nd
+		}
+	}
+	return nil
+}
+
+func TestForwardingFromFollowerAndClient(t *testing.T) {
+	nodes := startCluster(t, 3)
+	f := follower(nodes)
+	client := forward.NewRouter(nil, func() []string { return []string{f.addr} }, forward.NewPool(time.Second))
+
+	// A write through a client agent travels client -> follower -> leader.
+	ok, err := client.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "k", Value: []byte("v1")})
+	if err != nil || !ok {
+		t.Fatalf("Apply through client = %v, %v", ok, err)
+	}
+	m, e, err := client.Get(ctx, kv.QueryOptions{}, "k")
+	if err != nil || e == nil || string(e.Value) != "v1" || !m.KnownLeader {
+		t.Fatalf("Get through client = %+v, %v, %v", e, m, err)
+	}
+
+	// A blocking query through the client wakes on a write made through
+	// the follower.
+	got := make(chan string, 1)
+	go func() {
+		_, e, err := client.Get(ctx, kv.QueryOptions{MinIndex: m.Index, MaxWait: time.Minute}, "k")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(e.Value)
+	}()
+	if ok, err := f.router.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "k", Value: []byte("v2")}); !ok || err != nil {
+		t.Fatalf("Apply through follower = %v, %v", ok, err)
+	}
+	select {
+	case v := <-got:
+		if v != "v2" {
+			t.Fatalf("blocking Get through client woke with %q, want v2", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("blocking Get through client did not wake within 10s")
+	}
+
+	// Sessions and txn go the same way.
+	sid, err := client.CreateSession(ctx, kv.Session{Name: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.RenewSession(ctx, sid); err != nil {
+		t.Fatalf("RenewSession through client: %v", err)
+	}
+	if _, _, errs, err := client.Txn(ctx, kv.QueryOptions{}, []kv.Op{{Verb: kv.VerbLock, Key: "l", Session: sid}}); err != nil || errs != nil {
+		t.Fatalf("Txn through client: %v %v", err, errs)
+	}
+	if leader := client.Leader(); leader == "" {
+		t.Error("client knows no leader")
+	}
+	if peers, err := client.Peers(); err != nil || len(peers) != 3 {
+		t.Errorf("Peers through client = %v, %v; want 3", peers, err)
+	}
+}
+
+func TestForwardedErrorsKeepTheirKind(t *testing.T) {
+	nodes := startCluster(t, 1)
+	client := forward.NewRouter(nil, func() []string { return []string{nodes[0].addr} }, forward.NewPool(time.Second))
+	_, err := client.Apply(ctx, kv.Op{Verb: kv.VerbSet})
+	if !errors.Is(err, kv.ErrInvalidRequest) || !strings.Contains(err.Error(), "key is empty") {
+		t.Errorf("forwarded empty-key write = %v, want ErrInvalidRequest: key is empty", err)
+	}
+	_, err = client.RenewSession(ctx, "nope")
+	if !errors.Is(err, kv.ErrSessionNotFound) {
+		t.Errorf("forwarded renew of unknown session = %v, want ErrSessionNotFound", err)
+	}
+	lonely := forward.NewRouter(nil, nil, forward.NewPool(time.Second))
+	_, _, err = lonely.Get(ctx, kv.QueryOptions{}, "x")
+	if !errors.Is(err, kv.ErrNoLeader) || !strings.Contains(err.Error(), "-retry-join") {
+		t.Errorf("client with no servers = %v, want ErrNoLeader saying to join", err)
+	}
+}
+
+func TestStaleReadOnFollowerIsLocal(t *testing.T) {
+	nodes := startCluster(t, 3)
+	f := follower(nodes)
+	if _, err := f.router.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "s", Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	// Stop the leader's Raft: the follower still answers stale reads.
+	for _, nd := range nodes {
+		if nd.kv.IsLeader() {
+			nd.kv.Shutdown()
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, e, err := f.router.Get(ctx, kv.QueryOptions{Stale: true}, "s")
+		if err == nil && e != nil && string(e.Value) == "x" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stale Get on follower = %+v, %v", e, err)
+		}
+		time.Sleep(10 * time.Millisecond) // the write may still be on its way to this follower
+	}
+}

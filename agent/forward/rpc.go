@@ -1,0 +1,178 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/rpc"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairn-dev/cairn/kv"
+)
+
+// Method names of forwarded requests.
+const (
+	mGet            = "get"
+	mList           = "list"
+	mKeys           = "keys"
+	mApply          = "apply"
+	mTxn            = "txn"
+	mCreateSession  = "session-create"
+	mDestroySession = "session-destroy"
+	mRenewSession   = "session-renew"
+	mSessionInfo    = "session-info"
+	mSessions       = "sessions"
+	mStatus         = "status"
+)
+
+// Request is one forwarded call; only the fields its Method uses are set.
+type Request struct {
+	Method    string
+	Hops      int
+	Q         kv.QueryOptions
+	Key       string
+	Separator string
+	Op        kv.Op
+	Ops       []kv.Op
+	Session   kv.Session
+	ID        string
+	Node      string
+}
+
+// Response carries whatever the method returns.
+type Response struct {
+	Meta       kv.QueryMeta
+	Entry      *kv.Entry
+	Entries    []*kv.Entry
+	Keys       []string
+	OK         bool
+	Results    []kv.TxnResult
+	TxnErrors  []kv.TxnError
+	ID         string
+	SessionOut *kv.Session
+	Sessions   []*kv.Session
+	Leader     string
+	Peers      []string
+}
+
+// Endpoint is the net/rpc receiver registered on servers.
+type Endpoint struct{ r *Router }
+
+// Call runs a forwarded request. net/rpc gives no request context; the
+// blocking-query wait bounds how long a call can take.
+func (e *Endpoint) Call(req *Request, resp *Response) error {
+	out, err := e.r.serve(context.Background(), req)
+	if out != nil {
+		*resp = *out
+	}
+	return err
+}
+
+// ServeConn returns the function the Mux hands RPC connections to.
+func ServeConn(r *Router) (func(net.Conn), error) {
+	srv := rpc.NewServer()
+	if err := srv.RegisterName("Cairn", &Endpoint{r: r}); err != nil {
+		return nil, fmt.Errorf("register forwarding endpoint: %w", err)
+	}
+	return func(c net.Conn) { srv.ServeConn(c) }, nil
+}
+
+// sentinels survive the trip as text; the client maps them back so the
+// HTTP layer answers the same status on every agent.
+var sentinels = []error{kv.ErrNotLeader, kv.ErrNoLeader, kv.ErrSessionNotFound, kv.ErrInvalidRequest, kv.ErrTxnFailed, kv.ErrShutdown}
+
+func remoteError(err error) error {
+	var se rpc.ServerError
+	if !errors.As(err, &se) {
+		return err
+	}
+	msg := string(se)
+	for _, s := range sentinels {
+		if strings.HasPrefix(msg, s.Error()) {
+			return fmt.Errorf("%w%s", s, strings.TrimPrefix(msg, s.Error()))
+		}
+	}
+	return errors.New(msg)
+}
+
+// Pool keeps one net/rpc client per server; net/rpc multiplexes
+// concurrent calls (blocking queries included) over that connection.
+type Pool struct {
+	timeout time.Duration
+
+	mu      sync.Mutex
+	clients map[string]*rpc.Client
+}
+
+// NewPool returns an empty pool; dialTimeout bounds connection set-up.
+func NewPool(dialTimeout time.Duration) *Pool {
+	if dialTimeout <= 0 {
+		dialTimeout = 5 * time.Second
+	}
+	return &Pool{timeout: dialTimeout, clients: map[string]*rpc.Client{}}
+}
+
+func (p *Pool) client(addr string) (*rpc.Client, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.clients[addr]; ok {
+		return c, nil
+	}
+	conn, err := dial(addr, connRPC, p.timeout)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reach server %s: %v", kv.ErrNoLeader, addr, err)
+	}
+	c := rpc.NewClient(conn)
+	p.clients[addr] = c
+	return c, nil
+}
+
+func (p *Pool) drop(addr string, c *rpc.Client) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.clients[addr] == c {
+		delete(p.clients, addr)
+		c.Close()
+	}
+}
+
+// Call sends req to the server at addr and waits for its answer or ctx.
+func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, error) {
+	c, err := p.client(addr)
+	if err != nil {
+		return nil, err
+	}
+	var resp Response
+	call := c.Go("Cairn.Call", req, &resp, make(chan *rpc.Call, 1))
+	select {
+	case <-call.Done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if call.Error != nil {
+		if errors.Is(call.Error, rpc.ErrShutdown) || !isServerError(call.Error) {
+			p.drop(addr, c)
+			return nil, fmt.Errorf("%w: server %s: %v", kv.ErrNoLeader, addr, call.Error)
+		}
+		return nil, remoteError(call.Error)
+	}
+	return &resp, nil
+}
+
+func isServerError(err error) bool {
+	var se rpc.ServerError
+	return errors.As(err, &se)
+}
+
+// Close closes every connection.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.clients {
+		c.Close()
+		delete(p.clients, addr)
+	}
+}
