@@ -1,0 +1,119 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/cairn-dev/cairn/kv"
+)
+
+// errNoDCPath is Consul's answer (500, structs.ErrNoDCPath) to a ?dc=
+// naming a datacenter this agent cannot reach.
+var errNoDCPath = errors.New("No path to datacenter")
+
+// noLeaderText is Consul's body for requests that need a leader when there
+// is none (structs.ErrNoLeader). Clients match on it to retry, so every
+// such answer starts with it.
+const noLeaderText = "No cluster leader"
+
+// httpError is an answer decided by the endpoint itself: a bad parameter,
+// a body too large. Its text is the whole body.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+func tooLarge(format string, args ...any) error {
+	return &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf(format, args...)}
+}
+
+// methodNotAllowedError is Consul's MethodNotAllowedError: 405, an Allow
+// header and the body "method X not allowed".
+type methodNotAllowedError struct {
+	method string
+	allow  []string
+}
+
+func (e *methodNotAllowedError) Error() string {
+	return fmt.Sprintf("method %s not allowed", e.method)
+}
+
+// reasonError keeps a store error (for its status code) but shows the
+// client Consul's text for it, e.g. "Session id 'x' not found".
+type reasonError struct {
+	reason string
+	err    error
+}
+
+func (e *reasonError) Error() string { return e.reason }
+func (e *reasonError) Unwrap() error { return e.err }
+
+// withReason gives err the body text reason, keeping its status code.
+func withReason(err error, reason string) error {
+	return &reasonError{reason: reason, err: err}
+}
+
+// statusOf is the one place that maps errors to status codes and bodies.
+func statusOf(err error) (int, string) {
+	msg := err.Error()
+	var re *reasonError
+	if errors.As(err, &re) {
+		msg = re.reason
+	}
+	var he *httpError
+	var me *methodNotAllowedError
+	switch {
+	case errors.As(err, &he):
+		return he.code, he.msg
+	case errors.As(err, &me):
+		return http.StatusMethodNotAllowed, me.Error()
+	case errors.Is(err, kv.ErrNoLeader):
+		return http.StatusInternalServerError, noLeaderText + ": the servers have no Raft leader (no quorum); retry once a majority of servers is up"
+	case errors.Is(err, kv.ErrNotLeader):
+		return http.StatusInternalServerError, noLeaderText + ": this server is not the Raft leader and could not reach it; retry, or send the request to the leader (GET /v1/status/leader)"
+	case errors.Is(err, kv.ErrInvalidRequest):
+		return http.StatusBadRequest, msg
+	case errors.Is(err, kv.ErrSessionNotFound):
+		return http.StatusNotFound, msg
+	case errors.Is(err, kv.ErrTxnFailed):
+		return http.StatusConflict, msg
+	}
+	return http.StatusInternalServerError, msg
+}
+
+// fail answers a failed request. A request whose client went away gets
+// no answer: nobody is left to read it.
+func (h *handler) fail(c *call, err error) {
+	if c.ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return
+	}
+	code, msg := statusOf(err)
+	var me *methodNotAllowedError
+	if errors.As(err, &me) {
+		// RFC 9110: a 405 lists the methods the resource supports.
+		c.w.Header().Set("Allow", strings.Join(me.allow, ","))
+	}
+	if code >= 500 {
+		h.log.Error("httpapi: request failed", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err)
+	} else {
+		h.log.Debug("httpapi: request refused", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err)
+	}
+	writeText(c.w, code, msg)
+}
+
+// writeText answers with a plain-text body, as Consul answers errors.
+func writeText(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	fmt.Fprint(w, msg)
+}

@@ -1,0 +1,196 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strings"
+
+	"github.com/cairn-dev/cairn/kv"
+)
+
+// Store is what the HTTP API needs from the replicated store: a *kv.Server
+// on server agents, a forwarder to the servers on client agents. Methods
+// are called from request goroutines, concurrently; the read methods block
+// for Consul's blocking queries until ctx is done or q.MaxWait runs out.
+type Store interface {
+	Get(ctx context.Context, q kv.QueryOptions, key string) (kv.QueryMeta, *kv.Entry, error)
+	List(ctx context.Context, q kv.QueryOptions, prefix string) (kv.QueryMeta, []*kv.Entry, error)
+	Keys(ctx context.Context, q kv.QueryOptions, prefix, separator string) (kv.QueryMeta, []string, error)
+	Apply(ctx context.Context, op kv.Op) (bool, error)
+	Txn(ctx context.Context, q kv.QueryOptions, ops []kv.Op) (kv.QueryMeta, []kv.TxnResult, []kv.TxnError, error)
+
+	CreateSession(ctx context.Context, s kv.Session) (string, error)
+	DestroySession(ctx context.Context, id string) error
+	RenewSession(ctx context.Context, id string) (*kv.Session, error)
+	SessionInfo(ctx context.Context, q kv.QueryOptions, id string) (kv.QueryMeta, *kv.Session, error)
+	Sessions(ctx context.Context, q kv.QueryOptions) (kv.QueryMeta, []*kv.Session, error)
+	NodeSessions(ctx context.Context, q kv.QueryOptions, node string) (kv.QueryMeta, []*kv.Session, error)
+
+	// Leader is the Raft leader's address, "" when there is none.
+	Leader() string
+	// Peers are the Raft addresses of the voting servers.
+	Peers() ([]string, error)
+}
+
+// Config configures the handler; zero values mean defaults.
+type Config struct {
+	// Store answers every KV, txn, session and status request. Required.
+	Store Store
+	// Self holds the facts /v1/agent/self reports.
+	Self Self
+	// Logger gets one line per failed request (5xx) and per recovered
+	// panic; nil discards.
+	Logger *slog.Logger
+}
+
+// Self is what the agent knows about itself, for /v1/agent/self.
+type Self struct {
+	NodeName   string
+	NodeID     string
+	Datacenter string // default "dc1"
+	Version    string
+	Revision   string
+	Server     bool
+	BindAddr   string
+
+	SerfLANPort int
+	HTTPPort    int
+	DNSPort     int
+	ServerPort  int
+}
+
+// DefaultDatacenter is Consul's default datacenter name.
+const DefaultDatacenter = "dc1"
+
+// handler routes /v1/* requests to the endpoint functions.
+type handler struct {
+	store  Store
+	self   Self
+	log    *slog.Logger
+	routes []route
+}
+
+// route is one Consul endpoint. A path ending in "/" matches every path
+// under it and passes the rest to fn as call.arg (Consul registers them
+// the same way on its ServeMux); any other path matches exactly.
+type route struct {
+	path    string
+	methods []string
+	fn      func(c *call) error
+}
+
+// call is one request as the endpoint functions see it.
+type call struct {
+	w     http.ResponseWriter
+	r     *http.Request
+	ctx   context.Context
+	arg   string     // the path after a prefix route, e.g. the key of /v1/kv/<key>
+	query url.Values // parsed once; ?flag and ?flag= both count as present
+}
+
+// NewHandler validates cfg and returns the /v1 API handler. It starts
+// nothing; mount it on an http.Server.
+func NewHandler(cfg Config) (http.Handler, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("httpapi: Config.Store is nil; pass the store that answers KV, session and status requests (the kv server, or a forwarder on client agents)")
+	}
+	if cfg.Self.Datacenter == "" {
+		cfg.Self.Datacenter = DefaultDatacenter
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{store: cfg.Store, self: cfg.Self, log: cfg.Logger}
+	get, put := []string{http.MethodGet}, []string{http.MethodPut}
+	h.routes = []route{
+		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
+		{"/v1/txn", put, h.txn},
+		{"/v1/session/create", put, h.sessionCreate},
+		{"/v1/session/destroy/", put, h.sessionDestroy},
+		{"/v1/session/renew/", put, h.sessionRenew},
+		{"/v1/session/info/", get, h.sessionInfo},
+		{"/v1/session/node/", get, h.sessionNode},
+		{"/v1/session/list", get, h.sessionList},
+		{"/v1/status/leader", get, h.statusLeader},
+		{"/v1/status/peers", get, h.statusPeers},
+		{"/v1/agent/self", get, h.agentSelf},
+	}
+	return h, nil
+}
+
+func (h *handler) match(path string) (*route, string, bool) {
+	for i := range h.routes {
+		rt := &h.routes[i]
+		if strings.HasSuffix(rt.path, "/") {
+			if rest, ok := strings.CutPrefix(path, rt.path); ok {
+				return rt, rest, true
+			}
+		} else if path == rt.path {
+			return rt, "", true
+		}
+	}
+	return nil, "", false
+}
+
+// ServeHTTP dispatches like Consul's HTTPHandlers.wrap: method check
+// (OPTIONS answers the Allow list), query parsing, the endpoint, and one
+// place that turns the endpoint's error into a status code.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			h.log.Error("httpapi: panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			writeText(w, http.StatusInternalServerError, "internal error serving this request; see the agent's log")
+		}
+	}()
+
+	rt, arg, ok := h.match(r.URL.Path)
+	if !ok {
+		writeText(w, http.StatusNotFound, fmt.Sprintf("no API endpoint at %s", r.URL.Path))
+		return
+	}
+	if r.Method == http.MethodOptions {
+		w.Header().Set("Allow", strings.Join(append([]string{http.MethodOptions}, rt.methods...), ","))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	c := &call{w: w, r: r, ctx: r.Context(), arg: arg}
+	err := checkMethod(r.Method, rt.methods)
+	if err == nil {
+		c.query, err = parseQuery(r.URL.RawQuery)
+	}
+	if err == nil {
+		err = h.checkDatacenter(c.query)
+	}
+	if err == nil {
+		err = rt.fn(c)
+	}
+	if err != nil {
+		h.fail(c, err)
+	}
+}
+
+func checkMethod(method string, allowed []string) error {
+	for _, m := range allowed {
+		if m == method {
+			return nil
+		}
+	}
+	return &methodNotAllowedError{method: method, allow: append([]string{http.MethodOptions}, allowed...)}
+}
+
+// checkDatacenter refuses ?dc= naming another datacenter: cairn agents
+// know only their own (Consul would forward over the WAN).
+func (h *handler) checkDatacenter(q url.Values) error {
+	if dc := q.Get("dc"); dc != "" && dc != h.self.Datacenter {
+		return fmt.Errorf("%w: ?dc=%s is not this agent's datacenter %q, and cairn does not federate datacenters", errNoDCPath, dc, h.self.Datacenter)
+	}
+	return nil
+}

@@ -1,0 +1,187 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/cairn-dev/cairn/kv"
+)
+
+// kvValueURL is where Consul documents kv_max_value_size; its 413 text
+// points there.
+const kvValueURL = "https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size"
+
+// kv serves /v1/kv/<key> as Consul's KVSEndpoint does.
+func (h *handler) kv(c *call) error {
+	switch c.r.Method {
+	case http.MethodGet:
+		if has(c.query, "keys") {
+			return h.kvKeys(c)
+		}
+		return h.kvGet(c)
+	case http.MethodPut:
+		return h.kvPut(c)
+	default:
+		return h.kvDelete(c)
+	}
+}
+
+// kvGet answers one entry, or with ?recurse every entry under the prefix,
+// as a JSON array of DirEntry; ?raw answers one value's bytes. Nothing
+// found is a 404 with an empty body that still carries the index, which
+// blocking clients wait on.
+func (h *handler) kvGet(c *call) error {
+	o, err := readOptions(c.query)
+	if err != nil {
+		return err
+	}
+	if has(c.query, "recurse") {
+		m, entries, err := h.store.List(c.ctx, o, c.arg)
+		if err != nil {
+			return err
+		}
+		setMeta(c.w, m, o)
+		if len(entries) == 0 {
+			c.w.WriteHeader(http.StatusNotFound)
+			return nil
+		}
+		return writeJSON(c.w, http.StatusOK, entries)
+	}
+	if c.arg == "" {
+		return badRequest("Missing key name")
+	}
+	m, e, err := h.store.Get(c.ctx, o, c.arg)
+	if err != nil {
+		return err
+	}
+	setMeta(c.w, m, o)
+	if e == nil {
+		c.w.WriteHeader(http.StatusNotFound)
+		return nil
+	}
+	if has(c.query, "raw") {
+		// Consul's headers for raw values: a stored value must never be
+		// sniffed or run as a page by a browser.
+		hd := c.w.Header()
+		hd.Set("Content-Length", strconv.Itoa(len(e.Value)))
+		hd.Set("Content-Type", "text/plain")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Content-Security-Policy", "sandbox")
+		c.w.WriteHeader(http.StatusOK)
+		_, _ = c.w.Write(e.Value)
+		return nil
+	}
+	return writeJSON(c.w, http.StatusOK, []*kv.Entry{e})
+}
+
+// kvKeys answers the keys under a prefix, cut after ?separator. As in
+// Consul, nothing under a non-empty prefix is a 404, and the root answers
+// an empty list.
+func (h *handler) kvKeys(c *call) error {
+	o, err := readOptions(c.query)
+	if err != nil {
+		return err
+	}
+	// Consul still honours its historic misspelling.
+	sep := c.query.Get("seperator")
+	if has(c.query, "separator") {
+		sep = c.query.Get("separator")
+	}
+	m, keys, err := h.store.Keys(c.ctx, o, c.arg, sep)
+	if err != nil {
+		return err
+	}
+	setMeta(c.w, m, o)
+	if len(keys) == 0 && c.arg != "" {
+		c.w.WriteHeader(http.StatusNotFound)
+		return nil
+	}
+	if keys == nil {
+		keys = []string{}
+	}
+	return writeJSON(c.w, http.StatusOK, keys)
+}
+
+// kvPut writes the body as the key's value: a plain set, or with ?cas, ?acquire
+// or ?release a conditional write. It answers true or false.
+func (h *handler) kvPut(c *call) error {
+	if c.arg == "" {
+		return badRequest("Missing key name")
+	}
+	if err := conflictingFlags(c, "cas", "acquire", "release"); err != nil {
+		return err
+	}
+	op := kv.Op{Verb: kv.VerbSet, Key: c.arg}
+	flags, _, err := uintParam(c.query, "flags", "flags are a uint64 the client chooses, e.g. ?flags=42")
+	if err != nil {
+		return err
+	}
+	op.Flags = flags
+	if idx, ok, err := uintParam(c.query, "cas", "use the ModifyIndex of the entry, or 0 to write only if the key does not exist"); err != nil {
+		return err
+	} else if ok {
+		op.Verb, op.Index = kv.VerbCAS, idx
+	}
+	if has(c.query, "acquire") {
+		op.Verb, op.Session = kv.VerbLock, c.query.Get("acquire")
+	}
+	if has(c.query, "release") {
+		op.Verb, op.Session = kv.VerbUnlock, c.query.Get("release")
+	}
+	if c.r.ContentLength > maxBodySize {
+		return tooLarge("Request body(%d bytes) too large, max size: %d bytes. See %s.", c.r.ContentLength, maxBodySize, kvValueURL)
+	}
+	op.Value, err = readBody(c, maxBodySize, "a KV value; see "+kvValueURL)
+	if err != nil {
+		return err
+	}
+	if len(op.Value) == 0 {
+		op.Value = nil // Consul stores an empty body as a null value
+	}
+	ok, err := h.store.Apply(c.ctx, op)
+	if err != nil {
+		return err
+	}
+	// Consul answers a plain set with true whatever happened; only
+	// conditional writes report their outcome.
+	return writeJSON(c.w, http.StatusOK, ok || op.Verb == kv.VerbSet)
+}
+
+// kvDelete deletes a key, a tree (?recurse), or a key at an index (?cas).
+func (h *handler) kvDelete(c *call) error {
+	if err := conflictingFlags(c, "recurse", "cas"); err != nil {
+		return err
+	}
+	op := kv.Op{Verb: kv.VerbDelete, Key: c.arg}
+	if has(c.query, "recurse") {
+		op.Verb = kv.VerbDeleteTree
+	} else if c.arg == "" {
+		return badRequest("Missing key name")
+	}
+	if idx, ok, err := uintParam(c.query, "cas", "use the ModifyIndex of the entry to delete"); err != nil {
+		return err
+	} else if ok {
+		op.Verb, op.Index = kv.VerbDeleteCAS, idx
+	}
+	ok, err := h.store.Apply(c.ctx, op)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c.w, http.StatusOK, ok || op.Verb != kv.VerbDeleteCAS)
+}
+
+// conflictingFlags refuses parameters that cannot be combined, with
+// Consul's text.
+func conflictingFlags(c *call, flags ...string) error {
+	var found []string
+	for _, f := range flags {
+		if has(c.query, f) {
+			found = append(found, "?"+f)
+		}
+	}
+	if len(found) > 1 {
+		return badRequest("Conflicting flags: %s; %s cannot be combined, use one of them", c.query.Encode(), strings.Join(found, " and "))
+	}
+	return nil
+}

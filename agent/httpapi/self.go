@@ -1,0 +1,131 @@
+package httpapi
+
+import (
+	"net/http"
+	"runtime"
+	"strconv"
+)
+
+// selfResponse is Consul's /v1/agent/self, reduced to what cairn knows.
+// Every member is an object: consul/api decodes the answer as
+// map[string]map[string]any, and Agent().NodeName() reads
+// Config.NodeName.
+type selfResponse struct {
+	Config      selfConfig
+	DebugConfig selfDebugConfig
+	Member      selfMember
+	Stats       map[string]map[string]string
+	Meta        map[string]string
+}
+
+type selfConfig struct {
+	Datacenter        string
+	PrimaryDatacenter string
+	NodeName          string
+	NodeID            string
+	Revision          string
+	Server            bool
+	Version           string
+}
+
+// selfDebugConfig uses the names of Consul's RuntimeConfig.
+type selfDebugConfig struct {
+	Datacenter  string
+	NodeName    string
+	NodeID      string
+	ServerMode  bool
+	BindAddr    string
+	HTTPPort    int
+	DNSPort     int
+	SerfPortLAN int
+	ServerPort  int
+	Version     string
+	Revision    string
+}
+
+// selfMember is this agent as a serf member.
+type selfMember struct {
+	Name        string
+	Addr        string
+	Port        int
+	Tags        map[string]string
+	Status      int // serf.StatusAlive
+	ProtocolMin int
+	ProtocolMax int
+	ProtocolCur int
+	DelegateMin int
+	DelegateMax int
+	DelegateCur int
+}
+
+// agentSelf serves GET /v1/agent/self.
+func (h *handler) agentSelf(c *call) error {
+	s := h.self
+	role := "node"
+	if s.Server {
+		role = "consul"
+	}
+	tags := map[string]string{
+		"role":    role,
+		"dc":      s.Datacenter,
+		"id":      s.NodeID,
+		"build":   s.Version + ":" + s.Revision,
+		"segment": "",
+		"vsn":     "2",
+		"vsn_min": "2",
+		"vsn_max": "3",
+	}
+	if s.Server {
+		tags["port"] = strconv.Itoa(s.ServerPort)
+		tags["raft_vsn"] = "3"
+	}
+	return writeJSON(c.w, http.StatusOK, selfResponse{
+		Config: selfConfig{
+			Datacenter:        s.Datacenter,
+			PrimaryDatacenter: s.Datacenter,
+			NodeName:          s.NodeName,
+			NodeID:            s.NodeID,
+			Revision:          s.Revision,
+			Server:            s.Server,
+			Version:           s.Version,
+		},
+		DebugConfig: selfDebugConfig{
+			Datacenter:  s.Datacenter,
+			NodeName:    s.NodeName,
+			NodeID:      s.NodeID,
+			ServerMode:  s.Server,
+			BindAddr:    s.BindAddr,
+			HTTPPort:    s.HTTPPort,
+			DNSPort:     s.DNSPort,
+			SerfPortLAN: s.SerfLANPort,
+			ServerPort:  s.ServerPort,
+			Version:     s.Version,
+			Revision:    s.Revision,
+		},
+		Member: selfMember{
+			Name:        s.NodeName,
+			Addr:        s.BindAddr,
+			Port:        s.SerfLANPort,
+			Tags:        tags,
+			Status:      1,
+			ProtocolMin: 1,
+			ProtocolMax: 5,
+			ProtocolCur: 2,
+			DelegateMin: 2,
+			DelegateMax: 5,
+			DelegateCur: 4,
+		},
+		Stats: map[string]map[string]string{
+			"build": {"version": s.Version, "revision": s.Revision, "prerelease": ""},
+			"runtime": {
+				"os":         runtime.GOOS,
+				"arch":       runtime.GOARCH,
+				"version":    runtime.Version(),
+				"goroutines": strconv.Itoa(runtime.NumGoroutine()),
+				"max_procs":  strconv.Itoa(runtime.GOMAXPROCS(0)),
+				"cpu_count":  strconv.Itoa(runtime.NumCPU()),
+			},
+		},
+		Meta: map[string]string{"consul-network-segment": ""},
+	})
+}

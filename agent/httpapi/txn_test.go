@@ -1,0 +1,139 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/consul/api"
+)
+
+func TestTxnCommits(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, nil)
+	ta.put(t, "txn/existing", "old")
+	existing := ta.get(t, "txn/existing")
+
+	ok, resp, _, err := ta.client.Txn().Txn(api.TxnOps{
+		{KV: &api.KVTxnOp{Verb: api.KVSet, Key: "txn/a", Value: []byte("1"), Flags: 3}},
+		{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: "txn/existing", Value: []byte("new"), Index: existing.ModifyIndex}},
+		{KV: &api.KVTxnOp{Verb: api.KVGet, Key: "txn/a"}},
+	}, nil)
+	if err != nil || !ok {
+		t.Fatalf("Txn = %v, %+v, %v; want committed", ok, resp, err)
+	}
+	if len(resp.Errors) != 0 {
+		t.Errorf("Txn errors = %+v, want none", resp.Errors)
+	}
+	if len(resp.Results) != 3 {
+		t.Fatalf("Txn results = %d, want 3", len(resp.Results))
+	}
+	if r := resp.Results[0].KV; r == nil || r.Key != "txn/a" || r.Flags != 3 || r.ModifyIndex == 0 {
+		t.Errorf("result 0 = %+v, want txn/a flags 3 with its index", r)
+	}
+	if r := resp.Results[2].KV; r == nil || string(r.Value) != "1" {
+		t.Errorf("result 2 (get) = %+v, want value 1", r)
+	}
+	if got := string(ta.get(t, "txn/existing").Value); got != "new" {
+		t.Errorf("txn/existing = %q, want new", got)
+	}
+}
+
+func TestTxnRollsBack(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, nil)
+	ta.put(t, "txn/existing", "old")
+
+	ok, resp, _, err := ta.client.KV().Txn(api.KVTxnOps{
+		{Verb: api.KVSet, Key: "txn/new", Value: []byte("never")},
+		{Verb: api.KVCAS, Key: "txn/existing", Value: []byte("x"), Index: 999999},
+	}, nil)
+	if err != nil || ok {
+		t.Fatalf("Txn = %v, %v; want rolled back (false, nil)", ok, err)
+	}
+	if len(resp.Results) != 0 {
+		t.Errorf("rolled back Txn results = %+v, want none", resp.Results)
+	}
+	if len(resp.Errors) != 1 || resp.Errors[0].OpIndex != 1 || resp.Errors[0].What == "" {
+		t.Errorf("rolled back Txn errors = %+v, want one for op 1 saying why", resp.Errors)
+	}
+	if p := ta.get(t, "txn/new"); p != nil {
+		t.Errorf("txn/new = %+v after a rolled back Txn, want nothing written", p)
+	}
+	if got := string(ta.get(t, "txn/existing").Value); got != "old" {
+		t.Errorf("txn/existing = %q, want old", got)
+	}
+
+	// On the wire: 409, Results null, Errors with OpIndex and What.
+	body := `[{"KV":{"Verb":"check-index","Key":"txn/existing","Index":999999}}]`
+	r, got := ta.do(t, http.MethodPut, "/v1/txn", strings.NewReader(body))
+	if r.StatusCode != http.StatusConflict || !strings.HasPrefix(got, `{"Results":null,"Errors":[{"OpIndex":0,"What":"`) {
+		t.Errorf("PUT /v1/txn (failing check) = %d %s, want 409 {\"Results\":null,\"Errors\":[{\"OpIndex\":0,\"What\":...}]}", r.StatusCode, got)
+	}
+}
+
+func TestTxnReadOnlyHasQueryMeta(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, nil)
+	ta.put(t, "ro/a", "1")
+	ta.put(t, "ro/b", "2")
+
+	ok, resp, qm, err := ta.client.Txn().Txn(api.TxnOps{
+		{KV: &api.KVTxnOp{Verb: api.KVGetTree, Key: "ro/"}},
+	}, &api.QueryOptions{AllowStale: true})
+	if err != nil || !ok {
+		t.Fatalf("read-only Txn = %v, %v; want ok", ok, err)
+	}
+	var keys []string
+	for _, r := range resp.Results {
+		keys = append(keys, r.KV.Key+"="+string(r.KV.Value))
+	}
+	if diff := cmp.Diff([]string{"ro/a=1", "ro/b=2"}, keys); diff != "" {
+		t.Errorf("get-tree results (-want +got):\n%s", diff)
+	}
+	if qm.LastIndex == 0 || !qm.KnownLeader {
+		t.Errorf("read-only Txn meta = index %d known leader %v, want index > 0 and a known leader", qm.LastIndex, qm.KnownLeader)
+	}
+
+	r, _ := ta.do(t, http.MethodPut, "/v1/txn?stale", strings.NewReader(`[{"KV":{"Verb":"get","Key":"ro/a"}}]`))
+	if r.StatusCode != http.StatusOK {
+		t.Fatalf("PUT /v1/txn?stale = %d, want 200", r.StatusCode)
+	}
+	checkReadHeaders(t, r, "stale")
+}
+
+// TestTxnLimitsAndErrors checks the client-visible refusals: the official
+// client turns any status but 200 and 409 into "Failed request: <body>".
+func TestTxnLimitsAndErrors(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, nil)
+	many := make(api.TxnOps, 129)
+	for i := range many {
+		many[i] = &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: "k", Value: []byte("v")}}
+	}
+	tests := []struct {
+		name    string
+		ops     api.TxnOps
+		wantErr string
+	}{
+		{"too many operations", many, "Transaction contains too many operations (129 > 128)"},
+		{"node operation", api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeGet, Node: api.Node{Node: "n"}}}}, "operation 0 is a Node operation; cairn's /v1/txn supports only KV operations"},
+		{"service operation", api.TxnOps{
+			{KV: &api.KVTxnOp{Verb: api.KVGet, Key: "k"}},
+			{Service: &api.ServiceTxnOp{Verb: api.ServiceGet, Node: "n"}},
+		}, "operation 1 is a Service operation"},
+		{"unknown verb", api.TxnOps{{KV: &api.KVTxnOp{Verb: "explode", Key: "k"}}}, `unknown KV verb "explode"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok, _, _, err := ta.client.Txn().Txn(tt.ops, nil)
+			if err == nil || ok || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Txn = %v, %v; want an error containing %q", ok, err, tt.wantErr)
+			}
+		})
+	}
+	if p := ta.get(t, "k"); p != nil {
+		t.Errorf("k = %+v after refused transactions, want nothing written", p)
+	}
+}
