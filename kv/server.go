@@ -116,9 +116,12 @@ type Server struct {
 	trans  raft.Transport
 	stores *stores
 
-	// readyForConsistentReads is set once a new leader's barrier has
-	// applied every earlier entry.
-	readyForConsistentReads atomic.Bool
+	// ready is closed once this leader's barrier has applied every entry
+	// of earlier terms: before that its state can lack acknowledged
+	// writes (after a restart the log is replayed only up to the commit
+	// index the new term establishes). A fresh, open channel replaces it
+	// whenever leadership ends.
+	ready atomic.Pointer[chan struct{}]
 
 	sessions *sessionTimers
 
@@ -206,6 +209,7 @@ func Open(cfg Config) (*Server, error) {
 		shutdownCh: make(chan struct{}),
 	}
 	s.sessions = newSessionTimers(s)
+	s.resetReady()
 	return s, nil
 }
 
@@ -275,7 +279,7 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) lead(ctx context.Context) {
 	s.log.Info("kv: became raft leader", "node", s.cfg.NodeID)
 	defer s.log.Info("kv: lost raft leadership", "node", s.cfg.NodeID)
-	defer s.readyForConsistentReads.Store(false)
+	defer s.resetReady()
 	// A barrier makes every entry of earlier terms applied before the new
 	// leader answers consistent reads or arms session timers.
 	for {
@@ -290,7 +294,7 @@ func (s *Server) lead(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 	}
-	s.readyForConsistentReads.Store(true)
+	close(*s.ready.Load())
 	s.sessions.start(ctx)
 	defer s.sessions.stopAll()
 	s.reapTombstones(ctx)
@@ -382,8 +386,18 @@ func (s *Server) meta(m *QueryMeta) {
 	}
 }
 
-// checkRead decides whether this server may answer a read.
-func (s *Server) checkRead(q QueryOptions) error {
+func (s *Server) resetReady() {
+	ch := make(chan struct{})
+	s.ready.Store(&ch)
+}
+
+// readyTimeout bounds how long a read waits for a new leader to catch up.
+const readyTimeout = 5 * time.Second
+
+// checkRead decides whether this server may answer a read. Reads on the
+// leader (all but stale ones) wait until its barrier has applied earlier
+// entries, so a leader never answers from a state behind what it acked.
+func (s *Server) checkRead(ctx context.Context, q QueryOptions) error {
 	select {
 	case <-s.shutdownCh:
 		return ErrShutdown
@@ -398,12 +412,20 @@ func (s *Server) checkRead(q QueryOptions) error {
 		}
 		return ErrNotLeader
 	}
+	t := time.NewTimer(readyTimeout)
+	defer t.Stop()
+	select {
+	case <-*s.ready.Load():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.shutdownCh:
+		return ErrShutdown
+	case <-t.C:
+		return fmt.Errorf("%w: the new leader has not applied earlier entries within %v; retry", ErrNoLeader, readyTimeout)
+	}
 	if q.Consistent {
 		if err := s.raft.VerifyLeader().Error(); err != nil {
 			return fmt.Errorf("%w: verify leadership: %v", ErrNotLeader, err)
-		}
-		if !s.readyForConsistentReads.Load() {
-			return fmt.Errorf("%w: the new leader has not applied earlier entries yet; retry", ErrNoLeader)
 		}
 	}
 	return nil
@@ -413,7 +435,7 @@ func (s *Server) checkRead(q QueryOptions) error {
 // the wait runs out, waking on the store's watch channels. This is
 // Consul's blocking-query contract (agent/consul/rpc.go blockingQuery).
 func (s *Server) blockingQuery(ctx context.Context, q QueryOptions, m *QueryMeta, fn func(ws memdb.WatchSet, st *State) (uint64, error)) error {
-	if err := s.checkRead(q); err != nil {
+	if err := s.checkRead(ctx, q); err != nil {
 		return err
 	}
 	wctx := ctx
@@ -560,7 +582,7 @@ func (s *Server) Txn(ctx context.Context, q QueryOptions, ops []Op) (QueryMeta, 
 		}
 	}
 	if readOnly {
-		if err := s.checkRead(q); err != nil {
+		if err := s.checkRead(ctx, q); err != nil {
 			return m, nil, nil, err
 		}
 		st := s.State()

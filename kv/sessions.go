@@ -98,7 +98,7 @@ func (s *Server) DestroySession(ctx context.Context, id string) error {
 
 // RenewSession restarts a session's TTL on the leader and returns it.
 func (s *Server) RenewSession(ctx context.Context, id string) (*Session, error) {
-	if err := s.checkRead(QueryOptions{}); err != nil {
+	if err := s.checkRead(ctx, QueryOptions{}); err != nil {
 		return nil, err
 	}
 	_, sess, err := s.State().Session(nil, id)

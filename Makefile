@@ -1,0 +1,40 @@
+# cairn's build. Every target uses the Go toolchain on the PATH
+# (GOTOOLCHAIN=local): go.mod pins the language version, nothing is
+# downloaded behind your back.
+export GOTOOLCHAIN := local
+
+GO        ?= go
+BIN       ?= bin/cairn
+BENCHTIME ?= 1s
+
+.PHONY: all build run test bench lint clean
+
+all: lint test build
+
+## build: compile the cairn binary into bin/cairn
+build:
+	$(GO) build -o $(BIN) ./cmd/cairn
+
+## run: a throwaway single-server agent (HTTP API on 127.0.0.1:8500)
+run:
+	$(GO) run ./cmd/cairn agent -dev
+
+## test: go vet, then every test with the race detector (e2e builds and runs the binary)
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+## bench: benchmarks; CI runs them once with BENCHTIME=1x
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./...
+
+## lint: gofmt must have nothing to say, and go vet
+lint:
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt would change these files (run: gofmt -w .):"; echo "$$unformatted"; exit 1; \
+	fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

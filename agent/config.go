@@ -1,0 +1,289 @@
+package agent
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything `cairn agent` takes. cmd/cairn fills it from
+// DefaultConfig, then config files (LoadConfigFile, LoadConfigDir), then
+// flags. Field comments name the flag and the config-file key; both are
+// Consul's (https://developer.hashicorp.com/consul/docs/agent/config).
+type Config struct {
+	// NodeName (-node, node_name) names this node in the cluster.
+	// Empty means the host name.
+	NodeName string
+	// NodeID (-node-id, node_id) is the node's UUID and its Raft ID. Empty
+	// means the one stored in <DataDir>/node-id, or a new one written
+	// there, so it stays the same across restarts (as Consul does).
+	NodeID string
+	// Datacenter (-datacenter, datacenter), "dc1" by default.
+	Datacenter string
+	// DataDir (-data-dir, data_dir) holds the node ID and the Raft state.
+	// Required unless Dev is set.
+	DataDir string
+	// Dev (-dev) runs a single server with a temporary data dir that is
+	// removed on exit, short Raft timeouts, and every address on
+	// 127.0.0.1.
+	Dev bool
+	// Server (-server, server) makes this agent a member of the Raft group.
+	Server bool
+	// BootstrapExpect (-bootstrap-expect, bootstrap_expect) is how many
+	// servers to wait for before electing the first leader. This build
+	// runs one server, so it is 1 (or 0 with Dev).
+	BootstrapExpect int
+
+	// BindAddr (-bind, bind_addr) is the IP the cluster-facing listeners
+	// (server RPC/Raft, gossip) bind to. Empty means 0.0.0.0, or
+	// 127.0.0.1 under Dev.
+	BindAddr string
+	// AdvertiseAddr (-advertise, advertise_addr) is the IP other nodes
+	// reach this one on. Empty means BindAddr, or this host's only
+	// private IPv4 address when BindAddr is 0.0.0.0.
+	AdvertiseAddr string
+	// ClientAddr (-client, client_addr) is the IP the HTTP API and DNS
+	// bind to, 127.0.0.1 by default.
+	ClientAddr string
+	// Ports (-http-port, -dns-port, -serf-lan-port, -server-port; ports {}).
+	Ports Ports
+
+	// Join (-join, start_join) and RetryJoin (-retry-join, retry_join)
+	// are addresses of agents to join. They are accepted and kept; cluster
+	// membership, which uses them, is not built yet.
+	Join      []string
+	RetryJoin []string
+	// Encrypt (-encrypt, encrypt) is the base64 gossip encryption key
+	// (16, 24 or 32 bytes). Kept for membership.
+	Encrypt string
+	// Domain (-domain, domain) is the DNS domain, "cluster." by default.
+	Domain string
+	// Recursors (-recursor, recursors) answer DNS names outside Domain.
+	Recursors []string
+	// LogLevel (-log-level, log_level): trace, debug, info, warn or err.
+	LogLevel string
+
+	// ShutdownTimeout bounds how long a graceful stop waits for HTTP
+	// requests in flight (default 5s). Not a flag.
+	ShutdownTimeout time.Duration
+}
+
+// Ports are the agent's ports, Consul's defaults. For HTTP and DNS, -1
+// disables the listener (as in Consul); 0 anywhere picks a free port,
+// which tests use and (*Agent).HTTPAddr reports.
+type Ports struct {
+	HTTP    int
+	DNS     int
+	SerfLAN int
+	Server  int
+}
+
+// Default values, Consul's.
+const (
+	DefaultDatacenter = "dc1"
+	DefaultDomain     = "cluster."
+	DefaultClientAddr = "127.0.0.1"
+	DefaultLogLevel   = "info"
+	DefaultHTTPPort   = 8500
+	DefaultDNSPort    = 8600
+	DefaultSerfLAN    = 8301
+	DefaultServerPort = 8300
+)
+
+// DefaultConfig returns the defaults of `cairn agent` with no flags.
+func DefaultConfig() Config {
+	return Config{
+		Datacenter: DefaultDatacenter,
+		ClientAddr: DefaultClientAddr,
+		Domain:     DefaultDomain,
+		LogLevel:   DefaultLogLevel,
+		Ports: Ports{
+			HTTP:    DefaultHTTPPort,
+			DNS:     DefaultDNSPort,
+			SerfLAN: DefaultSerfLAN,
+			Server:  DefaultServerPort,
+		},
+		ShutdownTimeout: 5 * time.Second,
+	}
+}
+
+var datacenterRE = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+
+// Validate reports the first setting that cannot work, naming the flag,
+// the value given and what to do about it.
+func (c Config) Validate() error {
+	if c.Dev {
+		if c.BootstrapExpect != 0 {
+			return fmt.Errorf("-bootstrap-expect=%d conflicts with -dev (a single server); drop one of them", c.BootstrapExpect)
+		}
+		if c.DataDir != "" {
+			return fmt.Errorf("-data-dir=%s conflicts with -dev, which uses a temporary data dir removed on exit; drop one of them", c.DataDir)
+		}
+	} else {
+		if c.DataDir == "" {
+			return errors.New("-data-dir is required unless -dev is set; give a directory for the node ID and the Raft state (it is created if missing)")
+		}
+		if c.BootstrapExpect < 0 {
+			return fmt.Errorf("-bootstrap-expect=%d is negative; use 1 (this build runs a single server)", c.BootstrapExpect)
+		}
+		if c.BootstrapExpect > 0 && !c.Server {
+			return fmt.Errorf("-bootstrap-expect=%d needs -server: only servers take part in the Raft group; add -server or drop -bootstrap-expect", c.BootstrapExpect)
+		}
+		if !c.Server {
+			return errors.New("client agents (no -server) forward to servers they join, and cluster membership (-join) is not built yet; run a server with -server -bootstrap-expect=1, or -dev")
+		}
+		if c.BootstrapExpect > 1 {
+			return fmt.Errorf("-bootstrap-expect=%d: this build runs a single server; clusters of servers come with membership (-join), which is not built yet; use -bootstrap-expect=1", c.BootstrapExpect)
+		}
+		if c.BootstrapExpect == 0 {
+			return errors.New("-server without -bootstrap-expect waits for other servers to join, and cluster membership (-join) is not built yet; add -bootstrap-expect=1")
+		}
+	}
+	if c.NodeID != "" && !isUUID(c.NodeID) {
+		return fmt.Errorf("-node-id=%q is not a UUID (like 4f1a8a6e-2b1c-4c59-9b38-6c2f1d0e9a11); drop it to use the one kept in the data dir", c.NodeID)
+	}
+	if strings.TrimSpace(c.NodeName) != c.NodeName || strings.ContainsAny(c.NodeName, " \t\n/") {
+		return fmt.Errorf("-node=%q contains spaces or slashes; use a name of letters, digits, '-', '_' and '.'", c.NodeName)
+	}
+	if c.Datacenter == "" {
+		return errors.New("-datacenter is empty; drop it to use dc1")
+	}
+	if !datacenterRE.MatchString(c.Datacenter) {
+		return fmt.Errorf("-datacenter=%q may only contain letters, digits, '_' and '-'", c.Datacenter)
+	}
+	for _, a := range []struct{ flag, value string }{
+		{"-bind", c.BindAddr},
+		{"-advertise", c.AdvertiseAddr},
+	} {
+		if a.value == "" {
+			continue
+		}
+		if _, err := netip.ParseAddr(a.value); err != nil {
+			return fmt.Errorf("%s=%q is not an IP address; give one IP, such as 10.0.0.5 (no port: ports have their own flags)", a.flag, a.value)
+		}
+	}
+	if c.ClientAddr == "" {
+		return errors.New("-client is empty; give the IP for the HTTP API and DNS, such as 127.0.0.1 or 0.0.0.0")
+	}
+	if _, err := netip.ParseAddr(c.ClientAddr); err != nil {
+		return fmt.Errorf("-client=%q is not an IP address; give one IP, such as 127.0.0.1 or 0.0.0.0", c.ClientAddr)
+	}
+	if err := c.Ports.validate(); err != nil {
+		return err
+	}
+	if c.Encrypt != "" {
+		key, err := base64.StdEncoding.DecodeString(c.Encrypt)
+		if err != nil {
+			return fmt.Errorf("-encrypt is not valid base64 (%v); generate a key with: openssl rand -base64 32", err)
+		}
+		if n := len(key); n != 16 && n != 24 && n != 32 {
+			return fmt.Errorf("-encrypt decodes to %d bytes; a gossip key is 16, 24 or 32 bytes; generate one with: openssl rand -base64 32", n)
+		}
+	}
+	if d := strings.TrimSuffix(c.Domain, "."); d == "" || strings.ContainsAny(d, " \t/") || strings.HasPrefix(d, ".") || strings.Contains(d, "..") {
+		return fmt.Errorf("-domain=%q is not a DNS domain; use a name like cluster or consul", c.Domain)
+	}
+	for _, r := range c.Recursors {
+		if err := validRecursor(r); err != nil {
+			return err
+		}
+	}
+	if _, err := ParseLogLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.ShutdownTimeout < 0 {
+		return fmt.Errorf("shutdown timeout %v is negative", c.ShutdownTimeout)
+	}
+	return nil
+}
+
+func (p Ports) validate() error {
+	ports := []struct {
+		flag    string
+		value   int
+		disable bool // -1 turns the listener off
+	}{
+		{"-http-port", p.HTTP, true},
+		{"-dns-port", p.DNS, true},
+		{"-serf-lan-port", p.SerfLAN, false},
+		{"-server-port", p.Server, false},
+	}
+	seen := map[int]string{}
+	for _, pt := range ports {
+		switch {
+		case pt.value == -1 && pt.disable:
+			continue
+		case pt.value < 0 || pt.value > 65535:
+			hint := "0 picks a free port"
+			if pt.disable {
+				hint += ", -1 turns it off"
+			}
+			return fmt.Errorf("%s=%d is out of range; use 1-65535 (%s)", pt.flag, pt.value, hint)
+		case pt.value == 0:
+			continue
+		}
+		if other, ok := seen[pt.value]; ok {
+			return fmt.Errorf("%s=%d is also %s; give each port its own number", pt.flag, pt.value, other)
+		}
+		seen[pt.value] = pt.flag
+	}
+	return nil
+}
+
+func validRecursor(r string) error {
+	host := r
+	if h, port, err := net.SplitHostPort(r); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("-recursor=%q has a bad port; use IP or IP:port, such as 1.1.1.1 or 10.0.0.2:53", r)
+		}
+		host = h
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return fmt.Errorf("-recursor=%q is not an IP address; use IP or IP:port, such as 1.1.1.1 or 10.0.0.2:53", r)
+	}
+	return nil
+}
+
+// ParseLogLevel maps Consul's log levels to slog's: trace (below debug),
+// debug, info, warn (or warning) and err (or error), in any case.
+func ParseLogLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "trace":
+		return slog.LevelDebug - 4, nil
+	case "debug":
+		return slog.LevelDebug, nil
+	case "", "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "err", "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("-log-level=%q is not a log level; use trace, debug, info, warn or err", s)
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if r != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,203 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl"
+	"github.com/hashicorp/hcl/hcl/ast"
+)
+
+// fileConfig is the part of Consul's agent configuration file that cairn
+// reads: the same keys, in HCL or JSON. Pointers tell "not set" from a
+// zero value, so a file only overrides what it names.
+type fileConfig struct {
+	NodeName        *string    `hcl:"node_name"`
+	NodeID          *string    `hcl:"node_id"`
+	Datacenter      *string    `hcl:"datacenter"`
+	DataDir         *string    `hcl:"data_dir"`
+	Server          *bool      `hcl:"server"`
+	BootstrapExpect *int       `hcl:"bootstrap_expect"`
+	BindAddr        *string    `hcl:"bind_addr"`
+	AdvertiseAddr   *string    `hcl:"advertise_addr"`
+	ClientAddr      *string    `hcl:"client_addr"`
+	Ports           *filePorts `hcl:"ports"`
+	StartJoin       []string   `hcl:"start_join"`
+	RetryJoin       []string   `hcl:"retry_join"`
+	Encrypt         *string    `hcl:"encrypt"`
+	Domain          *string    `hcl:"domain"`
+	Recursors       []string   `hcl:"recursors"`
+	LogLevel        *string    `hcl:"log_level"`
+}
+
+type filePorts struct {
+	HTTP    *int `hcl:"http"`
+	DNS     *int `hcl:"dns"`
+	SerfLAN *int `hcl:"serf_lan"`
+	Server  *int `hcl:"server"`
+}
+
+// LoadConfigFile applies one Consul-style config file, HCL or JSON (told
+// apart by content, as hcl does), on top of cfg. Keys it does not know are
+// an error that names the key and the file. Lists (retry_join, recursors,
+// start_join) are appended to what cfg already holds, as Consul merges
+// them; everything else replaces.
+func LoadConfigFile(cfg *Config, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config file: %w", err)
+	}
+	if strings.TrimSpace(string(b)) == "" {
+		return nil
+	}
+	root, err := hcl.ParseBytes(b)
+	if err != nil {
+		return fmt.Errorf("parse config file %s: %w", path, err)
+	}
+	if err := checkKeys(root.Node, reflect.TypeFor[fileConfig](), ""); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	// Decode key by key, so that a bad value is reported with its key
+	// (hcl's own errors name neither).
+	var fc fileConfig
+	for _, item := range root.Node.(*ast.ObjectList).Items {
+		one := &ast.ObjectList{Items: []*ast.ObjectItem{item}}
+		if err := hcl.DecodeObject(&fc, one); err != nil {
+			key, _ := item.Keys[0].Token.Value().(string)
+			return fmt.Errorf("config file %s: %s%s: %w", path, at(item), key, err)
+		}
+	}
+	fc.apply(cfg)
+	return nil
+}
+
+// at is "line N: " for HCL; hcl's JSON parser keeps no positions.
+func at(n ast.Node) string {
+	if line := n.Pos().Line; line > 0 {
+		return fmt.Sprintf("line %d: ", line)
+	}
+	return ""
+}
+
+// LoadConfigDir applies every *.json and *.hcl file in dir, in lexical
+// order, as Consul's -config-dir does; other files are skipped.
+func LoadConfigDir(cfg *Config, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read config dir: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.Type().IsRegular() || e.Type()&os.ModeSymlink != 0 {
+			if ext == ".json" || ext == ".hcl" {
+				names = append(names, e.Name())
+			}
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := LoadConfigFile(cfg, filepath.Join(dir, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkKeys reports the first key under n that typ (a struct with hcl
+// tags) does not declare. hcl v1 decodes unknown keys silently.
+func checkKeys(n ast.Node, typ reflect.Type, prefix string) error {
+	var list *ast.ObjectList
+	switch v := n.(type) {
+	case *ast.ObjectList:
+		list = v
+	case *ast.ObjectType:
+		list = v.List
+	default:
+		return nil
+	}
+	known := map[string]reflect.Type{}
+	var names []string
+	for f := range typ.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("hcl"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		known[name] = ft
+		names = append(names, name)
+	}
+	for _, item := range list.Items {
+		if len(item.Keys) == 0 {
+			continue
+		}
+		key, _ := item.Keys[0].Token.Value().(string)
+		ft, ok := known[key]
+		if !ok {
+			slices.Sort(names)
+			return fmt.Errorf("%sunknown key %q; cairn reads these keys%s: %s",
+				at(item), prefix+key, inBlock(prefix), strings.Join(names, ", "))
+		}
+		if ft.Kind() != reflect.Struct {
+			continue
+		}
+		// HCL writes `ports { http = 1 }` (one key, object value) or
+		// `ports http { ... }`-style nested keys; JSON the former.
+		if len(item.Keys) > 1 {
+			sub := &ast.ObjectList{Items: []*ast.ObjectItem{{Keys: item.Keys[1:], Val: item.Val}}}
+			if err := checkKeys(sub, ft, prefix+key+"."); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := checkKeys(item.Val, ft, prefix+key+"."); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func inBlock(prefix string) string {
+	if prefix == "" {
+		return ""
+	}
+	return " in " + strings.TrimSuffix(prefix, ".")
+}
+
+func (fc *fileConfig) apply(c *Config) {
+	set(&c.NodeName, fc.NodeName)
+	set(&c.NodeID, fc.NodeID)
+	set(&c.Datacenter, fc.Datacenter)
+	set(&c.DataDir, fc.DataDir)
+	set(&c.Server, fc.Server)
+	set(&c.BootstrapExpect, fc.BootstrapExpect)
+	set(&c.BindAddr, fc.BindAddr)
+	set(&c.AdvertiseAddr, fc.AdvertiseAddr)
+	set(&c.ClientAddr, fc.ClientAddr)
+	if p := fc.Ports; p != nil {
+		set(&c.Ports.HTTP, p.HTTP)
+		set(&c.Ports.DNS, p.DNS)
+		set(&c.Ports.SerfLAN, p.SerfLAN)
+		set(&c.Ports.Server, p.Server)
+	}
+	c.Join = append(c.Join, fc.StartJoin...)
+	c.RetryJoin = append(c.RetryJoin, fc.RetryJoin...)
+	set(&c.Encrypt, fc.Encrypt)
+	set(&c.Domain, fc.Domain)
+	c.Recursors = append(c.Recursors, fc.Recursors...)
+	set(&c.LogLevel, fc.LogLevel)
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}

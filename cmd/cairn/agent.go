@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/cairn-dev/cairn/agent"
+)
+
+// runAgent is `cairn agent`: it runs until SIGINT or SIGTERM, then stops
+// gracefully and exits 0. A second signal kills at once.
+func runAgent(args []string, stderr io.Writer) int {
+	cfg, err := loadAgentConfig(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn agent: %v\n", err)
+		return 1
+	}
+	level, err := agent.ParseLogLevel(cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn agent: %v\n", err)
+		return 1
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	a, err := agent.New(cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn agent: %v\n", err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// After the first signal, restore the default handling so that a
+	// second one kills a stop that hangs.
+	context.AfterFunc(ctx, stop)
+
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "cairn agent: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// configSource is one -config-file or -config-dir, in command-line order.
+type configSource struct {
+	path string
+	dir  bool
+}
+
+// loadAgentConfig builds the agent's Config: defaults, then the config
+// files and dirs in the order given, then every other flag, wherever it
+// stands on the command line (Consul's precedence). Flags that take a
+// list (-join, -retry-join, -recursor) add to the lists of the files.
+func loadAgentConfig(args []string, stderr io.Writer) (agent.Config, error) {
+	// First pass: find the config files; the values go to a scratch copy.
+	var sources []configSource
+	scratch := agent.DefaultConfig()
+	fs := agentFlags(&scratch, &sources)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return agent.Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return agent.Config{}, fmt.Errorf("unexpected argument %q; cairn agent takes only flags (see cairn agent -h)", fs.Arg(0))
+	}
+
+	cfg := agent.DefaultConfig()
+	for _, src := range sources {
+		var err error
+		if src.dir {
+			err = agent.LoadConfigDir(&cfg, src.path)
+		} else {
+			err = agent.LoadConfigFile(&cfg, src.path)
+		}
+		if err != nil {
+			return agent.Config{}, err
+		}
+	}
+
+	// Second pass: the same flags, now onto the loaded configuration.
+	// Only flags given on the command line are set, so they override the
+	// files and leave the rest alone.
+	var ignored []configSource
+	fs = agentFlags(&cfg, &ignored)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return agent.Config{}, err
+	}
+	return cfg, nil
+}
+
+// agentFlags declares `cairn agent`'s flags, Consul's names, onto c.
+func agentFlags(c *agent.Config, sources *[]configSource) *flag.FlagSet {
+	fs := flag.NewFlagSet("cairn agent", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: cairn agent [options]\n\n  Starts a cairn agent and runs until interrupted (SIGINT or SIGTERM stop it\n  gracefully). Try: cairn agent -dev\n\nOptions:\n\n")
+		fs.PrintDefaults()
+	}
+	fs.BoolVar(&c.Dev, "dev", c.Dev, "Development mode: one server, a temporary data dir removed on exit, everything on 127.0.0.1.")
+	fs.BoolVar(&c.Server, "server", c.Server, "Run as a server: keep the Raft log and vote.")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "Servers to wait for before the first leader election (1 in this build).")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "Directory for the node ID and the Raft state. Required unless -dev.")
+	fs.StringVar(&c.NodeName, "node", c.NodeName, "Node name; the host name by default.")
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "Node UUID; by default generated once and kept in <data-dir>/node-id.")
+	fs.StringVar(&c.Datacenter, "datacenter", c.Datacenter, "Datacenter name.")
+	fs.StringVar(&c.BindAddr, "bind", c.BindAddr, "IP for cluster traffic (server RPC, gossip); 0.0.0.0 by default, 127.0.0.1 with -dev.")
+	fs.StringVar(&c.AdvertiseAddr, "advertise", c.AdvertiseAddr, "IP other nodes reach this one on; by default -bind, or the private IPv4 address.")
+	fs.StringVar(&c.ClientAddr, "client", c.ClientAddr, "IP for the HTTP API and DNS.")
+	fs.IntVar(&c.Ports.HTTP, "http-port", c.Ports.HTTP, "HTTP API port (-1 turns it off).")
+	fs.IntVar(&c.Ports.DNS, "dns-port", c.Ports.DNS, "DNS port (-1 turns it off).")
+	fs.IntVar(&c.Ports.SerfLAN, "serf-lan-port", c.Ports.SerfLAN, "LAN gossip port.")
+	fs.IntVar(&c.Ports.Server, "server-port", c.Ports.Server, "Server RPC (Raft) port.")
+	fs.Var(listFlag{&c.Join}, "join", "Address of an agent to join at start; repeatable. (Kept; membership is not built yet.)")
+	fs.Var(listFlag{&c.RetryJoin}, "retry-join", "Address of an agent to join, retried until it works; repeatable. (Kept; membership is not built yet.)")
+	fs.StringVar(&c.Encrypt, "encrypt", c.Encrypt, "Base64 gossip encryption key (16, 24 or 32 bytes).")
+	fs.StringVar(&c.Domain, "domain", c.Domain, "DNS domain the agent answers for.")
+	fs.Var(listFlag{&c.Recursors}, "recursor", "DNS server (IP or IP:port) for names outside -domain; repeatable.")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Log level: trace, debug, info, warn or err.")
+	fs.Var(sourceFlag{sources, false}, "config-file", "Config file (HCL or JSON, Consul's keys); repeatable, later files win, flags win over files.")
+	fs.Var(sourceFlag{sources, true}, "config-dir", "Directory whose *.hcl and *.json files are read in lexical order; repeatable.")
+	return fs
+}
+
+// listFlag appends every use of a repeatable flag to a list.
+type listFlag struct{ list *[]string }
+
+func (f listFlag) String() string {
+	if f.list == nil {
+		return ""
+	}
+	return strings.Join(*f.list, ",")
+}
+
+func (f listFlag) Set(v string) error {
+	*f.list = append(*f.list, v)
+	return nil
+}
+
+// sourceFlag records -config-file and -config-dir in command-line order.
+type sourceFlag struct {
+	list *[]configSource
+	dir  bool
+}
+
+func (f sourceFlag) String() string { return "" }
+
+func (f sourceFlag) Set(v string) error {
+	*f.list = append(*f.list, configSource{path: v, dir: f.dir})
+	return nil
+}

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `Usage: cairn <command> [args]
+
+Commands:
+    agent      Runs a cairn agent (Consul's flags; try "cairn agent -dev")
+    kv         Interacts with the key-value store (like "consul kv")
+    version    Prints the cairn version
+
+Run "cairn <command> -h" for a command's flags.
+`
+
+// run executes one cairn command and returns the process exit code.
+// Errors go to stderr, in the form the matching consul command uses.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 1
+	}
+	switch args[0] {
+	case "agent":
+		return runAgent(args[1:], stderr)
+	case "kv":
+		return runKV(args[1:], stdin, stdout, stderr)
+	case "version", "-version", "--version", "-v":
+		return runVersion(stdout)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "cairn: unknown command %q\n\n%s", args[0], usage)
+	if strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, `flags go after the command, as in "cairn agent -dev"`)
+	}
+	return 1
+}
