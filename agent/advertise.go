@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -73,4 +74,14 @@ func hostAddrs() ([]netip.Addr, error) {
 		}
 	}
 	return out, nil
+}
+
+// portOf is the port of host:port, 0 when there is none.
+func portOf(hostport string) int {
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }

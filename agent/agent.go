@@ -16,12 +16,17 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cairn-dev/cairn/agent/forward"
 	"github.com/cairn-dev/cairn/agent/httpapi"
+	"github.com/cairn-dev/cairn/agent/membership"
+	"github.com/cairn-dev/cairn/agent/servers"
 	"github.com/cairn-dev/cairn/kv"
+	"github.com/hashicorp/raft"
 )
 
-// Agent is one running cairn agent: in this build a single Raft server
-// with the Consul-compatible HTTP API in front of it.
+// Agent is one running cairn agent: a member of the cluster (gossip),
+// a Raft server when -server is set, and the Consul-compatible HTTP API
+// that answers locally or forwards to the servers.
 type Agent struct {
 	cfg Config
 	log *slog.Logger
@@ -32,7 +37,9 @@ type Agent struct {
 	mu         sync.Mutex
 	httpAddr   net.Addr // nil when the HTTP API is off
 	serverAddr string
+	serfAddr   string
 	dataDir    string
+	stop       context.CancelCauseFunc
 	nodeID     string
 }
 
@@ -93,6 +100,13 @@ func (a *Agent) ServerAddr() string {
 	return a.serverAddr
 }
 
+// SerfAddr is the gossip address other agents join (valid after Started).
+func (a *Agent) SerfAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.serfAddr
+}
+
 // DataDir is the data dir in use: -data-dir, or the temporary one of -dev.
 func (a *Agent) DataDir() string {
 	a.mu.Lock()
@@ -145,32 +159,52 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	store, err := kv.Open(kv.Config{
-		NodeID:        nodeID,
-		NodeName:      cfg.NodeName,
-		DataDir:       dataDir,
-		BindAddr:      net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Ports.Server)),
-		AdvertiseAddr: advertiseServerAddr(advertise, cfg.Ports.Server),
-		Bootstrap:     cfg.Dev || cfg.BootstrapExpect == 1,
-		Fast:          cfg.Dev,
-		Logger:        a.log,
-	})
-	if err != nil {
-		return err
+	var key []byte
+	if cfg.Encrypt != "" {
+		if key, err = membership.DecodeKey(cfg.Encrypt); err != nil {
+			return fmt.Errorf("-encrypt: %w", err)
+		}
+	}
+	fast := cfg.Dev || cfg.Fast
+
+	// Servers: the server port carries Raft and forwarded requests.
+	var (
+		mux   *forward.Mux
+		store *kv.Server
+	)
+	if cfg.Server {
+		mux, err = forward.Listen(net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Ports.Server)), advertise, a.log)
+		if err != nil {
+			return err
+		}
+		defer mux.Close()
+		trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  mux.RaftLayer(),
+			MaxPool: 3,
+			Timeout: 10 * time.Second,
+		})
+		store, err = kv.Open(kv.Config{
+			NodeID:    nodeID,
+			NodeName:  cfg.NodeName,
+			DataDir:   dataDir,
+			Transport: trans,
+			Bootstrap: cfg.Dev || cfg.BootstrapExpect == 1,
+			Fast:      fast,
+			Logger:    a.log,
+		})
+		if err != nil {
+			trans.Close()
+			return err
+		}
 	}
 	// From here on, the store is shut down on every path: by its own Run,
 	// or here when Run never starts.
 	runningStore := false
 	defer func() {
-		if !runningStore {
+		if store != nil && !runningStore {
 			store.Shutdown()
 		}
 	}()
-
-	serverPort := cfg.Ports.Server
-	if _, p, err := net.SplitHostPort(store.Addr()); err == nil {
-		serverPort, _ = strconv.Atoi(p)
-	}
 
 	var (
 		ln       net.Listener
@@ -186,9 +220,45 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		httpPort = ln.Addr().(*net.TCPAddr).Port
 	}
 
+	role, serverAddr, serverPort := membership.RoleClient, "", 0
+	if mux != nil {
+		role, serverAddr = membership.RoleServer, mux.Addr().String()
+		serverPort = mux.Addr().(*net.TCPAddr).Port
+	}
+	ml, err := membership.New(membership.Config{
+		NodeName:        cfg.NodeName,
+		BindAddr:        cfg.BindAddr,
+		BindPort:        cfg.Ports.SerfLAN,
+		AdvertiseAddr:   advertise,
+		EncryptKey:      key,
+		Fast:            fast,
+		ReapFailedAfter: cfg.ReconnectTimeout,
+		Logger:          a.log,
+		Meta: membership.Meta{
+			Role:       role,
+			Datacenter: cfg.Datacenter,
+			RaftAddr:   serverAddr,
+			NodeID:     nodeID,
+			Proto:      membership.ProtocolVersion,
+			HTTPPort:   max(httpPort, 0),
+			DNSPort:    max(cfg.Ports.DNS, 0),
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer ml.Shutdown()
+	members := &memberView{ml: ml, dc: cfg.Datacenter}
+
+	pool := forward.NewPool(5 * time.Second)
+	defer pool.Close()
+	router := forward.NewRouter(store, members.serverAddrs, pool)
+	c := &cluster{agent: a, ml: ml, router: router}
+
 	revision, _ := Revision()
 	handler, err := httpapi.NewHandler(httpapi.Config{
-		Store: store,
+		Store:   router,
+		Cluster: c,
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      nodeID,
@@ -197,7 +267,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			Revision:    revision,
 			Server:      cfg.Server,
 			BindAddr:    advertise,
-			SerfLANPort: cfg.Ports.SerfLAN,
+			SerfLANPort: ml.LocalMember().Port,
 			HTTPPort:    httpPort,
 			DNSPort:     cfg.Ports.DNS,
 			ServerPort:  serverPort,
@@ -212,35 +282,94 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if ln != nil {
 		a.httpAddr = ln.Addr()
 	}
-	a.serverAddr = store.Addr()
+	a.serverAddr = serverAddr
+	a.serfAddr = ml.LocalMember().AddrPort().String()
 	a.dataDir = dataDir
 	a.nodeID = nodeID
 	a.mu.Unlock()
 
-	a.warnUnbuilt()
+	if len(cfg.Join) > 0 {
+		n, err := ml.Join(cfg.Join)
+		if err != nil {
+			return fmt.Errorf("-join: %w", err)
+		}
+		a.log.Info("joined cluster", "contacted", n)
+	}
+
+	parts := parts{store: store, mux: mux, ml: ml, members: members, pool: pool, router: router}
 	runningStore = true
-	return a.serve(ctx, store, ln, handler)
+	return a.serve(ctx, parts, ln, handler)
 }
 
-// serve runs the store and the HTTP server in one errgroup until ctx is
-// done or one of them fails, then stops them in reverse order.
-func (a *Agent) serve(ctx context.Context, store *kv.Server, ln net.Listener, handler http.Handler) error {
+// parts are the running pieces of an agent; store and mux are nil on
+// client agents.
+type parts struct {
+	store   *kv.Server
+	mux     *forward.Mux
+	ml      *membership.Membership
+	members *memberView
+	pool    *forward.Pool
+	router  *forward.Router
+}
+
+// serve runs the parts in one errgroup until ctx is done, Leave is
+// requested, or a part fails; then it leaves the cluster and stops them
+// in reverse order.
+func (a *Agent) serve(ctx context.Context, p parts, ln net.Listener, handler http.Handler) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	a.mu.Lock()
+	a.stop = stop
+	a.mu.Unlock()
 	g, gctx := errgroup.WithContext(ctx)
 
-	// The store outlives the HTTP server: it is stopped only after the
-	// last request has been answered.
-	storeCtx, stopStore := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopStore()
-	g.Go(func() error {
-		err := store.Run(storeCtx)
-		if err == nil && storeCtx.Err() == nil {
-			err = errors.New("stopped on its own")
-		}
+	// The store, the server port and the server manager outlive the HTTP
+	// server: they stop only after the last request has been answered.
+	coreCtx, stopCore := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCore()
+	if p.store != nil {
+		g.Go(func() error {
+			err := p.store.Run(coreCtx)
+			if err == nil && coreCtx.Err() == nil {
+				err = errors.New("stopped on its own")
+			}
+			if err != nil {
+				return fmt.Errorf("kv server: %w", err)
+			}
+			return nil
+		})
+		serveRPC, err := forward.ServeConn(p.router)
 		if err != nil {
-			return fmt.Errorf("kv server: %w", err)
+			return err
 		}
-		return nil
-	})
+		g.Go(func() error {
+			err := p.mux.Serve(serveRPC)
+			if err != nil && coreCtx.Err() == nil {
+				return err
+			}
+			return nil
+		})
+		mgr, err := servers.New(servers.Config{
+			BootstrapExpect:     a.bootstrapExpect(),
+			FailedServerTimeout: a.cfg.ReconnectTimeout,
+			Logger:              a.log,
+		}, p.members, p.store, func(ctx context.Context, addr string) (bool, error) {
+			_, voters, err := p.pool.ServerStatus(ctx, addr)
+			return len(voters) > 0, err
+		})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return mgr.Run(coreCtx) })
+	}
+	if len(a.cfg.RetryJoin) > 0 {
+		g.Go(func() error {
+			if err := p.ml.RetryJoin(gctx, a.cfg.RetryJoin); err != nil && gctx.Err() == nil {
+				a.log.Warn("retry-join gave up", "err", err)
+			}
+			return nil
+		})
+	}
 
 	// Blocking queries (?index=&wait=) hold requests for minutes; their
 	// contexts end as soon as shutdown starts, so they answer at once
@@ -268,13 +397,24 @@ func (a *Agent) serve(ctx context.Context, store *kv.Server, ln net.Listener, ha
 	g.Go(func() error {
 		<-gctx.Done()
 		a.log.Info("agent stopping", "reason", context.Cause(gctx))
+		if a.cfg.LeaveOnTerminate || errors.Is(context.Cause(gctx), errLeaveRequested) {
+			a.leave(p)
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {
 			a.log.Warn("HTTP API: requests still running after the shutdown timeout; closing them", "timeout", a.cfg.ShutdownTimeout)
 			srv.Close()
 		}
-		stopStore()
+		stopCore()
+		if p.mux != nil {
+			// The store stops first (its Run returns after Shutdown);
+			// closing the port after that ends forwarded calls.
+			go func() {
+				<-p.store.Done()
+				p.mux.Close()
+			}()
+		}
 		return nil
 	})
 
@@ -289,7 +429,8 @@ func (a *Agent) serve(ctx context.Context, store *kv.Server, ln net.Listener, ha
 		"server", a.cfg.Server,
 		"dev", a.cfg.Dev,
 		"http", httpAddr,
-		"server_rpc", store.Addr(),
+		"server_rpc", a.ServerAddr(),
+		"serf_lan", a.SerfAddr(),
 		"data_dir", a.DataDir(),
 		"version", Version)
 	close(a.started)
@@ -302,29 +443,39 @@ func (a *Agent) serve(ctx context.Context, store *kv.Server, ln net.Listener, ha
 	return nil
 }
 
-// warnUnbuilt logs once for settings that are kept for features this
-// build does not have yet.
-func (a *Agent) warnUnbuilt() {
-	var ignored []string
-	if len(a.cfg.Join) > 0 {
-		ignored = append(ignored, "-join")
+// bootstrapExpect is how many servers form the first Raft group; kv
+// bootstraps a single server itself.
+func (a *Agent) bootstrapExpect() int {
+	if a.cfg.Dev || a.cfg.BootstrapExpect == 1 {
+		return 0
 	}
-	if len(a.cfg.RetryJoin) > 0 {
-		ignored = append(ignored, "-retry-join")
+	return a.cfg.BootstrapExpect
+}
+
+// leave tells the cluster this agent is going: a leading server first
+// hands the Raft group to the others by removing itself, then everyone
+// sees the member "left" (not "failed"), and the leader removes a
+// departed server from the Raft configuration.
+func (a *Agent) leave(p parts) {
+	if p.store != nil {
+		if err := p.store.Leave(); err != nil {
+			a.log.Warn("leave the raft group", "err", err)
+		}
 	}
-	if a.cfg.Encrypt != "" {
-		ignored = append(ignored, "-encrypt")
-	}
-	if len(ignored) > 0 {
-		a.log.Warn("cluster membership is not built yet; these settings are kept but have no effect", "settings", strings.Join(ignored, " "))
+	if err := p.ml.Leave(5 * time.Second); err != nil {
+		a.log.Warn("leave the cluster", "err", err)
 	}
 }
 
-// advertiseServerAddr is the server RPC address to advertise; empty
-// lets kv advertise its bound address.
-func advertiseServerAddr(ip string, port int) string {
-	if ip == "" || port == 0 {
-		return ""
+var errLeaveRequested = errors.New("leave requested")
+
+// Leave makes a running agent leave the cluster gracefully and stop, as
+// /v1/agent/leave and `cairn leave` ask.
+func (a *Agent) Leave() {
+	a.mu.Lock()
+	stop := a.stop
+	a.mu.Unlock()
+	if stop != nil {
+		stop(errLeaveRequested)
 	}
-	return net.JoinHostPort(ip, strconv.Itoa(port))
 }

@@ -61,6 +61,14 @@ func (r *running) stop(t *testing.T) error {
 // leader.
 func start(t *testing.T, cfg Config) *running {
 	t.Helper()
+	r := startAgent(t, cfg)
+	waitLeader(t, r.client)
+	return r
+}
+
+// startAgent runs an agent until the test ends and waits until it serves.
+func startAgent(t *testing.T, cfg Config) *running {
+	t.Helper()
 	a, err := New(cfg, nil)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -84,7 +92,6 @@ func start(t *testing.T, cfg Config) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitLeader(t, r.client)
 	return r
 }
 

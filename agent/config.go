@@ -37,8 +37,8 @@ type Config struct {
 	// Server (-server, server) makes this agent a member of the Raft group.
 	Server bool
 	// BootstrapExpect (-bootstrap-expect, bootstrap_expect) is how many
-	// servers to wait for before electing the first leader. This build
-	// runs one server, so it is 1 (or 0 with Dev).
+	// servers to wait for before forming the Raft group and electing the
+	// first leader. 0 on a server means it joins an existing group.
 	BootstrapExpect int
 
 	// BindAddr (-bind, bind_addr) is the IP the cluster-facing listeners
@@ -55,14 +55,28 @@ type Config struct {
 	// Ports (-http-port, -dns-port, -serf-lan-port, -server-port; ports {}).
 	Ports Ports
 
-	// Join (-join, start_join) and RetryJoin (-retry-join, retry_join)
-	// are addresses of agents to join. They are accepted and kept; cluster
-	// membership, which uses them, is not built yet.
+	// Join (-join, start_join) are agents to join at start; failing to
+	// reach all of them stops the agent. RetryJoin (-retry-join,
+	// retry_join) are tried in the background with backoff until one
+	// answers.
 	Join      []string
 	RetryJoin []string
 	// Encrypt (-encrypt, encrypt) is the base64 gossip encryption key
-	// (16, 24 or 32 bytes). Kept for membership.
+	// (16, 24 or 32 bytes; make one with `cairn keygen`).
 	Encrypt string
+	// ReconnectTimeout (reconnect_timeout) is how long a failed member is
+	// kept before it is reaped, and a failed server before the leader
+	// removes it from the Raft group (default 72h, Consul's).
+	ReconnectTimeout time.Duration
+	// LeaveOnTerminate (leave_on_terminate) makes a stopping agent leave
+	// the cluster gracefully, so others see it "left" and a leaving server
+	// is removed from the Raft group. Default true, for servers too
+	// (Consul defaults servers to false); false makes a stop look like a
+	// failure, as after kill -9.
+	LeaveOnTerminate bool
+	// Fast shortens Raft and gossip timings for agents that share one
+	// machine (-dev sets it; tests do). Not a flag: never across networks.
+	Fast bool
 	// Domain (-domain, domain) is the DNS domain, "cluster." by default.
 	Domain string
 	// Recursors (-recursor, recursors) answer DNS names outside Domain.
@@ -110,7 +124,9 @@ func DefaultConfig() Config {
 			SerfLAN: DefaultSerfLAN,
 			Server:  DefaultServerPort,
 		},
-		ShutdownTimeout: 5 * time.Second,
+		ShutdownTimeout:  5 * time.Second,
+		ReconnectTimeout: 72 * time.Hour,
+		LeaveOnTerminate: true,
 	}
 }
 
@@ -131,20 +147,14 @@ func (c Config) Validate() error {
 			return errors.New("-data-dir is required unless -dev is set; give a directory for the node ID and the Raft state (it is created if missing)")
 		}
 		if c.BootstrapExpect < 0 {
-			return fmt.Errorf("-bootstrap-expect=%d is negative; use 1 (this build runs a single server)", c.BootstrapExpect)
+			return fmt.Errorf("-bootstrap-expect=%d is negative; use the number of servers (1, 3 or 5)", c.BootstrapExpect)
 		}
 		if c.BootstrapExpect > 0 && !c.Server {
 			return fmt.Errorf("-bootstrap-expect=%d needs -server: only servers take part in the Raft group; add -server or drop -bootstrap-expect", c.BootstrapExpect)
 		}
-		if !c.Server {
-			return errors.New("client agents (no -server) forward to servers they join, and cluster membership (-join) is not built yet; run a server with -server -bootstrap-expect=1, or -dev")
-		}
-		if c.BootstrapExpect > 1 {
-			return fmt.Errorf("-bootstrap-expect=%d: this build runs a single server; clusters of servers come with membership (-join), which is not built yet; use -bootstrap-expect=1", c.BootstrapExpect)
-		}
-		if c.BootstrapExpect == 0 {
-			return errors.New("-server without -bootstrap-expect waits for other servers to join, and cluster membership (-join) is not built yet; add -bootstrap-expect=1")
-		}
+	}
+	if c.ReconnectTimeout < 0 {
+		return fmt.Errorf("reconnect_timeout %v is negative; drop it for the default 72h", c.ReconnectTimeout)
 	}
 	if c.NodeID != "" && !isUUID(c.NodeID) {
 		return fmt.Errorf("-node-id=%q is not a UUID (like 4f1a8a6e-2b1c-4c59-9b38-6c2f1d0e9a11); drop it to use the one kept in the data dir", c.NodeID)

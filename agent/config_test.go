@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"time"
+
 	"errors"
 	"net/netip"
 	"os"
@@ -59,14 +61,13 @@ func TestValidate(t *testing.T) {
 			wantErr: "-data-dir is required unless -dev is set; give a directory for the node ID and the Raft state (it is created if missing)"},
 		{name: "bootstrap-expect without server", cfg: server(), edit: func(c *Config) { c.Server = false },
 			wantErr: "-bootstrap-expect=1 needs -server: only servers take part in the Raft group; add -server or drop -bootstrap-expect"},
-		{name: "client agent", cfg: server(), edit: func(c *Config) { c.Server, c.BootstrapExpect = false, 0 },
-			wantErr: "client agents (no -server) forward to servers they join, and cluster membership (-join) is not built yet; run a server with -server -bootstrap-expect=1, or -dev"},
-		{name: "bootstrap-expect 3", cfg: server(), edit: func(c *Config) { c.BootstrapExpect = 3 },
-			wantErr: "-bootstrap-expect=3: this build runs a single server; clusters of servers come with membership (-join), which is not built yet; use -bootstrap-expect=1"},
-		{name: "server without bootstrap-expect", cfg: server(), edit: func(c *Config) { c.BootstrapExpect = 0 },
-			wantErr: "-server without -bootstrap-expect waits for other servers to join, and cluster membership (-join) is not built yet; add -bootstrap-expect=1"},
+		{name: "client agent", cfg: server(), edit: func(c *Config) { c.Server, c.BootstrapExpect = false, 0 }},
+		{name: "bootstrap-expect 3", cfg: server(), edit: func(c *Config) { c.BootstrapExpect = 3 }},
+		{name: "server without bootstrap-expect joins a group", cfg: server(), edit: func(c *Config) { c.BootstrapExpect = 0 }},
+		{name: "negative reconnect timeout", cfg: server(), edit: func(c *Config) { c.ReconnectTimeout = -time.Second },
+			wantErr: "reconnect_timeout -1s is negative; drop it for the default 72h"},
 		{name: "negative bootstrap-expect", cfg: server(), edit: func(c *Config) { c.BootstrapExpect = -2 },
-			wantErr: "-bootstrap-expect=-2 is negative; use 1 (this build runs a single server)"},
+			wantErr: "-bootstrap-expect=-2 is negative; use the number of servers (1, 3 or 5)"},
 		{name: "http port too high", cfg: server(), edit: func(c *Config) { c.Ports.HTTP = 70000 },
 			wantErr: "-http-port=70000 is out of range; use 1-65535 (0 picks a free port, -1 turns it off)"},
 		{name: "server port negative", cfg: server(), edit: func(c *Config) { c.Ports.Server = -1 },
@@ -264,7 +265,7 @@ func TestLoadConfigFileKeepsWhatItDoesNotName(t *testing.T) {
 
 func TestLoadConfigFileErrors(t *testing.T) {
 	dir := t.TempDir()
-	const keys = "advertise_addr, bind_addr, bootstrap_expect, client_addr, data_dir, datacenter, domain, encrypt, log_level, node_id, node_name, ports, recursors, retry_join, server, start_join"
+	const keys = "advertise_addr, bind_addr, bootstrap_expect, client_addr, data_dir, datacenter, domain, encrypt, leave_on_terminate, log_level, node_id, node_name, ports, recursors, retry_join, server, start_join"
 	tests := []struct {
 		name, file, body string
 		wantErr          string // with %s for the file's path

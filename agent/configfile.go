@@ -33,6 +33,7 @@ type fileConfig struct {
 	Domain          *string    `hcl:"domain"`
 	Recursors       []string   `hcl:"recursors"`
 	LogLevel        *string    `hcl:"log_level"`
+	LeaveOnTerm     *bool      `hcl:"leave_on_terminate"`
 }
 
 type filePorts struct {
@@ -194,6 +195,7 @@ func (fc *fileConfig) apply(c *Config) {
 	set(&c.Domain, fc.Domain)
 	c.Recursors = append(c.Recursors, fc.Recursors...)
 	set(&c.LogLevel, fc.LogLevel)
+	set(&c.LeaveOnTerminate, fc.LeaveOnTerm)
 }
 
 func set[T any](dst *T, v *T) {

@@ -128,6 +128,7 @@ type Server struct {
 	shutdownOnce sync.Once
 	shutdownErr  error
 	shutdownCh   chan struct{}
+	doneCh       chan struct{}
 }
 
 // Open opens (or creates) the data dir, replays snapshots and log into
@@ -207,6 +208,7 @@ func Open(cfg Config) (*Server, error) {
 		trans:      trans,
 		stores:     st,
 		shutdownCh: make(chan struct{}),
+		doneCh:     make(chan struct{}),
 	}
 	s.sessions = newSessionTimers(s)
 	s.resetReady()
@@ -310,9 +312,13 @@ func (s *Server) Shutdown() error {
 			c.Close()
 		}
 		s.shutdownErr = errors.Join(err, s.stores.close())
+		close(s.doneCh)
 	})
 	return s.shutdownErr
 }
+
+// Done is closed once Shutdown has finished.
+func (s *Server) Done() <-chan struct{} { return s.doneCh }
 
 // Leave removes this server from the Raft configuration (issued on the
 // leader) before shutting down, so the others do not wait for it.

@@ -34,9 +34,9 @@ type Mux struct {
 	wg     sync.WaitGroup
 }
 
-// Listen binds the server port. advertise is the address other servers
-// dial (empty: the bound address).
-func Listen(bind, advertise string, log *slog.Logger) (*Mux, error) {
+// Listen binds the server port. advertiseIP is the address other servers
+// dial, with the bound port (empty: the bound address).
+func Listen(bind, advertiseIP string, log *slog.Logger) (*Mux, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -44,15 +44,16 @@ func Listen(bind, advertise string, log *slog.Logger) (*Mux, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bind server port %s: %w (is another agent using -server-port?)", bind, err)
 	}
-	var adv net.Addr = ln.Addr()
-	if advertise != "" {
-		a, err := net.ResolveTCPAddr("tcp", advertise)
-		if err != nil {
+	tcp := ln.Addr().(*net.TCPAddr)
+	var adv net.Addr = tcp
+	if advertiseIP != "" {
+		ip := net.ParseIP(advertiseIP)
+		if ip == nil {
 			ln.Close()
-			return nil, fmt.Errorf("advertise address %q: %w", advertise, err)
+			return nil, fmt.Errorf("advertise address %q is not an IP address", advertiseIP)
 		}
-		adv = a
-	} else if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		adv = &net.TCPAddr{IP: ip, Port: tcp.Port}
+	} else if tcp.IP.IsUnspecified() {
 		ln.Close()
 		return nil, fmt.Errorf("server port bound to %s: other servers cannot dial an unspecified address; set -advertise (or -bind to a concrete address)", bind)
 	}

@@ -268,6 +268,19 @@ func (r *Router) Peers() ([]string, error) {
 	return resp.Peers, nil
 }
 
+// RaftConfiguration lists the Raft group's servers, from this server's
+// own view or, on a client, a server's.
+func (r *Router) RaftConfiguration(ctx context.Context) ([]kv.Peer, error) {
+	if r.local != nil {
+		return r.local.Configuration()
+	}
+	resp, _, err := r.forward(ctx, true, &Request{Method: mRaftConfig})
+	if err != nil {
+		return nil, err
+	}
+	return resp.RaftPeers, nil
+}
+
 // serve runs one forwarded request on this server.
 func (r *Router) serve(ctx context.Context, req *Request) (*Response, error) {
 	if r.local == nil {
@@ -301,6 +314,8 @@ func (r *Router) serve(ctx context.Context, req *Request) (*Response, error) {
 	case mStatus:
 		resp.Leader = r.local.Leader()
 		resp.Peers, err = r.local.Peers()
+	case mRaftConfig:
+		resp.RaftPeers, err = r.local.Configuration()
 	default:
 		err = fmt.Errorf("unknown forwarded method %q; is this server older than the agent?", req.Method)
 	}

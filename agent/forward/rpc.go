@@ -26,6 +26,7 @@ const (
 	mSessionInfo    = "session-info"
 	mSessions       = "sessions"
 	mStatus         = "status"
+	mRaftConfig     = "raft-configuration"
 )
 
 // Request is one forwarded call; only the fields its Method uses are set.
@@ -56,6 +57,7 @@ type Response struct {
 	Sessions   []*kv.Session
 	Leader     string
 	Peers      []string
+	RaftPeers  []kv.Peer
 }
 
 // Endpoint is the net/rpc receiver registered on servers.
@@ -165,6 +167,16 @@ func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, 
 func isServerError(err error) bool {
 	var se rpc.ServerError
 	return errors.As(err, &se)
+}
+
+// ServerStatus asks the server at addr for its Raft leader and voters;
+// a server with no Raft state yet answers no voters.
+func (p *Pool) ServerStatus(ctx context.Context, addr string) (leader string, voters []string, err error) {
+	resp, err := p.Call(ctx, addr, &Request{Method: mStatus})
+	if err != nil {
+		return "", nil, err
+	}
+	return resp.Leader, resp.Peers, nil
 }
 
 // Close closes every connection.

@@ -34,12 +34,19 @@ func FuzzHandler(f *testing.F) {
 		{"GET", "/v1/session/node/", "", ""},
 		{"GET", "/v1/status/peers", "", ""},
 		{"GET", "/v1/agent/self", "dc=x", ""},
+		{"GET", "/v1/agent/members", "wan=1&segment=x", ""},
+		{"PUT", "/v1/agent/join/10.0.0.3:8301", "", ""},
+		{"PUT", "/v1/agent/join/", "wan", ""},
+		{"PUT", "/v1/agent/leave", "", ""},
+		{"PUT", "/v1/agent/force-leave/web-1", "prune", ""},
+		{"GET", "/v1/operator/raft/configuration", "stale&index=3", ""},
 		{"BREW", "/v1/kv/a", "%zz", ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.query, s.body)
 	}
-	h, err := httpapi.NewHandler(httpapi.Config{Store: kvtest.NewServer(f)})
+	fc := &fakeCluster{members: testMembers(), quiet: true}
+	h, err := httpapi.NewHandler(httpapi.Config{Store: kvtest.NewServer(f), Cluster: fc})
 	if err != nil {
 		f.Fatal(err)
 	}

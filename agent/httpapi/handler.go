@@ -43,6 +43,10 @@ type Config struct {
 	Store Store
 	// Self holds the facts /v1/agent/self reports.
 	Self Self
+	// Cluster answers /v1/agent/members, join, leave, force-leave and
+	// /v1/operator/raft/configuration. Optional: without it those
+	// endpoints answer 500.
+	Cluster Cluster
 	// Logger gets one line per failed request (5xx) and per recovered
 	// panic; nil discards.
 	Logger *slog.Logger
@@ -69,10 +73,11 @@ const DefaultDatacenter = "dc1"
 
 // handler routes /v1/* requests to the endpoint functions.
 type handler struct {
-	store  Store
-	self   Self
-	log    *slog.Logger
-	routes []route
+	store   Store
+	cluster Cluster // nil when the agent has none
+	self    Self
+	log     *slog.Logger
+	routes  []route
 }
 
 // route is one Consul endpoint. A path ending in "/" matches every path
@@ -105,7 +110,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{store: cfg.Store, self: cfg.Self, log: cfg.Logger}
+	h := &handler{store: cfg.Store, cluster: cfg.Cluster, self: cfg.Self, log: cfg.Logger}
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
 		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
@@ -119,6 +124,11 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/status/leader", get, h.statusLeader},
 		{"/v1/status/peers", get, h.statusPeers},
 		{"/v1/agent/self", get, h.agentSelf},
+		{"/v1/agent/members", get, h.agentMembers},
+		{"/v1/agent/join/", put, h.agentJoin},
+		{"/v1/agent/leave", put, h.agentLeave},
+		{"/v1/agent/force-leave/", put, h.agentForceLeave},
+		{"/v1/operator/raft/configuration", get, h.operatorRaftConfiguration},
 	}
 	return h, nil
 }

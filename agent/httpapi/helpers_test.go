@@ -50,7 +50,13 @@ func newTestAPI(t *testing.T, observe func(*http.Request)) *testAPI {
 
 func serve(t *testing.T, store httpapi.Store, observe func(*http.Request)) *testAPI {
 	t.Helper()
-	h, err := httpapi.NewHandler(httpapi.Config{Store: store, Self: testSelf()})
+	return serveConfig(t, httpapi.Config{Store: store, Self: testSelf()}, observe)
+}
+
+// serveConfig serves the handler made from cfg.
+func serveConfig(t *testing.T, cfg httpapi.Config, observe func(*http.Request)) *testAPI {
+	t.Helper()
+	h, err := httpapi.NewHandler(cfg)
 	if err != nil {
 		t.Fatalf("NewHandler: %v", err)
 	}
@@ -65,16 +71,16 @@ func serve(t *testing.T, store httpapi.Store, observe func(*http.Request)) *test
 		ts.CloseClientConnections()
 		ts.Close()
 	})
-	cfg := api.DefaultNonPooledConfig()
-	cfg.Address = ts.Listener.Addr().String()
-	cfg.Scheme = "http"
-	cfg.Token = ""
-	client, err := api.NewClient(cfg)
+	ccfg := api.DefaultNonPooledConfig()
+	ccfg.Address = ts.Listener.Addr().String()
+	ccfg.Scheme = "http"
+	ccfg.Token = ""
+	client, err := api.NewClient(ccfg)
 	if err != nil {
 		t.Fatalf("api.NewClient: %v", err)
 	}
 	ta := &testAPI{client: client, url: ts.URL, http: ts.Client()}
-	if s, ok := store.(*kv.Server); ok {
+	if s, ok := cfg.Store.(*kv.Server); ok {
 		ta.srv = s
 	}
 	return ta

@@ -13,7 +13,7 @@ import (
 type selfResponse struct {
 	Config      selfConfig
 	DebugConfig selfDebugConfig
-	Member      selfMember
+	Member      agentMember
 	Stats       map[string]map[string]string
 	Meta        map[string]string
 }
@@ -43,42 +43,21 @@ type selfDebugConfig struct {
 	Revision    string
 }
 
-// selfMember is this agent as a serf member.
-type selfMember struct {
-	Name        string
-	Addr        string
-	Port        int
-	Tags        map[string]string
-	Status      int // serf.StatusAlive
-	ProtocolMin int
-	ProtocolMax int
-	ProtocolCur int
-	DelegateMin int
-	DelegateMax int
-	DelegateCur int
-}
-
 // agentSelf serves GET /v1/agent/self.
 func (h *handler) agentSelf(c *call) error {
 	s := h.self
-	role := "node"
-	if s.Server {
-		role = "consul"
-	}
-	tags := map[string]string{
-		"role":    role,
-		"dc":      s.Datacenter,
-		"id":      s.NodeID,
-		"build":   s.Version + ":" + s.Revision,
-		"segment": "",
-		"vsn":     "2",
-		"vsn_min": "2",
-		"vsn_max": "3",
-	}
-	if s.Server {
-		tags["port"] = strconv.Itoa(s.ServerPort)
-		tags["raft_vsn"] = "3"
-	}
+	// This agent as gossip sees it: alive, since it is answering.
+	member := toAgentMember(Member{
+		Name:       s.NodeName,
+		Addr:       s.BindAddr,
+		Port:       s.SerfLANPort,
+		Status:     MemberAlive,
+		Server:     s.Server,
+		Datacenter: s.Datacenter,
+		NodeID:     s.NodeID,
+		ServerPort: s.ServerPort,
+		Build:      s.Version + ":" + s.Revision,
+	}, s.Datacenter)
 	return writeJSON(c.w, http.StatusOK, selfResponse{
 		Config: selfConfig{
 			Datacenter:        s.Datacenter,
@@ -102,19 +81,7 @@ func (h *handler) agentSelf(c *call) error {
 			Version:     s.Version,
 			Revision:    s.Revision,
 		},
-		Member: selfMember{
-			Name:        s.NodeName,
-			Addr:        s.BindAddr,
-			Port:        s.SerfLANPort,
-			Tags:        tags,
-			Status:      1,
-			ProtocolMin: 1,
-			ProtocolMax: 5,
-			ProtocolCur: 2,
-			DelegateMin: 2,
-			DelegateMax: 5,
-			DelegateCur: 4,
-		},
+		Member: member,
 		Stats: map[string]map[string]string{
 			"build": {"version": s.Version, "revision": s.Revision, "prerelease": ""},
 			"runtime": {

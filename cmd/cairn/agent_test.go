@@ -208,6 +208,12 @@ func TestRunCommands(t *testing.T) {
 		{[]string{"agent", "-h"}, 0, "", "Usage: cairn agent [options]"},
 		{[]string{"kv"}, 1, "", "Usage: cairn kv <subcommand>"},
 		{[]string{"kv", "list"}, 1, "", `cairn kv: unknown subcommand "list"`},
+		{[]string{"members", "-h"}, 0, "", "Usage: cairn members [options]"},
+		{[]string{"join", "-h"}, 0, "", "Usage: cairn join [options] ADDRESS..."},
+		{[]string{"leave", "-h"}, 0, "", "Usage: cairn leave [options]"},
+		{[]string{"force-leave", "-h"}, 0, "", "Usage: cairn force-leave [options] NODE"},
+		{[]string{"operator", "raft", "list-peers", "-h"}, 0, "", "Usage: cairn operator raft list-peers [options]"},
+		{[]string{"keygen", "-h"}, 0, "", "Usage: cairn keygen"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr strings.Builder

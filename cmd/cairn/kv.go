@@ -37,7 +37,7 @@ func runKV(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, kvUsage)
 		return 1
 	}
-	c := &kvCmd{stdin: stdin, stdout: stdout, stderr: stderr}
+	c := &kvCmd{command{stdin: stdin, stdout: stdout, stderr: stderr}}
 	switch args[0] {
 	case "get":
 		return c.get(args[1:])
@@ -58,52 +58,13 @@ func runKV(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 type kvCmd struct {
-	stdin          io.Reader
-	stdout, stderr io.Writer
-
-	// Consul's HTTP client flags.
-	httpAddr   string
-	token      string
-	datacenter string
-	stale      bool
+	command
 }
 
-func (c *kvCmd) info(format string, a ...any)  { fmt.Fprintf(c.stdout, format+"\n", a...) }
-func (c *kvCmd) error(format string, a ...any) { fmt.Fprintf(c.stderr, format+"\n", a...) }
-
-// flags returns a flag set with the HTTP client flags every subcommand takes.
+// flags returns a flag set with the HTTP client and server flags every
+// kv subcommand takes.
 func (c *kvCmd) flags(name, help string) *flag.FlagSet {
-	fs := flag.NewFlagSet("cairn kv "+name, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), strings.TrimLeft(help, "\n"), "\nOptions:\n\n")
-		fs.PrintDefaults()
-	}
-	fs.StringVar(&c.httpAddr, "http-addr", "", "Address of the agent's HTTP API, with an optional scheme (http://, https://, unix://). Default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500.")
-	fs.StringVar(&c.token, "token", "", "ACL token for the request. Default: CONSUL_HTTP_TOKEN.")
-	fs.StringVar(&c.datacenter, "datacenter", "", "Datacenter to query. Default: the agent's.")
-	fs.BoolVar(&c.stale, "stale", false, "Let any server answer reads, even one that is not the leader.")
-	return fs
-}
-
-// client builds the Consul API client, environment first, flags over it.
-func (c *kvCmd) client() (*api.Client, bool) {
-	cfg := api.DefaultConfig()
-	if c.httpAddr != "" {
-		cfg.Address = c.httpAddr
-	}
-	if c.token != "" {
-		cfg.Token = c.token
-	}
-	if c.datacenter != "" {
-		cfg.Datacenter = c.datacenter
-	}
-	client, err := api.NewClient(cfg)
-	if err != nil {
-		c.error("Error connecting to cairn agent: %s", err)
-		return nil, false
-	}
-	return client, true
+	return c.flagSet("cairn kv "+name, help, true)
 }
 
 func (c *kvCmd) query() *api.QueryOptions { return &api.QueryOptions{AllowStale: c.stale} }
@@ -519,13 +480,4 @@ func (c *kvCmd) imp(args []string) int {
 		c.info("Imported: %s", e.Key)
 	}
 	return 0
-}
-
-// flagExit is the exit code for a flag parse error: 0 for -h, else 1
-// (the flag package has already printed the problem and the usage).
-func flagExit(err error) int {
-	if err == flag.ErrHelp {
-		return 0
-	}
-	return 1
 }

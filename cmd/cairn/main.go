@@ -14,9 +14,15 @@ func main() {
 const usage = `Usage: cairn <command> [args]
 
 Commands:
-    agent      Runs a cairn agent (Consul's flags; try "cairn agent -dev")
-    kv         Interacts with the key-value store (like "consul kv")
-    version    Prints the cairn version
+    agent          Runs a cairn agent (Consul's flags; try "cairn agent -dev")
+    force-leave    Forces a member of the cluster to enter the "left" state
+    join           Tells a running agent to join the cluster
+    keygen         Generates a new gossip encryption key
+    kv             Interacts with the key-value store (like "consul kv")
+    leave          Gracefully leaves the cluster and shuts the agent down
+    members        Lists the members of the cluster
+    operator       Cluster-level tools for operators ("operator raft list-peers")
+    version        Prints the cairn version
 
 Run "cairn <command> -h" for a command's flags.
 `
@@ -33,6 +39,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runAgent(args[1:], stderr)
 	case "kv":
 		return runKV(args[1:], stdin, stdout, stderr)
+	case "members":
+		return runMembers(args[1:], stdout, stderr)
+	case "join":
+		return runJoin(args[1:], stdout, stderr)
+	case "leave":
+		return runLeave(args[1:], stdout, stderr)
+	case "force-leave":
+		return runForceLeave(args[1:], stdout, stderr)
+	case "operator":
+		return runOperator(args[1:], stdout, stderr)
+	case "keygen":
+		return runKeygen(args[1:], stdout, stderr)
 	case "version", "-version", "--version", "-v":
 		return runVersion(stdout)
 	case "-h", "-help", "--help", "help":
