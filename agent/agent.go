@@ -383,6 +383,12 @@ func (a *Agent) serve(ctx context.Context, p parts, ln net.Listener, handler htt
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 	}
+	// HTTP/2 without TLS (h2c) besides HTTP/1.1: a watcher with many
+	// blocking queries (cairn template) multiplexes them over one
+	// connection instead of one socket per query.
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	srv.RegisterOnShutdown(cancelRequests)
 	if ln != nil {
 		g.Go(func() error {

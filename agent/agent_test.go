@@ -259,3 +259,19 @@ func TestShutdownWakesBlockingQueries(t *testing.T) {
 	}
 	<-queryDone
 }
+
+// TestHTTP2Cleartext: the API also speaks HTTP/2 without TLS, so one
+// connection can carry many blocking queries.
+func TestHTTP2Cleartext(t *testing.T) {
+	r := start(t, devConfig())
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	resp, err := (&http.Client{Transport: tr}).Get("http://" + r.HTTPAddr().String() + "/v1/status/leader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Fatalf("GET over h2c = %s %s, want 200 over HTTP/2", resp.Proto, resp.Status)
+	}
+}
