@@ -418,21 +418,34 @@ func (s *Server) checkRead(ctx context.Context, q QueryOptions) error {
 		}
 		return ErrNotLeader
 	}
+	ready := *s.ready.Load()
+	select {
+	case <-ready:
+	default:
+		if err := s.waitReady(ctx, ready); err != nil {
+			return err
+		}
+	}
+	if q.Consistent {
+		if err := s.raft.VerifyLeader().Error(); err != nil {
+			return fmt.Errorf("%w: verify leadership: %v", ErrNotLeader, err)
+		}
+	}
+	return nil
+}
+
+// waitReady waits for a new leader's barrier, bounded by readyTimeout.
+func (s *Server) waitReady(ctx context.Context, ready <-chan struct{}) error {
 	t := time.NewTimer(readyTimeout)
 	defer t.Stop()
 	select {
-	case <-*s.ready.Load():
+	case <-ready:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.shutdownCh:
 		return ErrShutdown
 	case <-t.C:
 		return fmt.Errorf("%w: the new leader has not applied earlier entries within %v; retry", ErrNoLeader, readyTimeout)
-	}
-	if q.Consistent {
-		if err := s.raft.VerifyLeader().Error(); err != nil {
-			return fmt.Errorf("%w: verify leadership: %v", ErrNotLeader, err)
-		}
 	}
 	return nil
 }

@@ -1,0 +1,35 @@
+package kv_test
+
+import (
+	"testing"
+
+	"github.com/cairn-dev/cairn/kv"
+	"github.com/cairn-dev/cairn/kvtest"
+)
+
+// BenchmarkGet is one default-consistency read of an existing key on the
+// leader: the store's share of a GET /v1/kv request.
+func BenchmarkGet(b *testing.B) {
+	s := kvtest.NewServer(b)
+	if _, err := s.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "bench/key", Value: make([]byte, 128)}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, e, err := s.Get(ctx, kv.QueryOptions{}, "bench/key"); err != nil || e == nil {
+			b.Fatal(e, err)
+		}
+	}
+}
+
+// BenchmarkSet is one acknowledged write (Raft commit with fsync).
+func BenchmarkSet(b *testing.B) {
+	s := kvtest.NewServer(b)
+	v := make([]byte, 128)
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, err := s.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "bench/key", Value: v}); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
