@@ -7,7 +7,7 @@ GO        ?= go
 BIN       ?= bin/cairn
 BENCHTIME ?= 1s
 
-.PHONY: all build run test bench lint clean
+.PHONY: all build run test bench bench-cluster lint clean
 
 all: lint test build
 
@@ -27,6 +27,10 @@ test:
 ## bench: benchmarks; CI runs them once with BENCHTIME=1x
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./...
+
+## bench-cluster: leader failover time and 1- vs 3-server KV throughput with real processes on 127.0.0.1 (bench/failover, ~2 min)
+bench-cluster: build
+	$(GO) run ./bench/failover -bin $(BIN) $(BENCH_CLUSTER_FLAGS)
 
 ## lint: gofmt must have nothing to say, and go vet
 lint:

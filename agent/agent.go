@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/forward"
 	"github.com/cairn-dev/cairn/agent/httpapi"
 	"github.com/cairn-dev/cairn/agent/membership"
@@ -250,6 +252,44 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer ml.Shutdown()
 	members := &memberView{ml: ml, dc: cfg.Datacenter}
 
+	// The catalog: this agent's services and checks (kept in the data
+	// dir), and every other agent's, replicated over gossip. Its gossip
+	// handler is registered before any join, so nothing is missed.
+	cat, err := catalog.New(catalog.Config{
+		NodeName:           cfg.NodeName,
+		NodeID:             nodeID,
+		Datacenter:         cfg.Datacenter,
+		Address:            advertise,
+		DataDir:            dataDir,
+		EnableScriptChecks: cfg.EnableScriptChecks,
+		ValidateCheck:      validateCheck(cfg.EnableScriptChecks),
+		Members:            catalogMembers{ml},
+		Fast:               fast,
+		Logger:             a.log,
+	})
+	if err != nil {
+		return err
+	}
+	gossip, err := ml.Register(gossipKindCatalog, cat.GossipHandler())
+	if err != nil {
+		return fmt.Errorf("catalog gossip: %w", err)
+	}
+	checksCfg := checks.Config{
+		Sink:               checkSink{cat: cat, log: a.log},
+		EnableScriptChecks: cfg.EnableScriptChecks,
+		DisableStagger:     fast,
+		Logger:             a.log,
+	}
+	if cfg.Fast {
+		// Tests: deregister-critical-after in seconds, not Consul's
+		// one-minute floor (which -dev keeps).
+		checksCfg.MinDeregisterAfter = time.Second
+	}
+	runner, err := checks.New(checksCfg)
+	if err != nil {
+		return err
+	}
+
 	pool := forward.NewPool(5 * time.Second)
 	defer pool.Close()
 	router := forward.NewRouter(store, members.serverAddrs, pool)
@@ -259,6 +299,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	handler, err := httpapi.NewHandler(httpapi.Config{
 		Store:   router,
 		Cluster: c,
+		Catalog: cat,
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      nodeID,
@@ -296,7 +337,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		a.log.Info("joined cluster", "contacted", n)
 	}
 
-	parts := parts{store: store, mux: mux, ml: ml, members: members, pool: pool, router: router}
+	parts := parts{store: store, mux: mux, ml: ml, members: members, pool: pool, router: router,
+		catalog: cat, gossip: gossip, checks: runner}
 	runningStore = true
 	return a.serve(ctx, parts, ln, handler)
 }
@@ -310,6 +352,9 @@ type parts struct {
 	members *memberView
 	pool    *forward.Pool
 	router  *forward.Router
+	catalog *catalog.Catalog
+	gossip  *membership.Channel
+	checks  *checks.Runner
 }
 
 // serve runs the parts in one errgroup until ctx is done, Leave is
@@ -362,6 +407,16 @@ func (a *Agent) serve(ctx context.Context, p parts, ln net.Listener, handler htt
 		}
 		g.Go(func() error { return mgr.Run(coreCtx) })
 	}
+	// The catalog spreads this agent's state and applies the others'; the
+	// runner runs this agent's checks. Both stop when shutdown starts:
+	// reads are served from the catalog's memory without them.
+	g.Go(func() error {
+		if err := p.catalog.Run(gctx, p.gossip, checkRunner{p.checks}); err != nil {
+			return fmt.Errorf("catalog: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return p.checks.Run(gctx) })
 	if len(a.cfg.RetryJoin) > 0 {
 		g.Go(func() error {
 			if err := p.ml.RetryJoin(gctx, a.cfg.RetryJoin); err != nil && gctx.Err() == nil {

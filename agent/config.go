@@ -74,6 +74,10 @@ type Config struct {
 	// (Consul defaults servers to false); false makes a stop look like a
 	// failure, as after kill -9.
 	LeaveOnTerminate bool
+	// EnableScriptChecks (-enable-script-checks, enable_script_checks)
+	// allows checks that run a program (ScriptArgs). Off by default, as
+	// in Consul: anyone who can register a check could run anything.
+	EnableScriptChecks bool
 	// Fast shortens Raft and gossip timings for agents that share one
 	// machine (-dev sets it; tests do). Not a flag: never across networks.
 	Fast bool

@@ -265,15 +265,15 @@ func TestLoadConfigFileKeepsWhatItDoesNotName(t *testing.T) {
 
 func TestLoadConfigFileErrors(t *testing.T) {
 	dir := t.TempDir()
-	const keys = "advertise_addr, bind_addr, bootstrap_expect, client_addr, data_dir, datacenter, domain, encrypt, leave_on_terminate, log_level, node_id, node_name, ports, recursors, retry_join, server, start_join"
+	const keys = "advertise_addr, bind_addr, bootstrap_expect, client_addr, data_dir, datacenter, domain, enable_script_checks, encrypt, leave_on_terminate, log_level, node_id, node_name, ports, recursors, retry_join, server, start_join"
 	tests := []struct {
 		name, file, body string
 		wantErr          string // with %s for the file's path
 	}{
 		{"unknown hcl key", "a.hcl", "server = true\nui = true\n",
 			`config file %s: line 2: unknown key "ui"; cairn reads these keys: ` + keys},
-		{"unknown json key", "a.json", "{\"server\": true,\n \"enable_script_checks\": true}",
-			`config file %s: unknown key "enable_script_checks"; cairn reads these keys: ` + keys},
+		{"unknown json key", "a.json", "{\"server\": true,\n \"enable_local_script_checks\": true}",
+			`config file %s: unknown key "enable_local_script_checks"; cairn reads these keys: ` + keys},
 		{"unknown port", "a.hcl", "ports {\n  https = 8501\n}\n",
 			`config file %s: line 2: unknown key "ports.https"; cairn reads these keys in ports: dns, http, serf_lan, server`},
 		{"unknown json port", "a.json", `{"ports": {"grpc": 8502}}`,

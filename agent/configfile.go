@@ -34,6 +34,7 @@ type fileConfig struct {
 	Recursors       []string   `hcl:"recursors"`
 	LogLevel        *string    `hcl:"log_level"`
 	LeaveOnTerm     *bool      `hcl:"leave_on_terminate"`
+	ScriptChecks    *bool      `hcl:"enable_script_checks"`
 }
 
 type filePorts struct {
@@ -196,6 +197,7 @@ func (fc *fileConfig) apply(c *Config) {
 	c.Recursors = append(c.Recursors, fc.Recursors...)
 	set(&c.LogLevel, fc.LogLevel)
 	set(&c.LeaveOnTerminate, fc.LeaveOnTerm)
+	set(&c.EnableScriptChecks, fc.ScriptChecks)
 }
 
 func set[T any](dst *T, v *T) {

@@ -30,6 +30,20 @@ func TestMain(m *testing.M) {
 		fmt.Println("e2e: skipped under -short (the tests build and run the cairn binary)")
 		os.Exit(0)
 	}
+	// CAIRN_E2E_BIN runs the tests against a binary built elsewhere (a
+	// release, or a snapshot while the tree is being edited).
+	if bin := os.Getenv("CAIRN_E2E_BIN"); bin != "" {
+		abs, err := filepath.Abs(bin)
+		if err == nil {
+			_, err = os.Stat(abs)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: CAIRN_E2E_BIN=%s: %v\n", bin, err)
+			os.Exit(1)
+		}
+		cairnBin = abs
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "cairn-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -86,6 +87,12 @@ func statusOf(err error) (int, string) {
 		return http.StatusNotFound, msg
 	case errors.Is(err, kv.ErrTxnFailed):
 		return http.StatusConflict, msg
+	case errors.Is(err, catalog.ErrInvalid):
+		return http.StatusBadRequest, msg
+	case errors.Is(err, catalog.ErrNotFound):
+		return http.StatusNotFound, msg
+	case errors.Is(err, catalog.ErrNotOwner):
+		return http.StatusForbidden, msg
 	}
 	return http.StatusInternalServerError, msg
 }

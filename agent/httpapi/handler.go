@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -47,6 +48,10 @@ type Config struct {
 	// /v1/operator/raft/configuration. Optional: without it those
 	// endpoints answer 500.
 	Cluster Cluster
+	// Catalog answers /v1/catalog, /v1/health and this agent's services
+	// and checks (/v1/agent/service*, /v1/agent/check*). Optional:
+	// without it those endpoints answer 500.
+	Catalog Catalog
 	// Logger gets one line per failed request (5xx) and per recovered
 	// panic; nil discards.
 	Logger *slog.Logger
@@ -75,6 +80,7 @@ const DefaultDatacenter = "dc1"
 type handler struct {
 	store   Store
 	cluster Cluster // nil when the agent has none
+	catalog Catalog // nil when the agent has none
 	self    Self
 	log     *slog.Logger
 	routes  []route
@@ -110,7 +116,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{store: cfg.Store, cluster: cfg.Cluster, self: cfg.Self, log: cfg.Logger}
+	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger}
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
 		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
@@ -129,6 +135,32 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/agent/leave", put, h.agentLeave},
 		{"/v1/agent/force-leave/", put, h.agentForceLeave},
 		{"/v1/operator/raft/configuration", get, h.operatorRaftConfiguration},
+
+		// The catalog, answered from this agent's memory (catalog.go,
+		// health.go). Exact paths before the prefixes they share.
+		{"/v1/catalog/datacenters", get, h.catalogDatacenters},
+		{"/v1/catalog/services", get, h.catalogServices},
+		{"/v1/catalog/service/", get, h.catalogService},
+		{"/v1/catalog/nodes", get, h.catalogNodes},
+		{"/v1/catalog/node/", get, h.catalogNode},
+		{"/v1/catalog/node-services/", get, h.catalogNodeServices},
+		{"/v1/catalog/register", put, h.catalogRegister},
+		{"/v1/catalog/deregister", put, h.catalogDeregister},
+		{"/v1/health/service/", get, h.healthService},
+		{"/v1/health/checks/", get, h.healthChecks},
+		{"/v1/health/node/", get, h.healthNode},
+		{"/v1/health/state/", get, h.healthState},
+		{"/v1/agent/services", get, h.agentServices},
+		{"/v1/agent/service/register", put, h.agentServiceRegister},
+		{"/v1/agent/service/deregister/", put, h.agentServiceDeregister},
+		{"/v1/agent/service/", get, h.agentService},
+		{"/v1/agent/checks", get, h.agentChecks},
+		{"/v1/agent/check/register", put, h.agentCheckRegister},
+		{"/v1/agent/check/deregister/", put, h.agentCheckDeregister},
+		{"/v1/agent/check/pass/", put, h.agentCheckStatus(catalog.StatusPassing)},
+		{"/v1/agent/check/warn/", put, h.agentCheckStatus(catalog.StatusWarning)},
+		{"/v1/agent/check/fail/", put, h.agentCheckStatus(catalog.StatusCritical)},
+		{"/v1/agent/check/update/", put, h.agentCheckUpdate},
 	}
 	return h, nil
 }

@@ -25,8 +25,9 @@ var (
 	_ memberlist.ConflictDelegate = delegate{}
 )
 
-// Gossip message kinds (the first byte of a user message). Other kinds are
-// ignored, so that newer agents can add some.
+// Gossip message kinds (the first byte of a user message). Kinds from
+// FirstComponentKind up go to the component registered for them
+// (channel.go); others are ignored, so that newer agents can add some.
 const (
 	// msgForceLeave, followed by a node name: "that failed member is now
 	// left". Sent by ForceLeave, forwarded by every agent it changes.
@@ -147,6 +148,10 @@ func (d delegate) NotifyMsg(msg []byte) {
 			d.m.queueForceLeave(name) // pass it on
 		}
 	default:
+		if h, ok := d.m.handlerMap()[msg[0]]; ok {
+			h.NotifyMsg(msg[1:])
+			return
+		}
 		d.m.log.Debug("ignoring a gossip message of unknown kind (from a newer agent?)", "kind", msg[0], "size", len(msg))
 	}
 }
@@ -156,12 +161,12 @@ func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return d.m.broadcasts.GetBroadcasts(overhead, limit)
 }
 
-// LocalState implements memberlist.Delegate; there is no state beyond
-// memberlist's own to push and pull.
-func (d delegate) LocalState(join bool) []byte { return nil }
+// LocalState implements memberlist.Delegate: the registered components'
+// state (channel.go); membership has none beyond memberlist's own.
+func (d delegate) LocalState(join bool) []byte { return d.m.localState(join) }
 
 // MergeRemoteState implements memberlist.Delegate.
-func (d delegate) MergeRemoteState(buf []byte, join bool) {}
+func (d delegate) MergeRemoteState(buf []byte, join bool) { d.m.mergeRemoteState(buf, join) }
 
 func portString(p uint16) string { return strconv.Itoa(int(p)) }
 

@@ -19,6 +19,13 @@
 // change, so consumers (the catalog, the Raft server manager, the HTTP
 // /v1/agent/members endpoint) wait on it instead of polling.
 //
+// Other components share memberlist's gossip instead of running their
+// own: Register gives a component a message kind, a Handler that receives
+// its messages and its part of push/pull (anti-entropy), and a Channel to
+// Broadcast (piggybacked on gossip), SendBestEffort (one UDP packet to one
+// member) or SendReliable (TCP to one member, any size) on.
+// The catalog replicates every agent's services this way.
+//
 // Node names are unique in a cluster: an agent whose -node is already used
 // by a live member at another address is refused (Join says so), and the
 // cluster keeps the original. Agents whose -encrypt keys differ cannot

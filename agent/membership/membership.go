@@ -49,6 +49,10 @@ type Membership struct {
 	meta       atomic.Pointer[[]byte] // encoded Meta that NodeMeta returns
 	joining    atomic.Int32           // Joins in progress (NotifyMerge words its error for the joiner)
 
+	handlersMu    sync.Mutex                       // serializes Register
+	handlers      atomic.Pointer[map[byte]Handler] // components' gossip (channel.go)
+	udpBufferSize int                              // memberlist's packet size, for MaxBroadcastSize
+
 	retryMin, retryMax time.Duration
 
 	lifecycle sync.Mutex // serializes Leave and Shutdown
@@ -83,6 +87,7 @@ func New(cfg Config) (*Membership, error) {
 	}
 	m.meta.Store(&meta)
 	mc := cfg.memberlistConfig()
+	m.udpBufferSize = mc.UDPBufferSize
 	m.broadcasts = &memberlist.TransmitLimitedQueue{NumNodes: m.table.numAlive, RetransmitMult: mc.RetransmitMult}
 	d := delegate{m}
 	mc.Delegate, mc.Events, mc.Merge, mc.Conflict = d, d, d, d

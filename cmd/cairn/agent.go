@@ -126,6 +126,7 @@ func agentFlags(c *agent.Config, sources *[]configSource) *flag.FlagSet {
 	fs.StringVar(&c.Domain, "domain", c.Domain, "DNS domain the agent answers for.")
 	fs.Var(listFlag{&c.Recursors}, "recursor", "DNS server (IP or IP:port) for names outside -domain; repeatable.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Log level: trace, debug, info, warn or err.")
+	fs.BoolVar(&c.EnableScriptChecks, "enable-script-checks", c.EnableScriptChecks, "Allow health checks that run a program (ScriptArgs); off by default.")
 	fs.Var(sourceFlag{sources, false}, "config-file", "Config file (HCL or JSON, Consul's keys); repeatable, later files win, flags win over files.")
 	fs.Var(sourceFlag{sources, true}, "config-dir", "Directory whose *.hcl and *.json files are read in lexical order; repeatable.")
 	return fs

@@ -9,6 +9,7 @@
 //	cairn leave                         make the agent leave gracefully and stop
 //	cairn force-leave NODE              move a failed member to "left"
 //	cairn operator raft list-peers      show the Raft servers
+//	cairn template -template IN:OUT:CMD render consul-template templates and keep them current
 //	cairn keygen                        print a new gossip encryption key
 //	cairn version                       print the version
 //

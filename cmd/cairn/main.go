@@ -22,6 +22,7 @@ Commands:
     leave          Gracefully leaves the cluster and shuts the agent down
     members        Lists the members of the cluster
     operator       Cluster-level tools for operators ("operator raft list-peers")
+    template       Renders consul-template templates and keeps them current
     version        Prints the cairn version
 
 Run "cairn <command> -h" for a command's flags.
@@ -49,6 +50,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runForceLeave(args[1:], stdout, stderr)
 	case "operator":
 		return runOperator(args[1:], stdout, stderr)
+	case "template":
+		return runTemplate(args[1:], stdout, stderr)
 	case "keygen":
 		return runKeygen(args[1:], stdout, stderr)
 	case "version", "-version", "--version", "-v":

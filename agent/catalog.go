@@ -1,0 +1,94 @@
+package agent
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
+	"github.com/cairn-dev/cairn/agent/membership"
+	"github.com/hashicorp/go-memdb"
+)
+
+// Adapters between the catalog and its neighbours: membership (which
+// decides whose entries are shown, and how healthy their nodes are) and
+// the check runner.
+
+// Gossip message kinds of the components that share membership's gossip
+// (membership.Register). One place, so two components never take the
+// same kind.
+const gossipKindCatalog = membership.FirstComponentKind
+
+// catalogMembers adapts membership to catalog.Members.
+type catalogMembers struct{ ml *membership.Membership }
+
+var catalogStatus = map[membership.Status]catalog.MemberStatus{
+	membership.StatusAlive:   catalog.MemberAlive,
+	membership.StatusLeaving: catalog.MemberLeaving,
+	membership.StatusLeft:    catalog.MemberLeft,
+	membership.StatusFailed:  catalog.MemberFailed,
+}
+
+func (m catalogMembers) Members(ws memdb.WatchSet) (uint64, []catalog.Member) {
+	idx, ms := m.ml.Members(ws)
+	out := make([]catalog.Member, 0, len(ms))
+	for _, mem := range ms {
+		out = append(out, catalog.Member{Name: mem.Name, Status: catalogStatus[mem.Status]})
+	}
+	return idx, out
+}
+
+// checkDefinition is a catalog check as the runner takes it.
+func checkDefinition(d catalog.CheckDefinition) checks.Definition {
+	return checks.Definition{
+		ID: d.ID, Name: d.Name, Notes: d.Notes, ServiceID: d.ServiceID,
+		HTTP: d.HTTP, Method: d.Method, Header: d.Header, Body: d.Body, TLSSkipVerify: d.TLSSkipVerify,
+		TCP: d.TCP, TTL: d.TTL, Args: d.Args,
+		Interval: d.Interval, Timeout: d.Timeout,
+		SuccessBeforePassing:           d.SuccessBeforePassing,
+		FailuresBeforeWarning:          d.FailuresBeforeWarning,
+		FailuresBeforeCritical:         d.FailuresBeforeCritical,
+		DeregisterCriticalServiceAfter: d.DeregisterCriticalServiceAfter,
+		Status:                         checks.Status(d.Status),
+	}
+}
+
+// validateCheck judges a check with the runner's rules at registration.
+func validateCheck(enableScriptChecks bool) func(catalog.CheckDefinition) error {
+	return func(d catalog.CheckDefinition) error {
+		return checkDefinition(d).Validate(enableScriptChecks)
+	}
+}
+
+// checkRunner adapts *checks.Runner to catalog.Runner.
+type checkRunner struct{ r *checks.Runner }
+
+func (c checkRunner) Add(d catalog.CheckDefinition) error { return c.r.Add(checkDefinition(d)) }
+func (c checkRunner) Remove(id string)                    { c.r.Remove(id) }
+func (c checkRunner) TTL(id, status, output string) error {
+	return c.r.TTL(id, checks.Status(status), output)
+}
+
+// checkSink takes the runner's results to the catalog.
+type checkSink struct {
+	cat *catalog.Catalog
+	log *slog.Logger
+}
+
+func (s checkSink) UpdateCheck(id string, status checks.Status, output string) {
+	// A check removed while its run was under way may still report:
+	// the runner says to ignore it.
+	if err := s.cat.UpdateCheck(id, string(status), output); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		s.log.Warn("could not record a check result", "check", id, "status", status, "err", err)
+	}
+}
+
+func (s checkSink) DeregisterService(serviceID string) {
+	err := s.cat.DeregisterService(serviceID)
+	switch {
+	case err == nil:
+		s.log.Info("deregistered a service whose check stayed critical past DeregisterCriticalServiceAfter", "service", serviceID)
+	case !errors.Is(err, catalog.ErrNotFound):
+		s.log.Warn("could not deregister a service whose check stayed critical", "service", serviceID, "err", err)
+	}
+}

@@ -1,0 +1,333 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Catalog is this agent's service catalog: its own services and checks,
+// and the replicas of every other agent's. Safe for concurrent use.
+type Catalog struct {
+	cfg   Config
+	log   *slog.Logger
+	state *state
+	store *store // nil without a data dir
+
+	// This agent's own entries; everything under mu.
+	mu       sync.Mutex
+	version  uint64 // of the state last applied and published
+	reserved uint64 // versions up to this are reserved in the data dir
+	node     *Node
+	services map[string]*Service      // by ID, as registered
+	checks   map[string]*localCheck   // by check ID
+	external map[string]*externalNode // by lower-case node name
+	// outputPending: a check's output changed without its status;
+	// it goes out with the next version (see Config.CheckUpdateInterval).
+	outputPending bool
+	// changed closes on every change of the local entries, waking the
+	// publisher and the check runner's sync (level-triggered: they
+	// re-read everything).
+	changed chan struct{}
+	// ownRecord is the encoded state at version, for gossip and push/pull.
+	ownRecord []byte
+
+	// The other agents' states, as received; see gossip.go.
+	inbox   chan inMsg
+	rmu     sync.Mutex
+	remotes map[string]*remote
+
+	runner   atomic.Pointer[runnerRef]
+	runnerMu sync.Mutex                 // serializes syncRunner
+	running  map[string]CheckDefinition // what the runner was given; under runnerMu
+	ran      atomic.Bool
+}
+
+type runnerRef struct{ r Runner }
+
+// localCheck is one of this agent's checks: its definition, its status,
+// its latest output, and the output last published.
+type localCheck struct {
+	def       CheckDefinition
+	status    string
+	output    string
+	pubOutput string
+}
+
+// externalNode is a node registered through this agent with
+// /v1/catalog/register: its services and checks have fixed statuses.
+type externalNode struct {
+	Node     *Node
+	Services map[string]*Service
+	Checks   map[string]*Check
+}
+
+// reserveBlock is how many versions are reserved in the data dir at a
+// time: one write per million changes.
+const reserveBlock = 1 << 20
+
+// New validates cfg, loads this agent's entries from the data dir and
+// reserves a version above any it used before. It starts nothing; Run
+// spreads the state and applies the other agents'.
+func New(cfg Config) (*Catalog, error) {
+	cfg, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	c := &Catalog{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		state:    newState(now),
+		services: map[string]*Service{},
+		checks:   map[string]*localCheck{},
+		external: map[string]*externalNode{},
+		changed:  make(chan struct{}),
+		inbox:    make(chan inMsg, inboxSize),
+		remotes:  map[string]*remote{},
+		running:  map[string]CheckDefinition{},
+	}
+	c.node = &Node{
+		ID:         cfg.NodeID,
+		Node:       cfg.NodeName,
+		Address:    cfg.Address,
+		Datacenter: cfg.Datacenter,
+		TaggedAddresses: map[string]string{
+			"lan": cfg.Address, "wan": cfg.Address,
+		},
+		Meta: map[string]string{"consul-network-segment": ""},
+	}
+	maps.Copy(c.node.Meta, cfg.NodeMeta)
+	if addr := cfg.Address; isIPv4(addr) {
+		c.node.TaggedAddresses["lan_ipv4"], c.node.TaggedAddresses["wan_ipv4"] = addr, addr
+	} else {
+		c.node.TaggedAddresses["lan_ipv6"], c.node.TaggedAddresses["wan_ipv6"] = addr, addr
+	}
+
+	var reserved uint64
+	if cfg.DataDir != "" {
+		c.store = &store{dir: cfg.DataDir}
+		loaded, err := c.store.load()
+		if err != nil {
+			return nil, err
+		}
+		reserved = loaded.reserved
+		for _, s := range loaded.services {
+			s.Node = cfg.NodeName
+			c.services[s.ID] = s
+		}
+		for _, d := range loaded.checks {
+			if d.ServiceID != "" && c.services[d.ServiceID] == nil {
+				c.log.Warn("dropping a saved check of a service that is not registered any more", "check", d.ID, "service", d.ServiceID)
+				continue
+			}
+			c.checks[d.ID] = newLocalCheck(d, nil)
+		}
+		for _, n := range loaded.external {
+			c.external[lower(n.Node.Node)] = n
+		}
+	}
+	// The hybrid version: boot time in ms shifted left by 20 bits, never
+	// below what an earlier run reserved.
+	c.version = max(uint64(now.UnixMilli())<<20, reserved+1)
+	if err := c.reserveLocked(c.version); err != nil {
+		return nil, err
+	}
+	c.commitLocked()
+	if n := len(c.services); n > 0 {
+		c.log.Info("restored local services and checks from the data dir", "services", n, "checks", len(c.checks), "external_nodes", len(c.external))
+	}
+	return c, nil
+}
+
+// reserveLocked makes sure versions up to v are reserved in the data dir.
+func (c *Catalog) reserveLocked(v uint64) error {
+	if v <= c.reserved {
+		return nil
+	}
+	next := v + reserveBlock
+	if c.store != nil {
+		if err := c.store.saveReserved(next); err != nil {
+			return err
+		}
+	}
+	c.reserved = next
+	return nil
+}
+
+// bumpLocked takes the next version for a local change.
+func (c *Catalog) bumpLocked() error {
+	if err := c.reserveLocked(c.version + 1); err != nil {
+		return err
+	}
+	c.version++
+	return nil
+}
+
+// commitLocked applies the local entries at the current version to the
+// read side, encodes them for gossip, and wakes the publisher.
+func (c *Catalog) commitLocked() {
+	wire := c.wireNodesLocked()
+	c.ownRecord = encodeRecord(c.cfg.NodeName, c.version, wire)
+	res := c.state.apply(c.cfg.NodeName, withSerfHealth(wire, c.cfg.NodeName, StatusPassing))
+	for _, n := range res.conflicts {
+		// Not reached: registrations of another agent's node are refused.
+		c.log.Warn("a node registered through this agent belongs to another agent; not shown", "node", n)
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// wireNodesLocked is this agent's published state: its node with its
+// services and checks, then the external nodes registered through it.
+func (c *Catalog) wireNodesLocked() []nodeState {
+	own := nodeState{Node: c.node}
+	for _, s := range c.services {
+		own.Services = append(own.Services, s)
+	}
+	for _, lc := range c.checks {
+		own.Checks = append(own.Checks, c.checkRowLocked(lc, lc.pubOutput))
+	}
+	out := []nodeState{own}
+	for _, n := range c.external {
+		ns := nodeState{Node: n.Node}
+		for _, s := range n.Services {
+			ns.Services = append(ns.Services, s)
+		}
+		for _, ch := range n.Checks {
+			ns.Checks = append(ns.Checks, ch)
+		}
+		out = append(out, ns)
+	}
+	sortNodeStates(out)
+	return out
+}
+
+// checkRowLocked is a local check as the catalog shows it.
+func (c *Catalog) checkRowLocked(lc *localCheck, output string) *Check {
+	d := lc.def
+	chk := &Check{
+		Node:       c.cfg.NodeName,
+		CheckID:    d.ID,
+		Name:       d.Name,
+		Status:     lc.status,
+		Notes:      d.Notes,
+		Output:     output,
+		ServiceID:  d.ServiceID,
+		Type:       d.Type(),
+		Definition: d.definition(),
+	}
+	if s := c.services[d.ServiceID]; s != nil {
+		chk.ServiceName = s.Name
+		chk.ServiceTags = s.Tags
+	}
+	return chk
+}
+
+func newLocalCheck(d CheckDefinition, prev *localCheck) *localCheck {
+	lc := &localCheck{def: d, status: d.Status, output: d.Output, pubOutput: d.Output}
+	if lc.status == "" {
+		lc.status = StatusCritical
+	}
+	// Re-registering a check of the same type keeps what it reported:
+	// registrator and configuration tools re-register periodically.
+	if prev != nil && prev.def.Type() == d.Type() && d.Type() != "" {
+		lc.status, lc.output, lc.pubOutput = prev.status, prev.output, prev.pubOutput
+	}
+	return lc
+}
+
+// Run spreads this agent's state over g and applies the other agents'
+// states that arrive through GossipHandler, shown or hidden by membership;
+// it keeps r running exactly this agent's checks. g and r may be nil (a
+// lone agent; no check runner). They are given here rather than in Config
+// because each of them needs the catalog first (the gossip channel is
+// registered with GossipHandler, the runner reports to UpdateCheck). Run
+// blocks until ctx is done and returns nil then; it may be called once.
+func (c *Catalog) Run(ctx context.Context, g Gossip, r Runner) error {
+	if !c.ran.CompareAndSwap(false, true) {
+		return errors.New("catalog: Run called twice; create a new Catalog")
+	}
+	if r != nil {
+		c.runner.Store(&runnerRef{r})
+		defer c.runner.Store(nil)
+	}
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return c.receiveLoop(ctx, g) })
+	eg.Go(func() error { return c.publishLoop(ctx, g) })
+	if r != nil {
+		eg.Go(func() error { return c.runnerLoop(ctx, r) })
+	}
+	return eg.Wait()
+}
+
+// Version is the version of this agent's published state.
+func (c *Catalog) Version() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.version
+}
+
+// runnerLoop keeps the runner's checks equal to the local ones.
+func (c *Catalog) runnerLoop(ctx context.Context, r Runner) error {
+	for {
+		c.mu.Lock()
+		ch := c.changed
+		c.mu.Unlock()
+		c.syncRunner(r)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+		}
+	}
+}
+
+// syncRunner gives r every local check that runs and takes away the ones
+// that are gone or changed. A check r refuses goes critical with r's
+// reason as its output.
+func (c *Catalog) syncRunner(r Runner) {
+	c.runnerMu.Lock()
+	defer c.runnerMu.Unlock()
+	c.mu.Lock()
+	want := map[string]CheckDefinition{}
+	for id, lc := range c.checks {
+		if lc.def.Type() != "" {
+			d := lc.def.clone()
+			d.Status = lc.status
+			want[id] = d
+		}
+	}
+	c.mu.Unlock()
+	for id, d := range c.running {
+		w, ok := want[id]
+		if !ok || !sameRun(d, w) {
+			r.Remove(id)
+			delete(c.running, id)
+		}
+	}
+	for id, d := range want {
+		if _, ok := c.running[id]; ok {
+			continue
+		}
+		if err := r.Add(d); err != nil {
+			c.log.Warn("the check runner refused a check", "check", id, "err", err)
+			_ = c.UpdateCheck(id, StatusCritical, fmt.Sprintf("cairn cannot run this check: %v", err))
+			continue
+		}
+		c.running[id] = d
+	}
+}
+
+// sameRun: two definitions run the same way (the status does not count).
+func sameRun(a, b CheckDefinition) bool {
+	a.Status, b.Status = "", ""
+	return equalDef(a, b)
+}

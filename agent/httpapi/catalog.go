@@ -1,0 +1,602 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/kv"
+	"github.com/hashicorp/go-memdb"
+)
+
+// Catalog is what the HTTP API needs from the service catalog (a
+// *catalog.Catalog): the catalog and health reads, each with an index and
+// a watch set, catalog registrations, and this agent's own services and
+// checks. Every read is answered from the agent's memory; methods are
+// called from request goroutines, concurrently, and never block.
+type Catalog interface {
+	// Index is the catalog's latest index.
+	Index() uint64
+	Services(ws memdb.WatchSet, f catalog.Filter) (uint64, map[string][]string)
+	ServiceNodes(ws memdb.WatchSet, name string, f catalog.Filter) (uint64, []catalog.Instance)
+	ServiceHealth(ws memdb.WatchSet, name string, f catalog.Filter) (uint64, []catalog.Instance)
+	Nodes(ws memdb.WatchSet, f catalog.Filter) (uint64, []*catalog.Node)
+	Node(ws memdb.WatchSet, name string) (uint64, *catalog.Node, []*catalog.Service)
+	ServiceChecks(ws memdb.WatchSet, name string, f catalog.Filter) (uint64, []*catalog.Check)
+	NodeChecks(ws memdb.WatchSet, node string) (uint64, []*catalog.Check)
+	ChecksInState(ws memdb.WatchSet, state string, f catalog.Filter) (uint64, []*catalog.Check, error)
+	Register(reg catalog.Registration) error
+	Deregister(d catalog.Deregistration) error
+
+	LocalServices() []*catalog.Service
+	LocalService(id string) *catalog.Service
+	LocalChecks() []*catalog.Check
+	RegisterService(def catalog.ServiceDefinition, replaceExistingChecks bool) error
+	DeregisterService(id string) error
+	RegisterCheck(def catalog.CheckDefinition) error
+	DeregisterCheck(id string) error
+	UpdateTTL(id, status, output string) error
+}
+
+// catalogRead answers a catalog read as a Consul blocking query: read runs
+// until the index it reports passes ?index= or ?wait runs out, woken by
+// the catalog's watch channels. Reads are local, so the answer is never
+// stale with respect to this agent and there is always a "leader": the
+// headers say so (X-Consul-KnownLeader true, LastContact 0). An ?index=
+// above this agent's own index (from another agent, or from before a
+// restart of an older build) is answered at once, so that the client
+// starts over instead of hanging for the whole wait.
+func (h *handler) catalogRead(c *call, read func(ws memdb.WatchSet) uint64) error {
+	if h.catalog == nil {
+		return errNoCatalog
+	}
+	o, err := readOptions(c.query)
+	if err != nil {
+		return err
+	}
+	if err := unsupportedFilter(c.query); err != nil {
+		return err
+	}
+	ctx := c.ctx
+	if o.MinIndex > 0 {
+		wait := o.MaxWait
+		if wait <= 0 {
+			wait = kv.DefaultQueryWait
+		}
+		wait = min(wait, kv.MaxQueryWait)
+		wait += rand.N(wait/16 + 1)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
+	var idx uint64
+	for {
+		ws := memdb.NewWatchSet()
+		idx = read(ws)
+		if o.MinIndex == 0 || idx > o.MinIndex || o.MinIndex > h.catalog.Index() {
+			break
+		}
+		if err := ws.WatchCtx(ctx); err != nil {
+			if c.ctx.Err() != nil {
+				return c.ctx.Err()
+			}
+			break // the wait ran out: answer with what was just read
+		}
+	}
+	setMeta(c.w, kv.QueryMeta{Index: idx, KnownLeader: true}, o)
+	return nil
+}
+
+var errNoCatalog = &httpError{code: http.StatusInternalServerError, msg: "this agent has no service catalog"}
+
+// unsupportedFilter refuses ?filter= rather than answer unfiltered.
+func unsupportedFilter(q url.Values) error {
+	if f := q.Get("filter"); f != "" {
+		return badRequest("Failed to create boolean expression evaluator: ?filter=%q: filter expressions are not supported by cairn yet; use ?tag=, ?node-meta= and ?passing, or filter on the client", f)
+	}
+	return nil
+}
+
+// queryFilter reads ?tag= (repeatable), ?node-meta=key:value (repeatable)
+// and ?passing.
+func queryFilter(q url.Values) (catalog.Filter, error) {
+	var f catalog.Filter
+	f.Tags = q["tag"]
+	for _, nm := range q["node-meta"] {
+		k, v, ok := strings.Cut(nm, ":")
+		if !ok || k == "" {
+			return f, badRequest("Invalid node-meta: ?node-meta=%q is not key:value; give e.g. ?node-meta=rack:r1", nm)
+		}
+		if f.NodeMeta == nil {
+			f.NodeMeta = map[string]string{}
+		}
+		f.NodeMeta[k] = v
+	}
+	if has(q, "passing") {
+		// Consul: ?passing, ?passing=true, ?passing=1 filter; ?passing=false does not.
+		switch strings.ToLower(q.Get("passing")) {
+		case "", "true", "1":
+			f.Passing = true
+		case "false", "0":
+		default:
+			return f, badRequest("Invalid value for ?passing: %q; use ?passing or ?passing=true", q.Get("passing"))
+		}
+	}
+	return f, nil
+}
+
+// ---- JSON shapes, Consul's ----
+
+type nodeJSON struct {
+	ID              string
+	Node            string
+	Address         string
+	Datacenter      string
+	TaggedAddresses map[string]string
+	Meta            map[string]string
+	CreateIndex     uint64
+	ModifyIndex     uint64
+}
+
+func toNodeJSON(n *catalog.Node) *nodeJSON {
+	return &nodeJSON{
+		ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: n.Datacenter,
+		TaggedAddresses: emptyMap(n.TaggedAddresses), Meta: emptyMap(n.Meta),
+		CreateIndex: n.CreateIndex, ModifyIndex: n.ModifyIndex,
+	}
+}
+
+type weightsJSON struct {
+	Passing int
+	Warning int
+}
+
+type serviceAddressJSON struct {
+	Address string
+	Port    int
+}
+
+// serviceJSON is Consul's NodeService (api.AgentService).
+type serviceJSON struct {
+	ID                string
+	Service           string
+	Tags              []string
+	Address           string
+	TaggedAddresses   map[string]serviceAddressJSON `json:",omitempty"`
+	Meta              map[string]string
+	Port              int
+	Weights           weightsJSON
+	EnableTagOverride bool
+	Datacenter        string `json:",omitempty"`
+	CreateIndex       uint64 `json:",omitempty"`
+	ModifyIndex       uint64 `json:",omitempty"`
+}
+
+func toServiceJSON(s *catalog.Service) *serviceJSON {
+	out := &serviceJSON{
+		ID: s.ID, Service: s.Name, Tags: emptySlice(s.Tags), Address: s.Address,
+		Meta: emptyMap(s.Meta), Port: s.Port,
+		Weights:           weightsJSON(s.Weights),
+		EnableTagOverride: s.EnableTagOverride,
+		CreateIndex:       s.CreateIndex, ModifyIndex: s.ModifyIndex,
+	}
+	if len(s.TaggedAddresses) > 0 {
+		out.TaggedAddresses = map[string]serviceAddressJSON{}
+		for k, v := range s.TaggedAddresses {
+			out.TaggedAddresses[k] = serviceAddressJSON(v)
+		}
+	}
+	return out
+}
+
+// catalogServiceJSON is Consul's ServiceNode (api.CatalogService).
+type catalogServiceJSON struct {
+	ID                       string
+	Node                     string
+	Address                  string
+	Datacenter               string
+	TaggedAddresses          map[string]string
+	NodeMeta                 map[string]string
+	ServiceKind              string
+	ServiceID                string
+	ServiceName              string
+	ServiceTags              []string
+	ServiceAddress           string
+	ServiceTaggedAddresses   map[string]serviceAddressJSON `json:",omitempty"`
+	ServiceWeights           weightsJSON
+	ServiceMeta              map[string]string
+	ServicePort              int
+	ServiceEnableTagOverride bool
+	CreateIndex              uint64
+	ModifyIndex              uint64
+}
+
+func toCatalogServiceJSON(in catalog.Instance) catalogServiceJSON {
+	s := toServiceJSON(in.Service)
+	n := in.Node
+	return catalogServiceJSON{
+		ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: n.Datacenter,
+		TaggedAddresses: emptyMap(n.TaggedAddresses), NodeMeta: emptyMap(n.Meta),
+		ServiceID: s.ID, ServiceName: s.Service, ServiceTags: s.Tags, ServiceAddress: s.Address,
+		ServiceTaggedAddresses: s.TaggedAddresses, ServiceWeights: s.Weights, ServiceMeta: s.Meta,
+		ServicePort: s.Port, ServiceEnableTagOverride: s.EnableTagOverride,
+		CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex,
+	}
+}
+
+// definitionJSON is Consul's HealthCheckDefinition, durations as text.
+type definitionJSON struct {
+	HTTP                           string              `json:",omitempty"`
+	Header                         map[string][]string `json:",omitempty"`
+	Method                         string              `json:",omitempty"`
+	Body                           string              `json:",omitempty"`
+	TLSServerName                  string              `json:",omitempty"`
+	TLSSkipVerify                  bool                `json:",omitempty"`
+	TCP                            string              `json:",omitempty"`
+	ScriptArgs                     []string            `json:",omitempty"`
+	Interval                       string              `json:",omitempty"`
+	Timeout                        string              `json:",omitempty"`
+	TTL                            string              `json:",omitempty"`
+	DeregisterCriticalServiceAfter string              `json:",omitempty"`
+}
+
+func durationText(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
+}
+
+// checkJSON is Consul's HealthCheck (api.HealthCheck, api.AgentCheck).
+type checkJSON struct {
+	Node        string
+	CheckID     string
+	Name        string
+	Status      string
+	Notes       string
+	Output      string
+	ServiceID   string
+	ServiceName string
+	ServiceTags []string
+	Type        string
+	Interval    string `json:",omitempty"`
+	Timeout     string `json:",omitempty"`
+	ExposedPort int
+	Definition  definitionJSON
+	CreateIndex uint64
+	ModifyIndex uint64
+}
+
+func toCheckJSON(c *catalog.Check) *checkJSON {
+	d := c.Definition
+	return &checkJSON{
+		Node: c.Node, CheckID: c.CheckID, Name: c.Name, Status: c.Status, Notes: c.Notes,
+		Output: c.Output, ServiceID: c.ServiceID, ServiceName: c.ServiceName,
+		ServiceTags: emptySlice(c.ServiceTags), Type: c.Type,
+		Interval: durationText(d.Interval), Timeout: durationText(d.Timeout),
+		Definition: definitionJSON{
+			HTTP: d.HTTP, Header: d.Header, Method: d.Method, Body: d.Body,
+			TLSServerName: d.TLSServerName, TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP,
+			ScriptArgs: d.Args, Interval: durationText(d.Interval), Timeout: durationText(d.Timeout),
+			TTL: durationText(d.TTL), DeregisterCriticalServiceAfter: durationText(d.DeregisterCriticalServiceAfter),
+		},
+		CreateIndex: c.CreateIndex, ModifyIndex: c.ModifyIndex,
+	}
+}
+
+func toChecksJSON(cs []*catalog.Check) []*checkJSON {
+	out := make([]*checkJSON, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, toCheckJSON(c))
+	}
+	return out
+}
+
+// Consul answers empty collections as [] and {}, never null.
+func emptyMap[V any](m map[string]V) map[string]V {
+	if m == nil {
+		return map[string]V{}
+	}
+	return m
+}
+
+func emptySlice(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// ---- /v1/catalog ----
+
+// catalogDatacenters serves GET /v1/catalog/datacenters: cairn knows its
+// own datacenter only.
+func (h *handler) catalogDatacenters(c *call) error {
+	return writeJSON(c.w, http.StatusOK, []string{h.self.Datacenter})
+}
+
+// catalogServices serves GET /v1/catalog/services: every service name
+// with its tags.
+func (h *handler) catalogServices(c *call) error {
+	f, err := queryFilter(c.query)
+	if err != nil {
+		return err
+	}
+	var out map[string][]string
+	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+		idx, m := h.catalog.Services(ws, f)
+		out = m
+		return idx
+	}); err != nil {
+		return err
+	}
+	return writeJSON(c.w, http.StatusOK, out)
+}
+
+// catalogService serves GET /v1/catalog/service/<name>.
+func (h *handler) catalogService(c *call) error {
+	if c.arg == "" {
+		return badRequest("Missing service name: use /v1/catalog/service/<name>")
+	}
+	f, err := queryFilter(c.query)
+	if err != nil {
+		return err
+	}
+	var insts []catalog.Instance
+	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+		idx, in := h.catalog.ServiceNodes(ws, c.arg, f)
+		insts = in
+		return idx
+	}); err != nil {
+		return err
+	}
+	out := make([]catalogServiceJSON, 0, len(insts))
+	for _, in := range insts {
+		out = append(out, toCatalogServiceJSON(in))
+	}
+	return writeJSON(c.w, http.StatusOK, out)
+}
+
+// catalogNodes serves GET /v1/catalog/nodes.
+func (h *handler) catalogNodes(c *call) error {
+	f, err := queryFilter(c.query)
+	if err != nil {
+		return err
+	}
+	var nodes []*catalog.Node
+	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+		idx, ns := h.catalog.Nodes(ws, f)
+		nodes = ns
+		return idx
+	}); err != nil {
+		return err
+	}
+	out := make([]*nodeJSON, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, toNodeJSON(n))
+	}
+	return writeJSON(c.w, http.StatusOK, out)
+}
+
+// catalogNode serves GET /v1/catalog/node/<node>: the node and a map of
+// its services by ID; null (200) when there is no such node, as Consul.
+func (h *handler) catalogNode(c *call) error {
+	if c.arg == "" {
+		return badRequest("Missing node name: use /v1/catalog/node/<node>")
+	}
+	var (
+		node *catalog.Node
+		svcs []*catalog.Service
+	)
+	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+		idx, n, s := h.catalog.Node(ws, c.arg)
+		node, svcs = n, s
+		return idx
+	}); err != nil {
+		return err
+	}
+	if node == nil {
+		return writeJSON(c.w, http.StatusOK, nil)
+	}
+	out := struct {
+		Node     *nodeJSON
+		Services map[string]*serviceJSON
+	}{toNodeJSON(node), map[string]*serviceJSON{}}
+	for _, s := range svcs {
+		out.Services[s.ID] = toServiceJSON(s)
+	}
+	return writeJSON(c.w, http.StatusOK, out)
+}
+
+// catalogNodeServices serves GET /v1/catalog/node-services/<node>: the
+// same as catalogNode with the services as a list.
+func (h *handler) catalogNodeServices(c *call) error {
+	if c.arg == "" {
+		return badRequest("Missing node name: use /v1/catalog/node-services/<node>")
+	}
+	var (
+		node *catalog.Node
+		svcs []*catalog.Service
+	)
+	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+		idx, n, s := h.catalog.Node(ws, c.arg)
+		node, svcs = n, s
+		return idx
+	}); err != nil {
+		return err
+	}
+	if node == nil {
+		return writeJSON(c.w, http.StatusOK, nil)
+	}
+	out := struct {
+		Node     *nodeJSON
+		Services []*serviceJSON
+	}{toNodeJSON(node), make([]*serviceJSON, 0, len(svcs))}
+	for _, s := range svcs {
+		out.Services = append(out.Services, toServiceJSON(s))
+	}
+	return writeJSON(c.w, http.StatusOK, out)
+}
+
+// catalogRegistration is the body of PUT /v1/catalog/register
+// (api.CatalogRegistration).
+type catalogRegistration struct {
+	ID              string
+	Node            string
+	Address         string
+	TaggedAddresses map[string]string
+	NodeMeta        map[string]string
+	Datacenter      string
+	Service         *serviceIn
+	Check           *checkIn
+	Checks          []*checkIn
+	SkipNodeUpdate  bool
+}
+
+// serviceIn is a service as a catalog registration gives it
+// (api.AgentService).
+type serviceIn struct {
+	ID                string
+	Service           string
+	Tags              []string
+	Address           string
+	TaggedAddresses   map[string]serviceAddressJSON
+	Meta              map[string]string
+	Port              int
+	Weights           weightsJSON
+	EnableTagOverride bool
+	Kind              string
+	Connect           json.RawMessage
+	Proxy             json.RawMessage
+}
+
+// checkIn is a check as a catalog registration gives it (api.AgentCheck,
+// api.HealthCheck): a fixed status.
+type checkIn struct {
+	Node        string
+	CheckID     string
+	Name        string
+	Status      string
+	Notes       string
+	Output      string
+	ServiceID   string
+	ServiceName string
+	Definition  json.RawMessage
+}
+
+func (s *serviceIn) service() (*catalog.Service, error) {
+	if s.Kind != "" || len(s.Connect) > 0 && string(s.Connect) != "null" || len(s.Proxy) > 0 && string(s.Proxy) != "null" {
+		return nil, badRequest("service %q: Connect, proxies and service kinds (Kind=%q) are not supported by cairn; register a plain service", s.ID, s.Kind)
+	}
+	out := &catalog.Service{
+		ID: s.ID, Name: s.Service, Tags: s.Tags, Address: s.Address, Meta: s.Meta, Port: s.Port,
+		Weights: catalog.Weights(s.Weights), EnableTagOverride: s.EnableTagOverride,
+	}
+	if len(s.TaggedAddresses) > 0 {
+		out.TaggedAddresses = map[string]catalog.ServiceAddress{}
+		for k, v := range s.TaggedAddresses {
+			out.TaggedAddresses[k] = catalog.ServiceAddress(v)
+		}
+	}
+	return out, nil
+}
+
+// catalogRegister serves PUT /v1/catalog/register. The entries belong to
+// this agent: they are spread with its state and go when it goes.
+func (h *handler) catalogRegister(c *call) error {
+	if h.catalog == nil {
+		return errNoCatalog
+	}
+	var in catalogRegistration
+	if err := decodeJSONBody(c, &in, "a catalog registration"); err != nil {
+		return err
+	}
+	if in.Datacenter != "" && in.Datacenter != h.self.Datacenter {
+		return badRequest("Datacenter %q is not this agent's %q, and cairn does not federate datacenters; leave Datacenter out", in.Datacenter, h.self.Datacenter)
+	}
+	reg := catalog.Registration{
+		Node: catalog.Node{
+			ID: in.ID, Node: in.Node, Address: in.Address,
+			TaggedAddresses: in.TaggedAddresses, Meta: in.NodeMeta,
+		},
+		SkipNodeUpdate: in.SkipNodeUpdate,
+	}
+	if in.Service != nil {
+		svc, err := in.Service.service()
+		if err != nil {
+			return err
+		}
+		reg.Service = svc
+	}
+	checks := in.Checks
+	if in.Check != nil {
+		checks = append([]*checkIn{in.Check}, checks...)
+	}
+	for _, ch := range checks {
+		if ch == nil {
+			continue
+		}
+		if ch.Node != "" && !strings.EqualFold(ch.Node, in.Node) {
+			return badRequest("check %q is for node %q but the registration is for node %q; register each node's checks with it", ch.CheckID, ch.Node, in.Node)
+		}
+		serviceID := ch.ServiceID
+		if serviceID == "" && ch.ServiceName != "" && reg.Service != nil && strings.EqualFold(ch.ServiceName, reg.Service.Name) {
+			serviceID = reg.Service.ID
+			if serviceID == "" {
+				serviceID = reg.Service.Name
+			}
+		}
+		reg.Checks = append(reg.Checks, &catalog.Check{
+			CheckID: ch.CheckID, Name: ch.Name, Status: ch.Status, Notes: ch.Notes,
+			Output: ch.Output, ServiceID: serviceID,
+		})
+	}
+	if err := h.catalog.Register(reg); err != nil {
+		return err
+	}
+	return writeJSON(c.w, http.StatusOK, true)
+}
+
+// catalogDeregister serves PUT /v1/catalog/deregister.
+func (h *handler) catalogDeregister(c *call) error {
+	if h.catalog == nil {
+		return errNoCatalog
+	}
+	var in struct {
+		Node       string
+		Datacenter string
+		ServiceID  string
+		CheckID    string
+	}
+	if err := decodeJSONBody(c, &in, "a catalog deregistration"); err != nil {
+		return err
+	}
+	if in.Datacenter != "" && in.Datacenter != h.self.Datacenter {
+		return badRequest("Datacenter %q is not this agent's %q, and cairn does not federate datacenters; leave Datacenter out", in.Datacenter, h.self.Datacenter)
+	}
+	if err := h.catalog.Deregister(catalog.Deregistration{Node: in.Node, ServiceID: in.ServiceID, CheckID: in.CheckID}); err != nil {
+		return err
+	}
+	return writeJSON(c.w, http.StatusOK, true)
+}
+
+// decodeJSONBody decodes the request body into v, with Consul's 400 text
+// for a body that is not the JSON expected.
+func decodeJSONBody(c *call, v any, what string) error {
+	body, err := readBody(c, maxBodySize, what)
+	if err != nil {
+		return err
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return badRequest("Request decode failed: the body is empty; send %s as JSON", what)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return badRequest("Request decode failed: %v; send %s as JSON", err, what)
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/hashicorp/go-memdb"
+)
+
+// serviceEntryJSON is Consul's CheckServiceNode (api.ServiceEntry).
+type serviceEntryJSON struct {
+	Node    *nodeJSON
+	Service *serviceJSON
+	Checks  []*checkJSON
+}
+
+// healthService serves GET /v1/health/service/<name>: every instance
+// with its node and checks; ?passing keeps the instances whose checks
+// all pass, ?tag= and ?node-meta= filter as in the catalog.
+func (h *handler) healthService(c *call) error {
+	if c.arg == "" {
+		return badRequest("Missing service name: use /v1/health/service/<name>")
+	}
+	f, err := queryFilter(c.query)
+	if err != nil {
+		return err
+	}
+	var insts []catalog.Instance
+	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+		idx, in := h.catalog.ServiceHealth(ws, c.arg, f)
+		insts = in
+		return idx
+	}); err != nil {
+		return err
+	}
+	out := make([]serviceEntryJSON, 0, len(insts))
+	for _, in := range insts {
+		out = append(out, serviceEntryJSON{
+			Node:    toNodeJSON(in.Node),
+			Service: toServiceJSON(in.Service),
+			Checks:  toChecksJSON(in.Checks),
+		})
+	}
+	return writeJSON(c.w, http.StatusOK, out)
+}
+
+// healthChecks serves GET /v1/health/checks/<service>: the checks of
+// every instance of the service.
+func (h *handler) healthChecks(c *call) error {
+	if c.arg == "" {
+		return badRequest("Missing service name: use /v1/health/checks/<service>")
+	}
+	f, err := queryFilter(c.query)
+	if err != nil {
+		return err
+	}
+	var checks []*catalog.Check
+	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+		idx, cs := h.catalog.ServiceChecks(ws, c.arg, f)
+		checks = cs
+		return idx
+	}); err != nil {
+		return err
+	}
+	return writeJSON(c.w, http.StatusOK, toChecksJSON(checks))
+}
+
+// healthNode serves GET /v1/health/node/<node>: the node's checks and its
+// services'.
+func (h *handler) healthNode(c *call) error {
+	if c.arg == "" {
+		return badRequest("Missing node name: use /v1/health/node/<node>")
+	}
+	var checks []*catalog.Check
+	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+		idx, cs := h.catalog.NodeChecks(ws, c.arg)
+		checks = cs
+		return idx
+	}); err != nil {
+		return err
+	}
+	return writeJSON(c.w, http.StatusOK, toChecksJSON(checks))
+}
+
+// healthState serves GET /v1/health/state/<state>: every check in that
+// status (any, passing, warning, critical).
+func (h *handler) healthState(c *call) error {
+	state := c.arg
+	if state != "any" && !catalog.ValidStatus(state) {
+		return badRequest("Invalid state %q: use /v1/health/state/ with any, passing, warning or critical", state)
+	}
+	f, err := queryFilter(c.query)
+	if err != nil {
+		return err
+	}
+	var checks []*catalog.Check
+	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+		idx, cs, _ := h.catalog.ChecksInState(ws, state, f)
+		checks = cs
+		return idx
+	}); err != nil {
+		return err
+	}
+	return writeJSON(c.w, http.StatusOK, toChecksJSON(checks))
+}

@@ -1,0 +1,190 @@
+package dns
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// Config configures a Server. The zero value of every field but
+// OnlyPassing means its default; start from DefaultConfig.
+type Config struct {
+	// Addr is the host:port the UDP and the TCP server listen on
+	// (Consul's -dns-port on -client). With port 0, TCP takes the port
+	// the kernel gave UDP. Default "127.0.0.1:8600".
+	Addr string
+	// PacketConn and Listener, when set, are served instead of listening
+	// on Addr (tests bind 127.0.0.1:0 themselves). Run closes them.
+	PacketConn net.PacketConn
+	Listener   net.Listener
+	// NotifyStarted, when set, is called once, from Run's goroutines, when
+	// both servers accept queries.
+	NotifyStarted func()
+
+	// Domain is the cluster domain. Default "cluster.".
+	Domain string
+	// AltDomain, when set, answers the same names under a second domain,
+	// e.g. "consul." for clients written for Consul (Consul's alt_domain).
+	AltDomain string
+	// Datacenter is the <dc> of Consul's names (<node>.node.<dc>.<domain>).
+	// Default "dc1", Consul's.
+	Datacenter string
+
+	// TTL is the TTL of service records (Consul's dns_config.service_ttl;
+	// Docker Swarm answers with 0). Default 0. Whole seconds.
+	TTL time.Duration
+	// NodeTTL is the TTL of node, addr and PTR records (Consul's
+	// dns_config.node_ttl). Default 0. Whole seconds.
+	NodeTTL time.Duration
+	// SOAMinTTL is the SOA minimum, which is also the SOA's own TTL, so
+	// the TTL resolvers cache NXDOMAIN and NODATA for (RFC 2308; Consul's
+	// dns_config.soa.min_ttl). Default 0. Whole seconds.
+	SOAMinTTL time.Duration
+
+	// OnlyPassing answers only passing instances when true; when false,
+	// warning instances are answered too. Critical ones never are.
+	// DefaultConfig sets it (DESIGN.md: only passing instances are
+	// answered); Consul's dns_config.only_passing defaults to false.
+	OnlyPassing bool
+
+	// Recursors are the DNS servers (IP or IP:port, port 53 by default)
+	// that names outside the domains are forwarded to, in order: UDP, then
+	// TCP when the answer is truncated; the next one on an error, a
+	// timeout, SERVFAIL or REFUSED. None: such names are REFUSED.
+	Recursors []string
+	// RecursorTimeout bounds each exchange with a recursor. Default 2s
+	// (Consul's dns_config.recursor_timeout).
+	RecursorTimeout time.Duration
+
+	// Logger receives one line per state change (start, stop, a service
+	// that cannot be answered); nil discards.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the configuration cairn runs with when nothing is
+// set.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            "127.0.0.1:8600",
+		Domain:          "cluster.",
+		Datacenter:      "dc1",
+		OnlyPassing:     true,
+		RecursorTimeout: 2 * time.Second,
+	}
+}
+
+// settings is a validated Config in the form queries use.
+type settings struct {
+	domains   []string // lower-case FQDNs, Domain first
+	dc        string
+	ttl       uint32
+	nodeTTL   uint32
+	soaMin    uint32
+	passing   bool
+	recursors []string // IP:port
+	timeout   time.Duration
+}
+
+// validate checks cfg, fills defaults in, and returns what queries use.
+func (cfg *Config) validate() (settings, error) {
+	def := DefaultConfig()
+	var st settings
+	var errs []error
+	if cfg.Addr == "" {
+		cfg.Addr = def.Addr
+	}
+	if cfg.PacketConn == nil || cfg.Listener == nil {
+		if _, err := netip.ParseAddrPort(cfg.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("dns address %q is not IP:port (e.g. 127.0.0.1:8600): %w", cfg.Addr, err))
+		}
+	}
+	if cfg.Domain == "" {
+		cfg.Domain = def.Domain
+	}
+	dom, err := normalizeDomain("domain", cfg.Domain)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	st.domains = append(st.domains, dom)
+	if cfg.AltDomain != "" {
+		alt, err := normalizeDomain("alt domain", cfg.AltDomain)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case alt == dom || strings.HasSuffix(alt, "."+dom) || strings.HasSuffix(dom, "."+alt):
+			errs = append(errs, fmt.Errorf("alt domain %q overlaps domain %q; names would be ambiguous, pick a domain that is not inside the other", cfg.AltDomain, cfg.Domain))
+		default:
+			st.domains = append(st.domains, alt)
+		}
+	}
+	if cfg.Datacenter == "" {
+		cfg.Datacenter = def.Datacenter
+	}
+	st.dc = strings.ToLower(cfg.Datacenter)
+	if !validLabel(st.dc) {
+		errs = append(errs, fmt.Errorf("datacenter %q is not a DNS label (letters, digits and inner hyphens, at most 63)", cfg.Datacenter))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		out  *uint32
+	}{{"TTL", cfg.TTL, &st.ttl}, {"node TTL", cfg.NodeTTL, &st.nodeTTL}, {"SOA min TTL", cfg.SOAMinTTL, &st.soaMin}} {
+		if d.v < 0 || d.v%time.Second != 0 || d.v/time.Second > math.MaxInt32 {
+			errs = append(errs, fmt.Errorf("dns %s %v must be whole seconds between 0s and %ds", d.name, d.v, math.MaxInt32))
+			continue
+		}
+		*d.out = uint32(d.v / time.Second)
+	}
+	st.passing = cfg.OnlyPassing
+	for _, r := range cfg.Recursors {
+		ap, err := parseRecursor(r)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		st.recursors = append(st.recursors, ap)
+	}
+	if cfg.RecursorTimeout < 0 {
+		errs = append(errs, fmt.Errorf("recursor timeout %v is negative; use 0 for the default %v", cfg.RecursorTimeout, def.RecursorTimeout))
+	}
+	if cfg.RecursorTimeout == 0 {
+		cfg.RecursorTimeout = def.RecursorTimeout
+	}
+	st.timeout = cfg.RecursorTimeout
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return st, errors.Join(errs...)
+}
+
+// normalizeDomain returns d as a lower-case FQDN.
+func normalizeDomain(what, d string) (string, error) {
+	fq := mdns.Fqdn(strings.ToLower(strings.TrimPrefix(d, ".")))
+	if fq == "." {
+		return "", fmt.Errorf("%s %q is the root; cairn needs a domain of its own such as cluster.", what, d)
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(fq, "."), ".") {
+		if !validLabel(l) {
+			return "", fmt.Errorf("%s %q: label %q is not a DNS label (letters, digits and inner hyphens, at most 63)", what, d, l)
+		}
+	}
+	return fq, nil
+}
+
+// parseRecursor returns r as IP:port, with port 53 when r has none.
+func parseRecursor(r string) (string, error) {
+	if ap, err := netip.ParseAddrPort(r); err == nil {
+		return ap.String(), nil
+	}
+	if a, err := netip.ParseAddr(strings.Trim(r, "[]")); err == nil {
+		return netip.AddrPortFrom(a, 53).String(), nil
+	}
+	return "", fmt.Errorf("recursor %q is not an IP or IP:port (e.g. 1.1.1.1 or [2606:4700::1111]:53); host names are not resolved", r)
+}
