@@ -317,22 +317,40 @@ func (s *Server) Shutdown() error {
 	return s.shutdownErr
 }
 
+// Stopping is closed as soon as Shutdown starts.
+func (s *Server) Stopping() <-chan struct{} { return s.shutdownCh }
+
 // Done is closed once Shutdown has finished.
 func (s *Server) Done() <-chan struct{} { return s.doneCh }
 
-// Leave removes this server from the Raft configuration (issued on the
-// leader) before shutting down, so the others do not wait for it.
+// Leave prepares this server to go: a leader hands leadership to the
+// most up-to-date follower first (one round trip instead of an election
+// timeout), so the cluster keeps taking writes; the new leader then
+// removes this server once membership reports it left. A leader that
+// cannot hand over removes itself, which also makes it step down.
 func (s *Server) Leave() error {
-	if s.raft.State() == raft.Leader {
-		cfg := s.raft.GetConfiguration()
-		if err := cfg.Error(); err != nil {
-			return err
-		}
-		if len(cfg.Configuration().Servers) > 1 {
-			return s.raft.RemoveServer(raft.ServerID(s.cfg.NodeID), 0, 0).Error()
+	if s.raft.State() != raft.Leader {
+		return nil
+	}
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	voters := 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters++
 		}
 	}
-	return nil
+	if voters <= 1 {
+		return nil
+	}
+	if err := s.raft.LeadershipTransfer().Error(); err == nil {
+		return nil
+	} else {
+		s.log.Warn("kv: leadership transfer before leaving failed; removing this server instead", "err", err)
+	}
+	return s.raft.RemoveServer(raft.ServerID(s.cfg.NodeID), 0, 0).Error()
 }
 
 // Raft exposes the Raft node to the agent for cluster management.

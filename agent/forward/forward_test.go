@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +198,42 @@ func TestStaleReadOnFollowerIsLocal(t *testing.T) {
 			t.Fatalf("stale Get on follower = %+v, %v", e, err)
 		}
 		time.Sleep(10 * time.Millisecond) // the write may still be on its way to this follower
+	}
+}
+
+// TestClientSkipsADeadServer: a client agent whose chosen server is gone
+// sends the request to another one instead of failing it.
+func TestClientSkipsADeadServer(t *testing.T) {
+	nodes := startCluster(t, 3)
+	dead := follower(nodes)
+	// A port nothing listens on, and a server that stops.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := ln.Addr().String()
+	ln.Close()
+	var live []string
+	for _, nd := range nodes {
+		if nd != dead {
+			live = append(live, nd.addr)
+		}
+	}
+	client := forward.NewRouter(nil, func() []string { return append([]string{nowhere, dead.addr}, live...) }, forward.NewPool(time.Second))
+	// Warm a pooled connection to the server that is about to stop.
+	if _, _, err := client.Get(ctx, kv.QueryOptions{Stale: true}, "x"); err != nil {
+		t.Fatal(err)
+	}
+	dead.kv.Shutdown()
+	for i := range 20 {
+		ok, err := client.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: fmt.Sprint("k", i), Value: []byte("v")})
+		if err != nil || !ok {
+			t.Fatalf("write %d through a client with a dead and a missing server listed = %v, %v", i, ok, err)
+		}
+	}
+	all := forward.NewRouter(nil, func() []string { return []string{nowhere} }, forward.NewPool(time.Second))
+	_, err = all.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "k", Value: []byte("v")})
+	if !errors.Is(err, kv.ErrNoLeader) || !strings.Contains(err.Error(), "no server answered (tried "+nowhere+")") {
+		t.Errorf("write with no reachable server = %v", err)
 	}
 }

@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/cairn-dev/cairn/kv"
 )
@@ -20,7 +24,15 @@ type Router struct {
 	local   *kv.Server      // nil on client agents
 	servers func() []string // server RPC addresses known from membership
 	pool    *Pool
+
+	mu  sync.Mutex
+	bad map[string]time.Time // server -> when a connection to it last failed
 }
+
+// badFor is how long a server that could not be reached is tried last.
+// Membership notices a dead server within seconds; until then requests
+// go to the others instead of failing.
+const badFor = 10 * time.Second
 
 // NewRouter returns a router. local is this agent's kv server, nil on a
 // client; servers lists the cluster's server addresses (may be nil on a
@@ -29,12 +41,17 @@ func NewRouter(local *kv.Server, servers func() []string, pool *Pool) *Router {
 	if servers == nil {
 		servers = func() []string { return nil }
 	}
-	return &Router{local: local, servers: servers, pool: pool}
+	return &Router{local: local, servers: servers, pool: pool, bad: map[string]time.Time{}}
 }
 
 // target picks where a request goes: "" means answer locally.
 func (r *Router) target(stale bool, hops int) (string, error) {
 	if r.local != nil {
+		select {
+		case <-r.local.Stopping():
+			return "", kv.ErrShutdown
+		default:
+		}
 		if stale || r.local.IsLeader() {
 			return "", nil
 		}
@@ -47,25 +64,81 @@ func (r *Router) target(stale bool, hops int) (string, error) {
 		}
 		return leader, nil
 	}
-	if hops >= maxHops {
-		return "", fmt.Errorf("%w: forwarded %d times", kv.ErrNoLeader, hops)
-	}
-	servers := r.servers()
-	if len(servers) == 0 {
-		return "", fmt.Errorf("%w: this agent knows no server yet; join it to the cluster with -join or -retry-join", kv.ErrNoLeader)
-	}
-	return servers[rand.IntN(len(servers))], nil
+	return "", errClientSide
 }
 
-// call forwards req, or returns ("", nil) when it must run here.
+// errClientSide tells forward to pick among the servers itself.
+var errClientSide = errors.New("client agent: choose a server")
+
+// forward sends req on, or returns (nil, false, nil) when it must run here.
+// A client agent tries the servers in random order, those that failed
+// recently last, and moves on when a server cannot be reached (nothing
+// was sent) or, for reads, when the connection broke mid-request.
 func (r *Router) forward(ctx context.Context, stale bool, req *Request) (*Response, bool, error) {
 	addr, err := r.target(stale, req.Hops)
-	if err != nil || addr == "" {
-		return nil, false, err
+	if err == nil && addr == "" {
+		return nil, false, nil
 	}
 	req.Hops++
-	resp, err := r.pool.Call(ctx, addr, req)
-	return resp, true, err
+	if err == nil {
+		resp, err := r.pool.Call(ctx, addr, req)
+		return resp, true, err
+	}
+	if !errors.Is(err, errClientSide) {
+		return nil, false, err
+	}
+	if req.Hops > maxHops {
+		return nil, false, fmt.Errorf("%w: forwarded %d times", kv.ErrNoLeader, req.Hops-1)
+	}
+	servers := r.order(r.servers())
+	if len(servers) == 0 {
+		return nil, false, fmt.Errorf("%w: this agent knows no server yet; join it to the cluster with -join or -retry-join", kv.ErrNoLeader)
+	}
+	var tried []string
+	for _, addr := range servers {
+		resp, err := r.pool.Call(ctx, addr, req)
+		// A stopping server refuses before doing anything: safe to resend.
+		retry := errors.Is(err, ErrUnreachable) || errors.Is(err, kv.ErrShutdown) ||
+			(errors.Is(err, ErrConnectionLost) && req.readOnly())
+		if !retry {
+			return resp, true, err
+		}
+		r.markBad(addr)
+		tried = append(tried, addr)
+	}
+	return nil, true, fmt.Errorf("%w: no server answered (tried %s); check that the servers run and that this agent can reach their -server-port", kv.ErrNoLeader, strings.Join(tried, ", "))
+}
+
+// order shuffles the servers and puts those that failed lately last.
+func (r *Router) order(servers []string) []string {
+	out := slices.Clone(servers)
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	for a, at := range r.bad {
+		if now.Sub(at) > badFor {
+			delete(r.bad, a)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b string) int {
+		_, badA := r.bad[a]
+		_, badB := r.bad[b]
+		switch {
+		case badA == badB:
+			return 0
+		case badA:
+			return 1
+		}
+		return -1
+	})
+	return out
+}
+
+func (r *Router) markBad(addr string) {
+	r.mu.Lock()
+	r.bad[addr] = time.Now()
+	r.mu.Unlock()
 }
 
 // Get implements the KV read of one key.

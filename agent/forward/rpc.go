@@ -60,6 +60,32 @@ type Response struct {
 	RaftPeers  []kv.Peer
 }
 
+// readOnly reports whether a request only reads, so that sending it
+// again after a broken connection cannot apply anything twice.
+func (req *Request) readOnly() bool {
+	switch req.Method {
+	case mGet, mList, mKeys, mSessionInfo, mSessions, mStatus, mRaftConfig:
+		return true
+	case mTxn:
+		for _, op := range req.Ops {
+			if !op.Verb.IsRead() {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// Errors of the way to a server, as opposed to the server's answer.
+var (
+	// ErrUnreachable: no connection could be made; nothing was sent.
+	ErrUnreachable = errors.New("server unreachable")
+	// ErrConnectionLost: the connection broke while the request was out;
+	// a write may or may not have been applied.
+	ErrConnectionLost = errors.New("connection to server lost")
+)
+
 // Endpoint is the net/rpc receiver registered on servers.
 type Endpoint struct{ r *Router }
 
@@ -125,7 +151,7 @@ func (p *Pool) client(addr string) (*rpc.Client, error) {
 	}
 	conn, err := dial(addr, connRPC, p.timeout)
 	if err != nil {
-		return nil, fmt.Errorf("%w: reach server %s: %v", kv.ErrNoLeader, addr, err)
+		return nil, fmt.Errorf("%w: %w: server %s: %v", kv.ErrNoLeader, ErrUnreachable, addr, err)
 	}
 	c := rpc.NewClient(conn)
 	p.clients[addr] = c
@@ -155,9 +181,15 @@ func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, 
 		return nil, ctx.Err()
 	}
 	if call.Error != nil {
-		if errors.Is(call.Error, rpc.ErrShutdown) || !isServerError(call.Error) {
+		if errors.Is(call.Error, rpc.ErrShutdown) {
+			// The client had already seen the connection close: the
+			// request was never sent.
 			p.drop(addr, c)
-			return nil, fmt.Errorf("%w: server %s: %v", kv.ErrNoLeader, addr, call.Error)
+			return nil, fmt.Errorf("%w: %w: server %s: connection closed", kv.ErrNoLeader, ErrUnreachable, addr)
+		}
+		if !isServerError(call.Error) {
+			p.drop(addr, c)
+			return nil, fmt.Errorf("%w: %w: server %s: %v; a write may or may not have been applied", kv.ErrNoLeader, ErrConnectionLost, addr, call.Error)
 		}
 		return nil, remoteError(call.Error)
 	}

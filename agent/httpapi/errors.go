@@ -109,9 +109,15 @@ func (h *handler) fail(c *call, err error) {
 		// RFC 9110: a 405 lists the methods the resource supports.
 		c.w.Header().Set("Allow", strings.Join(me.allow, ","))
 	}
-	if code >= 500 {
+	switch {
+	case errors.Is(err, kv.ErrNoLeader), errors.Is(err, kv.ErrNotLeader), errors.Is(err, kv.ErrShutdown):
+		// The cluster's state, not this request's fault: raft and
+		// membership log the change once; a line per request during an
+		// election or outage would bury it.
+		h.log.Debug("httpapi: request failed", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err)
+	case code >= 500:
 		h.log.Error("httpapi: request failed", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err)
-	} else {
+	default:
 		h.log.Debug("httpapi: request refused", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err)
 	}
 	writeText(c.w, code, msg)
