@@ -81,9 +81,17 @@ type agent struct {
 	logPath string
 	api     *api.Client
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // Wait's result, once done is closed
+	cmd       *exec.Cmd
+	done      chan struct{}
+	err       error // Wait's result, once done is closed
+	signalled bool  // a stop signal was sent to this run (see signal)
+}
+
+// signal sends sig to the running process and remembers it, so stop
+// waits instead of signalling twice.
+func (a *agent) signal(sig syscall.Signal) error {
+	a.signalled = true
+	return a.cmd.Process.Signal(sig)
 }
 
 func (a *agent) args(join string) []string {
@@ -114,7 +122,7 @@ func (a *agent) start(bin, join string) error {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", a.name, err)
 	}
-	a.cmd, a.done = cmd, make(chan struct{})
+	a.cmd, a.done, a.signalled = cmd, make(chan struct{}), false
 	go func() {
 		a.err = cmd.Wait()
 		logf.Close()
@@ -140,9 +148,13 @@ func (a *agent) stop(sig syscall.Signal, within time.Duration) error {
 	if !a.running() {
 		return nil
 	}
-	if err := a.cmd.Process.Signal(sig); err != nil {
-		return fmt.Errorf("signal %v to %s: %w", sig, a.name, err)
+	if !a.signalled {
+		if err := a.cmd.Process.Signal(sig); err != nil {
+			return fmt.Errorf("signal %v to %s: %w", sig, a.name, err)
+		}
 	}
+	// A second SIGTERM kills an agent that is still leaving (cairn's
+	// escape hatch for a hung stop), so a signalled agent is only waited for.
 	select {
 	case <-a.done:
 	case <-time.After(within):

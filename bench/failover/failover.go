@@ -116,7 +116,7 @@ func failoverRound(ctx context.Context, c *cluster, mode stopMode, n int) (round
 		elected  = time.Duration(-1)
 	)
 	t0 := time.Now()
-	if err := leader.cmd.Process.Signal(mode.sig); err != nil {
+	if err := leader.signal(mode.sig); err != nil {
 		return round{}, err
 	}
 	watch.Go(func() {
