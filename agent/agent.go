@@ -22,7 +22,9 @@ import (
 	"github.com/cairn-dev/cairn/agent/httpapi"
 	"github.com/cairn-dev/cairn/agent/membership"
 	"github.com/cairn-dev/cairn/agent/servers"
+	"github.com/cairn-dev/cairn/dns"
 	"github.com/cairn-dev/cairn/kv"
+	"github.com/cairn-dev/cairn/template"
 	"github.com/hashicorp/raft"
 )
 
@@ -30,14 +32,17 @@ import (
 // a Raft server when -server is set, and the Consul-compatible HTTP API
 // that answers locally or forwards to the servers.
 type Agent struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	tmpl template.Config // templates to render in-process; none without -template
 
 	ran     atomic.Bool
 	started chan struct{}
 
 	mu         sync.Mutex
 	httpAddr   net.Addr // nil when the HTTP API is off
+	dnsAddr    net.Addr // nil when DNS is off
+	tmplSource *templateSource
 	serverAddr string
 	serfAddr   string
 	dataDir    string
@@ -76,7 +81,11 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = DefaultConfig().ShutdownTimeout
 	}
-	return &Agent{cfg: cfg, log: logger, started: make(chan struct{})}, nil
+	tmpl, err := cfg.templateConfig(true)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, log: logger, tmpl: tmpl, started: make(chan struct{})}, nil
 }
 
 // Config returns the agent's configuration with the defaults New filled in.
@@ -93,6 +102,14 @@ func (a *Agent) HTTPAddr() net.Addr {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.httpAddr
+}
+
+// DNSAddr is the address the DNS server answers on, UDP and TCP alike
+// (nil when -dns-port is -1 or before Started).
+func (a *Agent) DNSAddr() net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.dnsAddr
 }
 
 // ServerAddr is the server RPC (Raft) address other servers reach.
@@ -221,6 +238,22 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		defer ln.Close()
 		httpPort = ln.Addr().(*net.TCPAddr).Port
 	}
+	var (
+		dnsPC   net.PacketConn
+		dnsLn   net.Listener
+		dnsPort = cfg.Ports.DNS
+	)
+	if cfg.Ports.DNS >= 0 {
+		dnsPC, dnsLn, err = listenDNS(cfg.ClientAddr, cfg.Ports.DNS)
+		if err != nil {
+			return err
+		}
+		// dns.Server.Run closes them; these are for the paths that never
+		// get there (a second Close is harmless).
+		defer dnsPC.Close()
+		defer dnsLn.Close()
+		dnsPort = dnsPC.LocalAddr().(*net.UDPAddr).Port
+	}
 
 	role, serverAddr, serverPort := membership.RoleClient, "", 0
 	if mux != nil {
@@ -243,7 +276,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			NodeID:     nodeID,
 			Proto:      membership.ProtocolVersion,
 			HTTPPort:   max(httpPort, 0),
-			DNSPort:    max(cfg.Ports.DNS, 0),
+			DNSPort:    max(dnsPort, 0),
 		},
 	})
 	if err != nil {
@@ -310,7 +343,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			BindAddr:    advertise,
 			SerfLANPort: ml.LocalMember().Port,
 			HTTPPort:    httpPort,
-			DNSPort:     cfg.Ports.DNS,
+			DNSPort:     dnsPort,
 			ServerPort:  serverPort,
 		},
 		Logger: a.log,
@@ -319,10 +352,36 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("build the HTTP API: %w", err)
 	}
 
+	// DNS answers from the catalog through the adapter in dns.go.
+	var dnsSrv *dns.Server
+	if dnsPC != nil {
+		dc := a.dnsConfig()
+		dc.PacketConn, dc.Listener = dnsPC, dnsLn
+		if dnsSrv, err = dns.New(dc, newDNSCatalog(cat, a.log)); err != nil {
+			return err
+		}
+	}
+	// Templates render from this agent's own KV store and catalog, in
+	// process (template.go).
+	tmplSource := &templateSource{store: router, cat: cat, node: cfg.NodeName, dc: cfg.Datacenter}
+	var tmplRunner *template.Runner
+	if len(a.tmpl.Templates) > 0 {
+		tc := a.tmpl
+		tc.Source = tmplSource
+		tc.Logger = a.log
+		if tmplRunner, err = template.New(tc); err != nil {
+			return err
+		}
+	}
+
 	a.mu.Lock()
 	if ln != nil {
 		a.httpAddr = ln.Addr()
 	}
+	if dnsPC != nil {
+		a.dnsAddr = dnsPC.LocalAddr()
+	}
+	a.tmplSource = tmplSource
 	a.serverAddr = serverAddr
 	a.serfAddr = ml.LocalMember().AddrPort().String()
 	a.dataDir = dataDir
@@ -338,7 +397,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 
 	parts := parts{store: store, mux: mux, ml: ml, members: members, pool: pool, router: router,
-		catalog: cat, gossip: gossip, checks: runner}
+		catalog: cat, gossip: gossip, checks: runner, dns: dnsSrv, templates: tmplRunner}
 	runningStore = true
 	return a.serve(ctx, parts, ln, handler)
 }
@@ -355,6 +414,10 @@ type parts struct {
 	catalog *catalog.Catalog
 	gossip  *membership.Channel
 	checks  *checks.Runner
+	// dns and templates are nil when DNS is off and when no template is
+	// given.
+	dns       *dns.Server
+	templates *template.Runner
 }
 
 // serve runs the parts in one errgroup until ctx is done, Leave is
@@ -408,15 +471,28 @@ func (a *Agent) serve(ctx context.Context, p parts, ln net.Listener, handler htt
 		g.Go(func() error { return mgr.Run(coreCtx) })
 	}
 	// The catalog spreads this agent's state and applies the others'; the
-	// runner runs this agent's checks. Both stop when shutdown starts:
-	// reads are served from the catalog's memory without them.
+	// runner runs this agent's checks. Both stop when shutdown starts,
+	// after DNS and the templates, which read the catalog: reads are
+	// served from the catalog's memory without them.
+	catCtx, stopCatalog := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCatalog()
 	g.Go(func() error {
-		if err := p.catalog.Run(gctx, p.gossip, checkRunner{p.checks}); err != nil {
+		if err := p.catalog.Run(catCtx, p.gossip, checkRunner{p.checks}); err != nil {
 			return fmt.Errorf("catalog: %w", err)
 		}
 		return nil
 	})
-	g.Go(func() error { return p.checks.Run(gctx) })
+	g.Go(func() error { return p.checks.Run(catCtx) })
+	// DNS answers from the catalog; it stops when shutdown starts.
+	dnsDone := make(chan struct{})
+	if p.dns != nil {
+		g.Go(func() error {
+			defer close(dnsDone)
+			return p.dns.Run(gctx)
+		})
+	} else {
+		close(dnsDone)
+	}
 	if len(a.cfg.RetryJoin) > 0 {
 		g.Go(func() error {
 			if err := p.ml.RetryJoin(gctx, a.cfg.RetryJoin); err != nil && gctx.Err() == nil {
@@ -455,9 +531,27 @@ func (a *Agent) serve(ctx context.Context, p parts, ln net.Listener, handler htt
 		})
 	}
 
+	// The templates start once the catalog and the HTTP API run, and stop
+	// first.
+	tmplDone := make(chan struct{})
+	if p.templates != nil {
+		g.Go(func() error {
+			defer close(tmplDone)
+			if err := p.templates.Run(gctx); err != nil {
+				return fmt.Errorf("templates: %w", err)
+			}
+			return nil
+		})
+	} else {
+		close(tmplDone)
+	}
+
 	g.Go(func() error {
 		<-gctx.Done()
 		a.log.Info("agent stopping", "reason", context.Cause(gctx))
+		<-tmplDone
+		<-dnsDone
+		stopCatalog()
 		if a.cfg.LeaveOnTerminate || errors.Is(context.Cause(gctx), errLeaveRequested) {
 			a.leave(p)
 		}
@@ -479,9 +573,12 @@ func (a *Agent) serve(ctx context.Context, p parts, ln net.Listener, handler htt
 		return nil
 	})
 
-	httpAddr := "off"
+	httpAddr, dnsAddr := "off", "off"
 	if ln != nil {
 		httpAddr = ln.Addr().String()
+	}
+	if d := a.DNSAddr(); d != nil {
+		dnsAddr = d.String()
 	}
 	a.log.Info("agent started",
 		"node", a.cfg.NodeName,
@@ -490,6 +587,7 @@ func (a *Agent) serve(ctx context.Context, p parts, ln net.Listener, handler htt
 		"server", a.cfg.Server,
 		"dev", a.cfg.Dev,
 		"http", httpAddr,
+		"dns", dnsAddr,
 		"server_rpc", a.ServerAddr(),
 		"serf_lan", a.SerfAddr(),
 		"data_dir", a.DataDir(),

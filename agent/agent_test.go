@@ -16,7 +16,8 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// testPorts binds every listener to a free port; DNS is not served yet.
+// testPorts binds every listener to a free port; DNS is off except in
+// the tests of it (dns_test.go), which set Ports.DNS to 0.
 var testPorts = Ports{HTTP: 0, DNS: -1, SerfLAN: 0, Server: 0}
 
 func devConfig() Config {

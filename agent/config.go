@@ -83,14 +83,44 @@ type Config struct {
 	Fast bool
 	// Domain (-domain, domain) is the DNS domain, "cluster." by default.
 	Domain string
+	// AltDomain (-alt-domain, alt_domain) answers the same names under a
+	// second domain, "consul." by default so that clients written for
+	// Consul find services; empty turns it off.
+	AltDomain string
 	// Recursors (-recursor, recursors) answer DNS names outside Domain.
 	Recursors []string
+	// DNS (dns_config { service_ttl node_ttl only_passing }) tunes the
+	// answers.
+	DNS DNSConfig
+
+	// Templates (-template, repeatable) are consul-template templates
+	// rendered in-process from this agent's catalog and KV store,
+	// "source[:destination[:command]]". TemplateCheck (-template-check)
+	// validates each of their results before it stays; TemplateWait
+	// (-template-wait) is the quiescence "min[:max]" of every template;
+	// TemplateConfigs (-template-config, repeatable) are consul-template
+	// config files whose template {} blocks are rendered too.
+	Templates       []string
+	TemplateCheck   string
+	TemplateWait    string
+	TemplateConfigs []string
 	// LogLevel (-log-level, log_level): trace, debug, info, warn or err.
 	LogLevel string
 
 	// ShutdownTimeout bounds how long a graceful stop waits for HTTP
 	// requests in flight (default 5s). Not a flag.
 	ShutdownTimeout time.Duration
+}
+
+// DNSConfig is Consul's dns_config, in the part cairn reads.
+type DNSConfig struct {
+	// ServiceTTL and NodeTTL (service_ttl, node_ttl) are the TTLs of
+	// service and node records, whole seconds; 0 by default, as in Consul.
+	ServiceTTL time.Duration
+	NodeTTL    time.Duration
+	// OnlyPassing (only_passing) answers passing instances only; when
+	// false, warning ones too. True by default (Consul defaults to false).
+	OnlyPassing bool
 }
 
 // Ports are the agent's ports, Consul's defaults. For HTTP and DNS, -1
@@ -107,6 +137,7 @@ type Ports struct {
 const (
 	DefaultDatacenter = "dc1"
 	DefaultDomain     = "cluster."
+	DefaultAltDomain  = "consul."
 	DefaultClientAddr = "127.0.0.1"
 	DefaultLogLevel   = "info"
 	DefaultHTTPPort   = 8500
@@ -121,6 +152,8 @@ func DefaultConfig() Config {
 		Datacenter: DefaultDatacenter,
 		ClientAddr: DefaultClientAddr,
 		Domain:     DefaultDomain,
+		AltDomain:  DefaultAltDomain,
+		DNS:        DNSConfig{OnlyPassing: true},
 		LogLevel:   DefaultLogLevel,
 		Ports: Ports{
 			HTTP:    DefaultHTTPPort,
@@ -204,10 +237,32 @@ func (c Config) Validate() error {
 	if d := strings.TrimSuffix(c.Domain, "."); d == "" || strings.ContainsAny(d, " \t/") || strings.HasPrefix(d, ".") || strings.Contains(d, "..") {
 		return fmt.Errorf("-domain=%q is not a DNS domain; use a name like cluster or consul", c.Domain)
 	}
+	if c.AltDomain != "" {
+		if d := strings.TrimSuffix(c.AltDomain, "."); d == "" || strings.ContainsAny(d, " \t/") || strings.HasPrefix(d, ".") || strings.Contains(d, "..") {
+			return fmt.Errorf("-alt-domain=%q is not a DNS domain; use a name like consul, or -alt-domain= to turn it off", c.AltDomain)
+		}
+		dom, alt := normDomain(c.Domain), normDomain(c.AltDomain)
+		// The same domain twice is harmless (-domain consul with the
+		// default -alt-domain): dnsConfig drops the second.
+		if strings.HasSuffix(alt, "."+dom) || strings.HasSuffix(dom, "."+alt) {
+			return fmt.Errorf("-alt-domain=%q overlaps -domain=%q, so names would be ambiguous; pick another -alt-domain, or -alt-domain= to turn it off", c.AltDomain, c.Domain)
+		}
+	}
 	for _, r := range c.Recursors {
 		if err := validRecursor(r); err != nil {
 			return err
 		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"dns_config.service_ttl", c.DNS.ServiceTTL}, {"dns_config.node_ttl", c.DNS.NodeTTL}} {
+		if d.v < 0 || d.v%time.Second != 0 {
+			return fmt.Errorf("%s = %v must be whole seconds, 0 or more, such as \"10s\"", d.key, d.v)
+		}
+	}
+	if _, err := c.templateConfig(false); err != nil {
+		return err
 	}
 	if _, err := ParseLogLevel(c.LogLevel); err != nil {
 		return err
@@ -250,6 +305,9 @@ func (p Ports) validate() error {
 	}
 	return nil
 }
+
+// normDomain is a domain in lower case without its dots at either end.
+func normDomain(d string) string { return strings.ToLower(strings.Trim(d, ".")) }
 
 func validRecursor(r string) error {
 	host := r

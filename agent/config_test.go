@@ -102,6 +102,25 @@ func TestValidate(t *testing.T) {
 			wantErr: `-recursor="dns.google" is not an IP address; use IP or IP:port, such as 1.1.1.1 or 10.0.0.2:53`},
 		{name: "recursor bad port", cfg: server(), edit: func(c *Config) { c.Recursors = []string{"1.1.1.1:0"} },
 			wantErr: `-recursor="1.1.1.1:0" has a bad port; use IP or IP:port, such as 1.1.1.1 or 10.0.0.2:53`},
+		{name: "alt domain off", cfg: server(), edit: func(c *Config) { c.AltDomain = "" }},
+		{name: "alt domain same as domain", cfg: server(), edit: func(c *Config) { c.Domain = "consul" }},
+		{name: "alt domain inside domain", cfg: server(), edit: func(c *Config) { c.AltDomain = "consul.cluster" },
+			wantErr: `-alt-domain="consul.cluster" overlaps -domain="cluster.", so names would be ambiguous; pick another -alt-domain, or -alt-domain= to turn it off`},
+		{name: "alt domain bad", cfg: server(), edit: func(c *Config) { c.AltDomain = "a..b" },
+			wantErr: `-alt-domain="a..b" is not a DNS domain; use a name like consul, or -alt-domain= to turn it off`},
+		{name: "service ttl fraction", cfg: server(), edit: func(c *Config) { c.DNS.ServiceTTL = 1500 * time.Millisecond },
+			wantErr: `dns_config.service_ttl = 1.5s must be whole seconds, 0 or more, such as "10s"`},
+		{name: "templates", cfg: server(), edit: func(c *Config) {
+			c.Templates = []string{"in.tmpl:out.conf:nginx -s reload"}
+			c.TemplateCheck = "nginx -t"
+			c.TemplateWait = "1s:5s"
+		}},
+		{name: "template empty", cfg: server(), edit: func(c *Config) { c.Templates = []string{""} },
+			wantErr: `-template "": give source[:destination[:command]], e.g. -template "web.ctmpl:/etc/nginx/conf.d/web.conf:nginx -s reload"`},
+		{name: "template check alone", cfg: server(), edit: func(c *Config) { c.TemplateCheck = "nginx -t" },
+			wantErr: "-template-check applies to -template templates and there are none; add a -template, or set check in the template {} block of the -template-config file"},
+		{name: "template wait", cfg: server(), edit: func(c *Config) { c.Templates, c.TemplateWait = []string{"a:b"}, "5s:1s" },
+			wantErr: "-template-wait: wait \"5s:1s\": max 1s is less than min 5s; give max >= min"},
 		{name: "log level", cfg: server(), edit: func(c *Config) { c.LogLevel = "verbose" },
 			wantErr: `-log-level="verbose" is not a log level; use trace, debug, info, warn or err`},
 	}
@@ -191,8 +210,14 @@ start_join = ["10.0.0.7"]
 retry_join = ["10.0.0.6", "10.0.0.8"]
 encrypt    = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
 domain     = "consul"
+alt_domain = "example"
 recursors  = ["1.1.1.1"]
 log_level  = "debug"
+dns_config {
+  service_ttl  = "10s"
+  node_ttl     = "1m"
+  only_passing = false
+}
 `
 	const jsonBody = `{
   "node_name": "web-1",
@@ -209,8 +234,10 @@ log_level  = "debug"
   "retry_join": ["10.0.0.6", "10.0.0.8"],
   "encrypt": "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=",
   "domain": "consul",
+  "alt_domain": "example",
   "recursors": ["1.1.1.1"],
-  "log_level": "debug"
+  "log_level": "debug",
+  "dns_config": {"service_ttl": "10s", "node_ttl": "1m", "only_passing": false}
 }`
 	want := DefaultConfig()
 	want.NodeName = "web-1"
@@ -227,8 +254,10 @@ log_level  = "debug"
 	want.RetryJoin = []string{"10.0.0.6", "10.0.0.8"}
 	want.Encrypt = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
 	want.Domain = "consul"
+	want.AltDomain = "example"
 	want.Recursors = []string{"1.1.1.1"}
 	want.LogLevel = "debug"
+	want.DNS = DNSConfig{ServiceTTL: 10 * time.Second, NodeTTL: time.Minute, OnlyPassing: false}
 
 	for _, tt := range []struct{ name, file, body string }{
 		{"hcl", "agent.hcl", hclBody},
@@ -265,7 +294,7 @@ func TestLoadConfigFileKeepsWhatItDoesNotName(t *testing.T) {
 
 func TestLoadConfigFileErrors(t *testing.T) {
 	dir := t.TempDir()
-	const keys = "advertise_addr, bind_addr, bootstrap_expect, client_addr, data_dir, datacenter, domain, enable_script_checks, encrypt, leave_on_terminate, log_level, node_id, node_name, ports, recursors, retry_join, server, start_join"
+	const keys = "advertise_addr, alt_domain, bind_addr, bootstrap_expect, client_addr, data_dir, datacenter, dns_config, domain, enable_script_checks, encrypt, leave_on_terminate, log_level, node_id, node_name, ports, recursors, retry_join, server, start_join"
 	tests := []struct {
 		name, file, body string
 		wantErr          string // with %s for the file's path
@@ -282,6 +311,10 @@ func TestLoadConfigFileErrors(t *testing.T) {
 			`config file %s: line 1: bootstrap_expect: strconv.ParseInt: parsing "three": invalid syntax`},
 		{"wrong json type", "a.json", `{"server": "yes please"}`,
 			`config file %s: server: At -: root.server: unknown type *ast.LiteralType`},
+		{"unknown dns_config key", "a.hcl", "dns_config {\n  enable_truncate = true\n}\n",
+			`config file %s: line 2: unknown key "dns_config.enable_truncate"; cairn reads these keys in dns_config: node_ttl, only_passing, service_ttl`},
+		{"bad ttl", "a.hcl", "dns_config {\n  service_ttl = \"ten\"\n}\n",
+			`config file %s: dns_config.service_ttl = "ten" is not a duration; give whole seconds with a unit, such as "10s"`},
 		{"syntax", "a.hcl", "ports {\n  http = 1\n",
 			`parse config file %s: At 3:2: object expected closing RBRACE got: EOF`},
 	}

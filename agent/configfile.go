@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl"
 	"github.com/hashicorp/hcl/hcl/ast"
@@ -31,10 +32,20 @@ type fileConfig struct {
 	RetryJoin       []string   `hcl:"retry_join"`
 	Encrypt         *string    `hcl:"encrypt"`
 	Domain          *string    `hcl:"domain"`
+	AltDomain       *string    `hcl:"alt_domain"`
+	DNSConfig       *fileDNS   `hcl:"dns_config"`
 	Recursors       []string   `hcl:"recursors"`
 	LogLevel        *string    `hcl:"log_level"`
 	LeaveOnTerm     *bool      `hcl:"leave_on_terminate"`
 	ScriptChecks    *bool      `hcl:"enable_script_checks"`
+}
+
+// fileDNS is Consul's dns_config block, in the part cairn reads.
+// Durations are strings ("10s"), as Consul writes them.
+type fileDNS struct {
+	ServiceTTL  *string `hcl:"service_ttl"`
+	NodeTTL     *string `hcl:"node_ttl"`
+	OnlyPassing *bool   `hcl:"only_passing"`
 }
 
 type filePorts struct {
@@ -74,7 +85,9 @@ func LoadConfigFile(cfg *Config, path string) error {
 			return fmt.Errorf("config file %s: %s%s: %w", path, at(item), key, err)
 		}
 	}
-	fc.apply(cfg)
+	if err := fc.apply(cfg); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
 	return nil
 }
 
@@ -174,7 +187,7 @@ func inBlock(prefix string) string {
 	return " in " + strings.TrimSuffix(prefix, ".")
 }
 
-func (fc *fileConfig) apply(c *Config) {
+func (fc *fileConfig) apply(c *Config) error {
 	set(&c.NodeName, fc.NodeName)
 	set(&c.NodeID, fc.NodeID)
 	set(&c.Datacenter, fc.Datacenter)
@@ -194,10 +207,29 @@ func (fc *fileConfig) apply(c *Config) {
 	c.RetryJoin = append(c.RetryJoin, fc.RetryJoin...)
 	set(&c.Encrypt, fc.Encrypt)
 	set(&c.Domain, fc.Domain)
+	set(&c.AltDomain, fc.AltDomain)
 	c.Recursors = append(c.Recursors, fc.Recursors...)
 	set(&c.LogLevel, fc.LogLevel)
 	set(&c.LeaveOnTerminate, fc.LeaveOnTerm)
 	set(&c.EnableScriptChecks, fc.ScriptChecks)
+	if d := fc.DNSConfig; d != nil {
+		for _, ttl := range []struct {
+			key string
+			v   *string
+			dst *time.Duration
+		}{{"dns_config.service_ttl", d.ServiceTTL, &c.DNS.ServiceTTL}, {"dns_config.node_ttl", d.NodeTTL, &c.DNS.NodeTTL}} {
+			if ttl.v == nil {
+				continue
+			}
+			v, err := time.ParseDuration(*ttl.v)
+			if err != nil {
+				return fmt.Errorf("%s = %q is not a duration; give whole seconds with a unit, such as \"10s\"", ttl.key, *ttl.v)
+			}
+			*ttl.dst = v
+		}
+		set(&c.DNS.OnlyPassing, d.OnlyPassing)
+	}
+	return nil
 }
 
 func set[T any](dst *T, v *T) {

@@ -70,6 +70,22 @@ retry_join = ["10.0.0.1"]
 			},
 		},
 		{
+			name: "dns and template flags",
+			args: []string{"-dev", "-alt-domain", "", "-dns-port", "0",
+				"-template", "a.tmpl:a.conf", "-template", "b.tmpl:b.conf:nginx -s reload",
+				"-template-check", "nginx -t", "-template-wait", "1s:5s", "-template-config", "t.hcl"},
+			want: func(c *agent.Config) {
+				*c = agent.DefaultConfig()
+				c.Dev = true
+				c.AltDomain = ""
+				c.Ports.DNS = 0
+				c.Templates = []string{"a.tmpl:a.conf", "b.tmpl:b.conf:nginx -s reload"}
+				c.TemplateCheck = "nginx -t"
+				c.TemplateWait = "1s:5s"
+				c.TemplateConfigs = []string{"t.hcl"}
+			},
+		},
+		{
 			name: "file only",
 			args: []string{"-config-file", base},
 			want: func(c *agent.Config) { *c = fromBase },

@@ -1,0 +1,170 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/dns"
+	"github.com/hashicorp/go-memdb"
+)
+
+// dnsCatalog adapts the catalog to dns.Catalog: every instance with its
+// aggregated health, grouped by service name, and every node.
+//
+// Its index is a counter of its own, bumped each time the catalog's
+// index moves: the catalog's indexes start at its boot time and may
+// differ between the instance and node reads, and dns only needs a
+// number that changes whenever the answer can have.
+type dnsCatalog struct {
+	cat *catalog.Catalog
+	log *slog.Logger
+
+	mu          sync.Mutex
+	lastCatalog uint64          // the catalog index the counter was last bumped for
+	index       uint64          // what Snapshot returns
+	warned      map[string]bool // instances with a host name address, logged once
+}
+
+func newDNSCatalog(cat *catalog.Catalog, log *slog.Logger) *dnsCatalog {
+	return &dnsCatalog{cat: cat, log: log}
+}
+
+// Snapshot implements dns.Catalog. It adds the catalog's table-level
+// watch channels (nodes, services, checks) to ws.
+func (d *dnsCatalog) Snapshot(ws memdb.WatchSet) (uint64, []dns.Service, []dns.Node) {
+	iidx, insts := d.cat.AllInstances(ws)
+	nidx, nodes := d.cat.Nodes(ws, catalog.Filter{})
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if idx := max(iidx, nidx); idx != d.lastCatalog || d.index == 0 {
+		d.lastCatalog = idx
+		d.index++
+	}
+
+	var services []dns.Service
+	at := map[string]int{} // service name -> its position in services
+	bad := map[string]bool{}
+	for _, in := range insts {
+		inst, reason := dnsInstance(in)
+		if reason != "" {
+			key := in.Node.Node + "/" + in.Service.ID
+			bad[key] = true
+			if !d.warned[key] {
+				d.log.Warn("dns: instance not answered: "+reason+"; register it with an IP address to be found by DNS",
+					"service", in.Service.Name, "id", in.Service.ID, "node", in.Node.Node,
+					"address", in.Service.Address, "node_address", in.Node.Address)
+			}
+			continue
+		}
+		i, ok := at[in.Service.Name]
+		if !ok {
+			i = len(services)
+			at[in.Service.Name] = i
+			// VIP stays zero: there is no VIP allocation yet.
+			services = append(services, dns.Service{Name: in.Service.Name})
+		}
+		services[i].Instances = append(services[i].Instances, inst)
+	}
+	d.warned = bad
+
+	out := make([]dns.Node, 0, len(nodes))
+	for _, n := range nodes {
+		if a, err := netip.ParseAddr(n.Address); err == nil {
+			out = append(out, dns.Node{Name: n.Node, Addr: a})
+		}
+	}
+	return d.index, services, out
+}
+
+// dnsInstance converts one catalog instance; reason says why it cannot
+// be answered, when it cannot.
+func dnsInstance(in catalog.Instance) (inst dns.Instance, reason string) {
+	inst = dns.Instance{
+		Node:      in.Node.Node,
+		ServiceID: in.Service.ID,
+		Port:      in.Service.Port,
+		Tags:      in.Service.Tags,
+		Status:    worstStatus(in.Checks),
+	}
+	nodeAddr, nodeErr := netip.ParseAddr(in.Node.Address)
+	if nodeErr == nil {
+		inst.NodeAddr = nodeAddr
+	}
+	if in.Service.Address == "" {
+		if nodeErr != nil {
+			return inst, fmt.Sprintf("it has no address of its own and its node's, %q, is not an IP", in.Node.Address)
+		}
+		return inst, ""
+	}
+	a, err := netip.ParseAddr(in.Service.Address)
+	if err != nil {
+		return inst, fmt.Sprintf("its address %q is a host name, not an IP", in.Service.Address)
+	}
+	inst.Address = a
+	return inst, ""
+}
+
+// worstStatus aggregates an instance's checks, its node's included, as
+// Consul does: critical over warning over passing; no checks is passing.
+// A status dns does not know counts as critical.
+func worstStatus(checks []*catalog.Check) string {
+	worst := dns.StatusPassing
+	for _, c := range checks {
+		switch c.Status {
+		case catalog.StatusPassing:
+		case catalog.StatusWarning:
+			worst = dns.StatusWarning
+		default:
+			return dns.StatusCritical
+		}
+	}
+	return worst
+}
+
+// dnsConfig is the dns server's configuration from the agent's.
+func (a *Agent) dnsConfig() dns.Config {
+	cfg := a.cfg
+	c := dns.DefaultConfig()
+	c.Addr = net.JoinHostPort(cfg.ClientAddr, strconv.Itoa(cfg.Ports.DNS))
+	c.Domain = cfg.Domain
+	if normDomain(cfg.AltDomain) != normDomain(cfg.Domain) {
+		c.AltDomain = cfg.AltDomain
+	}
+	c.Datacenter = cfg.Datacenter
+	c.Recursors = slices.Clone(cfg.Recursors)
+	c.TTL = cfg.DNS.ServiceTTL
+	c.NodeTTL = cfg.DNS.NodeTTL
+	c.OnlyPassing = cfg.DNS.OnlyPassing
+	c.Logger = a.log
+	return c
+}
+
+// listenDNS binds the DNS server's UDP socket and TCP listener on the
+// same port before the agent reports it started, so that DNSAddr is
+// known and a busy port fails the start. With port 0, TCP takes the port
+// the kernel gave UDP, which another program may hold for TCP: then it
+// tries another.
+func listenDNS(addr string, port int) (net.PacketConn, net.Listener, error) {
+	for attempt := 1; ; attempt++ {
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(addr, strconv.Itoa(port)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen for DNS on %s: %w (is another agent using -dns-port=%d? move it with -dns-port, or turn DNS off with -dns-port=-1)", net.JoinHostPort(addr, strconv.Itoa(port)), err, port)
+		}
+		tcpAddr := net.JoinHostPort(addr, strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port))
+		ln, err := net.Listen("tcp", tcpAddr)
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != 0 || attempt == 10 {
+			return nil, nil, fmt.Errorf("listen for DNS over TCP on %s: %w (move it with -dns-port, or turn DNS off with -dns-port=-1)", tcpAddr, err)
+		}
+	}
+}

@@ -1,0 +1,350 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/forward"
+	"github.com/cairn-dev/cairn/kv"
+	"github.com/cairn-dev/cairn/template"
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-memdb"
+)
+
+// templateConfig builds the template runner's configuration from
+// -template-config files (when loadFiles), then -template, -template-check
+// and -template-wait, the way `cairn template` merges -config and its
+// flags: the files' templates first, then the flags' (which the check
+// applies to); -template-wait wins over the files' wait. The files'
+// consul {} block and log_level are ignored: the agent is the source.
+// It returns a Config without templates when none are given.
+func (c Config) templateConfig(loadFiles bool) (template.Config, error) {
+	var tc template.Config
+	if loadFiles {
+		for _, path := range c.TemplateConfigs {
+			fc, err := template.LoadConfigFile(path)
+			if err != nil {
+				return tc, fmt.Errorf("-template-config: %w", err)
+			}
+			tc.Templates = append(tc.Templates, fc.Templates...)
+			if fc.Wait != nil {
+				tc.Wait = *fc.Wait
+			}
+		}
+	}
+	for _, s := range c.Templates {
+		t, err := template.ParseTemplateFlag(s)
+		if err != nil {
+			return tc, err
+		}
+		t.Check = c.TemplateCheck
+		tc.Templates = append(tc.Templates, t)
+	}
+	if c.TemplateCheck != "" && len(c.Templates) == 0 {
+		return tc, errors.New("-template-check applies to -template templates and there are none; add a -template, or set check in the template {} block of the -template-config file")
+	}
+	if c.TemplateWait != "" {
+		w, err := template.ParseWait(c.TemplateWait)
+		if err != nil {
+			return tc, fmt.Errorf("-template-wait: %w", err)
+		}
+		tc.Wait = w
+	}
+	return tc, nil
+}
+
+// templateSource is template.Source over this agent's own parts, with no
+// network in between: KV through the same forward.Router the HTTP API
+// uses (local on a server, forwarded to one on a client), the catalog
+// from memory with the HTTP API's blocking-query loop. Answers are the
+// official client's types, filled in as the client decodes the HTTP
+// API's JSON, so a template renders the same through this source and
+// through template.HTTPSource.
+type templateSource struct {
+	store *forward.Router
+	cat   *catalog.Catalog
+	node  string // this agent's node name
+	dc    string
+}
+
+var _ template.Source = (*templateSource)(nil)
+
+// checkDC refuses another datacenter, as the HTTP API does.
+func (s *templateSource) checkDC(ctx context.Context, q template.QueryOptions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if q.Datacenter != "" && q.Datacenter != s.dc {
+		return fmt.Errorf("datacenter %q is not this agent's datacenter %q, and cairn does not federate datacenters; drop the @%s", q.Datacenter, s.dc, q.Datacenter)
+	}
+	return nil
+}
+
+// blockingRead runs read as the HTTP API's catalogRead does: at once when
+// q.WaitIndex is 0, else until the index read passes it, the wait runs
+// out (then with the data just read) or ctx ends (then with its error).
+// A WaitIndex above the catalog's own index is answered at once, so that
+// a client holding another agent's index starts over.
+func (s *templateSource) blockingRead(ctx context.Context, q template.QueryOptions, read func(ws memdb.WatchSet) uint64) (uint64, error) {
+	if err := s.checkDC(ctx, q); err != nil {
+		return 0, err
+	}
+	wctx := ctx
+	if q.WaitIndex > 0 {
+		wait := q.WaitTime
+		if wait <= 0 {
+			wait = kv.DefaultQueryWait
+		}
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, min(wait, kv.MaxQueryWait))
+		defer cancel()
+	}
+	for {
+		ws := memdb.NewWatchSet()
+		idx := read(ws)
+		if q.WaitIndex == 0 || idx > q.WaitIndex || q.WaitIndex > s.cat.Index() {
+			return idx, nil
+		}
+		if err := ws.WatchCtx(wctx); err != nil {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			return idx, nil // the wait ran out: answer with what was just read
+		}
+	}
+}
+
+// HealthService implements template.Source.
+func (s *templateSource) HealthService(ctx context.Context, service, tag string, passingOnly bool, q template.QueryOptions) ([]*api.ServiceEntry, uint64, error) {
+	f := catalog.Filter{Passing: passingOnly}
+	if tag != "" {
+		f.Tags = []string{tag}
+	}
+	var insts []catalog.Instance
+	idx, err := s.blockingRead(ctx, q, func(ws memdb.WatchSet) uint64 {
+		i, in := s.cat.ServiceHealth(ws, service, f)
+		insts = in
+		return i
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]*api.ServiceEntry, 0, len(insts))
+	for _, in := range insts {
+		out = append(out, &api.ServiceEntry{
+			Node:    apiNode(in.Node),
+			Service: apiService(in.Service),
+			Checks:  apiChecks(in.Checks),
+		})
+	}
+	return out, idx, nil
+}
+
+// CatalogServices implements template.Source.
+func (s *templateSource) CatalogServices(ctx context.Context, q template.QueryOptions) (map[string][]string, uint64, error) {
+	var out map[string][]string
+	idx, err := s.blockingRead(ctx, q, func(ws memdb.WatchSet) uint64 {
+		i, m := s.cat.Services(ws, catalog.Filter{})
+		out = m
+		return i
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, idx, nil
+}
+
+// CatalogNodes implements template.Source.
+func (s *templateSource) CatalogNodes(ctx context.Context, q template.QueryOptions) ([]*api.Node, uint64, error) {
+	var nodes []*catalog.Node
+	idx, err := s.blockingRead(ctx, q, func(ws memdb.WatchSet) uint64 {
+		i, ns := s.cat.Nodes(ws, catalog.Filter{})
+		nodes = ns
+		return i
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]*api.Node, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, apiNode(n))
+	}
+	return out, idx, nil
+}
+
+// CatalogNode implements template.Source; "" is this agent's node.
+func (s *templateSource) CatalogNode(ctx context.Context, node string, q template.QueryOptions) (*api.CatalogNode, uint64, error) {
+	if node == "" {
+		node = s.node
+	}
+	var (
+		n    *catalog.Node
+		svcs []*catalog.Service
+	)
+	idx, err := s.blockingRead(ctx, q, func(ws memdb.WatchSet) uint64 {
+		var i uint64
+		i, n, svcs = s.cat.Node(ws, node)
+		return i
+	})
+	if err != nil || n == nil {
+		return nil, idx, err
+	}
+	out := &api.CatalogNode{Node: apiNode(n), Services: map[string]*api.AgentService{}}
+	for _, sv := range svcs {
+		out.Services[sv.ID] = apiService(sv)
+	}
+	return out, idx, nil
+}
+
+// kvOptions are a template query's options as the kv store takes them.
+func (s *templateSource) kvOptions(ctx context.Context, q template.QueryOptions) (kv.QueryOptions, error) {
+	if err := s.checkDC(ctx, q); err != nil {
+		return kv.QueryOptions{}, err
+	}
+	return kv.QueryOptions{MinIndex: q.WaitIndex, MaxWait: q.WaitTime}, nil
+}
+
+// KVGet implements template.Source.
+func (s *templateSource) KVGet(ctx context.Context, key string, q template.QueryOptions) (*api.KVPair, uint64, error) {
+	o, err := s.kvOptions(ctx, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	m, e, err := s.store.Get(ctx, o, key)
+	if err != nil {
+		return nil, 0, err
+	}
+	if e == nil {
+		return nil, m.Index, nil
+	}
+	return apiKVPair(e), m.Index, nil
+}
+
+// KVList implements template.Source. Nothing under prefix is nil, as the
+// official client answers the HTTP API's 404.
+func (s *templateSource) KVList(ctx context.Context, prefix string, q template.QueryOptions) (api.KVPairs, uint64, error) {
+	o, err := s.kvOptions(ctx, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	m, entries, err := s.store.List(ctx, o, prefix)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out api.KVPairs
+	for _, e := range entries {
+		out = append(out, apiKVPair(e))
+	}
+	return out, m.Index, nil
+}
+
+// Datacenters implements template.Source. cairn knows its own
+// datacenter only, which never changes: a blocking query waits out its
+// wait (or ctx) and answers the same, at the same index.
+func (s *templateSource) Datacenters(ctx context.Context, q template.QueryOptions) ([]string, uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	if q.WaitIndex != 0 {
+		wait := q.WaitTime
+		if wait <= 0 {
+			wait = kv.DefaultQueryWait
+		}
+		t := time.NewTimer(min(wait, kv.MaxQueryWait))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+	return []string{s.dc}, 1, nil
+}
+
+// The catalog -> official client conversions. They produce what the
+// client decodes from agent/httpapi's JSON (catalog.go toNodeJSON,
+// toServiceJSON, toChecksJSON): empty maps and tag lists as empty, not
+// nil; omitted fields as zero. httpapi exports no helpers, so this is the
+// one duplicate of that mapping; TestTemplateSourceMatchesHTTP compares
+// the two on a live agent so they cannot drift apart.
+
+func apiNode(n *catalog.Node) *api.Node {
+	return &api.Node{
+		ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: n.Datacenter,
+		TaggedAddresses: emptyMap(n.TaggedAddresses), Meta: emptyMap(n.Meta),
+		CreateIndex: n.CreateIndex, ModifyIndex: n.ModifyIndex,
+	}
+}
+
+func apiService(s *catalog.Service) *api.AgentService {
+	out := &api.AgentService{
+		ID: s.ID, Service: s.Name, Tags: emptySlice(s.Tags), Address: s.Address,
+		Meta: emptyMap(s.Meta), Port: s.Port,
+		Weights:           api.AgentWeights{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
+		EnableTagOverride: s.EnableTagOverride,
+		CreateIndex:       s.CreateIndex, ModifyIndex: s.ModifyIndex,
+	}
+	if len(s.TaggedAddresses) > 0 {
+		out.TaggedAddresses = map[string]api.ServiceAddress{}
+		for k, v := range s.TaggedAddresses {
+			out.TaggedAddresses[k] = api.ServiceAddress{Address: v.Address, Port: v.Port}
+		}
+	}
+	return out
+}
+
+func apiChecks(cs []*catalog.Check) api.HealthChecks {
+	out := make(api.HealthChecks, 0, len(cs))
+	for _, c := range cs {
+		d := c.Definition
+		var header map[string][]string
+		if len(d.Header) > 0 {
+			header = maps.Clone(d.Header)
+		}
+		out = append(out, &api.HealthCheck{
+			Node: c.Node, CheckID: c.CheckID, Name: c.Name, Status: c.Status, Notes: c.Notes,
+			Output: c.Output, ServiceID: c.ServiceID, ServiceName: c.ServiceName,
+			ServiceTags: emptySlice(c.ServiceTags), Type: c.Type,
+			Definition: api.HealthCheckDefinition{
+				HTTP: d.HTTP, Header: header, Method: d.Method, Body: d.Body,
+				TLSServerName: d.TLSServerName, TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP,
+				IntervalDuration:                       d.Interval,
+				TimeoutDuration:                        d.Timeout,
+				DeregisterCriticalServiceAfterDuration: d.DeregisterCriticalServiceAfter,
+				Interval:                               api.ReadableDuration(d.Interval),
+				Timeout:                                api.ReadableDuration(d.Timeout),
+				DeregisterCriticalServiceAfter:         api.ReadableDuration(d.DeregisterCriticalServiceAfter),
+			},
+			CreateIndex: c.CreateIndex, ModifyIndex: c.ModifyIndex,
+		})
+	}
+	return out
+}
+
+func apiKVPair(e *kv.Entry) *api.KVPair {
+	return &api.KVPair{
+		Key: e.Key, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex,
+		LockIndex: e.LockIndex, Flags: e.Flags, Value: slices.Clone(e.Value), Session: e.Session,
+	}
+}
+
+// Consul's JSON has empty collections as [] and {}, never null. The
+// catalog's values are shared with every reader: templates get copies.
+func emptyMap[V any](m map[string]V) map[string]V {
+	if m == nil {
+		return map[string]V{}
+	}
+	return maps.Clone(m)
+}
+
+func emptySlice(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return slices.Clone(s)
+}
