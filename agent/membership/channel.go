@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 
 	"github.com/hashicorp/memberlist"
@@ -162,17 +163,18 @@ func (c *Channel) SendBestEffort(node string, msg []byte) error {
 	return nil
 }
 
-// member finds a live member by name.
+// member finds a live member by name. It builds a fresh Node from this
+// package's own table: memberlist's Members returns pointers into its
+// state, which its own goroutines keep rewriting (a data race to hold).
 func (c *Channel) member(node string) (*memberlist.Node, error) {
 	if c.m.shutdown.Load() {
 		return nil, fmt.Errorf("send to %s: %w", node, ErrShutdown)
 	}
-	for _, n := range c.m.ml.Members() {
-		if n.Name == node {
-			return n, nil
-		}
+	mem, ok := c.m.table.get(node)
+	if !ok || (mem.Status != StatusAlive && mem.Status != StatusLeaving) {
+		return nil, fmt.Errorf("send to %s: %w among the live members", node, ErrUnknownMember)
 	}
-	return nil, fmt.Errorf("send to %s: %w among the live members", node, ErrUnknownMember)
+	return &memberlist.Node{Name: mem.Name, Addr: net.IP(mem.Addr.AsSlice()), Port: uint16(mem.Port)}, nil
 }
 
 // componentBroadcast is a queued Broadcast; a newer one of the same kind
