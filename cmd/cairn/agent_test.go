@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -67,6 +68,17 @@ retry_join = ["10.0.0.1"]
 				c.ClientAddr = "0.0.0.0"
 				c.Recursors = []string{"1.1.1.1", "8.8.8.8"}
 				c.LogLevel = "debug"
+			},
+		},
+		{
+			name: "ttl and reconnect flags",
+			args: []string{"-dev", "-dns-ttl", "5s", "-dns-node-ttl", "1m", "-reconnect-timeout", "8h"},
+			want: func(c *agent.Config) {
+				*c = agent.DefaultConfig()
+				c.Dev = true
+				c.DNS.ServiceTTL = 5 * time.Second
+				c.DNS.NodeTTL = time.Minute
+				c.ReconnectTimeout = 8 * time.Hour
 			},
 		},
 		{
