@@ -46,6 +46,10 @@ type Config struct {
 	// Fast shortens Raft's timeouts for a single machine (-dev, tests).
 	Fast bool
 
+	// SessionTTLMin is the shortest session TTL accepted (default
+	// SessionTTLMin, Consul's 10s); tests lower it to see expiry quickly.
+	SessionTTLMin time.Duration
+
 	// Transport replaces the TCP transport (tests use raft's in-memory one).
 	Transport raft.Transport
 
@@ -83,6 +87,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.TombstoneTTL == 0 {
 		c.TombstoneTTL = d.TombstoneTTL
+	}
+	if c.SessionTTLMin == 0 {
+		c.SessionTTLMin = SessionTTLMin
 	}
 	if c.NodeName == "" {
 		c.NodeName = c.NodeID

@@ -449,3 +449,66 @@ func TestOpenErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestSessionTTL: a session that is not renewed ends between TTL and
+// 2×TTL after its last renewal, releasing its locks; renewals keep it.
+func TestSessionTTL(t *testing.T) {
+	const ttl = 200 * time.Millisecond
+	s := kvtest.NewServer(t, func(c *kv.Config) { c.SessionTTLMin = ttl })
+
+	kept, err := s.CreateSession(ctx, kv.Session{TTL: ttl.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiring, err := s.CreateSession(ctx, kv.Session{TTL: ttl.String(), LockDelay: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Apply(ctx, kv.Op{Verb: kv.VerbLock, Key: "ttl/lock", Session: expiring}); !ok || err != nil {
+		t.Fatalf("lock = %v, %v", ok, err)
+	}
+	m, _, _ := s.Get(ctx, kv.QueryOptions{}, "ttl/lock")
+	start := time.Now()
+
+	// Renew one session at TTL/2 while waiting, on the store's own watch,
+	// for the other's lock to be released.
+	renew := time.NewTicker(ttl / 2)
+	defer renew.Stop()
+	released := make(chan time.Duration, 1)
+	go func() {
+		idx := m.Index
+		for {
+			m, e, err := s.Get(ctx, kv.QueryOptions{MinIndex: idx, MaxWait: 10 * time.Second}, "ttl/lock")
+			if err != nil {
+				return
+			}
+			if e != nil && e.Session == "" {
+				released <- time.Since(start)
+				return
+			}
+			idx = m.Index
+		}
+	}()
+	var after time.Duration
+	for after == 0 {
+		select {
+		case <-renew.C:
+			if _, err := s.RenewSession(ctx, kept); err != nil {
+				t.Fatalf("renew: %v", err)
+			}
+		case after = <-released:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the unrenewed session's lock was not released within 10s")
+		}
+	}
+	if after < ttl {
+		t.Errorf("lock released %v after the last renewal, before the TTL %v", after, ttl)
+	}
+	if _, info, _ := s.SessionInfo(ctx, kv.QueryOptions{}, expiring); info != nil {
+		t.Errorf("expired session %s still listed", expiring)
+	}
+	if _, info, _ := s.SessionInfo(ctx, kv.QueryOptions{}, kept); info == nil {
+		t.Errorf("renewed session %s expired", kept)
+	}
+	t.Logf("unrenewed %v session ended after %v", ttl, after)
+}

@@ -32,7 +32,7 @@ func (s *Server) CreateSession(ctx context.Context, sess Session) (string, error
 	if sess.Node == "" {
 		sess.Node = s.cfg.NodeName
 	}
-	if err := normalizeSession(&sess); err != nil {
+	if err := normalizeSession(&sess, s.cfg.SessionTTLMin); err != nil {
 		return "", err
 	}
 	sess.ID = uuid.NewString()
@@ -44,7 +44,7 @@ func (s *Server) CreateSession(ctx context.Context, sess Session) (string, error
 }
 
 // normalizeSession checks a session request and fills defaults.
-func normalizeSession(sess *Session) error {
+func normalizeSession(sess *Session, ttlMin time.Duration) error {
 	switch sess.Behavior {
 	case "":
 		sess.Behavior = BehaviorRelease
@@ -57,8 +57,8 @@ func normalizeSession(sess *Session) error {
 		if err != nil {
 			return fmt.Errorf("%w: session TTL %q is not a duration (use e.g. \"30s\"): %v", ErrInvalidRequest, sess.TTL, err)
 		}
-		if ttl != 0 && (ttl < SessionTTLMin || ttl > SessionTTLMax) {
-			return fmt.Errorf("%w: session TTL %q is out of range; it must be between %v and %v", ErrInvalidRequest, sess.TTL, SessionTTLMin, SessionTTLMax)
+		if ttl != 0 && (ttl < ttlMin || ttl > SessionTTLMax) {
+			return fmt.Errorf("%w: session TTL %q is out of range; it must be between %v and %v", ErrInvalidRequest, sess.TTL, ttlMin, SessionTTLMax)
 		}
 		if ttl == 0 {
 			sess.TTL = ""
