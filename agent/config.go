@@ -205,6 +205,9 @@ func (c Config) Validate() error {
 	if !datacenterRE.MatchString(c.Datacenter) {
 		return fmt.Errorf("-datacenter=%q may only contain letters, digits, '_' and '-'", c.Datacenter)
 	}
+	if strings.Contains(c.Datacenter, "_") && c.Ports.DNS >= 0 {
+		return fmt.Errorf("-datacenter=%q contains '_', which DNS names cannot (DNS answers <node>.node.<datacenter>.<domain>); use '-' instead, or turn DNS off with -dns-port=-1", c.Datacenter)
+	}
 	for _, a := range []struct{ flag, value string }{
 		{"-bind", c.BindAddr},
 		{"-advertise", c.AdvertiseAddr},
