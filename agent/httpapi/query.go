@@ -92,12 +92,24 @@ func consistency(o kv.QueryOptions) string {
 // parsing them when X-Consul-LastContact is missing, and an index of 0
 // would make blocking clients spin, so both are always set.
 func setMeta(w http.ResponseWriter, m kv.QueryMeta, o kv.QueryOptions) {
+	// The keys are already in canonical form (textproto's), so they are
+	// assigned directly: Header.Set would canonicalize them again on every
+	// read, a measurable share of a KV GET.
 	h := w.Header()
-	h.Set("X-Consul-Index", strconv.FormatUint(max(m.Index, 1), 10))
-	h.Set("X-Consul-LastContact", strconv.FormatInt(max(m.LastContact, 0).Milliseconds(), 10))
-	h.Set("X-Consul-KnownLeader", strconv.FormatBool(m.KnownLeader))
-	h.Set("X-Consul-Effective-Consistency", consistency(o))
+	h[hdrIndex] = []string{strconv.FormatUint(max(m.Index, 1), 10)}
+	h[hdrLastContact] = []string{strconv.FormatInt(max(m.LastContact, 0).Milliseconds(), 10)}
+	h[hdrKnownLeader] = []string{strconv.FormatBool(m.KnownLeader)}
+	h[hdrConsistency] = []string{consistency(o)}
 }
+
+// Consul's response headers, in the canonical form Go's net/http uses
+// (which is what Header.Get looks up; clients match them case-blind).
+const (
+	hdrIndex       = "X-Consul-Index"
+	hdrLastContact = "X-Consul-Lastcontact"
+	hdrKnownLeader = "X-Consul-Knownleader"
+	hdrConsistency = "X-Consul-Effective-Consistency"
+)
 
 // writeJSON answers 200 (or code) with v as JSON.
 func writeJSON(w http.ResponseWriter, code int, v any) error {
@@ -105,7 +117,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %T answer: %w", v, err)
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = []string{"application/json"}
 	w.WriteHeader(code)
 	_, _ = w.Write(buf)
 	return nil
