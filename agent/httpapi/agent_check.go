@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"net/http"
-
 	"github.com/cairn-dev/cairn/agent/catalog"
 )
 
@@ -14,14 +12,14 @@ func (h *handler) agentChecks(c *call) error {
 	if h.catalog == nil {
 		return errNoCatalog
 	}
-	if err := unsupportedFilter(c.query); err != nil {
+	if err := parseQueryFilter(c); err != nil {
 		return err
 	}
 	out := map[string]*checkJSON{}
 	for _, ch := range h.catalog.LocalChecks() {
 		out[ch.CheckID] = toCheckJSON(ch)
 	}
-	return writeJSON(c.w, http.StatusOK, out)
+	return writeFiltered(c, out)
 }
 
 // agentCheckRegister serves PUT /v1/agent/check/register.

@@ -261,7 +261,7 @@ func (h *handler) agentServices(c *call) error {
 	if h.catalog == nil {
 		return errNoCatalog
 	}
-	if err := unsupportedFilter(c.query); err != nil {
+	if err := parseQueryFilter(c); err != nil {
 		return err
 	}
 	out := map[string]*serviceJSON{}
@@ -270,7 +270,7 @@ func (h *handler) agentServices(c *call) error {
 		j.Datacenter = h.self.Datacenter
 		out[s.ID] = j
 	}
-	return writeJSON(c.w, http.StatusOK, out)
+	return writeFiltered(c, out)
 }
 
 // agentService serves GET /v1/agent/service/<id>.

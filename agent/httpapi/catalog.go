@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -59,7 +60,7 @@ func (h *handler) catalogRead(c *call, read func(ws memdb.WatchSet) uint64) erro
 	if err != nil {
 		return err
 	}
-	if err := unsupportedFilter(c.query); err != nil {
+	if err := parseQueryFilter(c); err != nil {
 		return err
 	}
 	ctx := c.ctx
@@ -94,12 +95,37 @@ func (h *handler) catalogRead(c *call, read func(ws memdb.WatchSet) uint64) erro
 
 var errNoCatalog = &httpError{code: http.StatusInternalServerError, msg: "this agent has no service catalog"}
 
-// unsupportedFilter refuses ?filter= rather than answer unfiltered.
-func unsupportedFilter(q url.Values) error {
-	if f := q.Get("filter"); f != "" {
-		return badRequest("Failed to create boolean expression evaluator: ?filter=%q: filter expressions are not supported by cairn yet; use ?tag=, ?node-meta= and ?passing, or filter on the client", f)
+// parseQueryFilter parses ?filter= into c.filter, Consul's error text
+// when it does not parse.
+func parseQueryFilter(c *call) error {
+	expr := c.query.Get("filter")
+	if expr == "" {
+		return nil
 	}
+	f, err := parseFilter(expr)
+	if err != nil {
+		return badRequest("Failed to create boolean expression evaluator: ?filter=%q: %v", expr, err)
+	}
+	c.filter = f
 	return nil
+}
+
+// writeUnfiltered answers an endpoint cairn does not filter; a ?filter=
+// there is refused rather than ignored.
+func writeUnfiltered(c *call, out any) error {
+	if c.filter != nil {
+		return badRequest("?filter= is not supported on %s; filter /v1/catalog/service/<name> or /v1/health/service/<name> instead", c.r.URL.Path)
+	}
+	return writeJSON(c.w, http.StatusOK, out)
+}
+
+// writeFiltered answers 200 with out, less what ?filter= leaves out.
+func writeFiltered(c *call, out any) error {
+	out, err := c.filter.apply(out)
+	if err != nil {
+		return fmt.Errorf("apply ?filter=: %w", err)
+	}
+	return writeJSON(c.w, http.StatusOK, out)
 }
 
 // queryFilter reads ?tag= (repeatable), ?node-meta=key:value (repeatable)
@@ -335,7 +361,7 @@ func (h *handler) catalogServices(c *call) error {
 	}); err != nil {
 		return err
 	}
-	return writeJSON(c.w, http.StatusOK, out)
+	return writeUnfiltered(c, out)
 }
 
 // catalogService serves GET /v1/catalog/service/<name>.
@@ -359,7 +385,7 @@ func (h *handler) catalogService(c *call) error {
 	for _, in := range insts {
 		out = append(out, toCatalogServiceJSON(in))
 	}
-	return writeJSON(c.w, http.StatusOK, out)
+	return writeFiltered(c, out)
 }
 
 // catalogNodes serves GET /v1/catalog/nodes.
@@ -380,7 +406,7 @@ func (h *handler) catalogNodes(c *call) error {
 	for _, n := range nodes {
 		out = append(out, toNodeJSON(n))
 	}
-	return writeJSON(c.w, http.StatusOK, out)
+	return writeFiltered(c, out)
 }
 
 // catalogNode serves GET /v1/catalog/node/<node>: the node and a map of
@@ -410,7 +436,7 @@ func (h *handler) catalogNode(c *call) error {
 	for _, s := range svcs {
 		out.Services[s.ID] = toServiceJSON(s)
 	}
-	return writeJSON(c.w, http.StatusOK, out)
+	return writeUnfiltered(c, out)
 }
 
 // catalogNodeServices serves GET /v1/catalog/node-services/<node>: the
@@ -440,7 +466,7 @@ func (h *handler) catalogNodeServices(c *call) error {
 	for _, s := range svcs {
 		out.Services = append(out.Services, toServiceJSON(s))
 	}
-	return writeJSON(c.w, http.StatusOK, out)
+	return writeFiltered(c, out)
 }
 
 // catalogRegistration is the body of PUT /v1/catalog/register

@@ -102,6 +102,9 @@ type call struct {
 	ctx   context.Context
 	arg   string     // the path after a prefix route, e.g. the key of /v1/kv/<key>
 	query url.Values // parsed once; ?flag and ?flag= both count as present
+	// filter is ?filter= parsed (nil when absent), for the answers that
+	// Consul filters.
+	filter *filter
 }
 
 // NewHandler validates cfg and returns the /v1 API handler. It starts

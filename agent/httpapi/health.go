@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"net/http"
-
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/hashicorp/go-memdb"
 )
@@ -41,7 +39,7 @@ func (h *handler) healthService(c *call) error {
 			Checks:  toChecksJSON(in.Checks),
 		})
 	}
-	return writeJSON(c.w, http.StatusOK, out)
+	return writeFiltered(c, out)
 }
 
 // healthChecks serves GET /v1/health/checks/<service>: the checks of
@@ -62,7 +60,7 @@ func (h *handler) healthChecks(c *call) error {
 	}); err != nil {
 		return err
 	}
-	return writeJSON(c.w, http.StatusOK, toChecksJSON(checks))
+	return writeFiltered(c, toChecksJSON(checks))
 }
 
 // healthNode serves GET /v1/health/node/<node>: the node's checks and its
@@ -79,7 +77,7 @@ func (h *handler) healthNode(c *call) error {
 	}); err != nil {
 		return err
 	}
-	return writeJSON(c.w, http.StatusOK, toChecksJSON(checks))
+	return writeFiltered(c, toChecksJSON(checks))
 }
 
 // healthState serves GET /v1/health/state/<state>: every check in that
@@ -101,5 +99,5 @@ func (h *handler) healthState(c *call) error {
 	}); err != nil {
 		return err
 	}
-	return writeJSON(c.w, http.StatusOK, toChecksJSON(checks))
+	return writeFiltered(c, toChecksJSON(checks))
 }
