@@ -409,25 +409,30 @@ func (h *handler) catalogNodes(c *call) error {
 	return writeFiltered(c, out)
 }
 
-// catalogNode serves GET /v1/catalog/node/<node>: the node and a map of
-// its services by ID; null (200) when there is no such node, as Consul.
-func (h *handler) catalogNode(c *call) error {
+// readNode reads one node and its services for the /v1/catalog/node
+// endpoints; use names the endpoint for the missing-name message.
+func (h *handler) readNode(c *call, use string) (*catalog.Node, []*catalog.Service, error) {
 	if c.arg == "" {
-		return badRequest("Missing node name: use /v1/catalog/node/<node>")
+		return nil, nil, badRequest("Missing node name: use %s", use)
 	}
 	var (
 		node *catalog.Node
 		svcs []*catalog.Service
 	)
-	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+	err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
 		idx, n, s := h.catalog.Node(ws, c.arg)
 		node, svcs = n, s
 		return idx
-	}); err != nil {
-		return err
-	}
-	if node == nil {
-		return writeJSON(c.w, http.StatusOK, nil)
+	})
+	return node, svcs, err
+}
+
+// catalogNode serves GET /v1/catalog/node/<node>: the node and a map of
+// its services by ID; null (200) when there is no such node, as Consul.
+func (h *handler) catalogNode(c *call) error {
+	node, svcs, err := h.readNode(c, "/v1/catalog/node/<node>")
+	if err != nil || node == nil {
+		return nilOrErr(c, err)
 	}
 	out := struct {
 		Node     *nodeJSON
@@ -440,33 +445,32 @@ func (h *handler) catalogNode(c *call) error {
 }
 
 // catalogNodeServices serves GET /v1/catalog/node-services/<node>: the
-// same as catalogNode with the services as a list.
+// same as catalogNode with the services as a list, which ?filter= narrows.
 func (h *handler) catalogNodeServices(c *call) error {
-	if c.arg == "" {
-		return badRequest("Missing node name: use /v1/catalog/node-services/<node>")
+	node, svcs, err := h.readNode(c, "/v1/catalog/node-services/<node>")
+	if err != nil || node == nil {
+		return nilOrErr(c, err)
 	}
-	var (
-		node *catalog.Node
-		svcs []*catalog.Service
-	)
-	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
-		idx, n, s := h.catalog.Node(ws, c.arg)
-		node, svcs = n, s
-		return idx
-	}); err != nil {
-		return err
+	list := make([]*serviceJSON, 0, len(svcs))
+	for _, s := range svcs {
+		list = append(list, toServiceJSON(s))
 	}
-	if node == nil {
-		return writeJSON(c.w, http.StatusOK, nil)
+	kept, err := c.filter.apply(list)
+	if err != nil {
+		return fmt.Errorf("apply ?filter=: %w", err)
 	}
-	out := struct {
+	return writeJSON(c.w, http.StatusOK, struct {
 		Node     *nodeJSON
 		Services []*serviceJSON
-	}{toNodeJSON(node), make([]*serviceJSON, 0, len(svcs))}
-	for _, s := range svcs {
-		out.Services = append(out.Services, toServiceJSON(s))
+	}{toNodeJSON(node), kept.([]*serviceJSON)})
+}
+
+// nilOrErr returns err, or answers Consul's 200 null for a missing node.
+func nilOrErr(c *call, err error) error {
+	if err != nil {
+		return err
 	}
-	return writeFiltered(c, out)
+	return writeJSON(c.w, http.StatusOK, nil)
 }
 
 // catalogRegistration is the body of PUT /v1/catalog/register

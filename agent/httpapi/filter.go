@@ -416,7 +416,9 @@ func (f *filter) apply(out any) (any, error) {
 		}
 		return kept.Interface(), nil
 	}
-	return out, nil
+	// Only lists and maps of items can be filtered; anything else reaching
+	// here would be answered unfiltered, which must not happen silently.
+	return nil, fmt.Errorf("cannot filter a %T answer", out)
 }
 
 func (f *filter) holds(item any) (bool, error) {

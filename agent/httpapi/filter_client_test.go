@@ -42,6 +42,10 @@ func TestFilterWithOfficialClient(t *testing.T) {
 	if err != nil || len(svcs) != 1 || svcs[0].ServiceID != "web-1" {
 		t.Errorf("catalog filter = %+v, %v; want web-1", svcs, err)
 	}
+	list, _, err := ta.client.Catalog().NodeServiceList("node-1", &api.QueryOptions{Filter: `Tags contains primary`})
+	if err != nil || len(list.Services) != 1 || list.Services[0].ID != "web-1" {
+		t.Errorf("node-services filter = %+v, %v; want web-1", list, err)
+	}
 	local, err := agent.ServicesWithFilter(`Port == 8081`)
 	if err != nil || len(local) != 1 || local["web-2"] == nil {
 		t.Errorf("agent services filter = %v, %v; want web-2", local, err)
