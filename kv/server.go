@@ -538,14 +538,8 @@ func (s *Server) Get(ctx context.Context, q QueryOptions, key string) (QueryMeta
 	)
 	err := s.blockingQuery(ctx, q, &m, func(ws memdb.WatchSet, st *State) (uint64, error) {
 		idx, ent, err := st.Get(ws, key)
-		if err != nil {
-			return 0, err
-		}
 		e = ent
-		if ent != nil {
-			return ent.ModifyIndex, nil
-		}
-		return idx, nil
+		return idx, err
 	})
 	return m, e, err
 }

@@ -96,8 +96,9 @@ func (s *State) Index() uint64 {
 	return maxIndex(tx, tableKVs, tableTombstones, tableSessions)
 }
 
-// Get reads one key. Its index is the KV table's (Consul's kvsGetTxn); the
-// caller uses the entry's ModifyIndex when the key exists.
+// Get reads one key. Its index is the entry's ModifyIndex, or, for a
+// missing key, the KV table's (Consul's KVS.Get: a 404 still carries an
+// index that moves when the key appears).
 func (s *State) Get(ws memdb.WatchSet, key string) (uint64, *Entry, error) {
 	tx := s.db.Txn(false)
 	defer tx.Abort()
@@ -105,16 +106,16 @@ func (s *State) Get(ws memdb.WatchSet, key string) (uint64, *Entry, error) {
 }
 
 func getTxn(tx *memdb.Txn, ws memdb.WatchSet, key string) (uint64, *Entry, error) {
-	idx := maxIndex(tx, tableKVs, tableTombstones)
 	ch, raw, err := tx.FirstWatch(tableKVs, "id", key)
 	if err != nil {
 		return 0, nil, fmt.Errorf("kv: read %q: %w", key, err)
 	}
 	ws.Add(ch)
 	if raw == nil {
-		return idx, nil, nil
+		return maxIndex(tx, tableKVs, tableTombstones), nil, nil
 	}
-	return idx, raw.(*Entry), nil
+	e := raw.(*Entry)
+	return e.ModifyIndex, e, nil
 }
 
 // List reads every entry under prefix in key order. The index is the
