@@ -85,38 +85,13 @@ func (s *templateSource) checkDC(ctx context.Context, q template.QueryOptions) e
 	return nil
 }
 
-// blockingRead runs read as the HTTP API's catalogRead does: at once when
-// q.WaitIndex is 0, else until the index read passes it, the wait runs
-// out (then with the data just read) or ctx ends (then with its error).
-// A WaitIndex above the catalog's own index is answered at once, so that
-// a client holding another agent's index starts over.
+// blockingRead runs read as a blocking query, through the same
+// catalog.Block the HTTP API uses.
 func (s *templateSource) blockingRead(ctx context.Context, q template.QueryOptions, read func(ws memdb.WatchSet) uint64) (uint64, error) {
 	if err := s.checkDC(ctx, q); err != nil {
 		return 0, err
 	}
-	wctx := ctx
-	if q.WaitIndex > 0 {
-		wait := q.WaitTime
-		if wait <= 0 {
-			wait = kv.DefaultQueryWait
-		}
-		var cancel context.CancelFunc
-		wctx, cancel = context.WithTimeout(ctx, min(wait, kv.MaxQueryWait))
-		defer cancel()
-	}
-	for {
-		ws := memdb.NewWatchSet()
-		idx := read(ws)
-		if q.WaitIndex == 0 || idx > q.WaitIndex || q.WaitIndex > s.cat.Index() {
-			return idx, nil
-		}
-		if err := ws.WatchCtx(wctx); err != nil {
-			if ctx.Err() != nil {
-				return 0, ctx.Err()
-			}
-			return idx, nil // the wait ran out: answer with what was just read
-		}
-	}
+	return s.cat.Block(ctx, q.WaitIndex, q.WaitTime, read)
 }
 
 // HealthService implements template.Source.

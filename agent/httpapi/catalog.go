@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -21,8 +20,8 @@ import (
 // checks. Every read is answered from the agent's memory; methods are
 // called from request goroutines, concurrently, and never block.
 type Catalog interface {
-	// Index is the catalog's latest index.
-	Index() uint64
+	// Block runs a read as a blocking query (catalog.Catalog.Block).
+	Block(ctx context.Context, minIndex uint64, wait time.Duration, read func(ws memdb.WatchSet) uint64) (uint64, error)
 	Services(ws memdb.WatchSet, f catalog.Filter) (uint64, map[string][]string)
 	ServiceNodes(ws memdb.WatchSet, name string, f catalog.Filter) (uint64, []catalog.Instance)
 	ServiceHealth(ws memdb.WatchSet, name string, f catalog.Filter) (uint64, []catalog.Instance)
@@ -63,31 +62,9 @@ func (h *handler) catalogRead(c *call, read func(ws memdb.WatchSet) uint64) erro
 	if err := parseQueryFilter(c); err != nil {
 		return err
 	}
-	ctx := c.ctx
-	if o.MinIndex > 0 {
-		wait := o.MaxWait
-		if wait <= 0 {
-			wait = kv.DefaultQueryWait
-		}
-		wait = min(wait, kv.MaxQueryWait)
-		wait += rand.N(wait/16 + 1)
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
-	}
-	var idx uint64
-	for {
-		ws := memdb.NewWatchSet()
-		idx = read(ws)
-		if o.MinIndex == 0 || idx > o.MinIndex || o.MinIndex > h.catalog.Index() {
-			break
-		}
-		if err := ws.WatchCtx(ctx); err != nil {
-			if c.ctx.Err() != nil {
-				return c.ctx.Err()
-			}
-			break // the wait ran out: answer with what was just read
-		}
+	idx, err := h.catalog.Block(c.ctx, o.MinIndex, o.MaxWait, read)
+	if err != nil {
+		return err
 	}
 	setMeta(c.w, kv.QueryMeta{Index: idx, KnownLeader: true}, o)
 	return nil
