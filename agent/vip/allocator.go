@@ -70,6 +70,7 @@ type Allocator struct {
 	present    map[string]*shape    // services with instances, by lower-case name
 	emptySince map[string]time.Time // allocated services without instances
 	conflicts  map[string]uint64    // name -> table index when its txn lost a race
+	pending    map[string]pending   // allocations made that the table does not show yet
 	cursor     netip.Addr           // where the search for a free address starts
 
 	// What Status reports.
@@ -109,7 +110,7 @@ func NewAllocator(cfg AllocatorConfig) (*Allocator, error) {
 	return &Allocator{
 		cfg: cfg, log: log, first: first, last: last, size: size, cursor: first,
 		present: map[string]*shape{}, emptySince: map[string]time.Time{},
-		conflicts: map[string]uint64{}, exhausted: map[string]string{},
+		conflicts: map[string]uint64{}, pending: map[string]pending{}, exhausted: map[string]string{},
 	}, nil
 }
 
@@ -301,12 +302,22 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 	}
 
 	// Allocate: services with instances, in VIP mode, without a VIP.
+	// What this allocator wrote and the table does not show yet counts
+	// as allocated.
 	owners := a.cfg.Table.owners()
 	taken := map[netip.Addr]bool{}
+	for name, p := range a.pending {
+		if tableIndex >= p.index {
+			delete(a.pending, name)
+			continue
+		}
+		taken[p.addr] = true
+	}
 	full := false
 	for _, name := range slices.Sorted(maps.Keys(a.present)) {
 		s := a.present[name]
-		if _, ok := table[name]; ok || s.dnsrr {
+		_, mine := a.pending[name]
+		if _, ok := table[name]; ok || mine || s.dnsrr {
 			a.setExhausted(name, "")
 			continue
 		}
@@ -324,7 +335,7 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 			continue
 		}
 		taken[addr] = true
-		ok, err := a.allocate(ctx, name, s.name, addr)
+		index, ok, err := a.allocate(ctx, name, s.name, addr)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -333,6 +344,8 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 			a.conflicts[name] = tableIndex
 			continue
 		}
+		a.pending[name] = pending{addr: addr, index: index}
+		a.cursor = addr.Next()
 		a.setExhausted(name, "")
 	}
 	for name := range a.conflicts {
@@ -382,7 +395,6 @@ func (a *Allocator) free(owners map[netip.Addr]string, taken map[netip.Addr]bool
 			c = a.first
 		}
 		if _, used := owners[c]; !used && !taken[c] {
-			a.cursor = c.Next()
 			return c, false
 		}
 		c = c.Next()
@@ -414,31 +426,38 @@ func (a *Allocator) inRangeUsed(owners map[netip.Addr]string, taken map[netip.Ad
 	return n
 }
 
+// pending is an allocation written at index.
+type pending struct {
+	addr  netip.Addr
+	index uint64
+}
+
 // allocate gives name the address in one transaction that checks that
-// neither the service's key nor the address's exists. ok is false when
-// the check failed: another allocator (or an earlier term) won.
-func (a *Allocator) allocate(ctx context.Context, name, display string, addr netip.Addr) (bool, error) {
+// neither the service's key nor the address's exists, and returns the
+// index it was written at. ok is false when the check failed: another
+// allocator (or an earlier term) won.
+func (a *Allocator) allocate(ctx context.Context, name, display string, addr netip.Addr) (index uint64, ok bool, err error) {
 	val, err := json.Marshal(record{Service: display, Address: addr.String()})
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	key := ServiceKey(name)
-	_, _, txnErrs, err := a.cfg.Store.Txn(ctx, kv.QueryOptions{}, []kv.Op{
+	m, _, txnErrs, err := a.cfg.Store.Txn(ctx, kv.QueryOptions{}, []kv.Op{
 		{Verb: kv.VerbCheckNotExists, Key: key},
 		{Verb: kv.VerbCheckNotExists, Key: addressKey(addr)},
 		{Verb: kv.VerbSet, Key: key, Value: val},
 		{Verb: kv.VerbSet, Key: addressKey(addr), Value: []byte(name)},
 	})
 	if err != nil {
-		return false, fmt.Errorf("allocate VIP %s to service %q: %w", addr, display, err)
+		return 0, false, fmt.Errorf("allocate VIP %s to service %q: %w", addr, display, err)
 	}
 	if len(txnErrs) > 0 {
 		a.log.Debug("vip: allocation lost a race; waiting for the winner", "service", name, "address", addr, "why", txnErrs[0].What)
-		return false, nil
+		return 0, false, nil
 	}
 	a.allocated.Add(1)
 	a.log.Info("vip: allocated", "service", display, "address", addr)
-	return true, nil
+	return m.Index, true, nil
 }
 
 // release deletes a service's allocation, each key only at the index it
