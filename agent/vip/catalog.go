@@ -74,27 +74,37 @@ func shapeOf(insts []catalog.Instance) *shape {
 		return nil
 	}
 	s := &shape{name: insts[0].Service.Name}
-	metaVotes := map[string]int{}
-	portVotes := map[int]int{}
-	var protos []string
+	var (
+		metaVotes map[string]int // made on the first vip_port seen
+		portVotes []vote         // few distinct ports: a slice beats a map
+		udp, tcp  int
+	)
 	for _, in := range insts {
 		m := in.Service.Meta
 		if m[MetaEndpointMode] == EndpointDNSRR {
 			s.dnsrr = true
 		}
 		if v := m[MetaPort]; v != "" {
+			if metaVotes == nil {
+				metaVotes = map[string]int{}
+			}
 			metaVotes[v]++
 		}
-		if in.Service.Port > 0 && in.Service.Port <= 65535 {
-			portVotes[in.Service.Port]++
+		if p := in.Service.Port; p > 0 && p <= 65535 {
+			portVotes = addVote(portVotes, p)
 		}
-		protos = append(protos, m[MetaProto])
+		switch strings.ToLower(m[MetaProto]) {
+		case string(UDP):
+			udp++
+		case string(TCP):
+			tcp++
+		}
 	}
 	if s.dnsrr {
 		return s
 	}
 	proto := TCP
-	if p := mostCommon(protos); strings.EqualFold(p, string(UDP)) {
+	if udp > tcp {
 		proto = UDP
 	}
 
@@ -109,14 +119,19 @@ func shapeOf(insts []catalog.Instance) *shape {
 		}
 	}
 	if targets == nil && len(portVotes) > 0 {
-		p := mostCommonKey(portVotes, cmp.Compare[int])
-		targets = []Port{{Proto: proto, Port: uint16(p)}}
+		best := portVotes[0]
+		for _, v := range portVotes[1:] {
+			if v.n > best.n || (v.n == best.n && v.port < best.port) {
+				best = v
+			}
+		}
+		targets = []Port{{Proto: proto, Port: uint16(best.port)}}
 	}
 	if len(targets) == 0 {
 		return s
 	}
 
-	var backends []netip.AddrPort
+	backends := make([]netip.AddrPort, 0, len(insts))
 	for _, in := range insts {
 		if !passing(in.Checks) || in.Service.Port <= 0 || in.Service.Port > 65535 {
 			continue
@@ -215,16 +230,15 @@ func mostCommonKey[K comparable](votes map[K]int, compare func(a, b K) int) K {
 	return best
 }
 
-// mostCommon returns the most common non-empty string (ties: smallest).
-func mostCommon(ss []string) string {
-	votes := map[string]int{}
-	for _, s := range ss {
-		if s != "" {
-			votes[s]++
+// vote counts one port's instances.
+type vote struct{ port, n int }
+
+func addVote(vs []vote, port int) []vote {
+	for i := range vs {
+		if vs[i].port == port {
+			vs[i].n++
+			return vs
 		}
 	}
-	if len(votes) == 0 {
-		return ""
-	}
-	return mostCommonKey(votes, strings.Compare)
+	return append(vs, vote{port, 1})
 }
