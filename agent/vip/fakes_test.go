@@ -253,3 +253,5 @@ func describe(s Service) string {
 	}
 	return b.String()
 }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

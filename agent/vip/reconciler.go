@@ -52,6 +52,7 @@ type Reconciler struct {
 	// Leave hands the data plane over to its caller.
 	mu      sync.Mutex
 	running bool
+	stopped chan struct{} // closed when the running Run returns
 	leaveCh chan chan error
 	left    bool
 }
@@ -90,10 +91,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		return nil
 	}
 	r.running = true
+	r.stopped = make(chan struct{})
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
 		r.running = false
+		close(r.stopped)
 		r.mu.Unlock()
 	}()
 
@@ -153,7 +156,7 @@ func (r *Reconciler) Leave(ctx context.Context) error {
 		return nil
 	}
 	r.left = true
-	running := r.running
+	running, stopped := r.running, r.stopped
 	r.mu.Unlock()
 	if !running {
 		return r.flush(ctx)
@@ -162,6 +165,8 @@ func (r *Reconciler) Leave(ctx context.Context) error {
 	select {
 	case r.leaveCh <- done:
 		return <-done
+	case <-stopped:
+		return r.flush(ctx)
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -204,7 +204,8 @@ func (t *Table) apply(index uint64, entries []*kv.Entry) {
 			}
 			if other, taken := owners[a]; taken && other != name {
 				// Only a hand-written key can do this: the allocator's
-				// transaction checks the address key.
+				// transaction checks the address key. The address key
+				// (listed first) names the owner; else the first wins.
 				t.log.Warn("vip: two services claim one VIP; ignoring the second, delete its key", "address", a, "kept", other, "key", e.Key)
 				continue
 			}
