@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -183,4 +186,26 @@ func (v *VIPs) DataplaneName() string {
 		return "none"
 	}
 	return v.cfg.Dataplane.Name()
+}
+
+// Stats is the part's state as /v1/agent/self's Stats["vip"] shows it:
+// strings, as Consul's other stats sections are.
+func (v *VIPs) Stats() map[string]string {
+	st := v.Status()
+	_, table := v.table.Snapshot(nil)
+	out := map[string]string{
+		"range":           st.Range,
+		"dataplane":       v.DataplaneName(),
+		"allocations":     strconv.Itoa(len(table)),
+		"allocating":      strconv.FormatBool(st.Leading),
+		"allocated":       strconv.FormatUint(st.Allocated, 10),
+		"released":        strconv.FormatUint(st.Released, 10),
+		"exhausted_total": strconv.FormatUint(st.ExhaustedTotal, 10),
+	}
+	if len(st.Exhausted) > 0 {
+		names := slices.Sorted(maps.Keys(st.Exhausted))
+		out["exhausted"] = strings.Join(names, ",")
+		out["error"] = st.Exhausted[names[0]]
+	}
+	return out
 }

@@ -49,6 +49,13 @@ func TestVIPs(t *testing.T) {
 		if st := v.Status(); !st.Leading || st.Allocated != 1 || st.Size != "65534" {
 			t.Errorf("Status() = %+v, want Leading, Allocated 1, Size 65534", st)
 		}
+		wantStats := map[string]string{
+			"range": "10.200.0.0/16", "dataplane": "fake", "allocations": "1", "allocating": "true",
+			"allocated": "1", "released": "0", "exhausted_total": "0",
+		}
+		if diff := cmp.Diff(wantStats, v.Stats()); diff != "" {
+			t.Errorf("Stats() (-want +got):\n%s", diff)
+		}
 		dp.note("leave")
 		if err := v.Leave(t.Context()); err != nil {
 			t.Errorf("Leave = %v", err)
