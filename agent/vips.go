@@ -1,0 +1,157 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/vip"
+	"github.com/hashicorp/go-memdb"
+)
+
+// The -vip-dataplane values.
+const (
+	DataplaneAuto     = "auto"
+	DataplaneIPVS     = "ipvs"
+	DataplaneNFTables = "nftables"
+	DataplaneNone     = "none"
+)
+
+// validScheduler reports whether s is an IPVS scheduler -vip-scheduler
+// accepts (the kernel's names, as ipvsadm -s takes them).
+func validScheduler(s string) bool {
+	switch s {
+	case "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos":
+		return true
+	}
+	return false
+}
+
+// DataplaneOptions is what a data plane constructor gets from the agent.
+type DataplaneOptions struct {
+	// Scheduler is -vip-scheduler (IPVS; "rr" by default).
+	Scheduler string
+	Logger    *slog.Logger
+}
+
+// DataplaneFactory opens one kernel data plane. It fails when the
+// kernel cannot run it here (no IPVS, no permission), saying so.
+type DataplaneFactory func(DataplaneOptions) (vip.Dataplane, error)
+
+// dataplanes are the kernel data planes built into this cairn, by their
+// -vip-dataplane name; auto tries ipvs, then nftables. The ipvs and
+// nftables back ends (agent/vip/ipvs, agent/vip/nft) join this map
+// when they are merged:
+//
+//	DataplaneIPVS:     func(o DataplaneOptions) (vip.Dataplane, error) { return ipvs.New(ipvs.Config{Scheduler: o.Scheduler, Logger: o.Logger}) },
+//	DataplaneNFTables: func(o DataplaneOptions) (vip.Dataplane, error) { return nft.New(nft.Config{Logger: o.Logger}) },
+//
+// Tests replace it through Agent.dataplanes.
+func dataplanes() map[string]DataplaneFactory {
+	return map[string]DataplaneFactory{}
+}
+
+// openDataplane opens the data plane -vip-dataplane names; nil means
+// none (DNS and the HTTP tagged address only). auto takes ipvs when it
+// opens (its probe finds IPVS in the kernel), else nftables, and says which in the log; when none does, it
+// runs without one rather than failing the agent.
+func openDataplane(name string, built map[string]DataplaneFactory, o DataplaneOptions) (vip.Dataplane, error) {
+	log := o.Logger
+	switch name {
+	case DataplaneNone:
+		return nil, nil
+	case DataplaneAuto, "":
+		for _, n := range []string{DataplaneIPVS, DataplaneNFTables} {
+			f, ok := built[n]
+			if !ok {
+				continue
+			}
+			dp, err := f(o)
+			if err == nil {
+				log.Info("vip: data plane chosen by -vip-dataplane=auto", "dataplane", n)
+				return dp, nil
+			}
+			log.Info("vip: data plane unusable on this host", "dataplane", n, "err", err)
+		}
+		log.Warn("vip: no kernel data plane usable (-vip-dataplane=auto): VIPs are answered in DNS and HTTP but this host does not balance them",
+			"built_in", strings.Join(slices.Sorted(maps.Keys(built)), ","))
+		return nil, nil
+	}
+	f, ok := built[name]
+	if !ok {
+		return nil, fmt.Errorf("-vip-dataplane=%s is not built into this cairn (built in: %s); use auto or none",
+			name, strings.Join(append(slices.Sorted(maps.Keys(built)), DataplaneNone), ", "))
+	}
+	dp, err := f(o)
+	if err != nil {
+		return nil, fmt.Errorf("-vip-dataplane=%s: %w; use -vip-dataplane=auto to fall back to what this host supports", name, err)
+	}
+	return dp, nil
+}
+
+// flushDataplanes removes the rules every built-in data plane left
+// (-vip-dataplane none: "remove cairn's rules"). A data plane that
+// cannot open here has nothing to remove.
+func flushDataplanes(ctx context.Context, built map[string]DataplaneFactory, o DataplaneOptions) {
+	for _, name := range slices.Sorted(maps.Keys(built)) {
+		dp, err := built[name](o)
+		if err != nil {
+			continue
+		}
+		if err := dp.Flush(ctx); err != nil {
+			o.Logger.Warn("vip: could not remove the rules of an earlier run", "dataplane", name, "err", err)
+		}
+		dp.Close()
+	}
+}
+
+// vipCatalog adds each service's VIP to the catalog and health answers
+// of the HTTP API, as the tagged address Consul uses for its virtual
+// IPs: "consul-virtual": {"Address": VIP, "Port": target port}.
+//
+// The answer's index stays the catalog's: a VIP allocated later shows
+// with the service's next change (the watch set wakes the query, but
+// an index that did not move does not end it).
+type vipCatalog struct {
+	*catalog.Catalog
+	vips *vip.VIPs
+}
+
+func (c vipCatalog) ServiceNodes(ws memdb.WatchSet, name string, f catalog.Filter) (uint64, []catalog.Instance) {
+	idx, out := c.Catalog.ServiceNodes(ws, name, f)
+	return idx, c.tag(ws, name, out)
+}
+
+func (c vipCatalog) ServiceHealth(ws memdb.WatchSet, name string, f catalog.Filter) (uint64, []catalog.Instance) {
+	idx, out := c.Catalog.ServiceHealth(ws, name, f)
+	return idx, c.tag(ws, name, out)
+}
+
+// tag returns insts with the VIP tagged address on copies of their
+// services (the catalog's own are shared and never modified).
+func (c vipCatalog) tag(ws memdb.WatchSet, name string, insts []catalog.Instance) []catalog.Instance {
+	if len(insts) == 0 {
+		return insts
+	}
+	ap, ok := c.vips.Virtual(ws, name)
+	if !ok {
+		return insts
+	}
+	tagged := catalog.ServiceAddress{Address: ap.Addr().String(), Port: int(ap.Port())}
+	out := make([]catalog.Instance, len(insts))
+	for i, in := range insts {
+		s := *in.Service
+		s.TaggedAddresses = maps.Clone(s.TaggedAddresses)
+		if s.TaggedAddresses == nil {
+			s.TaggedAddresses = map[string]catalog.ServiceAddress{}
+		}
+		s.TaggedAddresses[vip.TaggedAddressKey] = tagged
+		in.Service = &s
+		out[i] = in
+	}
+	return out
+}
