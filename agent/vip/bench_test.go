@@ -102,4 +102,3 @@ func BenchmarkReconcileSync(b *testing.B) {
 		}
 	}
 }
-
