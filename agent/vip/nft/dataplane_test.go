@@ -1,0 +1,429 @@
+package nft
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/agent/vip"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+)
+
+func newDP(t testing.TB, ns netNS, tweak ...func(*Config)) *Dataplane {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.NetNS = ns.path()
+	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// service is one VIP with one TCP port over the backends given.
+func service(name, addr string, port uint16, backends ...string) vip.Service {
+	p := vip.Port{Proto: vip.TCP, Port: port}
+	for _, b := range backends {
+		p.Backends = append(p.Backends, netip.MustParseAddrPort(b))
+	}
+	return vip.Service{Name: name, VIP: netip.MustParseAddr(addr), Ports: []vip.Port{p}}
+}
+
+func nftList(t testing.TB, ns netNS) string {
+	out, err := exec.Command("ip", "netns", "exec", ns.name, "nft", "list", "ruleset").CombinedOutput()
+	if err != nil {
+		return "nft list ruleset: " + err.Error() + ": " + string(out)
+	}
+	return string(out)
+}
+
+const vipPort = testVIP + ":80"
+
+// spreads checks that every one of want answered at least once and
+// nothing else answered.
+func spreads(t *testing.T, from string, got map[string]int, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if got[w] == 0 {
+			t.Errorf("connections from %s: %v; backend %s got none", from, got, w)
+		}
+	}
+	for name := range got {
+		if !slices.Contains(want, name) {
+			t.Errorf("connections from %s: %v; %s should have got none", from, got, name)
+		}
+	}
+}
+
+func TestBalancesOverLocalAndRemoteBackends(t *testing.T) {
+	c := newCluster(t)
+	d := newDP(t, c.node1)
+	if err := d.Sync(t.Context(), []vip.Service{service("web", testVIP, 80, b1Addr, b2Addr, b3Addr)}); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	// From a container behind node1 (prerouting; b3 needs masquerade)
+	// and from node1 itself (output).
+	spreads(t, "client", dialer{c.client}.count(t, vipPort, 60), "b1", "b2", "b3")
+	spreads(t, "node1", dialer{c.node1}.count(t, vipPort, 60), "b1", "b2", "b3")
+}
+
+func TestUpdateMovesNewConnections(t *testing.T) {
+	c := newCluster(t)
+	d := newDP(t, c.node1)
+	ctx := t.Context()
+	other := service("other", "10.99.100.2", 80, b1Addr)
+	if err := d.Sync(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b2Addr, b3Addr), other}); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	cl := dialer{c.client}
+	before := dump(t, d)
+
+	if err := d.Update(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b2Addr)}, nil); err != nil {
+		t.Fatalf("Update removing b3: %v", err)
+	}
+	// The rewritten balance rule, one deleted endpoint chain.
+	if d.lastChanges != 3 {
+		t.Errorf("removing one backend sent %d changes, want 3 (flush chain, add rule, delete chain)\n%s", d.lastChanges, dump(t, d))
+	}
+	spreads(t, "client", cl.count(t, vipPort, 30), "b1", "b2")
+
+	if err := d.Update(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b3Addr)}, nil); err != nil {
+		t.Fatalf("Update swapping b2 for b3: %v", err)
+	}
+	spreads(t, "client", cl.count(t, vipPort, 30), "b1", "b3")
+
+	if err := d.Update(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b2Addr, b3Addr)}, nil); err != nil {
+		t.Fatalf("Update adding b2 back: %v", err)
+	}
+	spreads(t, "client", cl.count(t, vipPort, 60), "b1", "b2", "b3")
+	if got := dump(t, d); got != before {
+		t.Errorf("after going back to the first state the table differs:\n%s", cmp.Diff(before, got))
+	}
+
+	if err := d.Update(ctx, nil, []netip.Addr{netip.MustParseAddr(testVIP)}); err != nil {
+		t.Fatalf("Update deleting the VIP: %v", err)
+	}
+	if got := cl.who(t, "10.99.100.2:80"); got != "b1" {
+		t.Errorf("the other VIP answered by %s after deleting web, want b1", got)
+	}
+	golden(t, "after-delete", dump(t, d))
+}
+
+func TestPortWithoutBackendsRefusesAtOnce(t *testing.T) {
+	c := newCluster(t)
+	d := newDP(t, c.node1)
+	ctx := t.Context()
+	web := service("web", testVIP, 80, b1Addr)
+	web.Ports = append(web.Ports, vip.Port{Proto: vip.TCP, Port: 81})
+	if err := d.Sync(ctx, []vip.Service{web}); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	for _, from := range []netNS{c.client, c.node1} {
+		if err := (dialer{from}).refused(testVIP+":81", 2*time.Second); err != nil {
+			t.Errorf("from %s: %v", from.name, err)
+		}
+	}
+	// The last backend goes: refused, not a SYN timeout.
+	if err := d.Update(ctx, []vip.Service{service("web", testVIP, 80)}, nil); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	for _, from := range []netNS{c.client, c.node1} {
+		if err := (dialer{from}).refused(vipPort, 2*time.Second); err != nil {
+			t.Errorf("from %s after the last backend left: %v", from.name, err)
+		}
+	}
+	// And it comes back.
+	if err := d.Update(ctx, []vip.Service{service("web", testVIP, 80, b2Addr)}, nil); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if got := (dialer{c.client}).who(t, vipPort); got != "b2" {
+		t.Errorf("answered by %s, want b2", got)
+	}
+}
+
+// TestSyncRepairsDrift changes the table behind the data plane's back,
+// the way an operator with nft would, and checks that Sync puts back
+// exactly what it had and traffic flows again.
+func TestSyncRepairsDrift(t *testing.T) {
+	c := newCluster(t)
+	d := newDP(t, c.node1)
+	ctx := t.Context()
+	desired := []vip.Service{service("web", testVIP, 80, b1Addr, b3Addr), service("gone", "10.99.100.2", 81)}
+	if err := d.Sync(ctx, desired); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	want := dump(t, d)
+	golden(t, "synced", want)
+	if err := d.Sync(ctx, desired); err != nil {
+		t.Fatalf("second Sync: %v", err)
+	}
+	if d.lastChanges != 0 {
+		t.Errorf("a Sync with nothing to repair sent %d changes, want 0", d.lastChanges)
+	}
+
+	tab := &nftables.Table{Name: "cairn", Family: nftables.TableFamilyIPv4}
+	ch := func(name string) *nftables.Chain { return &nftables.Chain{Name: name, Table: tab} }
+	key := keyOf(netip.MustParseAddr(testVIP), vip.TCP, 80)
+	svc, ep := "svc-10.99.100.1-tcp-80", "ep-10.99.100.1-tcp-80-10.99.21.2-8080"
+	tests := []struct {
+		name  string
+		drift func(c *nftables.Conn) error
+	}{
+		{"delete map element", func(c *nftables.Conn) error {
+			return c.SetDeleteElements(&nftables.Set{Table: tab, Name: mapServices}, []nftables.SetElement{{Key: key[:]}})
+		}},
+		{"delete service and endpoint chains", func(c *nftables.Conn) error {
+			if err := c.SetDeleteElements(&nftables.Set{Table: tab, Name: mapServices}, []nftables.SetElement{{Key: key[:]}}); err != nil {
+				return err
+			}
+			c.DelChain(ch(svc))
+			c.DelChain(ch(ep))
+			return nil
+		}},
+		{"flush a hooked chain", func(c *nftables.Conn) error { c.FlushChain(ch(chainNatPrerouting)); return nil }},
+		{"delete a hooked chain", func(c *nftables.Conn) error { c.DelChain(ch(chainNatPostrouting)); return nil }},
+		{"foreign rule in a service chain", func(c *nftables.Conn) error {
+			c.InsertRule(&nftables.Rule{Table: tab, Chain: ch(svc), Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
+			return nil
+		}},
+		{"stray chain in the table", func(c *nftables.Conn) error { c.AddChain(ch("someone-elses")); return nil }},
+		{"no-endpoint element deleted", func(c *nftables.Conn) error {
+			k := keyOf(netip.MustParseAddr("10.99.100.2"), vip.TCP, 81)
+			return c.SetDeleteElements(&nftables.Set{Table: tab, Name: mapNoEndpoints}, []nftables.SetElement{{Key: k[:]}})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nsf, err := os.Open(c.node1.path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nsf.Close()
+			conn, err := nftables.New(nftables.WithNetNSFd(int(nsf.Fd())))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.drift(conn); err != nil {
+				t.Fatalf("queue drift: %v", err)
+			}
+			if err := conn.Flush(); err != nil {
+				t.Fatalf("apply drift: %v", err)
+			}
+			if dump(t, d) == want {
+				t.Fatalf("the drift changed nothing visible")
+			}
+			if err := d.Sync(ctx, desired); err != nil {
+				t.Fatalf("Sync: %v", err)
+			}
+			if got := dump(t, d); got != want {
+				t.Errorf("after Sync (-want +got):\n%s", cmp.Diff(want, got))
+			}
+			spreads(t, "client", dialer{c.client}.count(t, vipPort, 30), "b1", "b3")
+		})
+	}
+}
+
+// TestUpdateRecoversFromDrift: an Update whose transaction fails because
+// the table changed behind its back rereads the table and succeeds.
+func TestUpdateRecoversFromDrift(t *testing.T) {
+	c := newCluster(t)
+	d := newDP(t, c.node1)
+	ctx := t.Context()
+	if err := d.Sync(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b3Addr)}); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	run(t, "ip", "netns", "exec", c.node1.name, "nft", "delete", "chain", "ip", "cairn", "nat-postrouting")
+	// Deleting b3's chain would fail on the chain's absence after the
+	// operator also removed the whole service by hand.
+	run(t, "ip", "netns", "exec", c.node1.name, "nft", "delete", "element", "ip", "cairn", mapServices, "{ 10.99.100.1 . tcp . 80 }")
+	run(t, "ip", "netns", "exec", c.node1.name, "nft", "delete", "chain", "ip", "cairn", "svc-10.99.100.1-tcp-80")
+	if err := d.Update(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b2Addr)}, nil); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	spreads(t, "client", dialer{c.client}.count(t, vipPort, 30), "b1", "b2")
+}
+
+// TestRestartAdoptsAndKeepsConnections: a second Dataplane (the agent
+// restarted) adopts the table without touching it, and an established
+// connection through the VIP keeps exchanging data across the restart
+// and a later change of the backends.
+func TestRestartAdoptsAndKeepsConnections(t *testing.T) {
+	c := newCluster(t)
+	ctx := t.Context()
+	desired := []vip.Service{service("web", testVIP, 80, b1Addr, b2Addr, b3Addr)}
+	first := newDP(t, c.node1)
+	if err := first.Sync(ctx, desired); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	before := dump(t, first)
+	conns := map[string]net.Conn{}
+	for len(conns) < 3 {
+		conn, name, err := dialer{c.client}.dial(ctx, vipPort)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		if conns[name] != nil {
+			conn.Close()
+			continue
+		}
+		conns[name] = conn
+		defer conn.Close()
+	}
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	second := newDP(t, c.node1)
+	if err := second.Sync(ctx, desired); err != nil {
+		t.Fatalf("Sync after restart: %v", err)
+	}
+	if second.lastChanges != 0 {
+		t.Errorf("adopting an intact table sent %d changes, want 0", second.lastChanges)
+	}
+	if got := dump(t, second); got != before {
+		t.Errorf("table after restart (-want +got):\n%s", cmp.Diff(before, got))
+	}
+	echo(t, conns)
+	// A change after the restart: b2 leaves. The held connections to b1
+	// and b3 keep working; new connections avoid b2.
+	if err := second.Update(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b3Addr)}, nil); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	delete(conns, "b2")
+	echo(t, conns)
+	spreads(t, "client", dialer{c.client}.count(t, vipPort, 20), "b1", "b3")
+}
+
+// echo sends a line on each connection and expects it back.
+func echo(t *testing.T, conns map[string]net.Conn) {
+	t.Helper()
+	for name, conn := range conns {
+		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+		msg := "ping " + name + "\n"
+		if _, err := io.WriteString(conn, msg); err != nil {
+			t.Errorf("write on the held connection to %s: %v", name, err)
+			continue
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != msg {
+			t.Errorf("echo on the held connection to %s = %q, %v; want %q", name, buf, err, msg)
+		}
+	}
+}
+
+// TestLeavesOtherTablesAlone: another table in the same namespace (with
+// its own nat chain) survives Sync, Update and Flush; Flush removes the
+// data plane's table and nothing else.
+func TestLeavesOtherTablesAlone(t *testing.T) {
+	c := newCluster(t)
+	ctx := t.Context()
+	nsf, err := os.Open(c.node1.path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsf.Close()
+	conn, err := nftables.New(nftables.WithNetNSFd(int(nsf.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := conn.AddTable(&nftables.Table{Name: "someone-else", Family: nftables.TableFamilyIPv4})
+	oc := conn.AddChain(&nftables.Chain{Name: "post", Table: other, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	conn.AddRule(&nftables.Rule{Table: other, Chain: oc, Exprs: []expr.Any{&expr.Counter{}}})
+	conn.AddTable(&nftables.Table{Name: "cairn", Family: nftables.TableFamilyIPv6})
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	listOthers := func() string {
+		t.Helper()
+		out, err := exec.Command("ip", "netns", "exec", c.node1.name, "nft", "list", "table", "ip", "someone-else").CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list table ip someone-else: %v: %s", err, out)
+		}
+		v6, err := conn.ListTableOfFamily("cairn", nftables.TableFamilyIPv6)
+		if err != nil || v6 == nil {
+			t.Fatalf("table ip6 cairn is gone: %v", err)
+		}
+		return strings.ReplaceAll(string(out), "packets", "") // counters move
+	}
+	before := listOthers()
+
+	d := newDP(t, c.node1)
+	if err := d.Sync(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b3Addr)}); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if err := d.Update(ctx, []vip.Service{service("web", testVIP, 80, b1Addr)}, nil); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if err := d.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if got := dump(t, d); got != "no table\n" {
+		t.Errorf("after Flush:\n%s", got)
+	}
+	if err := d.Flush(ctx); err != nil {
+		t.Errorf("second Flush: %v", err)
+	}
+	if got := listOthers(); !strings.Contains(got, "chain post") || !strings.Contains(got, "counter") {
+		t.Errorf("the other table changed:\nbefore:\n%s\nafter:\n%s", before, got)
+	}
+	// After a Flush, an Update starts from nothing again.
+	if err := d.Update(ctx, []vip.Service{service("web", testVIP, 80, b2Addr)}, nil); err != nil {
+		t.Fatalf("Update after Flush: %v", err)
+	}
+	if got := (dialer{c.client}).who(t, vipPort); got != "b2" {
+		t.Errorf("answered by %s, want b2", got)
+	}
+}
+
+func TestRefusesWhatItCannotProgram(t *testing.T) {
+	needNetNS(t)
+	d := newDP(t, newNS(t, "refuse"))
+	v4 := netip.MustParseAddr("10.99.100.1")
+	tests := []struct {
+		name string
+		svc  vip.Service
+		want string
+	}{
+		{"IPv6 VIP", vip.Service{Name: "web", VIP: netip.MustParseAddr("fd00::1")},
+			`nftables update: service "web": VIP fd00::1 is not an IPv4 address; the nftables data plane programs an ip-family table and balances IPv4 VIPs only (use an IPv4 -vip-cidr)`},
+		{"IPv6 backend", vip.Service{Name: "web", VIP: v4, Ports: []vip.Port{{Proto: vip.TCP, Port: 80, Backends: []netip.AddrPort{netip.MustParseAddrPort("[fd00::2]:80")}}}},
+			`nftables update: service "web" VIP 10.99.100.1 port tcp/80: backend [fd00::2]:80 is not an IPv4 address with a non-zero port`},
+		{"unknown protocol", vip.Service{Name: "web", VIP: v4, Ports: []vip.Port{{Proto: "sctp", Port: 80}}},
+			`nftables update: service "web" VIP 10.99.100.1: protocol "sctp" is not one of tcp, udp`},
+		{"port twice", vip.Service{Name: "web", VIP: v4, Ports: []vip.Port{{Proto: vip.TCP, Port: 80}, {Proto: vip.TCP, Port: 80}}},
+			`nftables update: service "web" VIP 10.99.100.1: port tcp/80 is listed twice; Ports must be unique on (Proto, Port)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := d.Update(t.Context(), []vip.Service{tt.svc}, nil)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Update(%s) = %v, want %s", tt.name, err, tt.want)
+			}
+		})
+	}
+	if _, err := New(Config{Mark: 0x3}); err == nil || !strings.Contains(err.Error(), "Mark 0x3 has more than one bit set") {
+		t.Errorf("New(Mark: 0x3) = %v, want the one-bit error", err)
+	}
+}
