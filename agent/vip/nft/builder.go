@@ -1,36 +1,42 @@
 package nft
 
 import (
+	"bytes"
 	"fmt"
+	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// builder queues one transaction on the connection, in the order the
-// kernel needs: new chains before rules that jump to them, rules before
-// map elements that go to their chain, and deletions of elements before
-// deletions of the chains they went to.
+// builder collects one transaction and queues it on the connection in
+// the order the kernel needs: the skeleton and new balance chains first,
+// then map element deletions, then additions (a changed element is a
+// deletion and an addition), then chain deletions.
 type builder struct {
 	d       *Dataplane
-	conn    *nftables.Conn
-	table   *nftables.Table
 	changes int
-	err     error // first error while queueing
+	// full: also reconsider every balance chain the kernel holds, not
+	// only those whose use changed (Sync).
+	full bool
 
-	// Queued at commit, after every chain and rule.
-	delServices, addServices map[mapKey]string
-	delNoEp, addNoEp         []mapKey
-	delSvcChains, delEpOther []string
+	delCounts, addCounts     map[mapKey]uint32
+	delBackends, addBackends map[beKey]netip.AddrPort
+	delNoEp, addNoEp         map[mapKey]bool
+	kDelta                   map[uint32]int // change of each backend count's use
+	strays                   []string       // chains to delete that are nobody's
+	err                      error
 }
 
 func (d *Dataplane) newBuilder() *builder {
-	b := &builder{d: d, conn: d.conn, table: d.table}
+	b := &builder{d: d}
 	b.reset()
 	return b
 }
@@ -38,10 +44,11 @@ func (d *Dataplane) newBuilder() *builder {
 func (b *builder) reset() {
 	b.changes = 0
 	b.err = nil
-	b.delServices = map[mapKey]string{}
-	b.addServices = map[mapKey]string{}
-	b.delNoEp, b.addNoEp = nil, nil
-	b.delSvcChains, b.delEpOther = nil, nil
+	b.delCounts, b.addCounts = map[mapKey]uint32{}, map[mapKey]uint32{}
+	b.delBackends, b.addBackends = map[beKey]netip.AddrPort{}, map[beKey]netip.AddrPort{}
+	b.delNoEp, b.addNoEp = map[mapKey]bool{}, map[mapKey]bool{}
+	b.kDelta = map[uint32]int{}
+	b.strays = nil
 }
 
 func (b *builder) nextSetID() uint32 {
@@ -52,239 +59,303 @@ func (b *builder) nextSetID() uint32 {
 	return b.d.setID
 }
 
-func (b *builder) anonVerdictMap() *nftables.Set {
-	return &nftables.Set{
-		Table: b.table, ID: b.nextSetID(), Name: "__map%d",
-		Anonymous: true, Constant: true, IsMap: true,
-		KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict,
+// sets are the four named sets, as AddSet and the element calls need them.
+func (b *builder) set(name string) *nftables.Set {
+	t := b.d.table
+	svcKey := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	switch name {
+	case mapServices:
+		return &nftables.Set{Table: t, Name: name, IsMap: true, Concatenation: true, KeyType: svcKey, DataType: nftables.TypeInteger}
+	case mapBackends:
+		return &nftables.Set{Table: t, Name: name, IsMap: true, Concatenation: true,
+			KeyType:  nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeInteger),
+			DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)}
+	case mapNoEndpoints:
+		return &nftables.Set{Table: t, Name: name, Concatenation: true, KeyType: svcKey}
+	case mapCounts:
+		return &nftables.Set{Table: t, Name: name, IsMap: true, KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict}
 	}
+	panic("nft: unknown set " + name)
 }
 
-// namedSet refers to one of the two maps, by name (an ID is needed only
-// when the map is created in the same transaction, which goes by name too).
-func (b *builder) namedSet(name string) *nftables.Set {
-	return &nftables.Set{Table: b.table, Name: name, IsMap: true, Concatenation: true,
-		KeyType: mapKeyType(), DataType: nftables.TypeVerdict}
-}
+var setNames = []string{mapServices, mapCounts, mapBackends, mapNoEndpoints}
 
 func (b *builder) chain(name string) *nftables.Chain {
-	return &nftables.Chain{Name: name, Table: b.table}
-}
-
-func (b *builder) addChain(name string) {
-	b.conn.AddChain(b.chain(name))
-	b.changes++
-}
-
-func (b *builder) flushChain(name string) {
-	b.conn.FlushChain(b.chain(name))
-	b.changes++
-}
-
-func (b *builder) delChain(name string) {
-	b.changes++
-	if strings.HasPrefix(name, "svc-") {
-		b.delSvcChains = append(b.delSvcChains, name)
-	} else {
-		b.delEpOther = append(b.delEpOther, name)
-	}
+	return &nftables.Chain{Name: name, Table: b.d.table}
 }
 
 func (b *builder) addRules(c *nftables.Chain, spec chainSpec) {
 	for _, r := range spec.rules {
-		exprs, err := r.build(b)
-		if err != nil {
-			if b.err == nil {
-				b.err = fmt.Errorf("build rule %q in chain %s: %w", r.comment, c.Name, err)
-			}
-			return
-		}
-		b.conn.AddRule(&nftables.Rule{
-			Table: b.table, Chain: c, Exprs: exprs,
+		b.d.conn.AddRule(&nftables.Rule{
+			Table: b.d.table, Chain: c, Exprs: r.exprs(b),
 			UserData: userdata.AppendString(nil, userdata.TypeComment, r.comment),
 		})
 		b.changes++
 	}
 }
 
-// ensureBase queues what the fixed skeleton lacks or has wrong: the table,
-// both maps, the fixed chains and their rules.
+// writeChain makes chain c hold spec: added when absent, flushed and
+// refilled when its fingerprint differs, left alone otherwise.
+func (b *builder) writeChain(c *nftables.Chain, spec chainSpec, fp string, exists bool) {
+	if exists && fp == spec.fingerprint() {
+		return
+	}
+	if exists {
+		b.d.conn.FlushChain(c)
+	} else {
+		b.d.conn.AddChain(c)
+	}
+	b.changes++
+	b.addRules(c, spec)
+}
+
+// ensureBase queues, right away, what the fixed skeleton lacks or has
+// wrong: the table, the four sets, the fixed chains and their rules.
 func (b *builder) ensureBase(k *kernelState) {
 	if !k.exists {
-		b.conn.AddTable(b.table)
+		b.d.conn.AddTable(b.d.table)
 		b.changes++
 	}
-	for _, name := range []string{mapServices, mapNoEndpoints} {
+	for _, name := range setNames {
 		if k.sets[name] {
 			continue
 		}
-		s := b.namedSet(name)
+		s := b.set(name)
 		s.ID = b.nextSetID()
-		if err := b.conn.AddSet(s, nil); err != nil && b.err == nil {
-			b.err = fmt.Errorf("add map %s: %w", name, err)
+		if err := b.d.conn.AddSet(s, nil); err != nil && b.err == nil {
+			b.err = fmt.Errorf("add set %s: %w", name, err)
 		}
 		b.changes++
 	}
 	for _, bc := range baseChains(b.d.cfg.Mark) {
 		fp, exists := k.baseFps[bc.name]
-		if exists && fp == bc.spec.fingerprint() {
-			continue
-		}
-		c := &nftables.Chain{Name: bc.name, Table: b.table, Type: bc.typ, Hooknum: bc.hook, Priority: bc.priority}
-		if exists {
-			b.conn.FlushChain(c)
-		} else {
-			b.conn.AddChain(c)
-		}
-		b.changes++
-		b.addRules(c, bc.spec)
+		c := &nftables.Chain{Name: bc.name, Table: b.d.table, Type: bc.typ, Hooknum: bc.hook, Priority: bc.priority}
+		b.writeChain(c, bc.spec, fp, exists)
 	}
+	b.strays = append(b.strays, k.strays...)
+	b.changes += len(k.strays)
 }
 
-// diffVIP queues the changes from old to want for one VIP.
+// diffVIP collects the element changes from old to want for one VIP.
 func (b *builder) diffVIP(old, want *vipState) {
-	names := make([]string, 0, len(want.chains))
-	for name := range want.chains {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		if _, ok := old.fps[name]; !ok {
-			b.addChain(name)
-		}
-	}
-	for _, name := range names {
-		oldFp, ok := old.fps[name]
-		if ok && oldFp == want.fps[name] {
-			continue
-		}
-		if ok {
-			b.flushChain(name)
-		}
-		b.addRules(b.chain(name), want.chains[name])
-	}
-	for k, c := range old.services {
-		if want.services[k] != c {
-			b.delServices[k] = c
+	for k, n := range old.counts {
+		if m, ok := want.counts[k]; !ok || m != n {
+			b.delCounts[k] = n
+			b.kDelta[n]--
 			b.changes++
 		}
 	}
-	for k, c := range want.services {
-		if old.services[k] != c {
-			b.addServices[k] = c
+	for k, n := range want.counts {
+		if m, ok := old.counts[k]; !ok || m != n {
+			b.addCounts[k] = n
+			b.kDelta[n]++
+			b.changes++
+		}
+	}
+	for k, be := range old.backends {
+		if w, ok := want.backends[k]; !ok || w != be {
+			b.delBackends[k] = be
+			b.changes++
+		}
+	}
+	for k, be := range want.backends {
+		if o, ok := old.backends[k]; !ok || o != be {
+			b.addBackends[k] = be
 			b.changes++
 		}
 	}
 	for k := range old.noEndpoints {
 		if !want.noEndpoints[k] {
-			b.delNoEp = append(b.delNoEp, k)
+			b.delNoEp[k] = true
 			b.changes++
 		}
 	}
 	for k := range want.noEndpoints {
 		if !old.noEndpoints[k] {
-			b.addNoEp = append(b.addNoEp, k)
+			b.addNoEp[k] = true
 			b.changes++
 		}
 	}
-	var gone []string
-	for name := range old.fps {
-		if _, ok := want.fps[name]; !ok {
-			gone = append(gone, name)
+}
+
+// kPlan is what commit does to the balance chains and backend-counts.
+type kPlan struct {
+	refs               map[uint32]int // new use counts of the backend counts considered
+	addElems, delElems []uint32
+	delChains          []uint32
+}
+
+// planCounts queues balance chains that are newly needed (or damaged)
+// and returns which backend-counts elements and chains change.
+func (b *builder) planCounts() kPlan {
+	d := b.d
+	consider := map[uint32]bool{}
+	for k := range b.kDelta {
+		consider[k] = true
+	}
+	if b.full {
+		for k := range d.kRefs {
+			consider[k] = true
+		}
+		for k := range d.kChains {
+			consider[k] = true
+		}
+		for k := range d.kElems {
+			consider[k] = true
 		}
 	}
-	slices.Sort(gone)
-	for _, name := range gone {
-		b.delChain(name)
+	p := kPlan{refs: map[uint32]int{}}
+	for _, k := range slices.Sorted(maps.Keys(consider)) {
+		ref := d.kRefs[k] + b.kDelta[k]
+		p.refs[k] = ref
+		name := balanceChainName(k)
+		fp, hasChain := d.kChains[k]
+		elem, hasElem := d.kElems[k]
+		if ref > 0 {
+			b.writeChain(b.chain(name), balanceSpec(k, d.cfg.Mark), fp, hasChain)
+			if hasElem && elem != name {
+				p.delElems = append(p.delElems, k)
+				b.changes++
+			}
+			if !hasElem || elem != name {
+				p.addElems = append(p.addElems, k)
+				b.changes++
+			}
+			continue
+		}
+		if hasElem {
+			p.delElems = append(p.delElems, k)
+			b.changes++
+		}
+		if hasChain {
+			p.delChains = append(p.delChains, k)
+			b.changes++
+		}
+	}
+	return p
+}
+
+// elemBatch bounds the elements of one netlink message: the element
+// list is one attribute, whose length is 16 bits.
+const elemBatch = 256
+
+func (b *builder) queueElems(op func(*nftables.Set, []nftables.SetElement) error, name string, elems []nftables.SetElement) {
+	s := b.set(name)
+	for len(elems) > 0 {
+		n := min(len(elems), elemBatch)
+		if err := op(s, elems[:n]); err != nil && b.err == nil {
+			b.err = fmt.Errorf("queue elements of %s: %w", name, err)
+		}
+		elems = elems[n:]
 	}
 }
 
 func sortedKeys[V any](m map[mapKey]V) []mapKey {
-	keys := make([]mapKey, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b mapKey) int { return strings.Compare(string(a[:]), string(b[:])) })
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b mapKey) int { return bytes.Compare(a[:], b[:]) })
 	return keys
 }
 
-func (b *builder) elements(keys []mapKey, chain func(mapKey) string) []nftables.SetElement {
-	elems := make([]nftables.SetElement, len(keys))
-	for i, k := range keys {
-		elems[i] = nftables.SetElement{Key: append([]byte(nil), k[:]...)}
-		if c := chain(k); c != "" {
-			elems[i].VerdictData = verdictGoto(c)
-		}
-	}
-	return elems
+func sortedBeKeys(m map[beKey]netip.AddrPort) []beKey {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b beKey) int { return bytes.Compare(a[:], b[:]) })
+	return keys
 }
 
-// commit queues the element and deletion phases and sends the
-// transaction. Nothing queued is a no-op.
-func (b *builder) commit() error {
-	defer b.reset()
-	svcSet, noEpSet := b.namedSet(mapServices), b.namedSet(mapNoEndpoints)
-	queue := func(op func(*nftables.Set, []nftables.SetElement) error, s *nftables.Set, elems []nftables.SetElement) {
-		if len(elems) == 0 {
-			return
-		}
-		if err := op(s, elems); err != nil && b.err == nil {
-			b.err = fmt.Errorf("queue elements of %s: %w", s.Name, err)
+func countElems(m map[mapKey]uint32) []nftables.SetElement {
+	var out []nftables.SetElement
+	for _, k := range sortedKeys(m) {
+		out = append(out, nftables.SetElement{Key: slices.Clone(k[:]), Val: binaryutil.NativeEndian.PutUint32(m[k])})
+	}
+	return out
+}
+
+func backendElems(m map[beKey]netip.AddrPort) []nftables.SetElement {
+	var out []nftables.SetElement
+	for _, k := range sortedBeKeys(m) {
+		out = append(out, nftables.SetElement{Key: slices.Clone(k[:]), Val: backendValue(m[k])})
+	}
+	return out
+}
+
+func keyElems(m map[mapKey]bool) []nftables.SetElement {
+	var out []nftables.SetElement
+	for _, k := range sortedKeys(m) {
+		out = append(out, nftables.SetElement{Key: slices.Clone(k[:])})
+	}
+	return out
+}
+
+func kElems(ks []uint32, withVerdict bool) []nftables.SetElement {
+	out := make([]nftables.SetElement, len(ks))
+	for i, k := range ks {
+		out[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(k)}
+		if withVerdict {
+			out[i].VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: balanceChainName(k)}
 		}
 	}
-	queue(b.conn.SetDeleteElements, svcSet, b.elements(sortedKeys(b.delServices), func(k mapKey) string { return b.delServices[k] }))
-	queue(b.conn.SetDeleteElements, noEpSet, b.elements(sortKeys(b.delNoEp), func(mapKey) string { return chainReject }))
-	queue(b.conn.SetAddElements, svcSet, b.elements(sortedKeys(b.addServices), func(k mapKey) string { return b.addServices[k] }))
-	queue(b.conn.SetAddElements, noEpSet, b.elements(sortKeys(b.addNoEp), func(mapKey) string { return chainReject }))
-	for _, name := range append(b.delSvcChains, b.delEpOther...) {
-		b.conn.DelChain(b.chain(name))
+	return out
+}
+
+// commit queues and sends everything collected and returns how many
+// changes it sent. On success it records the balance chains' new state;
+// the caller records the VIPs'.
+func (b *builder) commit() (int, error) {
+	defer b.reset()
+	d := b.d
+	p := b.planCounts()
+	c := d.conn
+	b.queueElems(c.SetDeleteElements, mapCounts, kElems(p.delElems, false))
+	b.queueElems(c.SetDeleteElements, mapServices, countElems(b.delCounts))
+	b.queueElems(c.SetDeleteElements, mapBackends, backendElems(b.delBackends))
+	b.queueElems(c.SetDeleteElements, mapNoEndpoints, keyElems(b.delNoEp))
+	b.queueElems(c.SetAddElements, mapCounts, kElems(p.addElems, true))
+	b.queueElems(c.SetAddElements, mapServices, countElems(b.addCounts))
+	b.queueElems(c.SetAddElements, mapBackends, backendElems(b.addBackends))
+	b.queueElems(c.SetAddElements, mapNoEndpoints, keyElems(b.addNoEp))
+	for _, k := range p.delChains {
+		c.DelChain(b.chain(balanceChainName(k)))
+	}
+	for _, name := range b.strays {
+		c.DelChain(b.chain(name))
 	}
 	if b.err != nil {
-		// Drop what was queued: the connection must not carry half a
-		// transaction into the next Flush.
-		return b.discard()
-	}
-	if b.changes == 0 {
-		return nil
+		return 0, b.discard()
 	}
 	n := b.changes
-	if err := b.conn.Flush(); err != nil {
-		return fmt.Errorf("netlink transaction of %d changes: %w", n, err)
+	if n == 0 {
+		return 0, nil
 	}
-	return nil
+	if err := c.Flush(); err != nil {
+		return 0, fmt.Errorf("netlink transaction of %d changes: %w", n, err)
+	}
+	for k, ref := range p.refs {
+		if ref > 0 {
+			d.kRefs[k] = ref
+			d.kChains[k] = balanceSpec(k, d.cfg.Mark).fingerprint()
+			d.kElems[k] = balanceChainName(k)
+		} else {
+			delete(d.kRefs, k)
+			delete(d.kChains, k)
+			delete(d.kElems, k)
+		}
+	}
+	return n, nil
 }
 
-// discard empties the connection's queue without sending it. The
-// library has no "abort", so a fresh connection replaces the old one.
+// discard empties the connection's queue without sending it: the
+// library has no abort, so a fresh connection replaces the old one.
 func (b *builder) discard() error {
 	err := b.err
-	_ = b.conn.CloseLasting()
-	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)}
-	if b.d.nsFile != nil {
-		opts = append(opts, nftables.WithNetNSFd(int(b.d.nsFile.Fd())))
-	}
-	conn, cerr := nftables.New(opts...)
-	if cerr != nil {
+	if cerr := b.d.reopen(); cerr != nil {
 		return fmt.Errorf("%w (and reopening netlink failed: %v)", err, cerr)
 	}
-	b.d.conn = conn
-	b.conn = conn
 	return err
-}
-
-func verdictGoto(chain string) *expr.Verdict {
-	return &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}
-}
-
-func sortKeys(keys []mapKey) []mapKey {
-	slices.SortFunc(keys, func(a, b mapKey) int { return strings.Compare(string(a[:]), string(b[:])) })
-	return keys
 }
 
 // ruleComments dumps every rule of the table in one netlink dump and
 // returns, per chain, the rules' comments joined by newlines: the same
-// fingerprint chainSpec.fingerprint computes. (The library dumps one
-// chain at a time; with 10k VIPs that is 100k round trips.)
+// fingerprint chainSpec.fingerprint computes.
 func (d *Dataplane) ruleComments() (map[string]string, error) {
 	cfg := &netlink.Config{}
 	if d.nsFile != nil {
@@ -295,7 +366,6 @@ func (d *Dataplane) ruleComments() (map[string]string, error) {
 		return nil, fmt.Errorf("dial netlink: %w", err)
 	}
 	defer nl.Close()
-	_ = bigBuffers(nl)
 	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
 		{Type: unix.NFTA_RULE_TABLE, Data: []byte(d.cfg.Table + "\x00")},
 	})

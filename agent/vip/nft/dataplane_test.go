@@ -1,12 +1,13 @@
 package nft
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -48,14 +49,6 @@ func service(name, addr string, port uint16, backends ...string) vip.Service {
 		p.Backends = append(p.Backends, netip.MustParseAddrPort(b))
 	}
 	return vip.Service{Name: name, VIP: netip.MustParseAddr(addr), Ports: []vip.Port{p}}
-}
-
-func nftList(t testing.TB, ns netNS) string {
-	out, err := exec.Command("ip", "netns", "exec", ns.name, "nft", "list", "ruleset").CombinedOutput()
-	if err != nil {
-		return "nft list ruleset: " + err.Error() + ": " + string(out)
-	}
-	return string(out)
 }
 
 const vipPort = testVIP + ":80"
@@ -102,9 +95,10 @@ func TestUpdateMovesNewConnections(t *testing.T) {
 	if err := d.Update(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b2Addr)}, nil); err != nil {
 		t.Fatalf("Update removing b3: %v", err)
 	}
-	// The rewritten balance rule, one deleted endpoint chain.
-	if d.lastChanges != 3 {
-		t.Errorf("removing one backend sent %d changes, want 3 (flush chain, add rule, delete chain)\n%s", d.lastChanges, dump(t, d))
+	// service-ips 3 -> 2 (delete, add), b3's element, balance-2 in (chain,
+	// rule, element) and balance-3 out (element, chain).
+	if d.lastChanges != 8 {
+		t.Errorf("removing one backend sent %d changes, want 8\n%s", d.lastChanges, dump(t, d))
 	}
 	spreads(t, "client", cl.count(t, vipPort, 30), "b1", "b2")
 
@@ -185,51 +179,46 @@ func TestSyncRepairsDrift(t *testing.T) {
 	tab := &nftables.Table{Name: "cairn", Family: nftables.TableFamilyIPv4}
 	ch := func(name string) *nftables.Chain { return &nftables.Chain{Name: name, Table: tab} }
 	key := keyOf(netip.MustParseAddr(testVIP), vip.TCP, 80)
-	svc, ep := "svc-10.99.100.1-tcp-80", "ep-10.99.100.1-tcp-80-10.99.21.2-8080"
+	b3Key := backendKey(key, 1)
+	set := func(name string) *nftables.Set { return d.newBuilder().set(name) }
 	tests := []struct {
 		name  string
 		drift func(c *nftables.Conn) error
 	}{
-		{"delete map element", func(c *nftables.Conn) error {
-			return c.SetDeleteElements(&nftables.Set{Table: tab, Name: mapServices}, []nftables.SetElement{{Key: key[:]}})
+		{"service element deleted", func(c *nftables.Conn) error {
+			return c.SetDeleteElements(set(mapServices), []nftables.SetElement{{Key: key[:]}})
 		}},
-		{"delete service and endpoint chains", func(c *nftables.Conn) error {
-			if err := c.SetDeleteElements(&nftables.Set{Table: tab, Name: mapServices}, []nftables.SetElement{{Key: key[:]}}); err != nil {
+		{"backend element deleted", func(c *nftables.Conn) error {
+			return c.SetDeleteElements(set(mapBackends), []nftables.SetElement{{Key: b3Key[:]}})
+		}},
+		{"backend element changed", func(c *nftables.Conn) error {
+			if err := c.SetDeleteElements(set(mapBackends), []nftables.SetElement{{Key: b3Key[:]}}); err != nil {
 				return err
 			}
-			c.DelChain(ch(svc))
-			c.DelChain(ch(ep))
+			return c.SetAddElements(set(mapBackends), []nftables.SetElement{{Key: b3Key[:], Val: backendValue(netip.MustParseAddrPort(b2Addr))}})
+		}},
+		{"balance chain deleted", func(c *nftables.Conn) error {
+			if err := c.SetDeleteElements(set(mapCounts), kElems([]uint32{2}, false)); err != nil {
+				return err
+			}
+			c.DelChain(ch("balance-2"))
 			return nil
 		}},
-		{"flush a hooked chain", func(c *nftables.Conn) error { c.FlushChain(ch(chainNatPrerouting)); return nil }},
-		{"delete a hooked chain", func(c *nftables.Conn) error { c.DelChain(ch(chainNatPostrouting)); return nil }},
-		{"foreign rule in a service chain", func(c *nftables.Conn) error {
-			c.InsertRule(&nftables.Rule{Table: tab, Chain: ch(svc), Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
+		{"hooked chain flushed", func(c *nftables.Conn) error { c.FlushChain(ch(chainNatPrerouting)); return nil }},
+		{"hooked chain deleted", func(c *nftables.Conn) error { c.DelChain(ch(chainNatPostrouting)); return nil }},
+		{"foreign rule in a balance chain", func(c *nftables.Conn) error {
+			c.InsertRule(&nftables.Rule{Table: tab, Chain: ch("balance-2"), Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
 			return nil
 		}},
 		{"stray chain in the table", func(c *nftables.Conn) error { c.AddChain(ch("someone-elses")); return nil }},
 		{"no-endpoint element deleted", func(c *nftables.Conn) error {
 			k := keyOf(netip.MustParseAddr("10.99.100.2"), vip.TCP, 81)
-			return c.SetDeleteElements(&nftables.Set{Table: tab, Name: mapNoEndpoints}, []nftables.SetElement{{Key: k[:]}})
+			return c.SetDeleteElements(set(mapNoEndpoints), []nftables.SetElement{{Key: k[:]}})
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			nsf, err := os.Open(c.node1.path())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nsf.Close()
-			conn, err := nftables.New(nftables.WithNetNSFd(int(nsf.Fd())))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := tt.drift(conn); err != nil {
-				t.Fatalf("queue drift: %v", err)
-			}
-			if err := conn.Flush(); err != nil {
-				t.Fatalf("apply drift: %v", err)
-			}
+			behindTheBack(t, c.node1, tt.drift)
 			if dump(t, d) == want {
 				t.Fatalf("the drift changed nothing visible")
 			}
@@ -253,11 +242,14 @@ func TestUpdateRecoversFromDrift(t *testing.T) {
 	if err := d.Sync(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b3Addr)}); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
-	run(t, "ip", "netns", "exec", c.node1.name, "nft", "delete", "chain", "ip", "cairn", "nat-postrouting")
-	// Deleting b3's chain would fail on the chain's absence after the
-	// operator also removed the whole service by hand.
-	run(t, "ip", "netns", "exec", c.node1.name, "nft", "delete", "element", "ip", "cairn", mapServices, "{ 10.99.100.1 . tcp . 80 }")
-	run(t, "ip", "netns", "exec", c.node1.name, "nft", "delete", "chain", "ip", "cairn", "svc-10.99.100.1-tcp-80")
+	// The operator deletes b3's element and the masquerade chain; the
+	// Update below would delete that element too, so its transaction
+	// fails, and the retry after rereading repairs both.
+	b3Key := backendKey(keyOf(netip.MustParseAddr(testVIP), vip.TCP, 80), 1)
+	behindTheBack(t, c.node1, func(c *nftables.Conn) error {
+		c.DelChain(&nftables.Chain{Name: chainNatPostrouting, Table: d.table})
+		return c.SetDeleteElements(d.newBuilder().set(mapBackends), []nftables.SetElement{{Key: b3Key[:]}})
+	})
 	if err := d.Update(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b2Addr)}, nil); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
@@ -357,17 +349,37 @@ func TestLeavesOtherTablesAlone(t *testing.T) {
 	}
 	listOthers := func() string {
 		t.Helper()
-		out, err := exec.Command("ip", "netns", "exec", c.node1.name, "nft", "list", "table", "ip", "someone-else").CombinedOutput()
+		var b strings.Builder
+		chains, err := conn.ListChains()
 		if err != nil {
-			t.Fatalf("nft list table ip someone-else: %v: %s", err, out)
+			t.Fatal(err)
 		}
-		v6, err := conn.ListTableOfFamily("cairn", nftables.TableFamilyIPv6)
-		if err != nil || v6 == nil {
-			t.Fatalf("table ip6 cairn is gone: %v", err)
+		for _, ch := range chains {
+			if ch.Table.Name == "cairn" && ch.Table.Family == nftables.TableFamilyIPv4 {
+				continue
+			}
+			rules, err := conn.GetRules(ch.Table, ch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "%d %s %s: %d rules\n", ch.Table.Family, ch.Table.Name, ch.Name, len(rules))
 		}
-		return strings.ReplaceAll(string(out), "packets", "") // counters move
+		tables, err := conn.ListTables()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tab := range tables {
+			if tab.Name == "cairn" && tab.Family == nftables.TableFamilyIPv4 {
+				continue
+			}
+			fmt.Fprintf(&b, "table %d %s\n", tab.Family, tab.Name)
+		}
+		return b.String()
 	}
 	before := listOthers()
+	if !strings.Contains(before, "someone-else post: 1 rules") || !strings.Contains(before, "table 10 cairn") {
+		t.Fatalf("the other tables were not made:\n%s", before)
+	}
 
 	d := newDP(t, c.node1)
 	if err := d.Sync(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b3Addr)}); err != nil {
@@ -385,8 +397,8 @@ func TestLeavesOtherTablesAlone(t *testing.T) {
 	if err := d.Flush(ctx); err != nil {
 		t.Errorf("second Flush: %v", err)
 	}
-	if got := listOthers(); !strings.Contains(got, "chain post") || !strings.Contains(got, "counter") {
-		t.Errorf("the other table changed:\nbefore:\n%s\nafter:\n%s", before, got)
+	if got := listOthers(); got != before {
+		t.Errorf("other tables changed (-before +after):\n%s", cmp.Diff(before, got))
 	}
 	// After a Flush, an Update starts from nothing again.
 	if err := d.Update(ctx, []vip.Service{service("web", testVIP, 80, b2Addr)}, nil); err != nil {
@@ -425,5 +437,50 @@ func TestRefusesWhatItCannotProgram(t *testing.T) {
 	}
 	if _, err := New(Config{Mark: 0x3}); err == nil || !strings.Contains(err.Error(), "Mark 0x3 has more than one bit set") {
 		t.Errorf("New(Mark: 0x3) = %v, want the one-bit error", err)
+	}
+}
+
+// behindTheBack changes the namespace's nftables with a connection of
+// its own, as an operator or another program would.
+func behindTheBack(t *testing.T, ns netNS, change func(c *nftables.Conn) error) {
+	t.Helper()
+	nsf, err := os.Open(ns.path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsf.Close()
+	conn, err := nftables.New(nftables.WithNetNSFd(int(nsf.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := change(conn); err != nil {
+		t.Fatalf("queue the change: %v", err)
+	}
+	if err := conn.Flush(); err != nil {
+		t.Fatalf("apply the change: %v", err)
+	}
+}
+
+// TestUpdateCostIsIndependentOfTableSize: the same Update sends the same
+// changes whether the table holds two VIPs or two thousand.
+func TestUpdateCostIsIndependentOfTableSize(t *testing.T) {
+	needNetNS(t)
+	ctx := context.Background()
+	var sent []int
+	for _, n := range []int{2, 2000} {
+		d := newDP(t, newNS(t, "size"), func(c *Config) { c.Logger = nil })
+		desired := manyServices(n, 10)
+		if err := d.Sync(ctx, desired); err != nil {
+			t.Fatalf("Sync of %d VIPs: %v", n, err)
+		}
+		s := desired[0]
+		s.Ports = []vip.Port{{Proto: vip.TCP, Port: 80, Backends: s.Ports[0].Backends[:9]}}
+		if err := d.Update(ctx, []vip.Service{s}, nil); err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+		sent = append(sent, d.lastChanges)
+	}
+	if sent[0] != sent[1] {
+		t.Errorf("removing one backend sent %d changes with 2 VIPs and %d with 2000; want the same", sent[0], sent[1])
 	}
 }

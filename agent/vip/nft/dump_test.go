@@ -52,21 +52,31 @@ func dump(t testing.TB, d *Dataplane) string {
 			}
 		}
 	}
-	for _, set := range []string{mapServices, mapNoEndpoints} {
+	for _, set := range setNames {
 		if !k.sets[set] {
-			fmt.Fprintf(&b, "no map %s\n", set)
+			fmt.Fprintf(&b, "no set %s\n", set)
 			continue
 		}
-		fmt.Fprintf(&b, "map %s\n", set)
+		fmt.Fprintf(&b, "set %s\n", set)
 		var lines []string
+		if set == mapCounts {
+			for n, c := range k.kElems {
+				lines = append(lines, fmt.Sprintf("\t%d : goto %s\n", n, c))
+			}
+		}
 		for _, s := range k.vips {
-			if set == mapServices {
-				for key, c := range s.services {
-					lines = append(lines, fmt.Sprintf("\t%s : goto %s\n", key, c))
+			switch set {
+			case mapServices:
+				for key, n := range s.counts {
+					lines = append(lines, fmt.Sprintf("\t%s : %d\n", key, n))
 				}
-			} else {
+			case mapBackends:
+				for key, be := range s.backends {
+					lines = append(lines, fmt.Sprintf("\t%s : %s . %d\n", key, be.Addr(), be.Port()))
+				}
+			case mapNoEndpoints:
 				for key := range s.noEndpoints {
-					lines = append(lines, fmt.Sprintf("\t%s : goto %s\n", key, chainReject))
+					lines = append(lines, fmt.Sprintf("\t%s\n", key))
 				}
 			}
 		}

@@ -2,7 +2,6 @@ package nft
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -64,6 +64,12 @@ type Dataplane struct {
 	// read it; nil means unknown (not read yet, or a transaction failed),
 	// and the next change reads the kernel first.
 	have map[netip.Addr]*vipState
+	// The balance chains as the kernel holds them: balance-K's use count
+	// (VIP ports with K backends, from have), its chain's fingerprint and
+	// its backend-counts element (the chain it goes to).
+	kRefs   map[uint32]int
+	kChains map[uint32]string
+	kElems  map[uint32]string
 
 	// lastChanges counts the changes the last Sync or Update sent (for
 	// tests and logs): chains added, flushed or deleted, rules added, map
@@ -104,22 +110,36 @@ func New(cfg Config) (*Dataplane, error) {
 		log:   log.With("dataplane", "nftables", "table", cfg.Table),
 		table: &nftables.Table{Name: cfg.Table, Family: nftables.TableFamilyIPv4},
 	}
-	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)}
 	if cfg.NetNS != "" {
 		f, err := os.Open(cfg.NetNS)
 		if err != nil {
 			return nil, fmt.Errorf("nftables data plane: open network namespace: %w", err)
 		}
 		d.nsFile = f
-		opts = append(opts, nftables.WithNetNSFd(int(f.Fd())))
 	}
-	conn, err := nftables.New(opts...)
-	if err != nil {
+	if err := d.reopen(); err != nil {
 		d.closeNS()
 		return nil, fmt.Errorf("nftables data plane: open netlink socket (needs CAP_NET_ADMIN and a kernel with nf_tables): %w", err)
 	}
-	d.conn = conn
 	return d, nil
+}
+
+// reopen replaces the netlink connection (and so drops anything queued
+// on the old one).
+func (d *Dataplane) reopen() error {
+	if d.conn != nil {
+		_ = d.conn.CloseLasting()
+	}
+	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)}
+	if d.nsFile != nil {
+		opts = append(opts, nftables.WithNetNSFd(int(d.nsFile.Fd())))
+	}
+	conn, err := nftables.New(opts...)
+	if err != nil {
+		return err
+	}
+	d.conn = conn
+	return nil
 }
 
 // bigBuffers lets one transaction carry thousands of changes: the kernel
@@ -171,11 +191,11 @@ func (d *Dataplane) Sync(ctx context.Context, desired []vip.Service) error {
 	if err != nil {
 		return fmt.Errorf("nftables sync: read table %s: %w", d.cfg.Table, err)
 	}
+	adopted := len(k.vips)
+	d.adopt(k)
 	b := d.newBuilder()
+	b.full = true
 	b.ensureBase(k)
-	for _, name := range k.strays {
-		b.delChain(name)
-	}
 	addrs := make([]netip.Addr, 0, len(want)+len(k.vips))
 	for a := range want {
 		addrs = append(addrs, a)
@@ -186,14 +206,27 @@ func (d *Dataplane) Sync(ctx context.Context, desired []vip.Service) error {
 		}
 	}
 	slices.SortFunc(addrs, netip.Addr.Compare)
-	have, adopted := k.vips, len(k.vips)
+	have := k.vips
 	if err := d.apply(ctx, b, addrs, have, want); err != nil {
+		d.have = nil
 		return fmt.Errorf("nftables sync of %d VIPs: %w", len(want), err)
 	}
 	d.have = have
 	d.log.Info("nftables synced", "vips", len(want), "adopted", adopted, "table_existed", k.exists,
 		"changes", d.lastChanges, "took", time.Since(start).Round(time.Microsecond))
 	return nil
+}
+
+// adopt takes what read found as the known state of the kernel.
+func (d *Dataplane) adopt(k *kernelState) {
+	d.have = k.vips
+	d.kChains, d.kElems = k.kChains, k.kElems
+	d.kRefs = map[uint32]int{}
+	for _, s := range k.vips {
+		for _, n := range s.counts {
+			d.kRefs[n]++
+		}
+	}
 }
 
 // Update replaces the state of each VIP in set and removes each VIP in
@@ -223,8 +256,8 @@ func (d *Dataplane) Update(ctx context.Context, set []vip.Service, del []netip.A
 			if err != nil {
 				return fmt.Errorf("nftables update: read table %s: %w", d.cfg.Table, err)
 			}
+			d.adopt(k)
 			b.ensureBase(k)
-			d.have = k.vips
 		}
 		err := d.apply(ctx, b, addrs, d.have, want)
 		if err == nil {
@@ -289,7 +322,7 @@ func (d *Dataplane) desired(services []vip.Service) (map[netip.Addr]*vipState, e
 		if _, dup := want[s.VIP]; dup {
 			return nil, fmt.Errorf("VIP %s is given twice (service %q); each VIP must appear once", s.VIP, s.Name)
 		}
-		want[s.VIP] = desiredVIP(s, d.cfg.Mark)
+		want[s.VIP] = desiredVIP(s)
 	}
 	return want, nil
 }
@@ -305,14 +338,14 @@ func (d *Dataplane) apply(ctx context.Context, b *builder, addrs []netip.Addr, h
 			b.reset()
 			return err
 		}
-		n := b.changes
-		if err := b.commit(); err != nil {
+		n, err := b.commit()
+		if err != nil {
 			return err
 		}
 		d.lastChanges += n
 		for _, a := range pending {
 			if w, ok := want[a]; ok {
-				have[a] = w.recorded()
+				have[a] = w
 			} else {
 				delete(have, a)
 			}
@@ -347,7 +380,9 @@ type kernelState struct {
 	baseFps map[string]string          // fingerprints of the fixed chains
 	sets    map[string]bool
 	vips    map[netip.Addr]*vipState
-	strays  []string // chains in the table that are neither fixed nor a VIP's
+	kChains map[uint32]string // balance-K chains' fingerprints
+	kElems  map[uint32]string // backend-counts: K -> chain
+	strays  []string          // chains that are neither fixed nor balance-K
 }
 
 func (d *Dataplane) tableExists() (bool, error) {
@@ -363,13 +398,15 @@ func (d *Dataplane) tableExists() (bool, error) {
 	return false, nil
 }
 
-// read lists the table: chains, the rules' comments, both maps.
+// read lists the table: chains, the rules' comments, the sets' elements.
 func (d *Dataplane) read() (*kernelState, error) {
 	k := &kernelState{
 		chains:  map[string]*nftables.Chain{},
 		baseFps: map[string]string{},
 		sets:    map[string]bool{},
 		vips:    map[netip.Addr]*vipState{},
+		kChains: map[uint32]string{},
+		kElems:  map[uint32]string{},
 	}
 	var err error
 	if k.exists, err = d.tableExists(); err != nil || !k.exists {
@@ -387,14 +424,6 @@ func (d *Dataplane) read() (*kernelState, error) {
 	for _, c := range baseChains(d.cfg.Mark) {
 		base[c.name] = true
 	}
-	vipOf := func(a netip.Addr) *vipState {
-		s, ok := k.vips[a]
-		if !ok {
-			s = newVIPState()
-			k.vips[a] = s
-		}
-		return s
-	}
 	for _, c := range chains {
 		if c.Table.Name != d.cfg.Table {
 			continue
@@ -405,54 +434,63 @@ func (d *Dataplane) read() (*kernelState, error) {
 			k.baseFps[c.Name] = fp
 			continue
 		}
-		a, ok := vipOfChain(c.Name)
-		if !ok || c.Hooknum != nil {
-			k.strays = append(k.strays, c.Name)
+		if n, ok := balanceCount(c.Name); ok && c.Hooknum == nil {
+			k.kChains[n] = fp
 			continue
 		}
-		vipOf(a).fps[c.Name] = fp
+		k.strays = append(k.strays, c.Name)
 	}
 	slices.Sort(k.strays)
-	for _, name := range []string{mapServices, mapNoEndpoints} {
-		elems, err := d.conn.GetSetElements(&nftables.Set{Table: d.table, Name: name, IsMap: true, KeyType: mapKeyType(), DataType: nftables.TypeVerdict})
-		if errors.Is(err, unix.ENOENT) || (err != nil && !d.setExists(name)) {
+	sets, err := d.conn.GetSets(d.table)
+	if err != nil {
+		return nil, fmt.Errorf("list sets: %w", err)
+	}
+	for _, s := range sets {
+		k.sets[s.Name] = true
+	}
+	vipOf := func(a netip.Addr) *vipState {
+		s, ok := k.vips[a]
+		if !ok {
+			s = newVIPState()
+			k.vips[a] = s
+		}
+		return s
+	}
+	b := d.newBuilder()
+	for _, name := range setNames {
+		if !k.sets[name] {
 			continue
 		}
+		elems, err := d.conn.GetSetElements(b.set(name))
 		if err != nil {
-			return nil, fmt.Errorf("list map %s: %w", name, err)
+			return nil, fmt.Errorf("list set %s: %w", name, err)
 		}
-		k.sets[name] = true
 		for _, e := range elems {
-			if len(e.Key) != len(mapKey{}) {
-				continue
-			}
-			key := mapKey(e.Key)
-			chain := verdictChain(e.Val)
-			if name == mapServices {
-				vipOf(key.vip()).services[key] = chain
-			} else {
-				vipOf(key.vip()).noEndpoints[key] = true
+			switch name {
+			case mapServices:
+				if len(e.Key) == len(mapKey{}) && len(e.Val) == 4 {
+					key := mapKey(e.Key)
+					vipOf(key.vip()).counts[key] = binaryutil.NativeEndian.Uint32(e.Val)
+				}
+			case mapBackends:
+				be, ok := parseBackendValue(e.Val)
+				if len(e.Key) == len(beKey{}) && ok {
+					key := beKey(e.Key)
+					vipOf(mapKey(key[:12]).vip()).backends[key] = be
+				}
+			case mapNoEndpoints:
+				if len(e.Key) == len(mapKey{}) {
+					key := mapKey(e.Key)
+					vipOf(key.vip()).noEndpoints[key] = true
+				}
+			case mapCounts:
+				if len(e.Key) == 4 {
+					k.kElems[binaryutil.NativeEndian.Uint32(e.Key)] = verdictChain(e.Val)
+				}
 			}
 		}
 	}
 	return k, nil
-}
-
-func (d *Dataplane) setExists(name string) bool {
-	sets, err := d.conn.GetSets(d.table)
-	if err != nil {
-		return false
-	}
-	for _, s := range sets {
-		if s.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-func mapKeyType() nftables.SetDatatype {
-	return nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 }
 
 // verdictChain decodes the chain of a verdict map element's data (the

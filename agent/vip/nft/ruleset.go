@@ -1,9 +1,7 @@
 package nft
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -24,13 +22,10 @@ const (
 	chainFilterPrerouting = "filter-prerouting"
 	chainFilterOutput     = "filter-output"
 	chainServices         = "services"
-	chainReject           = "reject-chain"
-	mapServices           = "service-ips"
-	mapNoEndpoints        = "no-endpoint-services"
-
-	// commentMax is the longest rule comment the kernel keeps
-	// (NFT_USERDATA_MAXLEN is 256 bytes with a 2-byte TLV header).
-	commentMax = 250
+	mapServices           = "service-ips"          // VIP . proto . port : number of backends
+	mapCounts             = "backend-counts"       // number of backends : goto balance-N
+	mapBackends           = "service-backends"     // VIP . proto . port . index : ADDR . PORT
+	mapNoEndpoints        = "no-endpoint-services" // VIP . proto . port of ports with no backends
 )
 
 // mapKey is an element key of both maps: ip daddr . meta l4proto . th dport,
@@ -66,40 +61,59 @@ func protoNum(p vip.Proto) byte {
 	return unix.IPPROTO_TCP
 }
 
-// svcChainName and epChainName are deterministic: a restart adopts the
-// chains an earlier run made because it would name them the same.
-func svcChainName(addr netip.Addr, proto vip.Proto, port uint16) string {
-	return fmt.Sprintf("svc-%s-%s-%d", addr, proto, port)
+// beKey is an element key of service-backends: the service key and the
+// backend's index (host byte order, as numgen writes it).
+type beKey [16]byte
+
+func backendKey(k mapKey, i uint32) beKey {
+	var b beKey
+	copy(b[:12], k[:])
+	copy(b[12:], binaryutil.NativeEndian.PutUint32(i))
+	return b
 }
 
-func epChainName(addr netip.Addr, proto vip.Proto, port uint16, be netip.AddrPort) string {
-	return fmt.Sprintf("ep-%s-%s-%d-%s-%d", addr, proto, port, be.Addr(), be.Port())
+func (b beKey) String() string {
+	return fmt.Sprintf("%s . %d", mapKey(b[:12]), binaryutil.NativeEndian.Uint32(b[12:]))
 }
 
-// vipOfChain returns the VIP a per-service chain belongs to, false for any
-// other name.
-func vipOfChain(name string) (netip.Addr, bool) {
-	var rest string
-	switch {
-	case strings.HasPrefix(name, "svc-"):
-		rest = name[len("svc-"):]
-	case strings.HasPrefix(name, "ep-"):
-		rest = name[len("ep-"):]
-	default:
-		return netip.Addr{}, false
+// backendValue is an element value of service-backends: ADDR . PORT,
+// the port padded to a register.
+func backendValue(be netip.AddrPort) []byte {
+	a := be.Addr().As4()
+	v := make([]byte, 8)
+	copy(v, a[:])
+	binary.BigEndian.PutUint16(v[4:6], be.Port())
+	return v
+}
+
+func parseBackendValue(v []byte) (netip.AddrPort, bool) {
+	if len(v) != 8 {
+		return netip.AddrPort{}, false
 	}
-	s, _, _ := strings.Cut(rest, "-")
-	a, err := netip.ParseAddr(s)
-	return a, err == nil
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte(v[0:4])), binary.BigEndian.Uint16(v[4:6])), true
+}
+
+// balanceChainName is the chain that balances over K backends; one per
+// backend count in use, shared by every VIP port with that many.
+func balanceChainName(k uint32) string { return fmt.Sprintf("balance-%d", k) }
+
+func balanceCount(name string) (uint32, bool) {
+	s, ok := strings.CutPrefix(name, "balance-")
+	if !ok {
+		return 0, false
+	}
+	var k uint32
+	if _, err := fmt.Sscanf(s, "%d", &k); err != nil || k == 0 || balanceChainName(k) != name {
+		return 0, false
+	}
+	return k, true
 }
 
 // rule is one rule as this package writes it: the comment that names it
 // (and is its fingerprint in the kernel) and how to build its expressions.
 type rule struct {
 	comment string
-	// build queues the rule's expressions; it may first queue an
-	// anonymous set the rule refers to.
-	build func(b *builder) ([]expr.Any, error)
+	exprs   func(b *builder) []expr.Any
 }
 
 // chainSpec is what one chain should hold.
@@ -116,28 +130,19 @@ func (c chainSpec) fingerprint() string {
 	return strings.Join(parts, "\n")
 }
 
-// vipState is everything one VIP owns in the table. The desired form has
-// chain specs; the form that records what the kernel holds keeps only the
-// fingerprints (fps).
+// vipState is everything one VIP owns in the table: map elements only.
 type vipState struct {
-	chains      map[string]chainSpec // desired only
-	fps         map[string]string    // chain name -> fingerprint
-	services    map[mapKey]string    // service-ips element -> chain it goes to
-	noEndpoints map[mapKey]bool      // no-endpoint-services elements
+	counts      map[mapKey]uint32        // service-ips: key -> number of backends
+	backends    map[beKey]netip.AddrPort // service-backends
+	noEndpoints map[mapKey]bool          // no-endpoint-services
 }
 
 func newVIPState() *vipState {
 	return &vipState{
-		chains:      map[string]chainSpec{},
-		fps:         map[string]string{},
-		services:    map[mapKey]string{},
+		counts:      map[mapKey]uint32{},
+		backends:    map[beKey]netip.AddrPort{},
 		noEndpoints: map[mapKey]bool{},
 	}
-}
-
-// recorded is the state as kept after it was applied: fingerprints only.
-func (s *vipState) recorded() *vipState {
-	return &vipState{fps: s.fps, services: s.services, noEndpoints: s.noEndpoints}
 }
 
 // validate checks a Service against what this data plane can program.
@@ -168,7 +173,7 @@ func validate(s vip.Service) error {
 }
 
 // desiredVIP is the whole table state of one Service.
-func desiredVIP(s vip.Service, mark uint32) *vipState {
+func desiredVIP(s vip.Service) *vipState {
 	st := newVIPState()
 	for _, p := range s.Ports {
 		key := keyOf(s.VIP, p.Proto, p.Port)
@@ -177,18 +182,10 @@ func desiredVIP(s vip.Service, mark uint32) *vipState {
 			st.noEndpoints[key] = true
 			continue
 		}
-		svc := svcChainName(s.VIP, p.Proto, p.Port)
-		targets := make([]string, len(backends))
+		st.counts[key] = uint32(len(backends))
 		for i, be := range backends {
-			ep := epChainName(s.VIP, p.Proto, p.Port, be)
-			targets[i] = ep
-			st.chains[ep] = chainSpec{rules: []rule{dnatRule(be)}}
+			st.backends[backendKey(key, uint32(i))] = be
 		}
-		st.chains[svc] = chainSpec{rules: []rule{balanceRule(s.Name, backends, targets, mark)}}
-		st.services[key] = svc
-	}
-	for name, c := range st.chains {
-		st.fps[name] = c.fingerprint()
 	}
 	return st
 }
@@ -205,81 +202,80 @@ func uniqueBackends(in []netip.AddrPort) []netip.AddrPort {
 	return out
 }
 
-// dnatRule: dnat to ADDR:PORT.
-func dnatRule(be netip.AddrPort) rule {
-	return rule{
-		comment: "dnat to " + be.String(),
-		build: func(*builder) ([]expr.Any, error) {
-			a := be.Addr().As4()
-			return []expr.Any{
-				&expr.Immediate{Register: 1, Data: a[:]},
-				&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(be.Port())},
-				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2},
-			}, nil
+// balanceSpec is chain balance-K: pick one of K backends at random and
+// DNAT to it, marking the connection for masquerade.
+func balanceSpec(k, mark uint32) chainSpec {
+	return chainSpec{rules: []rule{{
+		comment: fmt.Sprintf("numgen random mod %d, dnat to ip daddr . meta l4proto . th dport . numgen map @%s, mark 0x%x", k, mapBackends, mark),
+		exprs: func(b *builder) []expr.Any {
+			// The kernel lets a rule read only registers it wrote itself,
+			// so the key is loaded again here.
+			return append(append(serviceKeyExprs(),
+				&expr.Numgen{Register: unix.NFT_REG32_03, Modulus: k, Type: unix.NFT_NG_RANDOM},
+				&expr.Lookup{SourceRegister: unix.NFT_REG32_00, DestRegister: unix.NFT_REG_1, IsDestRegSet: true, SetName: mapBackends},
+			), append(setMarkExprs(mark),
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: unix.NFT_REG_1, RegProtoMin: unix.NFT_REG32_01},
+			)...)
 		},
-	}
-}
-
-// balanceRule: meta mark set mark | MARK numgen random mod N vmap { i : goto target-i }.
-// Its comment lists the backends (or, past the kernel's comment limit, a
-// hash of them) so Sync can tell whether it is still the right rule.
-func balanceRule(name string, backends []netip.AddrPort, targets []string, mark uint32) rule {
-	list := make([]string, len(backends))
-	for i, be := range backends {
-		list[i] = be.String()
-	}
-	comment := fmt.Sprintf("%s: mark 0x%x, numgen random mod %d -> %s", name, mark, len(backends), strings.Join(list, " "))
-	if len(comment) > commentMax {
-		sum := sha256.Sum256([]byte(strings.Join(targets, "\n")))
-		comment = fmt.Sprintf("mark 0x%x, numgen random mod %d -> sha256:%s", mark, len(backends), hex.EncodeToString(sum[:8]))
-		if len(name)+2+len(comment) <= commentMax {
-			comment = name + ": " + comment
-		}
-	}
-	return rule{
-		comment: comment,
-		build: func(b *builder) ([]expr.Any, error) {
-			set := b.anonVerdictMap()
-			elems := make([]nftables.SetElement, len(targets))
-			for i, t := range targets {
-				elems[i] = nftables.SetElement{
-					Key:         binaryutil.NativeEndian.PutUint32(uint32(i)),
-					VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: t},
-				}
-			}
-			if err := b.conn.AddSet(set, elems); err != nil {
-				return nil, err
-			}
-			return append(setMarkExprs(mark),
-				&expr.Numgen{Register: 1, Modulus: uint32(len(targets)), Type: unix.NFT_NG_RANDOM},
-				&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: set.Name, SetID: set.ID},
-			), nil
-		},
-	}
+	}}}
 }
 
 // setMarkExprs: meta mark set meta mark | mark.
 func setMarkExprs(mark uint32) []expr.Any {
 	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: unix.NFT_REG_2},
+		&expr.Bitwise{SourceRegister: unix.NFT_REG_2, DestRegister: unix.NFT_REG_2, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(^mark), Xor: binaryutil.NativeEndian.PutUint32(mark)},
-		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: unix.NFT_REG_2},
 	}
 }
 
-// lookupRule: ip daddr . meta l4proto . th dport vmap @set.
-func lookupRule(set string) rule {
+// serviceKeyExprs loads ip daddr . meta l4proto . th dport into
+// registers 8-10.
+func serviceKeyExprs() []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: unix.NFT_REG32_00, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG32_01},
+		&expr.Payload{DestRegister: unix.NFT_REG32_02, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+	}
+}
+
+// servicesRule: ip daddr . meta l4proto . th dport map @service-ips vmap @backend-counts.
+func servicesRule() rule {
 	return rule{
-		comment: "ip daddr . meta l4proto . th dport vmap @" + set,
-		build: func(b *builder) ([]expr.Any, error) {
-			s := b.namedSet(set)
-			return []expr.Any{
-				&expr.Payload{DestRegister: unix.NFT_REG32_00, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG32_01},
-				&expr.Payload{DestRegister: unix.NFT_REG32_02, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-				&expr.Lookup{SourceRegister: unix.NFT_REG32_00, DestRegister: 0, IsDestRegSet: true, SetName: s.Name, SetID: s.ID},
-			}, nil
+		comment: fmt.Sprintf("ip daddr . meta l4proto . th dport map @%s vmap @%s", mapServices, mapCounts),
+		exprs: func(b *builder) []expr.Any {
+			return append(serviceKeyExprs(),
+				&expr.Lookup{SourceRegister: unix.NFT_REG32_00, DestRegister: unix.NFT_REG32_04, IsDestRegSet: true, SetName: mapServices},
+				&expr.Lookup{SourceRegister: unix.NFT_REG32_04, DestRegister: 0, IsDestRegSet: true, SetName: mapCounts},
+			)
+		},
+	}
+}
+
+// noEndpointRules reject connections to a VIP port with no backends:
+// a TCP reset for TCP, ICMP port unreachable for the rest.
+func noEndpointRules() []rule {
+	match := fmt.Sprintf("ip daddr . meta l4proto . th dport @%s ", mapNoEndpoints)
+	lookup := func() []expr.Any {
+		return append(serviceKeyExprs(), &expr.Lookup{SourceRegister: unix.NFT_REG32_00, SetName: mapNoEndpoints})
+	}
+	return []rule{
+		{
+			comment: match + "meta l4proto tcp reject with tcp reset",
+			exprs: func(*builder) []expr.Any {
+				return append(lookup(),
+					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{unix.IPPROTO_TCP}},
+					&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
+				)
+			},
+		},
+		{
+			comment: match + "reject with icmp port-unreachable",
+			exprs: func(*builder) []expr.Any {
+				return append(lookup(), &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3 /* ICMP_PORT_UNREACH */})
+			},
 		},
 	}
 }
@@ -287,8 +283,8 @@ func lookupRule(set string) rule {
 func jumpRule(chain string) rule {
 	return rule{
 		comment: "jump " + chain,
-		build: func(*builder) ([]expr.Any, error) {
-			return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chain}}, nil
+		exprs: func(*builder) []expr.Any {
+			return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chain}}
 		},
 	}
 }
@@ -297,7 +293,7 @@ func jumpRule(chain string) rule {
 func masqueradeRule(mark uint32) rule {
 	return rule{
 		comment: fmt.Sprintf("meta mark & 0x%x != 0: clear it, masquerade fully-random", mark),
-		build: func(*builder) ([]expr.Any, error) {
+		exprs: func(*builder) []expr.Any {
 			return []expr.Any{
 				&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
@@ -308,28 +304,7 @@ func masqueradeRule(mark uint32) rule {
 					Mask: binaryutil.NativeEndian.PutUint32(^mark), Xor: binaryutil.NativeEndian.PutUint32(0)},
 				&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
 				&expr.Masq{FullyRandom: true},
-			}, nil
-		},
-	}
-}
-
-func rejectRules() []rule {
-	return []rule{
-		{
-			comment: "meta l4proto tcp reject with tcp reset",
-			build: func(*builder) ([]expr.Any, error) {
-				return []expr.Any{
-					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-					&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
-				}, nil
-			},
-		},
-		{
-			comment: "reject with icmp port-unreachable",
-			build: func(*builder) ([]expr.Any, error) {
-				return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3 /* ICMP_PORT_UNREACH */}}, nil
-			},
+			}
 		},
 	}
 }
@@ -350,8 +325,7 @@ func baseChains(mark uint32) []baseChain {
 	preDNAT := nftables.ChainPriorityRef(-110) // dstnat - 10: reject before any DNAT
 	srcnat := nftables.ChainPriorityRef(100)   // srcnat
 	return []baseChain{
-		{name: chainServices, spec: chainSpec{rules: []rule{lookupRule(mapServices)}}},
-		{name: chainReject, spec: chainSpec{rules: rejectRules()}},
+		{name: chainServices, spec: chainSpec{rules: []rule{servicesRule()}}},
 		{name: chainNatPrerouting, typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPrerouting, priority: dstnat,
 			spec: chainSpec{rules: []rule{jumpRule(chainServices)}}},
 		{name: chainNatOutput, typ: nftables.ChainTypeNAT, hook: nftables.ChainHookOutput, priority: dstnat,
@@ -359,8 +333,8 @@ func baseChains(mark uint32) []baseChain {
 		{name: chainNatPostrouting, typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPostrouting, priority: srcnat,
 			spec: chainSpec{rules: []rule{masqueradeRule(mark)}}},
 		{name: chainFilterPrerouting, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookPrerouting, priority: preDNAT,
-			spec: chainSpec{rules: []rule{lookupRule(mapNoEndpoints)}}},
+			spec: chainSpec{rules: noEndpointRules()}},
 		{name: chainFilterOutput, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookOutput, priority: preDNAT,
-			spec: chainSpec{rules: []rule{lookupRule(mapNoEndpoints)}}},
+			spec: chainSpec{rules: noEndpointRules()}},
 	}
 }

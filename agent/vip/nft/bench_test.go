@@ -1,0 +1,141 @@
+package nft
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/agent/vip"
+)
+
+// manyServices is n VIPs in 10.99.128.0/17, each one TCP port over
+// backends backends (addresses in 10.99.64.0/18; no traffic is sent).
+func manyServices(n, backends int) []vip.Service {
+	out := make([]vip.Service, n)
+	base := netip.MustParseAddr("10.99.128.0").As4()
+	beBase := netip.MustParseAddr("10.99.64.0").As4()
+	for i := range n {
+		a := base
+		a[2] += byte(i >> 8)
+		a[3] = byte(i)
+		p := vip.Port{Proto: vip.TCP, Port: 80}
+		for j := range backends {
+			k := (i*backends + j) % (1 << 14)
+			b := beBase
+			b[2] += byte(k >> 8)
+			b[3] = byte(k)
+			p.Backends = append(p.Backends, netip.AddrPortFrom(netip.AddrFrom4(b), uint16(8000+j)))
+		}
+		out[i] = vip.Service{Name: fmt.Sprintf("svc%d", i), VIP: netip.AddrFrom4(a), Ports: []vip.Port{p}}
+	}
+	return out
+}
+
+// BenchmarkProgram10kFromEmpty: Sync of 10,000 VIPs x 10 backends into
+// an empty table of a fresh namespace (the table is deleted between
+// iterations, outside the timer).
+func BenchmarkProgram10kFromEmpty(b *testing.B) {
+	needNetNS(b)
+	d := newDP(b, newNS(b, "bench"))
+	ctx := context.Background()
+	desired := manyServices(10000, 10)
+	for b.Loop() {
+		b.StopTimer()
+		if err := d.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := d.Sync(ctx, desired); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(d.lastChanges), "changes/op")
+}
+
+// BenchmarkUpdateOneAt10k: one Update replacing one backend of one VIP
+// while the table holds 10,000 VIPs x 10 backends.
+func BenchmarkUpdateOneAt10k(b *testing.B) {
+	needNetNS(b)
+	d := newDP(b, newNS(b, "bench"))
+	ctx := context.Background()
+	desired := manyServices(10000, 10)
+	if err := d.Sync(ctx, desired); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		s := desired[(i*7919)%len(desired)]
+		p := s.Ports[0]
+		be := append([]netip.AddrPort(nil), p.Backends...)
+		be[0] = netip.AddrPortFrom(be[0].Addr(), be[0].Port()+uint16(1+i%2)*100) // a different backend every time
+		s.Ports = []vip.Port{{Proto: p.Proto, Port: p.Port, Backends: be}}
+		if err := d.Update(ctx, []vip.Service{s}, nil); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(d.lastChanges), "changes/op")
+}
+
+// BenchmarkAdoptSync10k: Sync of an intact 10,000-VIP table by a fresh
+// Dataplane, as after an agent restart: reads everything, changes nothing.
+func BenchmarkAdoptSync10k(b *testing.B) {
+	needNetNS(b)
+	ns := newNS(b, "bench")
+	ctx := context.Background()
+	desired := manyServices(10000, 10)
+	if err := newDP(b, ns).Sync(ctx, desired); err != nil {
+		b.Fatal(err)
+	}
+	d := newDP(b, ns)
+	for b.Loop() {
+		if err := d.Sync(ctx, desired); err != nil {
+			b.Fatal(err)
+		}
+		if d.lastChanges != 0 {
+			b.Fatalf("adopting Sync sent %d changes", d.lastChanges)
+		}
+	}
+}
+
+// BenchmarkConnectVIPvsDirect: TCP connection setup (connect, read the
+// server's greeting, close) from a container-like namespace behind node1
+// to one backend behind node1, directly and through the VIP, alternated
+// in the same loop. Reports both and their ratio.
+func BenchmarkConnectVIPvsDirect(b *testing.B) {
+	c := newCluster(b)
+	d := newDP(b, c.node1)
+	if err := d.Sync(context.Background(), []vip.Service{service("web", testVIP, 80, b1Addr)}); err != nil {
+		b.Fatal(err)
+	}
+	var direct, viaVIP time.Duration
+	connect := func(addr string) time.Duration {
+		start := time.Now()
+		var conn net.Conn
+		err := c.client.do(func() error {
+			var err error
+			conn, err = net.Dial("tcp4", addr)
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
+			b.Fatal(err)
+		}
+		conn.Close()
+		return time.Since(start)
+	}
+	for b.Loop() {
+		direct += connect(b1Addr)
+		viaVIP += connect(vipPort)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(direct.Nanoseconds())/n, "direct-ns/conn")
+	b.ReportMetric(float64(viaVIP.Nanoseconds())/n, "vip-ns/conn")
+	b.ReportMetric(float64(viaVIP)/float64(direct), "vip/direct")
+}
