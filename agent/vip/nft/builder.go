@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
@@ -59,26 +58,27 @@ func (b *builder) nextSetID() uint32 {
 	return b.d.setID
 }
 
-// sets are the four named sets, as AddSet and the element calls need them.
+// set returns one of the three named sets, as AddSet and the element
+// calls need it. The backend index is typed "mark" (a 4-byte integer in
+// host byte order, as numgen writes it): the nft command needs a
+// fixed-size type in a concatenation and aborts on "integer".
 func (b *builder) set(name string) *nftables.Set {
 	t := b.d.table
 	svcKey := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	switch name {
 	case mapServices:
-		return &nftables.Set{Table: t, Name: name, IsMap: true, Concatenation: true, KeyType: svcKey, DataType: nftables.TypeInteger}
+		return &nftables.Set{Table: t, Name: name, IsMap: true, Concatenation: true, KeyType: svcKey, DataType: nftables.TypeVerdict}
 	case mapBackends:
 		return &nftables.Set{Table: t, Name: name, IsMap: true, Concatenation: true,
-			KeyType:  nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeInteger),
+			KeyType:  nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeMark),
 			DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)}
 	case mapNoEndpoints:
 		return &nftables.Set{Table: t, Name: name, Concatenation: true, KeyType: svcKey}
-	case mapCounts:
-		return &nftables.Set{Table: t, Name: name, IsMap: true, KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict}
 	}
 	panic("nft: unknown set " + name)
 }
 
-var setNames = []string{mapServices, mapCounts, mapBackends, mapNoEndpoints}
+var setNames = []string{mapServices, mapBackends, mapNoEndpoints}
 
 func (b *builder) chain(name string) *nftables.Chain {
 	return &nftables.Chain{Name: name, Table: b.d.table}
@@ -178,15 +178,14 @@ func (b *builder) diffVIP(old, want *vipState) {
 	}
 }
 
-// kPlan is what commit does to the balance chains and backend-counts.
+// kPlan is what commit does to the balance chains.
 type kPlan struct {
-	refs               map[uint32]int // new use counts of the backend counts considered
-	addElems, delElems []uint32
-	delChains          []uint32
+	refs      map[uint32]int // new use counts of the backend counts considered
+	delChains []uint32
 }
 
 // planCounts queues balance chains that are newly needed (or damaged)
-// and returns which backend-counts elements and chains change.
+// and returns which become unused.
 func (b *builder) planCounts() kPlan {
 	d := b.d
 	consider := map[uint32]bool{}
@@ -200,34 +199,15 @@ func (b *builder) planCounts() kPlan {
 		for k := range d.kChains {
 			consider[k] = true
 		}
-		for k := range d.kElems {
-			consider[k] = true
-		}
 	}
 	p := kPlan{refs: map[uint32]int{}}
 	for _, k := range slices.Sorted(maps.Keys(consider)) {
 		ref := d.kRefs[k] + b.kDelta[k]
 		p.refs[k] = ref
-		name := balanceChainName(k)
 		fp, hasChain := d.kChains[k]
-		elem, hasElem := d.kElems[k]
 		if ref > 0 {
-			b.writeChain(b.chain(name), balanceSpec(k, d.cfg.Mark), fp, hasChain)
-			if hasElem && elem != name {
-				p.delElems = append(p.delElems, k)
-				b.changes++
-			}
-			if !hasElem || elem != name {
-				p.addElems = append(p.addElems, k)
-				b.changes++
-			}
-			continue
-		}
-		if hasElem {
-			p.delElems = append(p.delElems, k)
-			b.changes++
-		}
-		if hasChain {
+			b.writeChain(b.chain(balanceChainName(k)), balanceSpec(k, d.cfg.Mark), fp, hasChain)
+		} else if hasChain {
 			p.delChains = append(p.delChains, k)
 			b.changes++
 		}
@@ -265,7 +245,8 @@ func sortedBeKeys(m map[beKey]netip.AddrPort) []beKey {
 func countElems(m map[mapKey]uint32) []nftables.SetElement {
 	var out []nftables.SetElement
 	for _, k := range sortedKeys(m) {
-		out = append(out, nftables.SetElement{Key: slices.Clone(k[:]), Val: binaryutil.NativeEndian.PutUint32(m[k])})
+		out = append(out, nftables.SetElement{Key: slices.Clone(k[:]),
+			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: balanceChainName(m[k])}})
 	}
 	return out
 }
@@ -286,17 +267,6 @@ func keyElems(m map[mapKey]bool) []nftables.SetElement {
 	return out
 }
 
-func kElems(ks []uint32, withVerdict bool) []nftables.SetElement {
-	out := make([]nftables.SetElement, len(ks))
-	for i, k := range ks {
-		out[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(k)}
-		if withVerdict {
-			out[i].VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: balanceChainName(k)}
-		}
-	}
-	return out
-}
-
 // commit queues and sends everything collected and returns how many
 // changes it sent. On success it records the balance chains' new state;
 // the caller records the VIPs'.
@@ -305,11 +275,9 @@ func (b *builder) commit() (int, error) {
 	d := b.d
 	p := b.planCounts()
 	c := d.conn
-	b.queueElems(c.SetDeleteElements, mapCounts, kElems(p.delElems, false))
 	b.queueElems(c.SetDeleteElements, mapServices, countElems(b.delCounts))
 	b.queueElems(c.SetDeleteElements, mapBackends, backendElems(b.delBackends))
 	b.queueElems(c.SetDeleteElements, mapNoEndpoints, keyElems(b.delNoEp))
-	b.queueElems(c.SetAddElements, mapCounts, kElems(p.addElems, true))
 	b.queueElems(c.SetAddElements, mapServices, countElems(b.addCounts))
 	b.queueElems(c.SetAddElements, mapBackends, backendElems(b.addBackends))
 	b.queueElems(c.SetAddElements, mapNoEndpoints, keyElems(b.addNoEp))
@@ -333,11 +301,9 @@ func (b *builder) commit() (int, error) {
 		if ref > 0 {
 			d.kRefs[k] = ref
 			d.kChains[k] = balanceSpec(k, d.cfg.Mark).fingerprint()
-			d.kElems[k] = balanceChainName(k)
 		} else {
 			delete(d.kRefs, k)
 			delete(d.kChains, k)
-			delete(d.kElems, k)
 		}
 	}
 	return n, nil

@@ -59,16 +59,11 @@ func dump(t testing.TB, d *Dataplane) string {
 		}
 		fmt.Fprintf(&b, "set %s\n", set)
 		var lines []string
-		if set == mapCounts {
-			for n, c := range k.kElems {
-				lines = append(lines, fmt.Sprintf("\t%d : goto %s\n", n, c))
-			}
-		}
 		for _, s := range k.vips {
 			switch set {
 			case mapServices:
 				for key, n := range s.counts {
-					lines = append(lines, fmt.Sprintf("\t%s : %d\n", key, n))
+					lines = append(lines, fmt.Sprintf("\t%s : goto %s\n", key, balanceChainName(n)))
 				}
 			case mapBackends:
 				for key, be := range s.backends {

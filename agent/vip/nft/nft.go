@@ -12,7 +12,6 @@ import (
 
 	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -65,11 +64,9 @@ type Dataplane struct {
 	// and the next change reads the kernel first.
 	have map[netip.Addr]*vipState
 	// The balance chains as the kernel holds them: balance-K's use count
-	// (VIP ports with K backends, from have), its chain's fingerprint and
-	// its backend-counts element (the chain it goes to).
+	// (VIP ports with K backends, from have) and its fingerprint.
 	kRefs   map[uint32]int
 	kChains map[uint32]string
-	kElems  map[uint32]string
 
 	// lastChanges counts the changes the last Sync or Update sent (for
 	// tests and logs): chains added, flushed or deleted, rules added, map
@@ -220,7 +217,7 @@ func (d *Dataplane) Sync(ctx context.Context, desired []vip.Service) error {
 // adopt takes what read found as the known state of the kernel.
 func (d *Dataplane) adopt(k *kernelState) {
 	d.have = k.vips
-	d.kChains, d.kElems = k.kChains, k.kElems
+	d.kChains = k.kChains
 	d.kRefs = map[uint32]int{}
 	for _, s := range k.vips {
 		for _, n := range s.counts {
@@ -381,7 +378,6 @@ type kernelState struct {
 	sets    map[string]bool
 	vips    map[netip.Addr]*vipState
 	kChains map[uint32]string // balance-K chains' fingerprints
-	kElems  map[uint32]string // backend-counts: K -> chain
 	strays  []string          // chains that are neither fixed nor balance-K
 }
 
@@ -406,7 +402,6 @@ func (d *Dataplane) read() (*kernelState, error) {
 		sets:    map[string]bool{},
 		vips:    map[netip.Addr]*vipState{},
 		kChains: map[uint32]string{},
-		kElems:  map[uint32]string{},
 	}
 	var err error
 	if k.exists, err = d.tableExists(); err != nil || !k.exists {
@@ -468,9 +463,12 @@ func (d *Dataplane) read() (*kernelState, error) {
 		for _, e := range elems {
 			switch name {
 			case mapServices:
-				if len(e.Key) == len(mapKey{}) && len(e.Val) == 4 {
+				if len(e.Key) == len(mapKey{}) {
+					// A verdict that is not goto balance-N reads as 0
+					// backends, which no desired state has: it is replaced.
 					key := mapKey(e.Key)
-					vipOf(key.vip()).counts[key] = binaryutil.NativeEndian.Uint32(e.Val)
+					n, _ := balanceCount(verdictChain(e.Val))
+					vipOf(key.vip()).counts[key] = n
 				}
 			case mapBackends:
 				be, ok := parseBackendValue(e.Val)
@@ -482,10 +480,6 @@ func (d *Dataplane) read() (*kernelState, error) {
 				if len(e.Key) == len(mapKey{}) {
 					key := mapKey(e.Key)
 					vipOf(key.vip()).noEndpoints[key] = true
-				}
-			case mapCounts:
-				if len(e.Key) == 4 {
-					k.kElems[binaryutil.NativeEndian.Uint32(e.Key)] = verdictChain(e.Val)
 				}
 			}
 		}

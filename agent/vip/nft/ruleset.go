@@ -22,8 +22,7 @@ const (
 	chainFilterPrerouting = "filter-prerouting"
 	chainFilterOutput     = "filter-output"
 	chainServices         = "services"
-	mapServices           = "service-ips"          // VIP . proto . port : number of backends
-	mapCounts             = "backend-counts"       // number of backends : goto balance-N
+	mapServices           = "service-ips"          // VIP . proto . port : goto balance-N (N backends)
 	mapBackends           = "service-backends"     // VIP . proto . port . index : ADDR . PORT
 	mapNoEndpoints        = "no-endpoint-services" // VIP . proto . port of ports with no backends
 )
@@ -240,14 +239,13 @@ func serviceKeyExprs() []expr.Any {
 	}
 }
 
-// servicesRule: ip daddr . meta l4proto . th dport map @service-ips vmap @backend-counts.
+// servicesRule: ip daddr . meta l4proto . th dport vmap @service-ips.
 func servicesRule() rule {
 	return rule{
-		comment: fmt.Sprintf("ip daddr . meta l4proto . th dport map @%s vmap @%s", mapServices, mapCounts),
+		comment: fmt.Sprintf("ip daddr . meta l4proto . th dport vmap @%s", mapServices),
 		exprs: func(b *builder) []expr.Any {
 			return append(serviceKeyExprs(),
-				&expr.Lookup{SourceRegister: unix.NFT_REG32_00, DestRegister: unix.NFT_REG32_04, IsDestRegSet: true, SetName: mapServices},
-				&expr.Lookup{SourceRegister: unix.NFT_REG32_04, DestRegister: 0, IsDestRegSet: true, SetName: mapCounts},
+				&expr.Lookup{SourceRegister: unix.NFT_REG32_00, DestRegister: 0, IsDestRegSet: true, SetName: mapServices},
 			)
 		},
 	}
