@@ -359,6 +359,7 @@ func (d *Dataplane) apply(ctx context.Context, b *builder, addrs []netip.Addr, h
 		if !ok {
 			w = newVIPState()
 		}
+		stabilize(old, w)
 		b.diffVIP(old, w)
 		pending = append(pending, a)
 		if b.changes >= d.cfg.MaxBatch {

@@ -336,3 +336,45 @@ func baseChains(mark uint32) []baseChain {
 			spec: chainSpec{rules: noEndpointRules()}},
 	}
 }
+
+// stabilize renumbers want's backends so that each one already in the
+// kernel keeps its index where it can: removing one of N backends then
+// moves only the last one into the gap instead of shifting them all.
+// Balancing is the same either way (numgen picks an index at random).
+func stabilize(old, want *vipState) {
+	for key, n := range want.counts {
+		if _, ok := old.counts[key]; !ok {
+			continue
+		}
+		wanted := make(map[netip.AddrPort]bool, n)
+		order := make([]netip.AddrPort, 0, n)
+		for i := range n {
+			be := want.backends[backendKey(key, i)]
+			wanted[be] = true
+			order = append(order, be)
+		}
+		slots := make([]netip.AddrPort, n)
+		placed := make(map[netip.AddrPort]bool, n)
+		for i := range n {
+			be, ok := old.backends[backendKey(key, i)]
+			if ok && wanted[be] && !placed[be] {
+				slots[i] = be
+				placed[be] = true
+			}
+		}
+		next := 0
+		for _, be := range order {
+			if placed[be] {
+				continue
+			}
+			for slots[next].IsValid() {
+				next++
+			}
+			slots[next] = be
+			placed[be] = true
+		}
+		for i, be := range slots {
+			want.backends[backendKey(key, uint32(i))] = be
+		}
+	}
+}
