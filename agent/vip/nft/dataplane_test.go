@@ -8,12 +8,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/vip"
+	"github.com/cairn-dev/cairn/systemtest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -520,5 +522,33 @@ func TestStableBackendSlots(t *testing.T) {
 				t.Errorf("stabilize(%v -> %v) = %v, want %v", tt.old, tt.want, got, tt.slots)
 			}
 		})
+	}
+}
+
+// TestNftCommandReadsTheTable: operators and other tools read the
+// ruleset with nft; the table must not make it fail.
+func TestNftCommandReadsTheTable(t *testing.T) {
+	needNetNS(t)
+	nftCmd := systemtest.NeedCommand(t, "nft")
+	ns := newNS(t, "nftcmd")
+	d := newDP(t, ns)
+	web := service("web", testVIP, 80, b1Addr, b2Addr)
+	web.Ports = append(web.Ports, vip.Port{Proto: vip.TCP, Port: 81})
+	if err := d.Sync(t.Context(), []vip.Service{web}); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	out, err := exec.Command("ip", "netns", "exec", ns.name, nftCmd, "list", "ruleset").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list ruleset: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"ip daddr . meta l4proto . th dport vmap @service-ips",
+		"10.99.100.1 . tcp . 80 : goto balance-2",
+		"dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @service-backends",
+		"masquerade fully-random",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("nft list ruleset lacks %q:\n%s", want, out)
+		}
 	}
 }
