@@ -5,28 +5,41 @@
 // It owns exactly one table (family ip, named by Config.Table, "cairn" by
 // default) and never reads or writes anything outside it. In that table:
 //
-//	chain nat-prerouting  { type nat hook prerouting priority dstnat; jump services }
-//	chain nat-output      { type nat hook output priority dstnat; jump services }
-//	chain nat-postrouting { type nat hook postrouting priority srcnat; meta mark & MARK != 0 meta mark set mark & ~MARK masquerade fully-random }
-//	chain filter-prerouting { type filter hook prerouting priority dstnat - 10; ip daddr . meta l4proto . th dport vmap @no-endpoint-services }
-//	chain filter-output     { type filter hook output priority dstnat - 10; same }
-//	chain services        { ip daddr . meta l4proto . th dport vmap @service-ips }
-//	chain reject-chain    { meta l4proto tcp reject with tcp reset; reject }
-//	map service-ips          { VIP . proto . port : goto svc-VIP-proto-port }
-//	map no-endpoint-services { VIP . proto . port : goto reject-chain }
-//	chain svc-VIP-proto-port { meta mark set mark | MARK numgen random mod N vmap { 0 : goto ep-…, … } }
-//	chain ep-VIP-proto-port-ADDR-PORT { dnat to ADDR:PORT }
+//	chain nat-prerouting    { type nat hook prerouting priority dstnat; jump services }
+//	chain nat-output        { type nat hook output priority dstnat; jump services }
+//	chain services          { ip daddr . meta l4proto . th dport vmap @service-ips }
+//	chain balance-N         { meta mark set mark | MARK
+//	                          dnat to ip daddr . meta l4proto . th dport . numgen random mod N map @service-backends }
+//	chain nat-postrouting   { type nat hook postrouting priority srcnat;
+//	                          meta mark & MARK != 0 meta mark set mark & ~MARK masquerade fully-random }
+//	chain filter-prerouting { type filter hook prerouting priority dstnat - 10;
+//	                          ip daddr . meta l4proto . th dport @no-endpoint-services reject (tcp reset for TCP) }
+//	chain filter-output     { type filter hook output priority dstnat - 10; the same }
+//	map service-ips          { VIP . proto . port : goto balance-N }     (N = its number of backends)
+//	map service-backends     { VIP . proto . port . i : ADDR . PORT }    (i = 0 … N-1)
+//	set no-endpoint-services { VIP . proto . port }                      (ports with no backends)
+//
+// The per-service state is map elements only; the chains are fixed, plus
+// one balance-N chain per backend count in use, shared by all VIP ports
+// with N backends. So an Update is a handful of element changes in one
+// netlink transaction, whatever the number of VIPs: adding, removing or
+// replacing a backend touches its own element (each backend keeps its
+// index where it can) and, when N changes, the port's service-ips
+// element. kube-proxy has a chain per service and per endpoint instead;
+// here the kernel would re-validate all of them on every commit that
+// adds a jump (linear in the table: 250 ms at 10k services measured).
 //
 // Every connection through a VIP is marked and masqueraded on the way out
 // (as Swarm's routing mesh does), so replies come back through the node
 // that balanced it even when the backend sits behind another node; the
 // backend sees the node's address, not the client's.
 //
-// Chain names derive from the VIP, protocol and port only, so a restarted
-// agent recognises what an earlier run left. Every rule carries a comment
-// that spells what it does; the comments are the fingerprint Sync compares
-// to find rules changed behind its back. IPv4 only: an IPv6 VIP or backend
-// is refused with an error.
+// Names are fixed or derived from the backend count, so a restarted agent
+// recognises what an earlier run left and adopts it without rewriting:
+// conntrack keeps established connections, and the rules stay. Every rule
+// carries a comment that spells what it does; the comments are the
+// fingerprint Sync compares to find chains changed behind its back.
+// IPv4 only: an IPv6 VIP or backend is refused with an error.
 //
 // It may import agent/vip for the contract's types and nothing else of
 // cairn's.
