@@ -552,3 +552,25 @@ func TestNftCommandReadsTheTable(t *testing.T) {
 		}
 	}
 }
+
+func TestBalancesUDP(t *testing.T) {
+	c := newCluster(t)
+	serveUDP(t, c.b1, "b1", "0.0.0.0:5353")
+	serveUDP(t, c.b3, "b3", "0.0.0.0:5353")
+	d := newDP(t, c.node1)
+	dns := vip.Service{Name: "dns", VIP: netip.MustParseAddr(testVIP), Ports: []vip.Port{
+		{Proto: vip.UDP, Port: 53, Backends: []netip.AddrPort{netip.MustParseAddrPort("10.99.11.2:5353"), netip.MustParseAddrPort("10.99.21.2:5353")}},
+	}}
+	if err := d.Sync(t.Context(), []vip.Service{dns}); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	got := map[string]int{}
+	for range 40 {
+		got[dialer{c.client}.askUDP(t, testVIP+":53")]++
+	}
+	spreads(t, "client (udp)", got, "b1", "b3")
+	// TCP to the same VIP and port number is not balanced: only udp/53 is.
+	if err := (dialer{c.client}).refused(testVIP+":53", 300*time.Millisecond); err == nil {
+		t.Errorf("tcp to %s:53 was refused by the data plane; only udp/53 is a VIP port", testVIP)
+	}
+}

@@ -288,3 +288,58 @@ func newCluster(t testing.TB) *cluster {
 	}
 	return c
 }
+
+// serveUDP answers each datagram with name.
+func serveUDP(t testing.TB, ns netNS, name, addr string) {
+	t.Helper()
+	var pc net.PacketConn
+	err := ns.do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp4", addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen udp %s in %s: %v", addr, ns.name, err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo([]byte(name), from)
+		}
+	})
+	t.Cleanup(func() {
+		pc.Close()
+		wg.Wait()
+	})
+}
+
+// askUDP sends one datagram to addr from a fresh socket and returns the
+// answer (a fresh source port is a new conntrack entry, so a new pick).
+func (d dialer) askUDP(t testing.TB, addr string) string {
+	t.Helper()
+	var c net.Conn
+	err := d.ns.do(func() error {
+		var err error
+		c, err = net.Dial("udp4", addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("dial udp %s: %v", addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte("who")); err != nil {
+		t.Fatalf("send to udp %s: %v", addr, err)
+	}
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("answer from udp %s: %v", addr, err)
+	}
+	return string(buf[:n])
+}
