@@ -29,7 +29,7 @@ type builder struct {
 	delCounts, addCounts     map[mapKey]uint32
 	delBackends, addBackends map[beKey]netip.AddrPort
 	delNoEp, addNoEp         map[mapKey]bool
-	kDelta                   map[uint32]int // change of each backend count's use
+	kDelta                   map[uint32]int // change of each balance class's use
 	strays                   []string       // chains to delete that are nobody's
 	err                      error
 }
@@ -65,20 +65,28 @@ func (b *builder) nextSetID() uint32 {
 func (b *builder) set(name string) *nftables.Set {
 	t := b.d.table
 	svcKey := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
-	switch name {
-	case mapServices:
-		return &nftables.Set{Table: t, Name: name, IsMap: true, Concatenation: true, KeyType: svcKey, DataType: nftables.TypeVerdict}
-	case mapBackends:
+	if strings.HasPrefix(name, mapBackends+"-") {
 		return &nftables.Set{Table: t, Name: name, IsMap: true, Concatenation: true,
 			KeyType:  nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeMark),
 			DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)}
+	}
+	switch name {
+	case mapServices:
+		return &nftables.Set{Table: t, Name: name, IsMap: true, Concatenation: true, KeyType: svcKey, DataType: nftables.TypeVerdict}
 	case mapNoEndpoints:
 		return &nftables.Set{Table: t, Name: name, Concatenation: true, KeyType: svcKey}
 	}
 	panic("nft: unknown set " + name)
 }
 
-var setNames = []string{mapServices, mapBackends, mapNoEndpoints}
+// setNames lists the named sets, in the order they are made.
+func setNames() []string {
+	names := []string{mapServices, mapNoEndpoints}
+	for i := range backendShards {
+		names = append(names, backendsMap(i))
+	}
+	return names
+}
 
 func (b *builder) chain(name string) *nftables.Chain {
 	return &nftables.Chain{Name: name, Table: b.d.table}
@@ -116,7 +124,7 @@ func (b *builder) ensureBase(k *kernelState) {
 		b.d.conn.AddTable(b.d.table)
 		b.changes++
 	}
-	for _, name := range setNames {
+	for _, name := range setNames() {
 		if k.sets[name] {
 			continue
 		}
@@ -141,14 +149,14 @@ func (b *builder) diffVIP(old, want *vipState) {
 	for k, n := range old.counts {
 		if m, ok := want.counts[k]; !ok || m != n {
 			b.delCounts[k] = n
-			b.kDelta[n]--
+			b.kDelta[classOf(n, shardOf(k.vip()))]--
 			b.changes++
 		}
 	}
 	for k, n := range want.counts {
 		if m, ok := old.counts[k]; !ok || m != n {
 			b.addCounts[k] = n
-			b.kDelta[n]++
+			b.kDelta[classOf(n, shardOf(k.vip()))]++
 			b.changes++
 		}
 	}
@@ -180,7 +188,7 @@ func (b *builder) diffVIP(old, want *vipState) {
 
 // kPlan is what commit does to the balance chains.
 type kPlan struct {
-	refs      map[uint32]int // new use counts of the backend counts considered
+	refs      map[uint32]int // new use counts of the balance classes considered
 	delChains []uint32
 }
 
@@ -246,15 +254,17 @@ func countElems(m map[mapKey]uint32) []nftables.SetElement {
 	var out []nftables.SetElement
 	for _, k := range sortedKeys(m) {
 		out = append(out, nftables.SetElement{Key: slices.Clone(k[:]),
-			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: balanceChainName(m[k])}})
+			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: balanceChainName(classOf(m[k], shardOf(k.vip())))}})
 	}
 	return out
 }
 
-func backendElems(m map[beKey]netip.AddrPort) []nftables.SetElement {
-	var out []nftables.SetElement
+// backendElems returns the elements of each service-backends shard.
+func backendElems(m map[beKey]netip.AddrPort) [backendShards][]nftables.SetElement {
+	var out [backendShards][]nftables.SetElement
 	for _, k := range sortedBeKeys(m) {
-		out = append(out, nftables.SetElement{Key: slices.Clone(k[:]), Val: backendValue(m[k])})
+		s := shardOf(mapKey(k[:12]).vip())
+		out[s] = append(out[s], nftables.SetElement{Key: slices.Clone(k[:]), Val: backendValue(m[k])})
 	}
 	return out
 }
@@ -276,10 +286,14 @@ func (b *builder) commit() (int, error) {
 	p := b.planCounts()
 	c := d.conn
 	b.queueElems(c.SetDeleteElements, mapServices, countElems(b.delCounts))
-	b.queueElems(c.SetDeleteElements, mapBackends, backendElems(b.delBackends))
+	for shard, elems := range backendElems(b.delBackends) {
+		b.queueElems(c.SetDeleteElements, backendsMap(shard), elems)
+	}
 	b.queueElems(c.SetDeleteElements, mapNoEndpoints, keyElems(b.delNoEp))
 	b.queueElems(c.SetAddElements, mapServices, countElems(b.addCounts))
-	b.queueElems(c.SetAddElements, mapBackends, backendElems(b.addBackends))
+	for shard, elems := range backendElems(b.addBackends) {
+		b.queueElems(c.SetAddElements, backendsMap(shard), elems)
+	}
 	b.queueElems(c.SetAddElements, mapNoEndpoints, keyElems(b.addNoEp))
 	for _, k := range p.delChains {
 		c.DelChain(b.chain(balanceChainName(k)))

@@ -189,6 +189,8 @@ func TestSyncRepairsDrift(t *testing.T) {
 	key := keyOf(netip.MustParseAddr(testVIP), vip.TCP, 80)
 	b3Key := backendKey(key, 1)
 	set := func(name string) *nftables.Set { return d.newBuilder().set(name) }
+	shard := shardOf(netip.MustParseAddr(testVIP))
+	backends, balance2 := backendsMap(shard), balanceChainName(classOf(2, shard))
 	tests := []struct {
 		name  string
 		drift func(c *nftables.Conn) error
@@ -197,25 +199,25 @@ func TestSyncRepairsDrift(t *testing.T) {
 			return c.SetDeleteElements(set(mapServices), []nftables.SetElement{{Key: key[:]}})
 		}},
 		{"backend element deleted", func(c *nftables.Conn) error {
-			return c.SetDeleteElements(set(mapBackends), []nftables.SetElement{{Key: b3Key[:]}})
+			return c.SetDeleteElements(set(backends), []nftables.SetElement{{Key: b3Key[:]}})
 		}},
 		{"backend element changed", func(c *nftables.Conn) error {
-			if err := c.SetDeleteElements(set(mapBackends), []nftables.SetElement{{Key: b3Key[:]}}); err != nil {
+			if err := c.SetDeleteElements(set(backends), []nftables.SetElement{{Key: b3Key[:]}}); err != nil {
 				return err
 			}
-			return c.SetAddElements(set(mapBackends), []nftables.SetElement{{Key: b3Key[:], Val: backendValue(netip.MustParseAddrPort(b2Addr))}})
+			return c.SetAddElements(set(backends), []nftables.SetElement{{Key: b3Key[:], Val: backendValue(netip.MustParseAddrPort(b2Addr))}})
 		}},
 		{"balance chain deleted", func(c *nftables.Conn) error {
 			if err := c.SetDeleteElements(set(mapServices), []nftables.SetElement{{Key: key[:]}}); err != nil {
 				return err
 			}
-			c.DelChain(ch("balance-2"))
+			c.DelChain(ch(balance2))
 			return nil
 		}},
 		{"hooked chain flushed", func(c *nftables.Conn) error { c.FlushChain(ch(chainNatPrerouting)); return nil }},
 		{"hooked chain deleted", func(c *nftables.Conn) error { c.DelChain(ch(chainNatPostrouting)); return nil }},
 		{"foreign rule in a balance chain", func(c *nftables.Conn) error {
-			c.InsertRule(&nftables.Rule{Table: tab, Chain: ch("balance-2"), Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
+			c.InsertRule(&nftables.Rule{Table: tab, Chain: ch(balance2), Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
 			return nil
 		}},
 		{"stray chain in the table", func(c *nftables.Conn) error { c.AddChain(ch("someone-elses")); return nil }},
@@ -256,7 +258,7 @@ func TestUpdateRecoversFromDrift(t *testing.T) {
 	b3Key := backendKey(keyOf(netip.MustParseAddr(testVIP), vip.TCP, 80), 1)
 	behindTheBack(t, c.node1, func(c *nftables.Conn) error {
 		c.DelChain(&nftables.Chain{Name: chainNatPostrouting, Table: d.table})
-		return c.SetDeleteElements(d.newBuilder().set(mapBackends), []nftables.SetElement{{Key: b3Key[:]}})
+		return c.SetDeleteElements(d.newBuilder().set(backendsMap(shardOf(netip.MustParseAddr(testVIP)))), []nftables.SetElement{{Key: b3Key[:]}})
 	})
 	if err := d.Update(ctx, []vip.Service{service("web", testVIP, 80, b1Addr, b2Addr)}, nil); err != nil {
 		t.Fatalf("Update: %v", err)
@@ -470,12 +472,12 @@ func behindTheBack(t *testing.T, ns netNS, change func(c *nftables.Conn) error) 
 }
 
 // TestUpdateCostIsIndependentOfTableSize: the same Update sends the same
-// changes whether the table holds two VIPs or two thousand.
+// changes whether the table holds a hundred VIPs or two thousand.
 func TestUpdateCostIsIndependentOfTableSize(t *testing.T) {
 	needNetNS(t)
 	ctx := context.Background()
 	var sent []int
-	for _, n := range []int{2, 2000} {
+	for _, n := range []int{100, 2000} {
 		d := newDP(t, newNS(t, "size"), func(c *Config) { c.Logger = nil })
 		desired := manyServices(n, 10)
 		if err := d.Sync(ctx, desired); err != nil {
@@ -489,7 +491,7 @@ func TestUpdateCostIsIndependentOfTableSize(t *testing.T) {
 		sent = append(sent, d.lastChanges)
 	}
 	if sent[0] != sent[1] {
-		t.Errorf("removing one backend sent %d changes with 2 VIPs and %d with 2000; want the same", sent[0], sent[1])
+		t.Errorf("removing one backend sent %d changes with 100 VIPs and %d with 2000; want the same", sent[0], sent[1])
 	}
 }
 
@@ -543,8 +545,8 @@ func TestNftCommandReadsTheTable(t *testing.T) {
 	}
 	for _, want := range []string{
 		"ip daddr . meta l4proto . th dport vmap @service-ips",
-		"10.99.100.1 . tcp . 80 : goto balance-2",
-		"dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @service-backends",
+		"10.99.100.1 . tcp . 80 : goto balance-2-",
+		"dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @service-backends-",
 		"masquerade fully-random",
 	} {
 		if !strings.Contains(string(out), want) {

@@ -52,21 +52,28 @@ func dump(t testing.TB, d *Dataplane) string {
 			}
 		}
 	}
-	for _, set := range setNames {
+	for _, set := range setNames() {
 		if !k.sets[set] {
 			fmt.Fprintf(&b, "no set %s\n", set)
 			continue
 		}
 		fmt.Fprintf(&b, "set %s\n", set)
 		var lines []string
+		kind := set
+		if strings.HasPrefix(set, mapBackends+"-") {
+			kind = mapBackends
+		}
 		for _, s := range k.vips {
-			switch set {
+			switch kind {
 			case mapServices:
 				for key, n := range s.counts {
-					lines = append(lines, fmt.Sprintf("\t%s : goto %s\n", key, balanceChainName(n)))
+					lines = append(lines, fmt.Sprintf("\t%s : goto %s\n", key, balanceChainName(classOf(n, shardOf(key.vip())))))
 				}
 			case mapBackends:
 				for key, be := range s.backends {
+					if backendsMap(shardOf(mapKey(key[:12]).vip())) != set {
+						continue
+					}
 					lines = append(lines, fmt.Sprintf("\t%s : %s . %d\n", key, be.Addr(), be.Port()))
 				}
 			case mapNoEndpoints:

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/vip"
@@ -63,8 +64,8 @@ type Dataplane struct {
 	// read it; nil means unknown (not read yet, or a transaction failed),
 	// and the next change reads the kernel first.
 	have map[netip.Addr]*vipState
-	// The balance chains as the kernel holds them: balance-K's use count
-	// (VIP ports with K backends, from have) and its fingerprint.
+	// The balance chains as the kernel holds them, by class (classOf):
+	// use count (VIP ports of the class, from have) and fingerprint.
 	kRefs   map[uint32]int
 	kChains map[uint32]string
 
@@ -220,8 +221,8 @@ func (d *Dataplane) adopt(k *kernelState) {
 	d.kChains = k.kChains
 	d.kRefs = map[uint32]int{}
 	for _, s := range k.vips {
-		for _, n := range s.counts {
-			d.kRefs[n]++
+		for key, n := range s.counts {
+			d.kRefs[classOf(n, shardOf(key.vip()))]++
 		}
 	}
 }
@@ -378,7 +379,7 @@ type kernelState struct {
 	baseFps map[string]string          // fingerprints of the fixed chains
 	sets    map[string]bool
 	vips    map[netip.Addr]*vipState
-	kChains map[uint32]string // balance-K chains' fingerprints
+	kChains map[uint32]string // balance chains' fingerprints by class
 	strays  []string          // chains that are neither fixed nor balance-K
 }
 
@@ -430,8 +431,8 @@ func (d *Dataplane) read() (*kernelState, error) {
 			k.baseFps[c.Name] = fp
 			continue
 		}
-		if n, ok := balanceCount(c.Name); ok && c.Hooknum == nil {
-			k.kChains[n] = fp
+		if cl, ok := balanceClass(c.Name); ok && c.Hooknum == nil {
+			k.kChains[cl] = fp
 			continue
 		}
 		k.strays = append(k.strays, c.Name)
@@ -453,13 +454,16 @@ func (d *Dataplane) read() (*kernelState, error) {
 		return s
 	}
 	b := d.newBuilder()
-	for _, name := range setNames {
+	for _, name := range setNames() {
 		if !k.sets[name] {
 			continue
 		}
 		elems, err := d.conn.GetSetElements(b.set(name))
 		if err != nil {
 			return nil, fmt.Errorf("list set %s: %w", name, err)
+		}
+		if strings.HasPrefix(name, mapBackends+"-") {
+			name = mapBackends
 		}
 		for _, e := range elems {
 			switch name {
@@ -468,7 +472,10 @@ func (d *Dataplane) read() (*kernelState, error) {
 					// A verdict that is not goto balance-N reads as 0
 					// backends, which no desired state has: it is replaced.
 					key := mapKey(e.Key)
-					n, _ := balanceCount(verdictChain(e.Val))
+					var n uint32
+					if cl, ok := balanceClass(verdictChain(e.Val)); ok && classShard(cl) == shardOf(key.vip()) {
+						n = classN(cl)
+					}
 					vipOf(key.vip()).counts[key] = n
 				}
 			case mapBackends:

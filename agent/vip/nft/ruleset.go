@@ -23,7 +23,7 @@ const (
 	chainFilterOutput     = "filter-output"
 	chainServices         = "services"
 	mapServices           = "service-ips"          // VIP . proto . port : goto balance-N (N backends)
-	mapBackends           = "service-backends"     // VIP . proto . port . index : ADDR . PORT
+	mapBackends           = "service-backends"     // -S (shard): VIP . proto . port . index : ADDR . PORT
 	mapNoEndpoints        = "no-endpoint-services" // VIP . proto . port of ports with no backends
 )
 
@@ -92,20 +92,44 @@ func parseBackendValue(v []byte) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte(v[0:4])), binary.BigEndian.Uint16(v[4:6])), true
 }
 
-// balanceChainName is the chain that balances over K backends; one per
-// backend count in use, shared by every VIP port with that many.
-func balanceChainName(k uint32) string { return fmt.Sprintf("balance-%d", k) }
+// backendShards is how many service-backends maps the backends are
+// spread over, by VIP. Listing a set from the kernel costs time
+// quadratic in its size (each netlink dump message walks the set from
+// its start again), so one map of 100k backends took 3.7 s to read and
+// sixteen of 6k take a sixteenth of the time each.
+const backendShards = 16
 
-func balanceCount(name string) (uint32, bool) {
-	s, ok := strings.CutPrefix(name, "balance-")
-	if !ok {
+// shardOf is the service-backends map a VIP's backends live in.
+func shardOf(a netip.Addr) int {
+	h := uint32(2166136261) // FNV-1a
+	for _, c := range a.As4() {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return int(h % backendShards)
+}
+
+func backendsMap(shard int) string { return fmt.Sprintf("%s-%d", mapBackends, shard) }
+
+// A balance class is N backends in one shard: the chain balance-N-S
+// picks one of N from service-backends-S. Encoded as N<<4 | S.
+func classOf(n uint32, shard int) uint32 { return n<<4 | uint32(shard) }
+func classN(c uint32) uint32             { return c >> 4 }
+func classShard(c uint32) int            { return int(c & (backendShards - 1)) }
+
+// balanceChainName is the chain of one balance class, shared by every VIP
+// port of that shard with that many backends.
+func balanceChainName(c uint32) string {
+	return fmt.Sprintf("balance-%d-%d", classN(c), classShard(c))
+}
+
+func balanceClass(name string) (uint32, bool) {
+	var n uint32
+	var shard int
+	if _, err := fmt.Sscanf(name, "balance-%d-%d", &n, &shard); err != nil || n == 0 || n >= 1<<28 ||
+		shard < 0 || shard >= backendShards || balanceChainName(classOf(n, shard)) != name {
 		return 0, false
 	}
-	var k uint32
-	if _, err := fmt.Sscanf(s, "%d", &k); err != nil || k == 0 || balanceChainName(k) != name {
-		return 0, false
-	}
-	return k, true
+	return classOf(n, shard), true
 }
 
 // rule is one rule as this package writes it: the comment that names it
@@ -201,17 +225,19 @@ func uniqueBackends(in []netip.AddrPort) []netip.AddrPort {
 	return out
 }
 
-// balanceSpec is chain balance-K: pick one of K backends at random and
-// DNAT to it, marking the connection for masquerade.
-func balanceSpec(k, mark uint32) chainSpec {
+// balanceSpec is chain balance-N-S: pick one of N backends at random
+// from service-backends-S and DNAT to it, marking the connection for
+// masquerade.
+func balanceSpec(c, mark uint32) chainSpec {
+	n, set := classN(c), backendsMap(classShard(c))
 	return chainSpec{rules: []rule{{
-		comment: fmt.Sprintf("numgen random mod %d, dnat to ip daddr . meta l4proto . th dport . numgen map @%s, mark 0x%x", k, mapBackends, mark),
+		comment: fmt.Sprintf("numgen random mod %d, dnat to ip daddr . meta l4proto . th dport . numgen map @%s, mark 0x%x", n, set, mark),
 		exprs: func(b *builder) []expr.Any {
 			// The kernel lets a rule read only registers it wrote itself,
 			// so the key is loaded again here.
 			return append(append(serviceKeyExprs(),
-				&expr.Numgen{Register: unix.NFT_REG32_03, Modulus: k, Type: unix.NFT_NG_RANDOM},
-				&expr.Lookup{SourceRegister: unix.NFT_REG32_00, DestRegister: unix.NFT_REG_1, IsDestRegSet: true, SetName: mapBackends},
+				&expr.Numgen{Register: unix.NFT_REG32_03, Modulus: n, Type: unix.NFT_NG_RANDOM},
+				&expr.Lookup{SourceRegister: unix.NFT_REG32_00, DestRegister: unix.NFT_REG_1, IsDestRegSet: true, SetName: set},
 			), append(setMarkExprs(mark),
 				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: unix.NFT_REG_1, RegProtoMin: unix.NFT_REG32_01},
 			)...)
