@@ -576,3 +576,19 @@ func TestBalancesUDP(t *testing.T) {
 		t.Errorf("tcp to %s:53 was refused by the data plane; only udp/53 is a VIP port", testVIP)
 	}
 }
+
+// TestSyncRebuildsAnIncompatibleTable: a table of our name whose sets
+// have other types (another version's layout) cannot be repaired in
+// place; Sync rebuilds it.
+func TestSyncRebuildsAnIncompatibleTable(t *testing.T) {
+	c := newCluster(t)
+	d := newDP(t, c.node1)
+	behindTheBack(t, c.node1, func(conn *nftables.Conn) error {
+		conn.AddTable(d.table)
+		return conn.AddSet(&nftables.Set{Table: d.table, Name: mapServices, KeyType: nftables.TypeIPAddr}, nil)
+	})
+	if err := d.Sync(t.Context(), []vip.Service{service("web", testVIP, 80, b1Addr, b3Addr)}); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	spreads(t, "client", dialer{c.client}.count(t, vipPort, 30), "b1", "b3")
+}

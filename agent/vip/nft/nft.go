@@ -179,11 +179,30 @@ func (d *Dataplane) Name() string { return "nftables" }
 // unknown chains in the table are deleted. A Sync with nothing to repair
 // sends nothing.
 func (d *Dataplane) Sync(ctx context.Context, desired []vip.Service) error {
-	start := time.Now()
 	want, err := d.desired(desired)
 	if err != nil {
 		return fmt.Errorf("nftables sync: %w", err)
 	}
+	err = d.sync(ctx, want)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	// What is there cannot be repaired in place (say a set of another
+	// type under one of our names, from another version): start the
+	// table afresh. Established connections keep their conntrack NAT;
+	// new ones to VIPs are not balanced until the table is rebuilt.
+	d.log.Warn("nftables table cannot be repaired in place; deleting and rebuilding it", "err", err)
+	if ferr := d.Flush(ctx); ferr != nil {
+		return fmt.Errorf("%w (and deleting the table to rebuild it failed: %v)", err, ferr)
+	}
+	if rerr := d.sync(ctx, want); rerr != nil {
+		return fmt.Errorf("%w (and rebuilding the table failed: %v)", err, rerr)
+	}
+	return nil
+}
+
+func (d *Dataplane) sync(ctx context.Context, want map[netip.Addr]*vipState) error {
+	start := time.Now()
 	d.have = nil
 	k, err := d.read()
 	if err != nil {
@@ -210,7 +229,11 @@ func (d *Dataplane) Sync(ctx context.Context, desired []vip.Service) error {
 		return fmt.Errorf("nftables sync of %d VIPs: %w", len(want), err)
 	}
 	d.have = have
-	d.log.Info("nftables synced", "vips", len(want), "adopted", adopted, "table_existed", k.exists,
+	level := slog.LevelInfo
+	if d.lastChanges == 0 {
+		level = slog.LevelDebug // a periodic resync that found nothing to do
+	}
+	d.log.Log(ctx, level, "nftables synced", "vips", len(want), "adopted", adopted, "table_existed", k.exists,
 		"changes", d.lastChanges, "took", time.Since(start).Round(time.Microsecond))
 	return nil
 }
