@@ -177,7 +177,11 @@ func (d *Dataplane) Name() string { return "nftables" }
 // changes only chains, rules and map elements that differ from desired:
 // missing or altered ones are rewritten, ones for VIPs not in desired and
 // unknown chains in the table are deleted. A Sync with nothing to repair
-// sends nothing.
+// sends nothing. Large changes go in transactions of at most
+// Config.MaxBatch changes, each VIP within one. Only when the table
+// cannot be repaired in place (a set of another type under one of its
+// names, say from another version) does Sync delete and rebuild it;
+// conntrack still carries established connections through that.
 func (d *Dataplane) Sync(ctx context.Context, desired []vip.Service) error {
 	want, err := d.desired(desired)
 	if err != nil {
