@@ -81,6 +81,16 @@ func TestBalancesOverLocalAndRemoteBackends(t *testing.T) {
 	// and from node1 itself (output).
 	spreads(t, "client", dialer{c.client}.count(t, vipPort, 60), "b1", "b2", "b3")
 	spreads(t, "node1", dialer{c.node1}.count(t, vipPort, 60), "b1", "b2", "b3")
+
+	// The client reaches b3 through the VIP only because node1
+	// masquerades: directly, b3's replies have no way back (node2 has no
+	// route to the client's network).
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if conn, name, err := (dialer{c.client}).dial(ctx, b3Addr); err == nil {
+		conn.Close()
+		t.Errorf("client reached %s directly (answered by %s); the topology no longer shows the masquerade is needed", b3Addr, name)
+	}
 }
 
 func TestUpdateMovesNewConnections(t *testing.T) {

@@ -254,7 +254,6 @@ const (
 	b1Addr   = "10.99.11.2:8080"
 	b2Addr   = "10.99.12.2:8080"
 	b3Addr   = "10.99.21.2:8080"
-	b3OnNode = "10.99.21.2"
 )
 
 func newCluster(t testing.TB) *cluster {
