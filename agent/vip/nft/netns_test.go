@@ -250,10 +250,10 @@ type cluster struct {
 }
 
 const (
-	testVIP  = "10.99.100.1"
-	b1Addr   = "10.99.11.2:8080"
-	b2Addr   = "10.99.12.2:8080"
-	b3Addr   = "10.99.21.2:8080"
+	testVIP = "10.99.100.1"
+	b1Addr  = "10.99.11.2:8080"
+	b2Addr  = "10.99.12.2:8080"
+	b3Addr  = "10.99.21.2:8080"
 )
 
 func newCluster(t testing.TB) *cluster {
