@@ -407,7 +407,7 @@ type kernelState struct {
 	sets    map[string]bool
 	vips    map[netip.Addr]*vipState
 	kChains map[uint32]string // balance chains' fingerprints by class
-	strays  []string          // chains that are neither fixed nor balance-K
+	strays  []string          // chains that are neither fixed nor balance-N-S
 }
 
 func (d *Dataplane) tableExists() (bool, error) {
