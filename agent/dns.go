@@ -183,6 +183,21 @@ func worstStatus(checks []*catalog.Check) string {
 	return worst
 }
 
+// dnsPart returns the DNS server, answering from the catalog through
+// dnsCatalog; none when DNS is off (-dns-port=-1).
+func (w *wiring) dnsPart() (part, bool, error) {
+	if w.dnsPC == nil {
+		return part{}, false, nil
+	}
+	dc := w.agent.dnsConfig()
+	dc.PacketConn, dc.Listener = w.dnsPC, w.dnsLn
+	srv, err := dns.New(dc, newDNSCatalog(w.cat, w.log))
+	if err != nil {
+		return part{}, false, err
+	}
+	return part{"dns", srv.Run}, true, nil
+}
+
 // dnsConfig is the dns server's configuration from the agent's.
 func (a *Agent) dnsConfig() dns.Config {
 	cfg := a.cfg
