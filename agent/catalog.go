@@ -1,14 +1,66 @@
 package agent
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/membership"
 	"github.com/hashicorp/go-memdb"
 )
+
+// catalogParts opens the catalog (this agent's services and checks, kept
+// in the data dir, and every other agent's, replicated over gossip) and
+// its check runner, and returns both as parts. The catalog's gossip
+// handler is registered before any join, so nothing is missed.
+func (w *wiring) catalogParts() ([]part, error) {
+	cfg := w.cfg
+	cat, err := catalog.New(catalog.Config{
+		NodeName:           cfg.NodeName,
+		NodeID:             w.nodeID,
+		Datacenter:         cfg.Datacenter,
+		Address:            w.advertise,
+		DataDir:            w.dataDir,
+		EnableScriptChecks: cfg.EnableScriptChecks,
+		ValidateCheck:      validateCheck(cfg.EnableScriptChecks),
+		Members:            catalogMembers{w.ml},
+		Fast:               w.fast,
+		Logger:             w.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.cat = cat
+	gossip, err := w.ml.Register(gossipKindCatalog, cat.GossipHandler())
+	if err != nil {
+		return nil, fmt.Errorf("catalog gossip: %w", err)
+	}
+	w.gossip = gossip
+	checksCfg := checks.Config{
+		Sink:               checkSink{cat: cat, log: w.log},
+		EnableScriptChecks: cfg.EnableScriptChecks,
+		DisableStagger:     w.fast,
+		Logger:             w.log,
+	}
+	if cfg.Fast {
+		// Tests: deregister-critical-after in seconds, not Consul's
+		// one-minute floor (which -dev keeps).
+		checksCfg.MinDeregisterAfter = time.Second
+	}
+	runner, err := checks.New(checksCfg)
+	if err != nil {
+		return nil, err
+	}
+	w.checks = runner
+	return []part{
+		{"catalog", func(ctx context.Context) error { return cat.Run(ctx, gossip, checkRunner{runner}) }},
+		{"checks", runner.Run},
+	}, nil
+}
 
 // Adapters between the catalog and its neighbours: membership (which
 // decides whose entries are shown, and how healthy their nodes are) and

@@ -58,6 +58,28 @@ func (c Config) templateConfig(loadFiles bool) (template.Config, error) {
 	return tc, nil
 }
 
+// templatePart returns the runner of the -template templates, rendering
+// in-process from templateSource; none without templates. The source is
+// made either way: tests reach it through the agent.
+func (w *wiring) templatePart() (part, bool, error) {
+	a := w.agent
+	src := &templateSource{store: w.routerFor(), cat: w.cat, node: w.cfg.NodeName, dc: w.cfg.Datacenter}
+	a.mu.Lock()
+	a.tmplSource = src
+	a.mu.Unlock()
+	if len(a.tmpl.Templates) == 0 {
+		return part{}, false, nil
+	}
+	tc := a.tmpl
+	tc.Source = src
+	tc.Logger = w.log
+	r, err := template.New(tc)
+	if err != nil {
+		return part{}, false, err
+	}
+	return part{"templates", r.Run}, true, nil
+}
+
 // templateSource is template.Source over this agent's own parts, with no
 // network in between: KV through the same forward.Router the HTTP API
 // uses (local on a server, forwarded to one on a client), the catalog
