@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -271,5 +272,27 @@ func TestVIPConfig(t *testing.T) {
 				t.Errorf("Validate() = %q, want %q", got, tt.err)
 			}
 		})
+	}
+}
+
+func TestVIPConfigFile(t *testing.T) {
+	path := t.TempDir() + "/vip.hcl"
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("vip_cidr = \"10.200.0.0/16\"\nvip_dataplane = \"nftables\"\nvip_scheduler = \"wrr\"\nvip_grace = \"30m\"\n")
+	c := DefaultConfig()
+	if err := LoadConfigFile(&c, path); err != nil {
+		t.Fatal(err)
+	}
+	if c.VIPCIDR != "10.200.0.0/16" || c.VIPDataplane != "nftables" || c.VIPScheduler != "wrr" || c.VIPGrace != 30*time.Minute {
+		t.Errorf("after the file: VIPCIDR %q, VIPDataplane %q, VIPScheduler %q, VIPGrace %v", c.VIPCIDR, c.VIPDataplane, c.VIPScheduler, c.VIPGrace)
+	}
+	write("vip_grace = \"an hour\"\n")
+	want := `vip_grace = "an hour" is not a duration; give one with a unit, such as "1h"`
+	if err := LoadConfigFile(&c, path); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("LoadConfigFile(bad vip_grace) = %v, want %q", err, want)
 	}
 }
