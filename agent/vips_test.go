@@ -141,27 +141,9 @@ func TestVIPAgent(t *testing.T) {
 	cfg := devConfig()
 	cfg.Ports.DNS = 0
 	cfg.VIPCIDR = "10.200.0.0/24"
-	a, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dp := &memDataplane{}
-	a.dataplanes = map[string]DataplaneFactory{DataplaneNFTables: func(DataplaneOptions) (vip.Dataplane, error) { return dp, nil }}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{Agent: a, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		r.err = a.Run(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-r.done })
-	select {
-	case <-a.Started():
-	case <-r.done:
-		t.Fatalf("Run returned before starting: %v", r.err)
-	}
-	if r.client, err = api.NewClient(&api.Config{Address: a.HTTPAddr().String()}); err != nil {
-		t.Fatal(err)
-	}
+	r := startAgentWith(t, cfg, func(a *Agent) { a.dataplanes = inMemory(dp) })
+	a := r.Agent
 	waitLeader(t, r.client)
 
 	for i, ip := range []string{"127.0.0.11", "127.0.0.12"} {
@@ -174,7 +156,7 @@ func TestVIPAgent(t *testing.T) {
 			t.Fatalf("register %s: %v", id, err)
 		}
 	}
-	err = r.client.Agent().ServiceRegister(&api.AgentServiceRegistration{
+	err := r.client.Agent().ServiceRegister(&api.AgentServiceRegistration{
 		ID: "db", Name: "db", Address: "127.0.0.13", Port: 5432, Meta: map[string]string{"endpoint_mode": "dnsrr"},
 	})
 	if err != nil {
@@ -294,5 +276,55 @@ func TestVIPConfigFile(t *testing.T) {
 	want := `vip_grace = "an hour" is not a duration; give one with a unit, such as "1h"`
 	if err := LoadConfigFile(&c, path); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("LoadConfigFile(bad vip_grace) = %v, want %q", err, want)
+	}
+}
+
+// inMemory is the data plane map of agents under test: "nftables" is dp.
+func inMemory(dp *memDataplane) map[string]DataplaneFactory {
+	return map[string]DataplaneFactory{DataplaneNFTables: func(DataplaneOptions) (vip.Dataplane, error) { return dp, nil }}
+}
+
+// TestVIPClientAgent: a service registered on a client agent gets its
+// VIP from the server's allocator; the client learns it through its
+// forwarded blocking queries, balances it and answers it in DNS.
+func TestVIPClientAgent(t *testing.T) {
+	scfg := clusterConfig(t, "s0", true, 1)
+	scfg.VIPCIDR = "10.200.0.0/24"
+	sdp := &memDataplane{}
+	s := startAgentWith(t, scfg, func(a *Agent) { a.dataplanes = inMemory(sdp) })
+	ccfg := clusterConfig(t, "c0", false, 0, s.SerfAddr())
+	ccfg.VIPCIDR = "10.200.0.0/24"
+	ccfg.Ports.DNS = 0
+	cdp := &memDataplane{}
+	c := startAgentWith(t, ccfg, func(a *Agent) { a.dataplanes = inMemory(cdp) })
+	waitLeader(t, c.client)
+
+	err := c.client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "api-1", Name: "api", Address: "127.0.0.21", Port: 9000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []struct {
+		name string
+		dp   *memDataplane
+	}{{"client", cdp}, {"server", sdp}} {
+		eventually(t, "the "+x.name+"'s data plane balances api's VIP", 15*time.Second, func() (bool, string) {
+			got := x.dp.String()
+			return got == "api 10.200.0.1 tcp/9000 -> 127.0.0.21:9000", got
+		})
+	}
+	eventually(t, "the client's DNS answers api's VIP", 10*time.Second, func() (bool, string) {
+		m, err := dnsQuery(c.DNSAddr().String(), "api.cluster", mdns.TypeA)
+		if err != nil {
+			return false, err.Error()
+		}
+		got := records(m.Answer)
+		return got == "A 10.200.0.1", got
+	})
+	self, err := c.client.Agent().Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := self["Stats"]["vip"].(map[string]any); st["allocating"] != "false" || st["allocations"] != "1" {
+		t.Errorf("client's Stats.vip = %v, want not allocating, 1 allocation", st)
 	}
 }
