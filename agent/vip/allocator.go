@@ -136,15 +136,12 @@ func usableRange(p netip.Prefix) (first, last netip.Addr, err error) {
 	first = p.Addr()
 	last = lastAddr(p)
 	hostBits := first.BitLen() - p.Bits()
+	// A /31 or /32 (RFC 3021) has no network or broadcast address.
 	switch {
 	case first.Is4() && hostBits >= 2:
 		first, last = first.Next(), last.Prev() // network and broadcast
 	case first.Is6() && hostBits >= 1:
 		first = first.Next() // subnet-router anycast
-	}
-	if hostBits < 1 && first.Is4() {
-		// a /32 is one address: usable
-		return first, last, nil
 	}
 	return first, last, nil
 }
