@@ -126,7 +126,7 @@ func (d *dnsCatalog) services(insts []catalog.Instance, warned map[string]map[st
 	at := map[string]int{}     // service name -> its position in services
 	dnsrr := map[string]bool{} // lower-case names opted out of VIPs
 	for _, in := range insts {
-		if d.lastVIPs != nil && !vip.InVIPMode([]catalog.Instance{in}) {
+		if d.lastVIPs != nil && in.Service.Meta[vip.MetaEndpointMode] == vip.EndpointDNSRR {
 			dnsrr[strings.ToLower(in.Service.Name)] = true
 		}
 		inst, reason := dnsInstance(in)
