@@ -189,8 +189,8 @@ func (w *wiring) dnsPart() (part, bool, error) {
 	if w.dnsPC == nil {
 		return part{}, false, nil
 	}
-	dc := w.agent.dnsConfig()
-	dc.PacketConn, dc.Listener = w.dnsPC, w.dnsLn
+	dc := w.cfg.dnsConfig()
+	dc.PacketConn, dc.Listener, dc.Logger = w.dnsPC, w.dnsLn, w.log
 	srv, err := dns.New(dc, newDNSCatalog(w.cat, w.log))
 	if err != nil {
 		return part{}, false, err
@@ -199,8 +199,7 @@ func (w *wiring) dnsPart() (part, bool, error) {
 }
 
 // dnsConfig is the dns server's configuration from the agent's.
-func (a *Agent) dnsConfig() dns.Config {
-	cfg := a.cfg
+func (cfg Config) dnsConfig() dns.Config {
 	c := dns.DefaultConfig()
 	c.Addr = net.JoinHostPort(cfg.ClientAddr, strconv.Itoa(cfg.Ports.DNS))
 	c.Domain = cfg.Domain
@@ -212,7 +211,6 @@ func (a *Agent) dnsConfig() dns.Config {
 	c.TTL = cfg.DNS.ServiceTTL
 	c.NodeTTL = cfg.DNS.NodeTTL
 	c.OnlyPassing = cfg.DNS.OnlyPassing
-	c.Logger = a.log
 	return c
 }
 
