@@ -27,7 +27,11 @@ type TestOptions struct {
 	Bench, BenchTime string
 	// Modules are loaded before the tests start (see Config.Modules).
 	Modules []string
-	// MemoryMiB and Timeout as in Config.
+	// MemoryMiB as in Config. Timeout bounds the VM run without
+	// benchmarks (0 means 10 minutes); either way the VM stops 15 s
+	// before the test's deadline (go test -timeout), so that its console
+	// is reported. Benchmarks can take long under emulation: give go test
+	// a -timeout that fits them.
 	MemoryMiB int
 	Timeout   time.Duration
 }
@@ -77,13 +81,27 @@ func RunTest(t *testing.T, opts TestOptions) *Result {
 			args = append(args, "-test.benchtime="+benchtime)
 		}
 	}
+	// The VM stops in time for its console to be reported before go
+	// test's own -timeout panics. Benchmarks are bounded by -timeout only.
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Minute
+	}
+	if bench != "" {
+		timeout = 24 * time.Hour
+	}
+	if dl, ok := t.Deadline(); ok {
+		if left := time.Until(dl) - 15*time.Second; left < timeout {
+			timeout = max(left, time.Second)
+		}
+	}
 	res, err := Run(ctx, Config{
 		Kernel:    k,
 		Payload:   bin,
 		Args:      args,
 		Modules:   opts.Modules,
 		MemoryMiB: opts.MemoryMiB,
-		Timeout:   opts.Timeout,
+		Timeout:   timeout,
 		QEMU:      qemu,
 		Console:   logWriter{t},
 	})

@@ -680,8 +680,11 @@ func (d *Dataplane) setVIP(s vip.Service) error {
 				ds.weight, ds.drainUntil = 1, time.Time{}
 			}
 		}
+		if len(dests) <= len(p.Backends) && !anyNotLive(dests) {
+			continue // every programmed backend is wanted: nothing drains
+		}
 		for b, ds := range dests {
-			if slices.Contains(p.Backends, b) || (ds.weight == 0 && !ds.drainUntil.IsZero()) {
+			if (ds.weight == 0 && !ds.drainUntil.IsZero()) || containsSorted(p.Backends, b) {
 				continue
 			}
 			if err := d.ipvs.UpdateDestination(d.service(k), destination(k, b, 0)); err != nil {
@@ -708,6 +711,27 @@ func (d *Dataplane) setVIP(s vip.Service) error {
 		}
 	}
 	return nil
+}
+
+func anyNotLive(dests map[netip.AddrPort]*dest) bool {
+	for _, ds := range dests {
+		if ds.weight != 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// containsSorted reports whether b is in bs, which vip.Port keeps
+// sorted (and falls back to a scan if a caller did not).
+func containsSorted(bs []netip.AddrPort, b netip.AddrPort) bool {
+	if _, ok := slices.BinarySearchFunc(bs, b, netip.AddrPort.Compare); ok {
+		return true
+	}
+	if slices.IsSortedFunc(bs, netip.AddrPort.Compare) {
+		return false
+	}
+	return slices.Contains(bs, b)
 }
 
 // removeVIP deletes the VIP's services (connections through them get a

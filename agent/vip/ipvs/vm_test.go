@@ -765,3 +765,86 @@ func TestVMFlush(t *testing.T) {
 		t.Errorf("second Flush: %v", err)
 	}
 }
+
+// manyServices is n VIPs (from 10.200.0.0/16) with one TCP port and
+// per backends each. The backends need not exist: nothing dials them.
+func manyServices(n, per int) []vip.Service {
+	out := make([]vip.Service, n)
+	for i := range n {
+		v := netip.AddrFrom4([4]byte{10, 200, byte(i >> 8), byte(i)})
+		bs := make([]netip.AddrPort, per)
+		for j := range per {
+			bs[j] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(100 + j), byte(i >> 8), byte(i)}), 8080)
+		}
+		slices.SortFunc(bs, netip.AddrPort.Compare)
+		out[i] = vip.Service{Name: fmt.Sprintf("svc%d", i), VIP: v, Ports: []vip.Port{{Proto: vip.TCP, Port: 80, Backends: bs}}}
+	}
+	return out
+}
+
+// BenchmarkVM10k programs 10,000 VIPs × 10 backends (one TCP port
+// each) and measures, on that one state (programming it takes minutes
+// under emulation, so it is done once):
+//   - program: a fresh data plane's first Sync into an empty kernel;
+//   - update-one: one change, one service's backend replaced by another
+//     (one destination added, one set to weight 0 to drain), alternating;
+//     the goal is < 10 ms;
+//   - sync-unchanged: the periodic resync when nothing changed (reads
+//     every service's destinations back).
+func BenchmarkVM10k(b *testing.B) {
+	needVM(b)
+	svcs := manyServices(10000, 10)
+	cfg := Config{Interface: "cairn-bench"}
+	var dp *Dataplane
+	b.Cleanup(func() {
+		if dp != nil {
+			dp.Flush(context.Background())
+			dp.Close()
+		}
+	})
+	b.Run("program", func(b *testing.B) {
+		for b.Loop() {
+			if dp != nil {
+				b.StopTimer()
+				if err := dp.Flush(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+				dp.Close()
+				b.StartTimer()
+			}
+			var err error
+			if dp, err = New(cfg); err != nil {
+				b.Fatal(err)
+			}
+			if err := dp.Sync(b.Context(), svcs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(len(svcs)*11), "µs/kernel-op")
+	})
+	if dp == nil {
+		b.Skip("program did not run")
+	}
+	b.Run("update-one", func(b *testing.B) {
+		s := svcs[5000]
+		alt := s
+		alt.Ports = []vip.Port{{Proto: vip.TCP, Port: 80, Backends: slices.Clone(s.Ports[0].Backends)}}
+		alt.Ports[0].Backends[9] = netip.MustParseAddrPort("10.250.0.1:8080")
+		slices.SortFunc(alt.Ports[0].Backends, netip.AddrPort.Compare)
+		next := [][]vip.Service{{alt}, {s}}
+		i := 0
+		for b.Loop() {
+			if err := dp.Update(b.Context(), next[i%2], nil); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("sync-unchanged", func(b *testing.B) {
+		for b.Loop() {
+			if err := dp.Sync(b.Context(), svcs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
