@@ -63,6 +63,10 @@ type Config struct {
 	// established connections: it is set to weight 0 at once (no new
 	// connections) and deleted when it has no active connection left or
 	// when DrainTimeout has passed, whichever is first. Default 5m.
+	// IPVS counts UDP flows as inactive, so a removed UDP backend goes
+	// at the next DrainPoll (as kube-proxy does: UDP has no graceful
+	// termination). A TCP connection that is closing (FIN_WAIT,
+	// TIME_WAIT) is not active either.
 	DrainTimeout time.Duration
 	// DrainPoll is how often draining backends' active connection counts
 	// are read from the kernel (which sends no event when they reach 0).
@@ -398,8 +402,8 @@ func (d *Dataplane) Flush(ctx context.Context) error {
 
 // validate checks what the contract promises and IPVS needs.
 func validate(s vip.Service) error {
-	if !s.VIP.IsValid() || s.VIP.IsUnspecified() || s.VIP.Zone() != "" {
-		return fmt.Errorf("service %q: VIP %q is not a usable address", s.Name, s.VIP)
+	if !s.VIP.IsValid() || s.VIP.IsUnspecified() || s.VIP.Zone() != "" || s.VIP.Is4In6() {
+		return fmt.Errorf("service %q: VIP %q is not a usable address (IPv4 or IPv6, no zone, IPv4 not in its ::ffff: form)", s.Name, s.VIP)
 	}
 	seen := make(map[svcKey]bool, len(s.Ports))
 	for _, p := range s.Ports {
@@ -415,7 +419,7 @@ func validate(s vip.Service) error {
 		}
 		seen[k] = true
 		for _, b := range p.Backends {
-			if !b.IsValid() || b.Addr().Is4() != s.VIP.Unmap().Is4() || b.Port() == 0 {
+			if !b.IsValid() || b.Addr().Is4() != s.VIP.Is4() || b.Port() == 0 {
 				return fmt.Errorf("service %q: backend %s of %s is not an address:port of the VIP's family (IPVS NAT cannot cross IPv4/IPv6)", s.Name, b, k)
 			}
 		}

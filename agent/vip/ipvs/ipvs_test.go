@@ -69,6 +69,7 @@ func TestValidate(t *testing.T) {
 		{"no backends is valid", vip.Service{Name: "web", VIP: v4, Ports: []vip.Port{{Proto: vip.UDP, Port: 53}}}, ""},
 		{"ipv6", vip.Service{Name: "web", VIP: netip.MustParseAddr("fd00::1"), Ports: []vip.Port{{Proto: vip.TCP, Port: 80, Backends: []netip.AddrPort{netip.MustParseAddrPort("[fd01::2]:80")}}}}, ""},
 		{"no vip", vip.Service{Name: "web"}, `service "web": VIP "invalid IP" is not a usable address`},
+		{"4in6 vip", vip.Service{Name: "web", VIP: netip.MustParseAddr("::ffff:10.0.0.1")}, `VIP "::ffff:10.0.0.1" is not a usable address (IPv4 or IPv6, no zone, IPv4 not in its ::ffff: form)`},
 		{"sctp", vip.Service{Name: "web", VIP: v4, Ports: []vip.Port{{Proto: "sctp", Port: 80}}}, `service "web": port 80 has protocol "sctp"; IPVS VIPs carry "tcp" or "udp"`},
 		{"port 0", vip.Service{Name: "web", VIP: v4, Ports: []vip.Port{{Proto: vip.TCP}}}, `service "web": VIP 10.200.0.1 has port 0`},
 		{"dup port", vip.Service{Name: "web", VIP: v4, Ports: []vip.Port{{Proto: vip.TCP, Port: 80}, {Proto: vip.TCP, Port: 80}}}, `service "web": port tcp 10.200.0.1:80 is given twice`},

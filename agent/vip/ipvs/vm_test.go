@@ -72,7 +72,7 @@ func inNetns(t testing.TB, ns netns.NsHandle, f func()) {
 }
 
 // namespace makes a network namespace joined to the root one and
-// returns it with its address.
+// returns it with its IPv4 address (and IPv6 fd00:<net>:<i>::2).
 func (v *vmNet) namespace() (netns.NsHandle, netip.Addr) {
 	t := v.t
 	t.Helper()
@@ -113,6 +113,8 @@ func (v *vmNet) namespace() (netns.NsHandle, netip.Addr) {
 		t.Fatal(err)
 	}
 	mustNL(t, netlink.AddrAdd(l, &netlink.Addr{IPNet: prefix(gw, 24)}))
+	gw6, addr6 := v.addr6(i, 1), v.addr6(i, 2)
+	mustNL(t, netlink.AddrAdd(l, &netlink.Addr{IPNet: prefix6(gw6), Flags: unix.IFA_F_NODAD}))
 	mustNL(t, netlink.LinkSetUp(l))
 
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
@@ -130,9 +132,20 @@ func (v *vmNet) namespace() (netns.NsHandle, netip.Addr) {
 	}
 	mustNL(t, h.LinkSetUp(lo))
 	mustNL(t, h.AddrAdd(pl, &netlink.Addr{IPNet: prefix(addr, 24)}))
+	mustNL(t, h.AddrAdd(pl, &netlink.Addr{IPNet: prefix6(addr6), Flags: unix.IFA_F_NODAD}))
 	mustNL(t, h.LinkSetUp(pl))
 	mustNL(t, h.RouteAdd(&netlink.Route{Gw: net.IP(gw.AsSlice())}))
+	mustNL(t, h.RouteAdd(&netlink.Route{LinkIndex: pl.Attrs().Index, Gw: net.IP(gw6.AsSlice())}))
 	return ns, addr
+}
+
+// addr6 is fd00:<net>:<i>::<host>.
+func (v *vmNet) addr6(i, host int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0: 0xfd, 3: byte(v.net), 5: byte(i), 15: byte(host)})
+}
+
+func prefix6(a netip.Addr) *net.IPNet {
+	return &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(64, 128)}
 }
 
 func prefix(a netip.Addr, bits int) *net.IPNet {
@@ -168,6 +181,63 @@ func (v *vmNet) backends(n int, port uint16) []backend {
 			}
 		})
 		serve(v.t, ln, name)
+		out = append(out, backend{name: name, addr: netip.AddrPortFrom(a, port)})
+	}
+	return out
+}
+
+// backends6 are TCP backends on the namespaces' IPv6 addresses.
+func (v *vmNet) backends6(n int, port uint16) []backend {
+	v.t.Helper()
+	var out []backend
+	for i := range n {
+		ns, _ := v.namespace()
+		a := netip.AddrPortFrom(v.addr6(v.n, 2), port)
+		name := fmt.Sprintf("b%d", i+1)
+		var ln net.Listener
+		inNetns(v.t, ns, func() {
+			var err error
+			ln, err = net.Listen("tcp6", a.String())
+			if err != nil {
+				v.t.Fatal(err)
+			}
+		})
+		serve(v.t, ln, name)
+		out = append(out, backend{name: name, addr: a})
+	}
+	return out
+}
+
+// udpBackends answer every datagram with their name.
+func (v *vmNet) udpBackends(n int, port uint16) []backend {
+	v.t.Helper()
+	var out []backend
+	for i := range n {
+		ns, a := v.namespace()
+		name := fmt.Sprintf("u%d", i+1)
+		var pc net.PacketConn
+		inNetns(v.t, ns, func() {
+			var err error
+			pc, err = net.ListenPacket("udp", netip.AddrPortFrom(a, port).String())
+			if err != nil {
+				v.t.Fatal(err)
+			}
+		})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			buf := make([]byte, 512)
+			for {
+				_, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo([]byte(name), from)
+			}
+		})
+		v.t.Cleanup(func() {
+			pc.Close()
+			wg.Wait()
+		})
 		out = append(out, backend{name: name, addr: netip.AddrPortFrom(a, port)})
 	}
 	return out
@@ -415,6 +485,95 @@ func TestVMRoundRobin(t *testing.T) {
 		t.Errorf("30 connections went %v, want 10 each (±1)", got)
 	}
 	t.Logf("30 connections: %v", got)
+}
+
+func TestVMIPv6(t *testing.T) {
+	needVM(t)
+	bs := newVMNet(t, 19).backends6(2, 8080)
+	dp := newDP(t, Config{Interface: "cairn-v6"})
+	s := vip.Service{Name: "web6", VIP: netip.MustParseAddr("fd00:219::1"), Ports: []vip.Port{{Proto: vip.TCP, Port: 80, Backends: addrs(bs)}}}
+	if err := dp.Sync(t.Context(), []vip.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	want := `tcp [fd00:219::1]:80 rr
+  -> [fd00:13:1::2]:8080 masq weight 1
+  -> [fd00:13:2::2]:8080 masq weight 1`
+	if diff := cmp.Diff(want, dump(t, s.VIP)); diff != "" {
+		t.Errorf("kernel state (-want +got):\n%s", diff)
+	}
+	if got := count(t, netip.AddrPortFrom(s.VIP, 80), 10); !within(got, 5, "b1", "b2") {
+		t.Errorf("10 connections to [%s]:80 went %v, want 5 each (±1)", s.VIP, got)
+	}
+	// Adopted as it is by a second instance.
+	before := dump(t, s.VIP)
+	dp2 := newDP(t, Config{Interface: "cairn-v6"})
+	if err := dp2.Sync(t.Context(), []vip.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, dump(t, s.VIP)); diff != "" {
+		t.Errorf("a second Sync changed the IPv6 service (-before +after):\n%s", diff)
+	}
+}
+
+func TestVMUDP(t *testing.T) {
+	needVM(t)
+	bs := newVMNet(t, 20).udpBackends(2, 5353)
+	dp := newDP(t, Config{Interface: "cairn-udp", DrainPoll: 20 * time.Millisecond})
+	s := vip.Service{Name: "dns", VIP: netip.MustParseAddr("10.220.0.1"), Ports: []vip.Port{{Proto: vip.UDP, Port: 53, Backends: addrs(bs)}}}
+	if err := dp.Sync(t.Context(), []vip.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	ask := func() (string, error) {
+		c, err := net.Dial("udp", "10.220.0.1:53")
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("who")); err != nil {
+			return "", err
+		}
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		return string(buf[:n]), err
+	}
+	got := map[string]int{}
+	for range 10 {
+		name, err := ask()
+		if err != nil {
+			t.Fatalf("udp to the VIP: %v", err)
+		}
+		got[name]++
+	}
+	if !within(got, 5, "u1", "u2") {
+		t.Errorf("10 UDP flows went %v, want 5 each (±1)", got)
+	}
+	// UDP has no active connections: a removed backend goes at once.
+	s.Ports[0].Backends = []netip.AddrPort{bs[1].addr}
+	if err := dp.Update(t.Context(), []vip.Service{s}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the removed UDP backend deleted", 10*time.Second, func() (bool, string) {
+		d := dump(t, s.VIP)
+		return !strings.Contains(d, bs[0].addr.String()), d
+	})
+	for range 4 {
+		if name, err := ask(); err != nil || name != "u2" {
+			t.Errorf("udp to the VIP after u1 left: %q, %v; want u2", name, err)
+		}
+	}
+	// No backends: the datagram gets port unreachable (connection refused).
+	s.Ports[0].Backends = nil
+	if err := dp.Update(t.Context(), []vip.Service{s}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the UDP service without backends removed", 10*time.Second, func() (bool, string) {
+		d := dump(t, s.VIP)
+		return d == "", d
+	})
+	if _, err := ask(); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("udp to the VIP without backends: %v, want connection refused", err)
+	}
 }
 
 func TestVMDrain(t *testing.T) {
