@@ -19,9 +19,11 @@ dir="${CAIRN_VMTEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cairn-vmtest}"
 meta=linux-image-cloud-amd64
 export DEBIAN_FRONTEND=noninteractive
 
+# busybox-static, not busybox: the initramfs has no libc.
 need_pkgs=()
-command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
-[ -x /bin/busybox ] && /bin/busybox --list | grep -qx depmod || need_pkgs+=(busybox-static)
+for p in qemu-system-x86 busybox-static; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
+done
 updated=
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	apt-get update -qq
@@ -71,4 +73,8 @@ if [ ! -e "$target/ready" ]; then
 	mv "$tmp/out" "$target"
 fi
 ln -sfn "$name" "$dir/current"
+# Kernels of earlier package versions are no longer used.
+for old in "$dir"/linux-image-*; do
+	[ "$old" = "$target" ] || rm -rf "$old"
+done
 echo "vmtest: kernel $name ready in $dir/current"
