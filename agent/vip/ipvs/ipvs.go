@@ -261,7 +261,8 @@ func (d *Dataplane) Close() error {
 // Update programs each of set (replacing its VIP's whole state) and
 // removes each VIP of del. It reads nothing back from the kernel and
 // touches only the VIPs named, so its cost is in proportion to the
-// change; Sync repairs what changed behind its back.
+// change; Sync repairs what changed behind its back. Call Sync once
+// first: Update knows only what this Dataplane programmed or adopted.
 func (d *Dataplane) Update(ctx context.Context, set []vip.Service, del []netip.Addr) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -11,8 +11,10 @@ import (
 
 // vmModules are what the in-VM tests need: IPVS with the schedulers
 // they use, dummy for the VIP interface, veth for the backends'
-// namespaces.
-var vmModules = []string{"ip_vs", "ip_vs_rr", "ip_vs_wrr", "dummy", "veth"}
+// namespaces, and nftables NAT for TestVMMasqueradeReturnPath.
+var vmModules = []string{"ip_vs", "ip_vs_rr", "ip_vs_wrr", "dummy", "veth",
+	// TestVMMasqueradeReturnPath: an nftables masquerade rule.
+	"nf_tables", "nft_chain_nat", "nft_ct", "nft_masq"}
 
 // TestSystemIPVS boots a real IPVS kernel under qemu (vmtest) and runs
 // this package's TestVM* tests in it, in one boot. Pass -bench to run

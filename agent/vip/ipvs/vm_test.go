@@ -259,7 +259,7 @@ func serve(t *testing.T, ln net.Listener, name string) {
 			mu.Unlock()
 			wg.Go(func() {
 				defer c.Close()
-				fmt.Fprintf(c, "%s\n", name)
+				fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
 				io.Copy(c, c)
 			})
 		}
@@ -290,6 +290,7 @@ type conn struct {
 	net.Conn
 	r       *bufio.Reader
 	backend string
+	seenAs  string // the client's address as the backend saw it
 }
 
 func dial(to netip.AddrPort) (*conn, error) {
@@ -305,7 +306,8 @@ func dial(to netip.AddrPort) (*conn, error) {
 		return nil, fmt.Errorf("read greeting from %s: %w", to, err)
 	}
 	c.SetDeadline(time.Time{})
-	return &conn{Conn: c, r: r, backend: strings.TrimSpace(name)}, nil
+	name, seen, _ := strings.Cut(strings.TrimSpace(name), " ")
+	return &conn{Conn: c, r: r, backend: name, seenAs: seen}, nil
 }
 
 // echo checks the connection still carries data both ways.
@@ -485,6 +487,17 @@ func TestVMRoundRobin(t *testing.T) {
 		t.Errorf("30 connections went %v, want 10 each (±1)", got)
 	}
 	t.Logf("30 connections: %v", got)
+	// IPVS NAT rewrites only the destination: the backend sees the
+	// client's own address, which for a client on the node is the VIP
+	// itself (the local route's source). That is why backends on other
+	// nodes, which hold the same VIP, need the node to masquerade (as
+	// Swarm and kube-proxy do with netfilter); see the package doc.
+	c, err := dial(netip.AddrPortFrom(s.VIP, 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	t.Logf("a client on the node is seen by the backend as %s", c.seenAs)
 }
 
 func TestVMIPv6(t *testing.T) {
