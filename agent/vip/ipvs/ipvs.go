@@ -17,11 +17,18 @@
 // active connection ends or Config.DrainTimeout passes, by a goroutine
 // the Dataplane owns (see Dataplane).
 //
-// It owns exactly that: the interface, the addresses on it, and the
-// IPVS services whose virtual address is on it or is one of the VIPs it
-// is told to program. Every other IPVS service, interface, address and
-// rule on the host is left alone. It sets four net.ipv4.vs sysctls as
-// Swarm does (see New).
+// IPVS NAT rewrites only the destination, so connections to VIPs are
+// also masqueraded (the node's address as their source) by two nftables
+// tables of its own, as Swarm and kube-proxy do with iptables; without
+// that, backends on other nodes could not answer (masq.go,
+// Config.NoMasquerade).
+//
+// It owns exactly that: the interface, the addresses on it, the IPVS
+// services whose virtual address is on it or is one of the VIPs it is
+// told to program, and the nftables tables ip and ip6
+// cairn-ipvs-<interface>. Every other IPVS service, interface, address,
+// table and rule on the host is left alone. It sets four net.ipv4.vs
+// sysctls as Swarm does (see New).
 //
 // It imports agent/vip for the contract only and must not import agent,
 // kv, dns, template or registrator.
@@ -72,6 +79,13 @@ type Config struct {
 	// are read from the kernel (which sends no event when they reach 0).
 	// Default 1s.
 	DrainPoll time.Duration
+	// NoMasquerade leaves out the nftables tables (cairn-ipvs-<Interface>,
+	// ip and ip6) that masquerade connections to VIPs. Without them a
+	// backend sees the client's own address — for a client on the node,
+	// the VIP itself — so only backends that route their replies back
+	// through this node (namespaces or containers on it) can answer.
+	// See masq.go.
+	NoMasquerade bool
 	// Logger gets one line per change of state; nil means discard.
 	Logger *slog.Logger
 }
@@ -160,6 +174,7 @@ type Dataplane struct {
 	closed bool
 	ipvs   *ipvs.Handle
 	nl     *netlink.Handle
+	masq   *masq        // nil with Config.NoMasquerade
 	link   netlink.Link // nil until ensureLink
 	vips   map[netip.Addr]*vipState
 	// draining is the services that have at least one draining backend.
@@ -215,6 +230,14 @@ func New(cfg Config) (*Dataplane, error) {
 		nlh.Close()
 		return nil, fmt.Errorf("new ipvs data plane: open ipvs netlink: %w", err)
 	}
+	var m *masq
+	if !cfg.NoMasquerade {
+		if m, err = newMasq(cfg.Interface); err != nil {
+			ih.Close()
+			nlh.Close()
+			return nil, fmt.Errorf("new ipvs data plane: %w", err)
+		}
+	}
 	for _, s := range swarmSysctls {
 		p := filepath.Join("/proc/sys/net/ipv4/vs", s.name)
 		if err := os.WriteFile(p, []byte(s.value), 0o644); err != nil {
@@ -226,6 +249,7 @@ func New(cfg Config) (*Dataplane, error) {
 		log:      log,
 		ipvs:     ih,
 		nl:       nlh,
+		masq:     m,
 		vips:     make(map[netip.Addr]*vipState),
 		draining: make(map[svcKey]bool),
 	}, nil
@@ -255,6 +279,9 @@ func (d *Dataplane) Close() error {
 	defer d.mu.Unlock()
 	d.ipvs.Close()
 	d.nl.Close()
+	if d.masq != nil {
+		d.masq.close()
+	}
 	return nil
 }
 
@@ -275,6 +302,9 @@ func (d *Dataplane) Update(ctx context.Context, set []vip.Service, del []netip.A
 		}
 	}
 	if err := d.ensureLink(); err != nil {
+		return fmt.Errorf("ipvs update: %w", err)
+	}
+	if err := d.updateMasq(set, del); err != nil {
 		return fmt.Errorf("ipvs update: %w", err)
 	}
 	var errs []error
@@ -329,6 +359,16 @@ func (d *Dataplane) Sync(ctx context.Context, desired []vip.Service) error {
 	}
 	if err := d.readKernel(want); err != nil {
 		return fmt.Errorf("ipvs sync: %w", err)
+	}
+	if d.masq != nil {
+		// Before the services, so no new connection goes unmasqueraded.
+		vips := make([]netip.Addr, 0, len(desired))
+		for _, s := range desired {
+			vips = append(vips, s.VIP)
+		}
+		if err := d.masq.rebuild(vips); err != nil {
+			return fmt.Errorf("ipvs sync: %w", err)
+		}
 	}
 	var errs []error
 	for a := range d.vips {
@@ -388,6 +428,11 @@ func (d *Dataplane) Flush(ctx context.Context) error {
 		delete(d.vips, a)
 	}
 	clear(d.draining)
+	if d.masq != nil {
+		if err := d.masq.remove(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if link != nil {
 		if err := d.nl.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
 			errs = append(errs, fmt.Errorf("delete interface %s: %w", d.cfg.Interface, err))
@@ -399,6 +444,41 @@ func (d *Dataplane) Flush(ctx context.Context) error {
 	}
 	d.log.Info("ipvs: flushed", "interface", d.cfg.Interface)
 	return nil
+}
+
+// updateMasq adds the VIPs of set that are new to the masquerade set
+// and removes those of del, in one transaction, before their services
+// change. When the set is not as expected (changed behind its back), it
+// rebuilds the tables from what this data plane holds.
+func (d *Dataplane) updateMasq(set []vip.Service, del []netip.Addr) error {
+	if d.masq == nil {
+		return nil
+	}
+	var add, rm []netip.Addr
+	setting := make(map[netip.Addr]bool, len(set))
+	for _, s := range set {
+		setting[s.VIP] = true
+		if v := d.vips[s.VIP]; v == nil || !v.addr {
+			add = append(add, s.VIP)
+		}
+	}
+	for _, a := range del {
+		if v := d.vips[a]; v != nil && v.addr && !setting[a] {
+			rm = append(rm, a)
+		}
+	}
+	err := d.masq.update(add, rm)
+	if err == nil {
+		return nil
+	}
+	d.log.Warn("ipvs: masquerade set out of step; rebuilding it", "err", err)
+	var all []netip.Addr
+	for a, v := range d.vips {
+		if v.addr && !slices.Contains(rm, a) {
+			all = append(all, a)
+		}
+	}
+	return d.masq.rebuild(append(all, add...))
 }
 
 // validate checks what the contract promises and IPVS needs.

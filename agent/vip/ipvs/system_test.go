@@ -11,9 +11,9 @@ import (
 
 // vmModules are what the in-VM tests need: IPVS with the schedulers
 // they use, dummy for the VIP interface, veth for the backends'
-// namespaces, and nftables NAT for TestVMMasqueradeReturnPath.
+// namespaces, nftables NAT for the masquerade tables.
 var vmModules = []string{"ip_vs", "ip_vs_rr", "ip_vs_wrr", "dummy", "veth",
-	// TestVMMasqueradeReturnPath: an nftables masquerade rule.
+	// The masquerade tables (masq.go).
 	"nf_tables", "nft_chain_nat", "nft_ct", "nft_masq"}
 
 // TestSystemIPVS boots a real IPVS kernel under qemu (vmtest) and runs

@@ -7,16 +7,14 @@ import (
 
 	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
 )
 
-// TestVMMasqueradeReturnPath is evidence for what this package does not
-// do (see the package doc): IPVS NAT keeps the client's address, and a
-// client on the node connects from the VIP itself, which a backend on
-// another node holds too. One netfilter rule in a table of its own —
-// masquerade what conntrack saw going to a VIP — makes the backends see
-// the node's address instead, for clients on the node and behind it.
-func TestVMMasqueradeReturnPath(t *testing.T) {
+// TestVMMasquerade: IPVS NAT keeps the client's address, and a client
+// on the node connects from the VIP itself, which a backend on another
+// node holds too. The data plane's nftables tables masquerade
+// connections to VIPs, so backends see the node's address, for clients
+// on the node and behind it; with NoMasquerade they see the VIP.
+func TestVMMasquerade(t *testing.T) {
 	needVM(t)
 	vn := newVMNet(t, 21)
 	bs := vn.backends(1, 8080)
@@ -32,50 +30,62 @@ func TestVMMasqueradeReturnPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	if !strings.HasPrefix(c.seenAs, "10.221.0.1:") {
-		t.Errorf("without masquerade, the backend saw a client on the node as %s, want the VIP", c.seenAs)
+	if !strings.HasPrefix(c.seenAs, "10.21.1.1:") {
+		t.Errorf("the backend saw a client on the node as %s, want the node's 10.21.1.1", c.seenAs)
 	}
-
-	nft, err := nftables.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl := nft.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "cairn-ipvs-snat"})
-	ch := nft.AddChain(&nftables.Chain{
-		Name: "postrouting", Table: tbl, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
-	})
-	vip4 := s.VIP.As4()
-	nft.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
-		&expr.Ct{Register: 1, Key: expr.CtKeyDST, Direction: 0}, // ct original ip daddr
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: vip4[:]},
-		&expr.Masq{},
-	}})
-	if err := nft.Flush(); err != nil {
-		t.Fatalf("add nftables masquerade: %v", err)
-	}
-	t.Cleanup(func() {
-		nft.DelTable(tbl)
-		nft.Flush()
-	})
-
-	c, err = dial(to)
+	inNetns(t, client, func() { c, err = dial(to) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
 	if !strings.HasPrefix(c.seenAs, "10.21.1.1:") {
-		t.Errorf("with masquerade, the backend saw a client on the node as %s, want the node's 10.21.1.1", c.seenAs)
+		t.Errorf("the backend saw a client behind the node as %s, want the node's 10.21.1.1", c.seenAs)
 	}
-	inNetns(t, client, func() {
-		c, err = dial(to)
-	})
-	if err != nil {
+	// A VIP added by Update is masqueraded too.
+	s2 := svc("web2", "10.221.0.2", 80, addrs(bs)...)
+	if err := dp.Update(t.Context(), []vip.Service{s2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = dial(netip.AddrPortFrom(s2.VIP, 80)); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
 	if !strings.HasPrefix(c.seenAs, "10.21.1.1:") {
-		t.Errorf("with masquerade, the backend saw a client behind the node as %s, want the node's 10.21.1.1", c.seenAs)
+		t.Errorf("the backend saw a client of a VIP added by Update as %s, want the node's 10.21.1.1", c.seenAs)
 	}
-	t.Logf("with masquerade: the backend sees %s", c.seenAs)
+
+	// Without masquerade the backend sees the VIP.
+	plain := newDP(t, Config{Interface: "cairn-nosnat", NoMasquerade: true})
+	s3 := svc("web3", "10.221.0.3", 80, addrs(bs)...)
+	if err := plain.Sync(t.Context(), []vip.Service{s3}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = dial(netip.AddrPortFrom(s3.VIP, 80)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if !strings.HasPrefix(c.seenAs, "10.221.0.3:") {
+		t.Errorf("with NoMasquerade, the backend saw a client on the node as %s, want the VIP", c.seenAs)
+	}
+	if nftTableExists(t, "cairn-ipvs-cairn-nosnat") {
+		t.Errorf("NoMasquerade made an nftables table")
+	}
+}
+
+func nftTableExists(t testing.TB, name string) bool {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := c.ListTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range ts {
+		if x.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -487,11 +488,7 @@ func TestVMRoundRobin(t *testing.T) {
 		t.Errorf("30 connections went %v, want 10 each (±1)", got)
 	}
 	t.Logf("30 connections: %v", got)
-	// IPVS NAT rewrites only the destination: the backend sees the
-	// client's own address, which for a client on the node is the VIP
-	// itself (the local route's source). That is why backends on other
-	// nodes, which hold the same VIP, need the node to masquerade (as
-	// Swarm and kube-proxy do with netfilter); see the package doc.
+	// Masqueraded (TestVMMasquerade): the backend sees the node.
 	c, err := dial(netip.AddrPortFrom(s.VIP, 80))
 	if err != nil {
 		t.Fatal(err)
@@ -875,6 +872,12 @@ func TestVMDriftRepair(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustNL(t, netlink.AddrDel(l, &netlink.Addr{IPNet: prefix(b.VIP, 32)}))
+	nft, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nft.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "cairn-ipvs-cairn-drift"})
+	mustNL(t, nft.Flush())
 	t.Logf("drifted:\n%s", dump(t, a.VIP, b.VIP))
 
 	if err := dp.Sync(t.Context(), desired); err != nil {
@@ -887,6 +890,9 @@ func TestVMDriftRepair(t *testing.T) {
 	})
 	if got := ifAddrs(t, "cairn-drift"); !slices.Equal(got, []string{"10.217.0.1/32", "10.217.0.2/32"}) {
 		t.Errorf("addresses on cairn-drift = %v, want both VIPs", got)
+	}
+	if !nftTableExists(t, "cairn-ipvs-cairn-drift") {
+		t.Errorf("Sync did not re-create the deleted masquerade table")
 	}
 	if got := count(t, netip.AddrPortFrom(b.VIP, 80), 2); got["b3"] != 2 {
 		t.Errorf("2 connections to b's VIP went %v, want both to b3", got)
@@ -932,6 +938,9 @@ func TestVMFlush(t *testing.T) {
 	}
 	if _, err := netlink.LinkByName("cairn-fl"); err == nil {
 		t.Errorf("interface cairn-fl still there after Flush")
+	}
+	if nftTableExists(t, "cairn-ipvs-cairn-fl") {
+		t.Errorf("nftables table cairn-ipvs-cairn-fl still there after Flush")
 	}
 	if err := dp2.Flush(t.Context()); err != nil {
 		t.Errorf("second Flush: %v", err)

@@ -1,0 +1,137 @@
+package ipvs
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// masq keeps the two nftables tables (ip and ip6, named
+// cairn-ipvs-<interface>) that masquerade connections whose original
+// destination is a VIP:
+//
+//	table ip cairn-ipvs-cairn0 {
+//		set vips { type ipv4_addr; elements = { ... } }
+//		chain postrouting { type nat hook postrouting priority srcnat;
+//			ct original ip daddr @vips masquerade }
+//	}
+//
+// IPVS NAT rewrites only the destination. Without this, a backend sees
+// the client's own address: for a client on the node that is the VIP
+// itself (the local route's source), which every node holds, and for a
+// client in a container it is an address only this node routes. A
+// backend on another node would then answer somewhere else. Swarm
+// (iptables -m ipvs SNAT) and kube-proxy (mark, then MASQUERADE) do the
+// same. Established connections keep their NAT binding in conntrack,
+// so rebuilding the tables does not disturb them.
+type masq struct {
+	conn   *nftables.Conn
+	tables [2]*nftables.Table // ip, ip6
+	sets   [2]*nftables.Set
+}
+
+func newMasq(iface string) (*masq, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("open nftables netlink: %w", err)
+	}
+	m := &masq{conn: c}
+	for i, f := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
+		m.tables[i] = &nftables.Table{Family: f, Name: "cairn-ipvs-" + iface}
+		kt := nftables.TypeIPAddr
+		if i == 1 {
+			kt = nftables.TypeIP6Addr
+		}
+		m.sets[i] = &nftables.Set{Table: m.tables[i], Name: "vips", KeyType: kt}
+	}
+	return m, nil
+}
+
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return 0
+	}
+	return 1
+}
+
+func elem(a netip.Addr) nftables.SetElement { return nftables.SetElement{Key: a.AsSlice()} }
+
+// rebuild replaces both tables, atomically, with ones holding vips.
+func (m *masq) rebuild(vips []netip.Addr) error {
+	c := m.conn
+	var elems [2][]nftables.SetElement
+	for _, a := range vips {
+		elems[family(a)] = append(elems[family(a)], elem(a))
+	}
+	for i, t := range m.tables {
+		c.AddTable(t) // so that the delete cannot fail
+		c.DelTable(t)
+		c.AddTable(t)
+		set := &nftables.Set{Table: t, Name: m.sets[i].Name, KeyType: m.sets[i].KeyType}
+		if err := c.AddSet(set, elems[i]); err != nil {
+			return fmt.Errorf("masquerade table %s: %w", t.Name, err)
+		}
+		m.sets[i] = set
+		ch := c.AddChain(&nftables.Chain{
+			Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
+		})
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+			&expr.Ct{Register: 1, Key: expr.CtKeyDST, Direction: 0}, // ct original daddr
+			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+			&expr.Masq{},
+		}})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("program the nftables masquerade tables cairn-ipvs-*: %w (does the kernel have nf_tables with nat and masquerade? Config.NoMasquerade turns this off)", err)
+	}
+	return nil
+}
+
+// update adds and removes set elements in one transaction.
+func (m *masq) update(add, del []netip.Addr) error {
+	if len(add) == 0 && len(del) == 0 {
+		return nil
+	}
+	var ea, ed [2][]nftables.SetElement
+	for _, a := range add {
+		ea[family(a)] = append(ea[family(a)], elem(a))
+	}
+	for _, a := range del {
+		ed[family(a)] = append(ed[family(a)], elem(a))
+	}
+	for i := range m.sets {
+		if len(ed[i]) > 0 {
+			if err := m.conn.SetDeleteElements(m.sets[i], ed[i]); err != nil {
+				return err
+			}
+		}
+		if len(ea[i]) > 0 {
+			if err := m.conn.SetAddElements(m.sets[i], ea[i]); err != nil {
+				return err
+			}
+		}
+	}
+	if err := m.conn.Flush(); err != nil {
+		return fmt.Errorf("update the masquerade set: %w", err)
+	}
+	return nil
+}
+
+// remove deletes both tables; missing ones are fine.
+func (m *masq) remove() error {
+	var errs []error
+	for _, t := range m.tables {
+		m.conn.DelTable(t)
+		if err := m.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("delete nftables table %s: %w", t.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *masq) close() { m.conn.CloseLasting() }
