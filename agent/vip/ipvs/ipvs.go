@@ -362,11 +362,13 @@ func (d *Dataplane) Sync(ctx context.Context, desired []vip.Service) error {
 	}
 	if d.masq != nil {
 		// Before the services, so no new connection goes unmasqueraded.
+		// Masquerading is a NAT binding made on a connection's first
+		// packet: established connections are not affected.
 		vips := make([]netip.Addr, 0, len(desired))
 		for _, s := range desired {
 			vips = append(vips, s.VIP)
 		}
-		if err := d.masq.rebuild(vips); err != nil {
+		if err := d.masq.sync(vips); err != nil {
 			return fmt.Errorf("ipvs sync: %w", err)
 		}
 	}
@@ -471,14 +473,14 @@ func (d *Dataplane) updateMasq(set []vip.Service, del []netip.Addr) error {
 	if err == nil {
 		return nil
 	}
-	d.log.Warn("ipvs: masquerade set out of step; rebuilding it", "err", err)
+	d.log.Warn("ipvs: masquerade set out of step; syncing it", "err", err)
 	var all []netip.Addr
 	for a, v := range d.vips {
 		if v.addr && !slices.Contains(rm, a) {
 			all = append(all, a)
 		}
 	}
-	return d.masq.rebuild(append(all, add...))
+	return d.masq.sync(append(all, add...))
 }
 
 // validate checks what the contract promises and IPVS needs.

@@ -27,7 +27,7 @@ import (
 // backend on another node would then answer somewhere else. Swarm
 // (iptables -m ipvs SNAT) and kube-proxy (mark, then MASQUERADE) do the
 // same. Established connections keep their NAT binding in conntrack,
-// so rebuilding the tables does not disturb them.
+// so changing the tables does not disturb them.
 type masq struct {
 	conn   *nftables.Conn
 	tables [2]*nftables.Table // ip, ip6
@@ -60,64 +60,97 @@ func family(a netip.Addr) int {
 
 func elem(a netip.Addr) nftables.SetElement { return nftables.SetElement{Key: a.AsSlice()} }
 
-// rebuild replaces both tables, atomically, with ones holding vips.
-func (m *masq) rebuild(vips []netip.Addr) error {
+// chunk bounds the set elements per transaction: one transaction is one
+// netlink message batch, which must fit the socket's send buffer
+// (net.core.wmem_default, 208 KiB; an IPv6 element takes about 40 bytes).
+const chunk = 1000
+
+// sync makes both tables exist with their chain and rule, and their sets
+// hold exactly vips. It never deletes a table: elements still wanted stay
+// in place throughout, so no new connection to a VIP that keeps existing
+// goes unmasqueraded while a restarted agent adopts the state. Its cost
+// is in proportion to the number of VIPs (it reads the sets back).
+func (m *masq) sync(vips []netip.Addr) error {
 	c := m.conn
-	var elems [2][]nftables.SetElement
-	for _, a := range vips {
-		elems[family(a)] = append(elems[family(a)], elem(a))
-	}
 	for i, t := range m.tables {
-		c.AddTable(t) // so that the delete cannot fail
-		c.DelTable(t)
 		c.AddTable(t)
-		set := &nftables.Set{Table: t, Name: m.sets[i].Name, KeyType: m.sets[i].KeyType}
-		if err := c.AddSet(set, elems[i]); err != nil {
+		if err := c.AddSet(m.sets[i], nil); err != nil {
 			return fmt.Errorf("masquerade table %s: %w", t.Name, err)
 		}
-		m.sets[i] = set
 		ch := c.AddChain(&nftables.Chain{
 			Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
 		})
+		c.FlushChain(ch) // the rule is replaced in the same transaction
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
 			&expr.Ct{Register: 1, Key: expr.CtKeyDST, Direction: 0}, // ct original daddr
-			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+			&expr.Lookup{SourceRegister: 1, SetName: m.sets[i].Name, SetID: m.sets[i].ID},
 			&expr.Masq{},
 		}})
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("program the nftables masquerade tables cairn-ipvs-*: %w (does the kernel have nf_tables with nat and masquerade? Config.NoMasquerade turns this off)", err)
+		return fmt.Errorf("program the nftables masquerade tables %s: %w (does the kernel have nf_tables with nat and masquerade? Config.NoMasquerade turns this off)", m.tables[0].Name, err)
 	}
-	return nil
+	want := make(map[netip.Addr]bool, len(vips))
+	for _, a := range vips {
+		want[a] = true
+	}
+	var add, del []netip.Addr
+	have := make(map[netip.Addr]bool)
+	for i := range m.sets {
+		es, err := c.GetSetElements(m.sets[i])
+		if err != nil {
+			return fmt.Errorf("read the masquerade set of %s: %w", m.tables[i].Name, err)
+		}
+		for _, e := range es {
+			if a, ok := netip.AddrFromSlice(e.Key); ok {
+				have[a] = true
+				if !want[a] {
+					del = append(del, a)
+				}
+			}
+		}
+	}
+	for _, a := range vips {
+		if !have[a] {
+			add = append(add, a)
+		}
+	}
+	return m.update(add, del)
 }
 
-// update adds and removes set elements in one transaction.
+// update adds, then removes, set elements, in transactions of at most
+// chunk elements.
 func (m *masq) update(add, del []netip.Addr) error {
-	if len(add) == 0 && len(del) == 0 {
-		return nil
-	}
-	var ea, ed [2][]nftables.SetElement
-	for _, a := range add {
-		ea[family(a)] = append(ea[family(a)], elem(a))
-	}
-	for _, a := range del {
-		ed[family(a)] = append(ed[family(a)], elem(a))
-	}
-	for i := range m.sets {
-		if len(ed[i]) > 0 {
-			if err := m.conn.SetDeleteElements(m.sets[i], ed[i]); err != nil {
-				return err
+	for len(add) > 0 || len(del) > 0 {
+		n := min(len(add), chunk)
+		var ea, ed [2][]nftables.SetElement
+		for _, a := range add[:n] {
+			ea[family(a)] = append(ea[family(a)], elem(a))
+		}
+		add = add[n:]
+		if n < chunk {
+			k := min(len(del), chunk-n)
+			for _, a := range del[:k] {
+				ed[family(a)] = append(ed[family(a)], elem(a))
+			}
+			del = del[k:]
+		}
+		for i := range m.sets {
+			if len(ea[i]) > 0 {
+				if err := m.conn.SetAddElements(m.sets[i], ea[i]); err != nil {
+					return err
+				}
+			}
+			if len(ed[i]) > 0 {
+				if err := m.conn.SetDeleteElements(m.sets[i], ed[i]); err != nil {
+					return err
+				}
 			}
 		}
-		if len(ea[i]) > 0 {
-			if err := m.conn.SetAddElements(m.sets[i], ea[i]); err != nil {
-				return err
-			}
+		if err := m.conn.Flush(); err != nil {
+			return fmt.Errorf("update the masquerade sets of %s: %w", m.tables[0].Name, err)
 		}
-	}
-	if err := m.conn.Flush(); err != nil {
-		return fmt.Errorf("update the masquerade set: %w", err)
 	}
 	return nil
 }
