@@ -23,6 +23,7 @@ var forbidden = map[string][]string{
 	"kv":          {"agent", "dns", "template", "registrator", "cmd"},
 	"kvtest":      {"agent", "dns", "template", "registrator", "cmd"},
 	"systemtest":  {"agent", "kv", "dns", "template", "registrator", "cmd"},
+	"vmtest":      {"agent", "kv", "dns", "template", "registrator", "cmd"},
 	"dns":         {"agent", "kv", "template", "registrator", "cmd"},
 	"template":    {"agent", "kv", "dns", "registrator", "cmd"},
 	"registrator": {"agent", "kv", "dns", "template", "cmd"},
