@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -37,7 +38,7 @@ type Config struct {
 	// refused with the runner's own reason (agent/checks'
 	// Definition.Validate) rather than failing later. nil applies the
 	// catalog's own basic rules.
-	ValidateCheck func(CheckDefinition) error
+	ValidateCheck func(checks.Definition) error
 	// Members is the membership view that decides which other agents'
 	// entries are shown and how healthy their nodes are. nil means no
 	// other agent is ever shown (a lone agent, tests).
@@ -160,7 +161,7 @@ type Gossip interface {
 // held.
 type Runner interface {
 	// Add starts running def, replacing a check of the same ID.
-	Add(def CheckDefinition) error
+	Add(def checks.Definition) error
 	// Remove stops the check; unknown IDs are ignored.
 	Remove(id string)
 	// TTL records an application's report on a TTL check and restarts

@@ -2,6 +2,7 @@ package catalog_test
 
 import (
 	"fmt"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
@@ -18,7 +19,7 @@ func Example() {
 	}
 	err = c.RegisterService(catalog.ServiceDefinition{
 		Service: catalog.Service{Name: "web", Port: 8080, Tags: []string{"v1"}},
-		Checks:  []catalog.CheckDefinition{{TTL: 30 * time.Second}},
+		Checks:  []checks.Definition{{TTL: 30 * time.Second}},
 	}, false)
 	if err != nil {
 		panic(err)

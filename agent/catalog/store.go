@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -34,7 +35,7 @@ type serviceFile struct {
 
 type checkFile struct {
 	Format int
-	Check  CheckDefinition
+	Check  checks.Definition
 }
 
 type externalFile struct {
@@ -44,7 +45,7 @@ type externalFile struct {
 
 type loaded struct {
 	services []*Service
-	checks   []CheckDefinition
+	checks   []checks.Definition
 	external []*externalNode
 	reserved uint64
 }
@@ -70,7 +71,7 @@ func (s *store) removeService(id string) error {
 	return s.remove(s.servicePath(id), "service "+quote(id))
 }
 
-func (s *store) saveCheck(d CheckDefinition) error {
+func (s *store) saveCheck(d checks.Definition) error {
 	return s.writeJSON(s.checkPath(d.ID), checkFile{Format: fileFormat, Check: d}, "check "+quote(d.ID))
 }
 

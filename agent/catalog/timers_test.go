@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,7 +17,7 @@ func TestCheckOutputWaitsForCheckUpdateInterval(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go c.Run(ctx, newFakeGossip(), nil)
-		if err := c.RegisterService(ServiceDefinition{Service: Service{Name: "web"}, Checks: []CheckDefinition{{TTL: time.Hour}}}, false); err != nil {
+		if err := c.RegisterService(ServiceDefinition{Service: Service{Name: "web"}, Checks: []checks.Definition{{TTL: time.Hour}}}, false); err != nil {
 			t.Fatal(err)
 		}
 		output := func() string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"net/http"
 	"strconv"
 	"time"
@@ -111,7 +112,7 @@ func (d durationIn) get(check, field string) (time.Duration, error) {
 // service it comes with ("" for /v1/agent/check/register), and shownID
 // the ID that errors name when the check has none (the catalog gives it
 // one later).
-func (in *checkDefinitionIn) definition(serviceID, shownID string) (catalog.CheckDefinition, error) {
+func (in *checkDefinitionIn) definition(serviceID, shownID string) (checks.Definition, error) {
 	id := in.ID
 	if id == "" {
 		id = in.CheckID
@@ -128,14 +129,14 @@ func (in *checkDefinitionIn) definition(serviceID, shownID string) (catalog.Chec
 		{"UDP", in.UDP}, {"OSService", in.OSService}, {"AliasNode", in.AliasNode}, {"AliasService", in.AliasService},
 	} {
 		if u.value != "" {
-			return catalog.CheckDefinition{}, badRequest("check %q: %s checks are not supported by cairn; use an HTTP, TCP, TTL or script (ScriptArgs) check", name, u.field)
+			return checks.Definition{}, badRequest("check %q: %s checks are not supported by cairn; use an HTTP, TCP, TTL or script (ScriptArgs) check", name, u.field)
 		}
 	}
 	if in.TCPUseTLS {
-		return catalog.CheckDefinition{}, badRequest("check %q: TCPUseTLS is not supported by cairn; use an HTTP check with an https:// URL", name)
+		return checks.Definition{}, badRequest("check %q: TCPUseTLS is not supported by cairn; use an HTTP check with an https:// URL", name)
 	}
-	d := catalog.CheckDefinition{
-		ID: id, Name: in.Name, ServiceID: in.ServiceID, Notes: in.Notes, Status: in.Status,
+	d := checks.Definition{
+		ID: id, Name: in.Name, ServiceID: in.ServiceID, Notes: in.Notes, Status: checks.Status(in.Status),
 		HTTP: in.HTTP, Method: in.Method, Header: in.Header, Body: in.Body,
 		TLSServerName: in.TLSServerName, TLSSkipVerify: in.TLSSkipVerify, TCP: in.TCP,
 		Args:                   in.ScriptArgs,
@@ -161,7 +162,7 @@ func (in *checkDefinitionIn) definition(serviceID, shownID string) (catalog.Chec
 		{"DeregisterCriticalServiceAfter", in.DeregisterCriticalServiceAfter, &d.DeregisterCriticalServiceAfter},
 	} {
 		if *f.out, err = f.in.get(name, f.name); err != nil {
-			return catalog.CheckDefinition{}, err
+			return checks.Definition{}, err
 		}
 	}
 	return d, nil

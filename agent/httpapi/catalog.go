@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"net/http"
 	"net/url"
 	"strings"
@@ -38,7 +39,7 @@ type Catalog interface {
 	LocalChecks() []*catalog.Check
 	RegisterService(def catalog.ServiceDefinition, replaceExistingChecks bool) error
 	DeregisterService(id string) error
-	RegisterCheck(def catalog.CheckDefinition) error
+	RegisterCheck(def checks.Definition) error
 	DeregisterCheck(id string) error
 	UpdateTTL(id, status, output string) error
 }
