@@ -3,10 +3,10 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"github.com/cairn-dev/cairn/agent/checks"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,8 +73,8 @@ func (h *handler) catalogRead(c *call, read func(ws memdb.WatchSet) uint64) erro
 
 var errNoCatalog = &httpError{code: http.StatusInternalServerError, msg: "this agent has no service catalog"}
 
-// parseQueryFilter parses ?filter= into c.filter, Consul's error text
-// when it does not parse.
+// parseQueryFilter parses ?filter= into c.filter; one that does not
+// parse is a 400 with Consul's text.
 func parseQueryFilter(c *call) error {
 	expr := c.query.Get("filter")
 	if expr == "" {
@@ -82,26 +82,17 @@ func parseQueryFilter(c *call) error {
 	}
 	f, err := parseFilter(expr)
 	if err != nil {
-		return badRequest("Failed to create boolean expression evaluator: ?filter=%q: %v", expr, err)
+		return badRequest("%v", err)
 	}
 	c.filter = f
 	return nil
-}
-
-// writeUnfiltered answers an endpoint cairn does not filter; a ?filter=
-// there is refused rather than ignored.
-func writeUnfiltered(c *call, out any) error {
-	if c.filter != nil {
-		return badRequest("?filter= is not supported on %s; filter /v1/catalog/service/<name> or /v1/health/service/<name> instead", c.r.URL.Path)
-	}
-	return writeJSON(c.w, http.StatusOK, out)
 }
 
 // writeFiltered answers 200 with out, less what ?filter= leaves out.
 func writeFiltered(c *call, out any) error {
 	out, err := c.filter.apply(out)
 	if err != nil {
-		return fmt.Errorf("apply ?filter=: %w", err)
+		return err
 	}
 	return writeJSON(c.w, http.StatusOK, out)
 }
@@ -332,14 +323,50 @@ func (h *handler) catalogServices(c *call) error {
 		return err
 	}
 	var out map[string][]string
+	var insts []catalogServiceJSON // every instance, read only for ?filter=
 	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
 		idx, m := h.catalog.Services(ws, f)
-		out = m
+		out, insts = m, nil
+		if c.filter != nil {
+			for name := range m {
+				_, in := h.catalog.ServiceNodes(ws, name, f)
+				for _, i := range in {
+					insts = append(insts, toCatalogServiceJSON(i))
+				}
+			}
+		}
 		return idx
 	}); err != nil {
 		return err
 	}
-	return writeUnfiltered(c, out)
+	if c.filter == nil {
+		return writeJSON(c.w, http.StatusOK, out)
+	}
+	// As in Consul, ?filter= judges each instance (api.CatalogService's
+	// selectors: ServiceName, ServiceTags, NodeMeta, ...); a service is
+	// listed with the tags of the instances that pass.
+	kept, err := c.filter.apply(insts)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c.w, http.StatusOK, servicesWithTags(kept.([]catalogServiceJSON)))
+}
+
+// servicesWithTags is /v1/catalog/services' answer for insts: each
+// service name with the union of its instances' tags, sorted.
+func servicesWithTags(insts []catalogServiceJSON) map[string][]string {
+	out := map[string][]string{}
+	for _, in := range insts {
+		out[in.ServiceName] = append(out[in.ServiceName], in.ServiceTags...)
+	}
+	for name, tags := range out {
+		slices.Sort(tags)
+		out[name] = slices.Compact(tags)
+		if out[name] == nil {
+			out[name] = []string{}
+		}
+	}
+	return out
 }
 
 // catalogService serves GET /v1/catalog/service/<name>.
@@ -419,7 +446,13 @@ func (h *handler) catalogNode(c *call) error {
 	for _, s := range svcs {
 		out.Services[s.ID] = toServiceJSON(s)
 	}
-	return writeUnfiltered(c, out)
+	// ?filter= narrows the services (api.AgentService's selectors).
+	kept, err := c.filter.apply(out.Services)
+	if err != nil {
+		return err
+	}
+	out.Services = kept.(map[string]*serviceJSON)
+	return writeJSON(c.w, http.StatusOK, out)
 }
 
 // catalogNodeServices serves GET /v1/catalog/node-services/<node>: the
@@ -435,7 +468,7 @@ func (h *handler) catalogNodeServices(c *call) error {
 	}
 	kept, err := c.filter.apply(list)
 	if err != nil {
-		return fmt.Errorf("apply ?filter=: %w", err)
+		return err
 	}
 	return writeJSON(c.w, http.StatusOK, struct {
 		Node     *nodeJSON
