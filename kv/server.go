@@ -132,6 +132,15 @@ type Server struct {
 
 	sessions *sessionTimers
 
+	// leadership is the signal LeaderWatch serves: whether Run last saw
+	// this server lead, and a channel closed (and replaced) when that
+	// changes.
+	leadership struct {
+		sync.Mutex
+		leading bool
+		changed chan struct{}
+	}
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 	shutdownCh   chan struct{}
@@ -219,6 +228,7 @@ func Open(cfg Config) (*Server, error) {
 	}
 	s.sessions = newSessionTimers(s)
 	s.resetReady()
+	s.leadership.changed = make(chan struct{})
 	return s, nil
 }
 
@@ -245,6 +255,7 @@ func (s *Server) Run(ctx context.Context) error {
 				return
 			}
 			leading = isLeader
+			s.setLeading(isLeader)
 			if isLeader {
 				lctx, cancel := context.WithCancel(ctx)
 				stopLead = cancel
@@ -263,6 +274,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if leading {
 			stopLead()
 			<-leadDone
+			s.setLeading(false)
 		}
 	}()
 	checkLead()
@@ -368,6 +380,31 @@ func (s *Server) NodeID() string { return s.cfg.NodeID }
 
 // Addr is the Raft address other servers reach this one on.
 func (s *Server) Addr() string { return string(s.trans.LocalAddr()) }
+
+// LeaderWatch is leadership as a watchable signal: it reports whether
+// this server leads, as Run last saw it, and adds to ws a channel that
+// closes at the next change (leadership gained or lost, or Run ending
+// while leading). Callers that act on leadership (agent/servers) wait on
+// it with the rest of their watch set instead of polling IsLeader. Run
+// notices a change from Raft's leader observations, at once.
+func (s *Server) LeaderWatch(ws memdb.WatchSet) bool {
+	s.leadership.Lock()
+	defer s.leadership.Unlock()
+	ws.Add(s.leadership.changed)
+	return s.leadership.leading
+}
+
+// setLeading records a change of leadership and wakes the watchers.
+func (s *Server) setLeading(leading bool) {
+	s.leadership.Lock()
+	defer s.leadership.Unlock()
+	if s.leadership.leading == leading {
+		return
+	}
+	s.leadership.leading = leading
+	close(s.leadership.changed)
+	s.leadership.changed = make(chan struct{})
+}
 
 // IsLeader reports whether this server currently leads.
 func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
