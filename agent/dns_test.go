@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/cairn-dev/cairn/agent/checks"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -18,6 +17,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/dns"
 )
 

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/forward"
+	"github.com/cairn-dev/cairn/blocking"
 	"github.com/cairn-dev/cairn/kv"
 	"github.com/cairn-dev/cairn/template"
 	"github.com/hashicorp/consul/api"
@@ -220,23 +220,15 @@ func (s *templateSource) KVList(ctx context.Context, prefix string, q template.Q
 
 // Datacenters implements template.Source. cairn knows its own
 // datacenter only, which never changes: a blocking query waits out its
-// wait (or ctx) and answers the same, at the same index.
+// wait (or ctx), by package blocking's rules, and answers the same, at
+// the same index.
 func (s *templateSource) Datacenters(ctx context.Context, q template.QueryOptions) ([]string, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	if q.WaitIndex != 0 {
-		wait := q.WaitTime
-		if wait <= 0 {
-			wait = kv.DefaultQueryWait
-		}
-		t := time.NewTimer(min(wait, kv.MaxQueryWait))
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return nil, 0, ctx.Err()
-		}
+	never := func(memdb.WatchSet) (uint64, error) { return 1, nil }
+	if _, err := blocking.Run(ctx, blocking.Query{MinIndex: q.WaitIndex, Wait: q.WaitTime}, never); err != nil {
+		return nil, 0, err
 	}
 	return []string{s.dc}, 1, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cairn-dev/cairn/agent/checks"
 	"log/slog"
 	"maps"
 	"sync"
@@ -12,6 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/cairn-dev/cairn/agent/checks"
+	"github.com/cairn-dev/cairn/blocking"
 )
 
 // Catalog is this agent's service catalog: its own services and checks,
@@ -44,6 +46,8 @@ type Catalog struct {
 	inbox   chan inMsg
 	rmu     sync.Mutex
 	remotes map[string]*remote
+
+	blocking blocking.Tracker // the blocking queries in flight (Block)
 
 	runner   atomic.Pointer[runnerRef]
 	runnerMu sync.Mutex                   // serializes syncRunner

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cairn-dev/cairn/agent/checks"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/go-memdb"
+
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // fakeMembers is a Members whose statuses the test sets; every change

@@ -2,12 +2,13 @@ package catalog
 
 import (
 	"fmt"
-	"github.com/cairn-dev/cairn/agent/checks"
 	"log/slog"
 	"net/netip"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
+
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // Config configures a Catalog. Start from DefaultConfig; New validates.

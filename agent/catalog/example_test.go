@@ -2,10 +2,10 @@ package catalog_test
 
 import (
 	"fmt"
-	"github.com/cairn-dev/cairn/agent/checks"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // A catalog of one agent: register a service with a TTL check, report on

@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"fmt"
-	"github.com/cairn-dev/cairn/agent/checks"
 	"net"
 	"net/netip"
 	"net/url"
@@ -11,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // This agent's own entries: the agent API (/v1/agent/service/*,

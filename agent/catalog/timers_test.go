@@ -2,10 +2,11 @@ package catalog
 
 import (
 	"context"
-	"github.com/cairn-dev/cairn/agent/checks"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // TestCheckOutputWaitsForCheckUpdateInterval: a new status is spread at

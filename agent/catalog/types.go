@@ -2,10 +2,11 @@ package catalog
 
 import (
 	"errors"
-	"github.com/cairn-dev/cairn/agent/checks"
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // Health statuses, Consul's words.

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/cairn-dev/cairn/agent/checks"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // This agent's own services: Consul's /v1/agent/service* endpoints.

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"github.com/cairn-dev/cairn/agent/checks"
 	"net/http"
 	"net/url"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/kv"
 	"github.com/hashicorp/go-memdb"
 )
