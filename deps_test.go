@@ -35,6 +35,7 @@ var forbidden = map[string][]string{
 	"agent/membership": {"kv", "dns", "template", "registrator", "cmd"},
 	"agent/catalog":    {"kv", "dns", "template", "registrator", "cmd"},
 	"agent/checks":     {"kv", "dns", "template", "registrator", "cmd"},
+	"agent/consuljson": {"kv", "dns", "template", "registrator", "cmd", "agent/httpapi"},
 	"agent/vip":        {"dns", "template", "registrator", "cmd"},
 	"agent":            {"cmd"},
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/checks"
+	"github.com/cairn-dev/cairn/agent/consuljson"
 )
 
 // This agent's own services: Consul's /v1/agent/service* endpoints.
@@ -22,10 +23,10 @@ type serviceRegistration struct {
 	Tags              []string
 	Port              int
 	Address           string
-	TaggedAddresses   map[string]serviceAddressJSON
+	TaggedAddresses   map[string]consuljson.ServiceAddress
 	EnableTagOverride bool
 	Meta              map[string]string
-	Weights           *weightsJSON
+	Weights           *consuljson.Weights
 	Check             *checkDefinitionIn
 	Checks            []*checkDefinitionIn
 
@@ -265,9 +266,9 @@ func (h *handler) agentServices(c *call) error {
 	if err := parseQueryFilter(c); err != nil {
 		return err
 	}
-	out := map[string]*serviceJSON{}
+	out := map[string]*consuljson.Service{}
 	for _, s := range h.catalog.LocalServices() {
-		j := toServiceJSON(s)
+		j := consuljson.FromService(s)
 		j.Datacenter = h.self.Datacenter
 		out[s.ID] = j
 	}
@@ -286,7 +287,7 @@ func (h *handler) agentService(c *call) error {
 	if s == nil {
 		return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("unknown service ID: %s", c.arg)}
 	}
-	j := toServiceJSON(s)
+	j := consuljson.FromService(s)
 	j.Datacenter = h.self.Datacenter
 	return writeJSON(c.w, http.StatusOK, j)
 }

@@ -17,10 +17,9 @@ import (
 //	Service.Meta is not empty
 //
 // It is evaluated against each item of the answer in the Go type that
-// writes the item's JSON (nodeJSON, serviceJSON, catalogServiceJSON,
-// checkJSON, serviceEntryJSON), whose field names are Consul's, so the
-// selectors are the endpoint's JSON field names, as in Consul. bexpr's
-// rules hold as they are:
+// writes the item's JSON (the agent/consuljson types), whose field names
+// are Consul's, so the selectors are the endpoint's JSON field names, as
+// in Consul. bexpr's rules hold as they are:
 //   - an unknown selector (ServiceNmae) is an error, not an absent value:
 //     the answer is 400, never a silently empty list;
 //   - a value that does not convert to the field's type (ServicePort ==

@@ -2,16 +2,18 @@ package httpapi
 
 import (
 	"testing"
+
+	"github.com/cairn-dev/cairn/agent/consuljson"
 )
 
 // entry is a /v1/health/service answer item, in the types the handler
 // filters.
-func entry() serviceEntryJSON {
-	return serviceEntryJSON{
-		Node: &nodeJSON{Node: "n1", Meta: map[string]string{"env": "prod"}, TaggedAddresses: map[string]string{}},
-		Service: &serviceJSON{Service: "web", Tags: []string{"primary", "v2"}, Port: 8080,
+func entry() consuljson.ServiceEntry {
+	return consuljson.ServiceEntry{
+		Node: &consuljson.Node{Node: "n1", Meta: map[string]string{"env": "prod"}, TaggedAddresses: map[string]string{}},
+		Service: &consuljson.Service{Service: "web", Tags: []string{"primary", "v2"}, Port: 8080,
 			Meta: map[string]string{"version": "2.1"}, Address: ""},
-		Checks: []*checkJSON{{Status: "passing", Name: "serfHealth"}, {Status: "critical", Name: "http"}},
+		Checks: []*consuljson.Check{{Status: "passing", Name: "serfHealth"}, {Status: "critical", Name: "http"}},
 	}
 }
 
@@ -67,7 +69,7 @@ func TestFilterExpressions(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseFilter(%s) = %v, want it to parse", tc.expr, err)
 			}
-			kept, err := f.apply([]serviceEntryJSON{entry()})
+			kept, err := f.apply([]consuljson.ServiceEntry{entry()})
 			gotErr := ""
 			if err != nil {
 				gotErr = err.Error()
@@ -81,7 +83,7 @@ func TestFilterExpressions(t *testing.T) {
 				}
 				return
 			}
-			if got := len(kept.([]serviceEntryJSON)) == 1; got != tc.want {
+			if got := len(kept.([]consuljson.ServiceEntry)) == 1; got != tc.want {
 				t.Errorf("filter %s = %v, want %v", tc.expr, got, tc.want)
 			}
 		})
@@ -114,7 +116,7 @@ func FuzzParseFilter(f *testing.F) {
 		`any Checks as c { c.Status == critical }`, `Service.Port == web`} {
 		f.Add(s)
 	}
-	items := []serviceEntryJSON{entry()}
+	items := []consuljson.ServiceEntry{entry()}
 	f.Fuzz(func(t *testing.T, expr string) {
 		flt, err := parseFilter(expr)
 		if err != nil {
