@@ -22,18 +22,11 @@ const gossipKindCatalog = membership.FirstComponentKind
 // catalogMembers adapts membership to catalog.Members.
 type catalogMembers struct{ ml *membership.Membership }
 
-var catalogStatus = map[membership.Status]catalog.MemberStatus{
-	membership.StatusAlive:   catalog.MemberAlive,
-	membership.StatusLeaving: catalog.MemberLeaving,
-	membership.StatusLeft:    catalog.MemberLeft,
-	membership.StatusFailed:  catalog.MemberFailed,
-}
-
 func (m catalogMembers) Members(ws memdb.WatchSet) (uint64, []catalog.Member) {
 	idx, ms := m.ml.Members(ws)
 	out := make([]catalog.Member, 0, len(ms))
 	for _, mem := range ms {
-		out = append(out, catalog.Member{Name: mem.Name, Status: catalogStatus[mem.Status]})
+		out = append(out, catalog.Member{Name: mem.Name, Status: mem.Status})
 	}
 	return idx, out
 }

@@ -50,7 +50,7 @@ func (f *fakeMembers) Members(ws memdb.WatchSet) (uint64, []Member) {
 func (f *fakeMembers) set(name string, s MemberStatus) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if s == 0 {
+	if s == "" { // reaped
 		delete(f.status, name)
 	} else {
 		f.status[name] = s
@@ -166,7 +166,7 @@ func TestMembershipDecidesVisibility(t *testing.T) {
 		{MemberLeaving, []string{"a/web/passing"}},
 		{MemberFailed, []string{"a/web/critical"}},
 		{MemberLeft, nil},
-		{0, nil}, // reaped
+		{"", nil}, // reaped
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.status), func(t *testing.T) {
@@ -176,7 +176,7 @@ func TestMembershipDecidesVisibility(t *testing.T) {
 			fm.set("a", tt.status)
 			c.reconcile("a", fm.snapshot(), nil)
 			if diff := cmp.Diff(tt.want, instances(c, "web")); diff != "" {
-				t.Errorf("after status %d (-want +got):\n%s", tt.status, diff)
+				t.Errorf("after status %q (-want +got):\n%s", tt.status, diff)
 			}
 			// And back to alive: shown again, passing.
 			fm.set("a", MemberAlive)

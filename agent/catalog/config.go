@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-memdb"
 
 	"github.com/cairn-dev/cairn/agent/checks"
+	"github.com/cairn-dev/cairn/agent/membership"
 )
 
 // Config configures a Catalog. Start from DefaultConfig; New validates.
@@ -114,15 +115,16 @@ func (c Config) validate() (Config, error) {
 	return c, nil
 }
 
-// MemberStatus is an agent's membership status.
-type MemberStatus int
+// MemberStatus is an agent's membership status: membership's own type,
+// which owns what the statuses are.
+type MemberStatus = membership.Status
 
 // The statuses that matter to the catalog.
 const (
-	MemberAlive MemberStatus = iota + 1
-	MemberLeaving
-	MemberLeft
-	MemberFailed
+	MemberAlive   = membership.StatusAlive
+	MemberLeaving = membership.StatusLeaving
+	MemberLeft    = membership.StatusLeft
+	MemberFailed  = membership.StatusFailed
 )
 
 // Member is one agent as membership sees it.

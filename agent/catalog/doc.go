@@ -33,7 +33,8 @@
 // adapted by the agent), which reports results back through UpdateCheck and
 // DeregisterService. A check's definition is agent/checks' Definition, the
 // one type the HTTP API decodes into, the catalog persists and the runner
-// runs: it is the only part of agent/checks the catalog uses.
+// runs: it is the only part of agent/checks the catalog uses. Likewise a
+// member's status is agent/membership's Status, the one definition of it.
 //
 // catalog reaches the rest of the agent only through the interfaces it
 // declares (Members, Gossip, Runner): it must not import agent, kv, dns,

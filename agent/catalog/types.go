@@ -155,6 +155,29 @@ type Instance struct {
 	Checks  []*Check
 }
 
+// Status is the instance's health: AggregateStatus of its checks, its
+// node's included.
+func (in Instance) Status() string { return AggregateStatus(in.Checks) }
+
+// AggregateStatus is the health of an instance with these checks, as
+// Consul aggregates them (api.HealthChecks.AggregatedStatus): critical
+// over warning over passing, and passing with no checks. A status that
+// is none of the three counts as critical. This is the one place cairn
+// defines an instance's health; its readers (DNS, VIPs) call it.
+func AggregateStatus(checks []*Check) string {
+	worst := StatusPassing
+	for _, c := range checks {
+		switch c.Status {
+		case StatusPassing:
+		case StatusWarning:
+			worst = StatusWarning
+		default:
+			return StatusCritical
+		}
+	}
+	return worst
+}
+
 // Filter narrows catalog and health reads, as Consul's query parameters
 // do. The zero Filter keeps everything.
 type Filter struct {

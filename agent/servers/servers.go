@@ -15,6 +15,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/cairn-dev/cairn/agent/membership"
 	"github.com/cairn-dev/cairn/kv"
 	"github.com/hashicorp/go-memdb"
 )
@@ -28,15 +29,16 @@ type Member struct {
 	Status   Status
 }
 
-// Status is a member's health as membership reports it.
-type Status string
+// Status is a member's health: membership's own type, which owns what
+// the statuses are.
+type Status = membership.Status
 
 // The statuses membership reports.
 const (
-	StatusAlive   Status = "alive"
-	StatusLeaving Status = "leaving"
-	StatusLeft    Status = "left"
-	StatusFailed  Status = "failed"
+	StatusAlive   = membership.StatusAlive
+	StatusLeaving = membership.StatusLeaving
+	StatusLeft    = membership.StatusLeft
+	StatusFailed  = membership.StatusFailed
 )
 
 // Members is the membership view. Safe for concurrent use.
