@@ -64,7 +64,7 @@ func TestForwardedQueryEndsWithItsCaller(t *testing.T) {
 		waitBlocking(t, leader, 0, time.Second, "after its caller was cancelled")
 	})
 	t.Run("deadline", func(t *testing.T) {
-		callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		callCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		done := make(chan error, 1)
 		go func() {

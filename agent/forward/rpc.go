@@ -194,7 +194,10 @@ func ServeConn(r *Router) (func(net.Conn), error) {
 
 // sentinels survive the trip as text; the client maps them back so the
 // HTTP layer answers the same status on every agent.
-var sentinels = []error{kv.ErrNotLeader, kv.ErrNoLeader, kv.ErrSessionNotFound, kv.ErrInvalidRequest, kv.ErrTxnFailed, kv.ErrShutdown}
+// The context's errors come back when the caller's deadline, carried to
+// the server, ran out there first.
+var sentinels = []error{kv.ErrNotLeader, kv.ErrNoLeader, kv.ErrSessionNotFound, kv.ErrInvalidRequest, kv.ErrTxnFailed, kv.ErrShutdown,
+	context.DeadlineExceeded, context.Canceled}
 
 func remoteError(err error) error {
 	var se rpc.ServerError
@@ -278,6 +281,10 @@ func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, 
 	call := c.Go("Cairn.Call", req, &resp, make(chan *rpc.Call, 1))
 	select {
 	case <-call.Done:
+		if call.Error != nil && ctx.Err() != nil {
+			// Both ended: the caller's context is the reason.
+			return nil, ctx.Err()
+		}
 	case <-ctx.Done():
 		// Fire and forget: the answer of Cancel is not awaited (its
 		// channel is buffered), and a lost Cancel costs only the wait
