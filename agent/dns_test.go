@@ -17,6 +17,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/dns"
 )
 
@@ -59,7 +60,7 @@ func TestDNSCatalogSnapshot(t *testing.T) {
 		t.Helper()
 		def := catalog.ServiceDefinition{Service: catalog.Service{ID: id, Name: name, Address: addr, Port: port, Tags: []string{"v1"}}}
 		if checkStatus != "" {
-			def.Checks = []catalog.CheckDefinition{{ID: id, TTL: time.Hour, Status: checkStatus}}
+			def.Checks = []checks.Definition{{ID: id, TTL: time.Hour, Status: checks.Status(checkStatus)}}
 		}
 		if err := cat.RegisterService(def, false); err != nil {
 			t.Fatalf("register %s: %v", id, err)
