@@ -146,7 +146,7 @@ func dnsInstance(in catalog.Instance) (inst dns.Instance, reason string) {
 		ServiceID: in.Service.ID,
 		Port:      in.Service.Port,
 		Tags:      in.Service.Tags,
-		Status:    worstStatus(in.Checks),
+		Status:    in.Status(),
 	}
 	nodeAddr, nodeErr := netip.ParseAddr(in.Node.Address)
 	if nodeErr == nil {
@@ -164,23 +164,6 @@ func dnsInstance(in catalog.Instance) (inst dns.Instance, reason string) {
 	}
 	inst.Address = a
 	return inst, ""
-}
-
-// worstStatus aggregates an instance's checks, its node's included, as
-// Consul does: critical over warning over passing; no checks is passing.
-// A status dns does not know counts as critical.
-func worstStatus(checks []*catalog.Check) string {
-	worst := dns.StatusPassing
-	for _, c := range checks {
-		switch c.Status {
-		case catalog.StatusPassing:
-		case catalog.StatusWarning:
-			worst = dns.StatusWarning
-		default:
-			return dns.StatusCritical
-		}
-	}
-	return worst
 }
 
 // dnsPart returns the DNS server, answering from the catalog through
