@@ -197,7 +197,7 @@ func dnsInstance(in catalog.Instance) (inst dns.Instance, reason string) {
 		ServiceID: in.Service.ID,
 		Port:      in.Service.Port,
 		Tags:      in.Service.Tags,
-		Status:    worstStatus(in.Checks),
+		Status:    in.Status(),
 	}
 	nodeAddr, nodeErr := netip.ParseAddr(in.Node.Address)
 	if nodeErr == nil {
@@ -217,31 +217,14 @@ func dnsInstance(in catalog.Instance) (inst dns.Instance, reason string) {
 	return inst, ""
 }
 
-// worstStatus aggregates an instance's checks, its node's included, as
-// Consul does: critical over warning over passing; no checks is passing.
-// A status dns does not know counts as critical.
-func worstStatus(checks []*catalog.Check) string {
-	worst := dns.StatusPassing
-	for _, c := range checks {
-		switch c.Status {
-		case catalog.StatusPassing:
-		case catalog.StatusWarning:
-			worst = dns.StatusWarning
-		default:
-			return dns.StatusCritical
-		}
-	}
-	return worst
-}
-
 // dnsPart returns the DNS server, answering from the catalog through
 // dnsCatalog; none when DNS is off (-dns-port=-1).
 func (w *wiring) dnsPart() (part, bool, error) {
 	if w.dnsPC == nil {
 		return part{}, false, nil
 	}
-	dc := w.agent.dnsConfig()
-	dc.PacketConn, dc.Listener = w.dnsPC, w.dnsLn
+	dc := w.cfg.dnsConfig()
+	dc.PacketConn, dc.Listener, dc.Logger = w.dnsPC, w.dnsLn, w.log
 	srv, err := dns.New(dc, newDNSCatalog(w.cat, w.vips, w.log))
 	if err != nil {
 		return part{}, false, err
@@ -250,8 +233,7 @@ func (w *wiring) dnsPart() (part, bool, error) {
 }
 
 // dnsConfig is the dns server's configuration from the agent's.
-func (a *Agent) dnsConfig() dns.Config {
-	cfg := a.cfg
+func (cfg Config) dnsConfig() dns.Config {
 	c := dns.DefaultConfig()
 	c.Addr = net.JoinHostPort(cfg.ClientAddr, strconv.Itoa(cfg.Ports.DNS))
 	c.Domain = cfg.Domain
@@ -263,7 +245,6 @@ func (a *Agent) dnsConfig() dns.Config {
 	c.TTL = cfg.DNS.ServiceTTL
 	c.NodeTTL = cfg.DNS.NodeTTL
 	c.OnlyPassing = cfg.DNS.OnlyPassing
-	c.Logger = a.log
 	return c
 }
 
