@@ -141,7 +141,12 @@ var modelCases = []struct {
 	{
 		name: "SERVICE_PORT: a port the image does not expose, at the container address",
 		c:    ctr(func(c *Container) { c.Config.Labels["SERVICE_PORT"] = "9000" }),
-		want: []*Service{svc(func(s *Service) { s.ID = "host1:web1:9000"; s.Address = "172.17.0.2"; s.Port = 9000; s.ExposedPort = "9000" })},
+		want: []*Service{svc(func(s *Service) {
+			s.ID = "host1:web1:9000"
+			s.Address = "172.17.0.2"
+			s.Port = 9000
+			s.ExposedPort = "9000"
+		})},
 	},
 	{
 		name: "multiple ports: -<port> suffix; udp gets :udp and the udp tag",
@@ -170,7 +175,13 @@ var modelCases = []struct {
 			c.Config.Labels["SERVICE_443_TAGS"] = "tls"
 		}),
 		want: []*Service{
-			svc(func(s *Service) { s.ID = "host1:web1:443"; s.Name = "web-443"; s.Port = 8443; s.ExposedPort = "443"; s.Tags = []string{"tls"} }),
+			svc(func(s *Service) {
+				s.ID = "host1:web1:443"
+				s.Name = "web-443"
+				s.Port = 8443
+				s.ExposedPort = "443"
+				s.Tags = []string{"tls"}
+			}),
 			svc(func(s *Service) { s.Name = "http" }),
 		},
 	},
@@ -204,7 +215,9 @@ var modelCases = []struct {
 	},
 	{
 		name: "-tags Go template over the inspect data",
-		m:    func(m *model) { m.tags, _ = parseTags(`{{.Config.Hostname}},{{index .Config.Labels "team"}},{{toUpper "x"}}`) },
+		m: func(m *model) {
+			m.tags, _ = parseTags(`{{.Config.Hostname}},{{index .Config.Labels "team"}},{{toUpper "x"}}`)
+		},
 		c: ctr(func(c *Container) {
 			published(c, "80/tcp", "0.0.0.0", "8080")
 			c.Config.Labels["team"] = "blue"
