@@ -278,7 +278,9 @@ type Registrator struct {
 	log    *slog.Logger
 	tags   *tagTemplate
 
-	st *state
+	st       *state
+	q        *queue
+	counters Counters // under st.mu
 }
 
 // New validates cfg. It starts nothing and talks to nobody.

@@ -3,15 +3,550 @@ package registrator
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
-// state is the sync loop's bookkeeping (see sync.go).
-type state struct{}
+// state is what registrator believes it has registered.
+type state struct {
+	mu sync.Mutex
+	// owned: service ID -> the registration as last written (or being
+	// written). Set before Register is called, so the dangling sweep,
+	// which holds mu while it deregisters, never removes a registration
+	// a worker is making.
+	owned map[string]*Service
+	// byContainer: container ID -> its service IDs.
+	byContainer map[string][]string
+	// draining: containers sent a stopping signal (kill event) that have
+	// not died or started since.
+	draining map[string]bool
+}
 
-func newState() *state { return &state{} }
+func newState() *state {
+	return &state{owned: map[string]*Service{}, byContainer: map[string][]string{}, draining: map[string]bool{}}
+}
+
+// Counters are what a Registrator has done, for tests and benchmarks.
+type Counters struct {
+	Registered, Deregistered, Refreshed, Failed uint64
+}
+
+// stoppingSignals are the kill signals that mean "this container is
+// going away": its instances are marked critical until it dies.
+var stoppingSignals = map[string]bool{"15": true, "SIGTERM": true, "TERM": true, "9": true, "SIGKILL": true, "KILL": true,
+	"2": true, "SIGINT": true, "INT": true, "3": true, "SIGQUIT": true, "QUIT": true}
+
+// reconcileActions are the events after which a container's
+// registrations may change. Others (exec_*, attach, top, resize...) are
+// frequent — a HEALTHCHECK runs an exec every interval — and change
+// nothing.
+func reconcileAction(a string) bool {
+	switch a {
+	case "create", "start", "restart", "die", "kill", "stop", "destroy", "pause", "unpause", "rename", "update", "oom",
+		"network:connect", "network:disconnect":
+		return true
+	}
+	return strings.HasPrefix(a, "health_status")
+}
 
 // Run keeps the registry in step with the engine until ctx is done; it
-// returns nil on a clean stop.
+// returns nil on a clean stop, an error when the registry cannot be
+// reached at start within -retry-attempts.
+//
+// Order of work: reach the registry; subscribe to events; list every
+// container and reconcile each; then remove this host's registrations
+// that no container accounts for (start-up sweep). Afterwards, each event
+// queues its container; -resync N relists; a broken event stream is
+// resubscribed with backoff and followed by a full resync.
 func (r *Registrator) Run(ctx context.Context) error {
-	return errors.New("registrator.Run: not implemented yet")
+	if err := r.connectRegistry(ctx); err != nil {
+		return err
+	}
+	m := r.model(ctx)
+	q := newQueue()
+	r.q = q
+	g, gctx := errgroup.WithContext(ctx)
+	stop := q.closeOnDone(gctx)
+	defer stop()
+	for range r.cfg.Workers {
+		g.Go(func() error {
+			for {
+				id, flags, ok := q.next()
+				if !ok {
+					return nil
+				}
+				r.handle(gctx, m, id, flags)
+				q.done(id, flags)
+			}
+		})
+	}
+	sweeps := make(chan (<-chan struct{}), 1)
+	g.Go(func() error { return r.sweeper(gctx, sweeps) })
+	g.Go(func() error { return r.heartbeat(gctx, q) })
+	g.Go(func() error { return r.watch(gctx, q, sweeps) })
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
+
+// connectRegistry pings the registry, retrying -retry-attempts times.
+func (r *Registrator) connectRegistry(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := r.reg.Ping(ctx)
+		if err == nil {
+			return nil
+		}
+		if r.cfg.RetryAttempts != -1 && attempt >= r.cfg.RetryAttempts {
+			return fmt.Errorf("registry not reachable after %d attempt(s) %v apart: %w; check the registry URI, or raise -retry-attempts", attempt+1, r.cfg.RetryInterval, err)
+		}
+		r.log.Warn("registry not reachable, retrying", "attempt", attempt+1, "in", r.cfg.RetryInterval, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(r.cfg.RetryInterval):
+		}
+	}
+}
+
+// model builds the service model from the config. The hostname's address
+// (what 0.0.0.0 bindings become) is resolved once, and only without -ip.
+func (r *Registrator) model(ctx context.Context) *model {
+	m := &model{hostname: r.cfg.Hostname, hostIP: r.cfg.HostIP, internal: r.cfg.Internal, explicit: r.cfg.Explicit,
+		useIPFromLabel: r.cfg.UseIPFromLabel, tags: r.tags}
+	if m.hostIP == "" {
+		if addrs, err := net.DefaultResolver.LookupHost(ctx, r.cfg.Hostname); err == nil && len(addrs) > 0 {
+			m.hostAddr = addrs[0]
+		} else {
+			r.log.Warn("cannot resolve this host's name; published ports on 0.0.0.0 are registered as 0.0.0.0, set -ip", "hostname", r.cfg.Hostname, "err", err)
+		}
+	}
+	return m
+}
+
+// watch owns the event subscription: subscribe, then list; queue each
+// event's container; resubscribe with backoff when the stream breaks.
+func (r *Registrator) watch(ctx context.Context, q *queue, sweeps chan (<-chan struct{})) error {
+	backoff := 100 * time.Millisecond
+	var resync <-chan time.Time
+	if r.cfg.Resync > 0 {
+		t := time.NewTicker(r.cfg.Resync)
+		defer t.Stop()
+		resync = t.C
+	}
+	first := true
+	for {
+		sctx, cancel := context.WithCancel(ctx)
+		stream, err := r.engine.Events(sctx)
+		if err != nil {
+			cancel()
+			r.log.Warn("docker events: cannot subscribe, retrying", "in", backoff, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 10*time.Second)
+			continue
+		}
+		// Subscribed: everything that happens from now on is an event,
+		// so a list now misses nothing.
+		if done, err := r.fullSync(ctx, q); err != nil {
+			r.log.Warn("docker: list containers failed; the next resync retries", "err", err)
+		} else if first || r.cfg.Cleanup {
+			select { // a pending sweep request is replaced
+			case <-sweeps:
+			default:
+			}
+			sweeps <- done
+			first = false
+		}
+		brokeAt := time.Now()
+	events:
+		for {
+			select {
+			case ev, ok := <-stream.C():
+				if !ok {
+					break events
+				}
+				backoff = 100 * time.Millisecond
+				r.onEvent(q, ev)
+			case <-resync:
+				done, err := r.fullSync(ctx, q)
+				if err != nil {
+					r.log.Warn("docker: list containers failed; the next resync retries", "err", err)
+				} else if r.cfg.Cleanup {
+					select {
+					case <-sweeps:
+					default:
+					}
+					sweeps <- done
+				}
+			case <-ctx.Done():
+				cancel()
+				for range stream.C() { // wait for the stream's goroutine
+				}
+				return nil
+			}
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn("docker event stream ended; resubscribing, then a full resync", "err", stream.Err(), "after", time.Since(brokeAt).Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// onEvent records what the event says that a re-inspect cannot (a
+// stopping signal) and queues the container. It never blocks.
+func (r *Registrator) onEvent(q *queue, ev Event) {
+	if !reconcileAction(ev.Action) {
+		return
+	}
+	switch ev.Action {
+	case "kill":
+		if stoppingSignals[strings.ToUpper(ev.Attrs["signal"])] {
+			r.st.mu.Lock()
+			r.st.draining[ev.ID] = true
+			r.st.mu.Unlock()
+		}
+	case "start", "restart", "unpause", "die", "destroy":
+		r.st.mu.Lock()
+		delete(r.st.draining, ev.ID)
+		r.st.mu.Unlock()
+	}
+	q.add(ev.ID, workReconcile)
+}
+
+// fullSync queues every container the engine has and every container
+// registrator has registered (gone ones get deregistered). The channel
+// closes once each has been reconciled.
+func (r *Registrator) fullSync(ctx context.Context, q *queue) (<-chan struct{}, error) {
+	ids, err := r.engine.ContainerList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.st.mu.Lock()
+	for id := range r.st.byContainer {
+		ids = append(ids, id)
+	}
+	r.st.mu.Unlock()
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	r.log.Info("full sync", "containers", len(ids))
+	return q.addSync(ids), nil
+}
+
+// heartbeat queues, every -ttl-refresh, a refresh of each container with
+// registrator-driven checks; the workers do it, in order with the
+// container's other work.
+func (r *Registrator) heartbeat(ctx context.Context, q *queue) error {
+	t := time.NewTicker(r.cfg.TTLRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		r.st.mu.Lock()
+		var ids []string
+		for cid, sids := range r.st.byContainer {
+			for _, sid := range sids {
+				if s := r.st.owned[sid]; s != nil && s.Status != StatusNone {
+					ids = append(ids, cid)
+					break
+				}
+			}
+		}
+		r.st.mu.Unlock()
+		for _, id := range ids {
+			q.add(id, workHeartbeat)
+		}
+	}
+}
+
+// handle does one container's queued work.
+func (r *Registrator) handle(ctx context.Context, m *model, id string, flags uint8) {
+	if flags&workReconcile != 0 {
+		if err := r.reconcile(ctx, m, id); err != nil && ctx.Err() == nil {
+			r.log.Warn("reconcile failed; retrying in 1s", "container", short(id), "err", err)
+			time.AfterFunc(time.Second, func() {
+				if ctx.Err() == nil {
+					r.q.add(id, workReconcile)
+				}
+			})
+		}
+		return // a reconcile writes every status it changes
+	}
+	if flags&workHeartbeat != 0 {
+		r.st.mu.Lock()
+		var ss []*Service
+		for _, sid := range r.st.byContainer[id] {
+			if s := r.st.owned[sid]; s != nil && s.Status != StatusNone {
+				ss = append(ss, s)
+			}
+		}
+		r.st.mu.Unlock()
+		for _, s := range ss {
+			if err := r.reg.Refresh(ctx, s); err != nil {
+				r.count(func(c *Counters) { c.Failed++ })
+				r.log.Warn("refresh failed", "service", s.ID, "err", err)
+				continue
+			}
+			r.count(func(c *Counters) { c.Refreshed++ })
+		}
+	}
+}
+
+// short is a container ID as docker ps shows it.
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// signaledBit is set in an exit code when a signal ended the process.
+const signaledBit = 128
+
+// desired is the services container id should have now.
+func (r *Registrator) desired(ctx context.Context, m *model, id string) (svcs []*Service, keep bool, err error) {
+	c, err := r.engine.ContainerInspect(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if !c.State.Running {
+		// -deregister on-success keeps a failed container's services
+		// (it may be restarted) until it is removed; a signal is not a
+		// failure (upstream's shouldRemove).
+		code := c.State.ExitCode
+		keep = r.cfg.Deregister == "on-success" && code != 0 && code&signaledBit == 0
+		return nil, keep, nil
+	}
+	var in inputs
+	if sid := c.Config.Labels[labelSwarmServiceID]; sid != "" {
+		in.swarmLabels, err = r.engine.ServiceLabels(ctx, sid)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, false, err
+		}
+	}
+	if other, ok := strings.CutPrefix(c.HostConfig.NetworkMode, "container:"); ok {
+		if oc, err := r.engine.ContainerInspect(ctx, other); err == nil {
+			_, in.netContainerIP = containerNetwork(oc, nil)
+		}
+	}
+	svcs, err = m.buildServices(c, in)
+	if err != nil {
+		return nil, false, err
+	}
+	status, note := StatusNone, ""
+	switch c.State.Health {
+	case "healthy":
+		status, note = StatusPassing, "docker healthcheck: healthy"
+	case "starting":
+		status, note = StatusCritical, "docker healthcheck: starting"
+	case "unhealthy":
+		status, note = StatusCritical, "docker healthcheck: unhealthy"
+	}
+	r.st.mu.Lock()
+	if r.st.draining[id] {
+		status, note = StatusCritical, "container is stopping"
+	}
+	r.st.mu.Unlock()
+	for _, s := range svcs {
+		s.Status, s.StatusNote = status, note
+		if status != StatusNone {
+			s.StatusTTL = r.cfg.TTL
+		}
+	}
+	return svcs, false, nil
+}
+
+// reconcile makes the registry hold exactly the services container id
+// should have: register new or changed ones, refresh changed statuses,
+// deregister the rest.
+func (r *Registrator) reconcile(ctx context.Context, m *model, id string) error {
+	want, keep, err := r.desired(ctx, m, id)
+	if err != nil {
+		return err
+	}
+	if keep {
+		return nil
+	}
+	var errs []error
+	wantIDs := map[string]bool{}
+	for _, s := range want {
+		wantIDs[s.ID] = true
+		r.st.mu.Lock()
+		old := r.st.owned[s.ID]
+		r.st.owned[s.ID] = s
+		if !slices.Contains(r.st.byContainer[id], s.ID) {
+			r.st.byContainer[id] = append(r.st.byContainer[id], s.ID)
+		}
+		r.st.mu.Unlock()
+		switch {
+		case old == nil || !sameRegistration(old, s):
+			if err := r.reg.Register(ctx, s); err != nil {
+				r.st.mu.Lock()
+				if old == nil {
+					delete(r.st.owned, s.ID)
+				} else {
+					r.st.owned[s.ID] = old
+				}
+				r.st.mu.Unlock()
+				r.count(func(c *Counters) { c.Failed++ })
+				errs = append(errs, fmt.Errorf("register %s: %w", s.ID, err))
+				continue
+			}
+			r.count(func(c *Counters) { c.Registered++ })
+			r.log.Info("registered", "container", short(id), "service", s.ID, "name", s.Name, "address", s.Address, "port", s.Port, "status", string(s.Status))
+		case old.Status != s.Status || old.StatusNote != s.StatusNote:
+			if err := r.reg.Refresh(ctx, s); err != nil {
+				r.st.mu.Lock()
+				r.st.owned[s.ID] = old
+				r.st.mu.Unlock()
+				r.count(func(c *Counters) { c.Failed++ })
+				errs = append(errs, fmt.Errorf("set status of %s to %s: %w", s.ID, s.Status, err))
+				continue
+			}
+			r.count(func(c *Counters) { c.Refreshed++ })
+			r.log.Info("status", "container", short(id), "service", s.ID, "status", string(s.Status), "note", s.StatusNote)
+		}
+	}
+	r.st.mu.Lock()
+	var gone []*Service
+	var kept []string
+	for _, sid := range r.st.byContainer[id] {
+		if wantIDs[sid] {
+			kept = append(kept, sid)
+		} else if s := r.st.owned[sid]; s != nil {
+			gone = append(gone, s)
+		}
+	}
+	r.st.mu.Unlock()
+	for _, s := range gone {
+		if err := r.reg.Deregister(ctx, s); err != nil {
+			r.count(func(c *Counters) { c.Failed++ })
+			errs = append(errs, fmt.Errorf("deregister %s: %w", s.ID, err))
+			kept = append(kept, s.ID)
+			continue
+		}
+		r.st.mu.Lock()
+		if r.st.owned[s.ID] == s {
+			delete(r.st.owned, s.ID)
+		}
+		r.st.mu.Unlock()
+		r.count(func(c *Counters) { c.Deregistered++ })
+		r.log.Info("deregistered", "container", short(id), "service", s.ID)
+	}
+	r.st.mu.Lock()
+	if len(kept) == 0 {
+		delete(r.st.byContainer, id)
+		if len(want) == 0 {
+			delete(r.st.draining, id)
+		}
+	} else {
+		r.st.byContainer[id] = kept
+	}
+	r.st.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// sameRegistration reports whether a and b register the same thing,
+// ignoring the status of registrator's own check (changed with Refresh)
+// but not whether there is one.
+func sameRegistration(a, b *Service) bool {
+	return a.ID == b.ID && a.Name == b.Name && a.Address == b.Address && a.Port == b.Port &&
+		slices.Equal(a.Tags, b.Tags) && maps.Equal(a.Meta, b.Meta) && sameCheck(a.Check, b.Check) &&
+		(a.Status == StatusNone) == (b.Status == StatusNone) && a.StatusTTL == b.StatusTTL
+}
+
+func sameCheck(a, b *Check) bool {
+	return reflect.DeepEqual(a, b)
+}
+
+// idPattern is upstream's service ID form hostname:container:port[:udp].
+var idPattern = regexp.MustCompile(`^(.+?):([a-zA-Z0-9][a-zA-Z0-9_.-]+):[0-9]+(?::udp)?$`)
+
+// sweeper removes this host's registrations that no container accounts
+// for, once the full sync it was asked after has reconciled every
+// container. Only IDs of the form <Hostname>:container:port[:udp] are
+// this registrator's; SERVICE_ID registrations are left alone.
+func (r *Registrator) sweeper(ctx context.Context, reqs <-chan (<-chan struct{})) error {
+	for {
+		var done <-chan struct{}
+		select {
+		case <-ctx.Done():
+			return nil
+		case done = <-reqs:
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-done:
+		}
+		if err := r.sweep(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("sweep of dangling registrations failed; the next resync retries", "err", err)
+		}
+	}
+}
+
+func (r *Registrator) sweep(ctx context.Context) error {
+	all, err := r.reg.Services(ctx)
+	if err != nil {
+		return fmt.Errorf("list registry services: %w", err)
+	}
+	// Holding mu: a worker cannot start registering an ID between the
+	// check and the Deregister.
+	r.st.mu.Lock()
+	defer r.st.mu.Unlock()
+	var errs []error
+	for _, s := range all {
+		mm := idPattern.FindStringSubmatch(s.ID)
+		if mm == nil || mm[1] != r.cfg.Hostname || r.st.owned[s.ID] != nil {
+			continue
+		}
+		if err := r.reg.Deregister(ctx, s); err != nil {
+			errs = append(errs, fmt.Errorf("deregister dangling %s: %w", s.ID, err))
+			continue
+		}
+		r.countLocked(func(c *Counters) { c.Deregistered++ })
+		r.log.Info("deregistered dangling", "service", s.ID)
+	}
+	return errors.Join(errs...)
+}
+
+// Counters returns what this Registrator has done so far.
+func (r *Registrator) Counters() Counters {
+	r.st.mu.Lock()
+	defer r.st.mu.Unlock()
+	return r.counters
+}
+
+func (r *Registrator) count(f func(*Counters)) {
+	r.st.mu.Lock()
+	f(&r.counters)
+	r.st.mu.Unlock()
+}
+
+func (r *Registrator) countLocked(f func(*Counters)) { f(&r.counters) }
