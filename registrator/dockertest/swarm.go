@@ -1,0 +1,201 @@
+package dockertest
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+)
+
+// InitSwarm makes the engine a Swarm manager (docker swarm init
+// --advertise-addr 127.0.0.1, listening on 127.0.0.1:2377 only) unless it
+// already is one. If it made the swarm, it leaves it (--force) when the
+// test ends; a swarm that was already there is left alone.
+func (e *Engine) InitSwarm() {
+	e.t.Helper()
+	ctx := e.t.Context()
+	info, err := e.Client.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		e.t.Fatalf("dockertest: docker info: %v", err)
+	}
+	switch {
+	case info.Info.Swarm.ControlAvailable:
+		return
+	case info.Info.Swarm.LocalNodeState != swarm.LocalNodeStateInactive:
+		e.t.Fatalf("dockertest: the engine is in a swarm (state %s) but not a manager; tests need a manager", info.Info.Swarm.LocalNodeState)
+	}
+	if _, err := e.Client.SwarmInit(ctx, client.SwarmInitOptions{
+		ListenAddr:    "127.0.0.1:2377",
+		AdvertiseAddr: "127.0.0.1",
+	}); err != nil {
+		e.t.Fatalf("dockertest: docker swarm init --advertise-addr 127.0.0.1: %v", err)
+	}
+	e.t.Logf("dockertest: swarm initialised; it is left when %s ends", e.t.Name())
+	e.t.Cleanup(func() {
+		ctx, cancel := cleanupCtx()
+		defer cancel()
+		if _, err := e.Client.SwarmLeave(ctx, client.SwarmLeaveOptions{Force: true}); err != nil {
+			e.t.Errorf("dockertest: cleanup: docker swarm leave --force: %v", err)
+		}
+	})
+}
+
+// ServiceSpec is a replicated Swarm service running the testserver.
+type ServiceSpec struct {
+	// Name is appended to the engine's Prefix; "" picks n<seq>.
+	Name     string
+	Replicas uint64
+	// Labels are the service's (docker service create --label);
+	// ContainerLabels its tasks' containers' (--container-label).
+	Labels          map[string]string
+	ContainerLabels map[string]string
+	Env             []string
+	// TCP ports the server serves HTTP on (not published: the routing
+	// mesh needs IPVS, which these kernels lack).
+	TCP []int
+	// Networks the tasks attach to (overlay networks' names).
+	Networks []string
+	// DNSRR uses --endpoint-mode dnsrr (no VIP).
+	DNSRR bool
+	// Healthcheck gives the tasks the testserver's HEALTHCHECK.
+	Healthcheck bool
+}
+
+// Service is a Swarm service this test made; it is removed when the test
+// ends.
+type Service struct {
+	ID   string
+	Name string
+	e    *Engine
+}
+
+// CreateService creates a replicated service (InitSwarm first).
+func (e *Engine) CreateService(spec ServiceSpec) *Service {
+	e.t.Helper()
+	name := e.Name(spec.Name)
+	var args []string
+	if len(spec.TCP) > 0 {
+		var ps []string
+		for _, p := range spec.TCP {
+			ps = append(ps, strconv.Itoa(p))
+		}
+		args = append(args, "-tcp", strings.Join(ps, ","))
+	}
+	replicas := spec.Replicas
+	cs := &swarm.ContainerSpec{
+		Image:  e.Image(),
+		Args:   args,
+		Env:    spec.Env,
+		Labels: e.labels(spec.ContainerLabels),
+	}
+	if spec.Healthcheck {
+		cs.Healthcheck = healthConfig(0)
+	}
+	grace := 2 * time.Second
+	cs.StopGracePeriod = &grace
+	var nets []swarm.NetworkAttachmentConfig
+	for _, n := range spec.Networks {
+		nets = append(nets, swarm.NetworkAttachmentConfig{Target: n})
+	}
+	ss := swarm.ServiceSpec{
+		Annotations:  swarm.Annotations{Name: name, Labels: e.labels(spec.Labels)},
+		TaskTemplate: swarm.TaskSpec{ContainerSpec: cs, Networks: nets, RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny}},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+	}
+	if spec.DNSRR {
+		ss.EndpointSpec = &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR}
+	}
+	res, err := e.Client.ServiceCreate(e.t.Context(), client.ServiceCreateOptions{Spec: ss})
+	if err != nil {
+		e.t.Fatalf("dockertest: docker service create %s: %v", name, err)
+	}
+	s := &Service{ID: res.ID, Name: name, e: e}
+	e.t.Cleanup(func() {
+		ctx, cancel := cleanupCtx()
+		defer cancel()
+		if _, err := e.Client.ServiceRemove(ctx, s.ID, client.ServiceRemoveOptions{}); err != nil && !isNotFound(err) {
+			e.t.Errorf("dockertest: cleanup: docker service rm %s: %v", name, err)
+		}
+	})
+	return s
+}
+
+// Scale sets the service's replica count (docker service scale).
+func (s *Service) Scale(n uint64) {
+	s.e.t.Helper()
+	ctx := s.e.t.Context()
+	in, err := s.e.Client.ServiceInspect(ctx, s.ID, client.ServiceInspectOptions{})
+	if err != nil {
+		s.e.t.Fatalf("dockertest: inspect service %s: %v", s.Name, err)
+	}
+	spec := in.Service.Spec
+	spec.Mode.Replicated.Replicas = &n
+	if _, err := s.e.Client.ServiceUpdate(ctx, s.ID, client.ServiceUpdateOptions{Version: in.Service.Version, Spec: spec}); err != nil {
+		s.e.t.Fatalf("dockertest: docker service scale %s=%d: %v", s.Name, n, err)
+	}
+}
+
+// Remove is docker service rm.
+func (s *Service) Remove() {
+	s.e.t.Helper()
+	if _, err := s.e.Client.ServiceRemove(s.e.t.Context(), s.ID, client.ServiceRemoveOptions{}); err != nil && !isNotFound(err) {
+		s.e.t.Fatalf("dockertest: docker service rm %s: %v", s.Name, err)
+	}
+}
+
+// Tasks lists the service's tasks (docker service ps), every state.
+func (s *Service) Tasks() []swarm.Task {
+	s.e.t.Helper()
+	f := make(client.Filters).Add("service", s.ID)
+	res, err := s.e.Client.TaskList(s.e.t.Context(), client.TaskListOptions{Filters: f})
+	if err != nil {
+		s.e.t.Fatalf("dockertest: docker service ps %s: %v", s.Name, err)
+	}
+	return res.Items
+}
+
+// WaitRunning waits until exactly n tasks of the service run and every
+// other task is shut down (its container gone or going), and returns the
+// running tasks.
+func (s *Service) WaitRunning(n int, timeout time.Duration) []swarm.Task {
+	s.e.t.Helper()
+	var running []swarm.Task
+	WaitFor(s.e.t, timeout, fmt.Sprintf("%d running tasks of service %s", n, s.Name), func() (bool, string) {
+		running = running[:0]
+		var states []string
+		settled := true
+		for _, t := range s.Tasks() {
+			states = append(states, fmt.Sprintf("%d:%s/%s", t.Slot, t.Status.State, t.DesiredState))
+			if t.Status.State == swarm.TaskStateRunning && t.DesiredState == swarm.TaskStateRunning {
+				running = append(running, t)
+			} else if t.DesiredState == swarm.TaskStateRunning || t.Status.State == swarm.TaskStateRunning {
+				settled = false // starting, or told to stop and not yet stopped
+			}
+		}
+		slices.Sort(states)
+		return settled && len(running) == n, strings.Join(states, " ")
+	})
+	return running
+}
+
+// TaskAddrs returns the addresses (without prefix length) the tasks have
+// on the named network ("" for every network), sorted.
+func TaskAddrs(tasks []swarm.Task, network string) []string {
+	var out []string
+	for _, t := range tasks {
+		for _, na := range t.NetworksAttachments {
+			if network != "" && na.Network.Spec.Name != network {
+				continue
+			}
+			for _, a := range na.Addresses {
+				out = append(out, a.Addr().String())
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
