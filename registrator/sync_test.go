@@ -1,4 +1,4 @@
-package registrator
+package registrator_test
 
 import (
 	"context"
@@ -7,6 +7,9 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	. "github.com/cairn-dev/cairn/registrator"
+	"github.com/cairn-dev/cairn/registrator/registratortest"
 )
 
 // webContainer is container n (ID c<n>, name /web<n>) running image web
@@ -32,15 +35,15 @@ func stopped(c *Container, code int) *Container {
 }
 
 type harness struct {
-	e   *fakeEngine
-	reg *fakeRegistry
+	e   *registratortest.Engine
+	reg *registratortest.Registry
 	r   *Registrator
 	err chan error
 }
 
 // start runs a Registrator (Hostname host1, -ip 10.0.0.1) over a fake
 // engine and registry until the test ends. Call it inside synctest.Test.
-func start(t *testing.T, e *fakeEngine, reg *fakeRegistry, mod func(c *Config)) *harness {
+func start(t *testing.T, e *registratortest.Engine, reg *registratortest.Registry, mod func(c *Config)) *harness {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Hostname = "host1"
@@ -66,35 +69,35 @@ func start(t *testing.T, e *fakeEngine, reg *fakeRegistry, mod func(c *Config)) 
 
 func TestStartReconcilesAndSweepsOnlyThisHost(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e, reg := newFakeEngine(), newFakeRegistry()
-		e.containers["c1"] = webContainer(1)
-		e.containers["c2"] = stopped(webContainer(2), 0)
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		e.Put(webContainer(1))
+		e.Put(stopped(webContainer(2), 0))
+		reg.Quiet()
 		for _, id := range []string{"host1:old:80", "host1:old:53:udp", "host2:web9:80", "custom-id"} {
-			reg.services[id] = &Service{ID: id, Name: "x"}
+			reg.Register(t.Context(), &Service{ID: id, Name: "x"})
 		}
-		reg.quiet = true
 		start(t, e, reg, nil)
-		reg.waitIDs(t, "custom-id host1:web1:80 host2:web9:80")
+		reg.WaitIDs(t, "custom-id host1:web1:80 host2:web9:80")
 	})
 }
 
 func TestContainerLifecycle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e, reg := newFakeEngine(), newFakeRegistry()
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
 		start(t, e, reg, nil)
-		<-e.subscribed
+		<-e.Subscribed()
 		c := webContainer(1)
-		e.set(c, "create", "start")
-		reg.waitIDs(t, "host1:web1:80")
-		e.emit("c1", map[string]string{"signal": "15"}, "kill") // docker stop: drain first
-		reg.waitIDs(t, "host1:web1:80=critical")
-		e.set(stopped(c, 143), "die", "stop")
-		reg.waitIDs(t, "")
-		e.set(c, "start") // restarted: no longer draining
-		reg.waitIDs(t, "host1:web1:80")
-		e.emit("c1", map[string]string{"signal": "HUP"}, "kill") // not a stop
-		e.remove("c1", "die", "destroy")
-		reg.waitIDs(t, "")
+		e.Set(c, "create", "start")
+		reg.WaitIDs(t, "host1:web1:80")
+		e.Emit("c1", map[string]string{"signal": "15"}, "kill") // docker stop: drain first
+		reg.WaitIDs(t, "host1:web1:80=critical")
+		e.Set(stopped(c, 143), "die", "stop")
+		reg.WaitIDs(t, "")
+		e.Set(c, "start") // restarted: no longer draining
+		reg.WaitIDs(t, "host1:web1:80")
+		e.Emit("c1", map[string]string{"signal": "HUP"}, "kill") // not a stop
+		e.Remove("c1", "die", "destroy")
+		reg.WaitIDs(t, "")
 		want := strings.Join([]string{
 			"register host1:web1:80 10.0.0.1:8081",
 			"register host1:web1:80 10.0.0.1:8081 critical",
@@ -102,7 +105,7 @@ func TestContainerLifecycle(t *testing.T) {
 			"register host1:web1:80 10.0.0.1:8081",
 			"deregister host1:web1:80",
 		}, "\n")
-		if got := reg.transcript(); got != want {
+		if got := reg.Transcript(); got != want {
 			t.Errorf("transcript:\n%s\nwant:\n%s", got, want)
 		}
 	})
@@ -110,52 +113,52 @@ func TestContainerLifecycle(t *testing.T) {
 
 func TestDeregisterOnSuccess(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e, reg := newFakeEngine(), newFakeRegistry()
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
 		start(t, e, reg, func(c *Config) { c.Deregister = "on-success" })
-		<-e.subscribed
+		<-e.Subscribed()
 		c := webContainer(1)
-		e.set(c, "start")
-		reg.waitIDs(t, "host1:web1:80")
-		e.set(stopped(c, 1), "die") // failed: kept, it may be restarted
+		e.Set(c, "start")
+		reg.WaitIDs(t, "host1:web1:80")
+		e.Set(stopped(c, 1), "die") // failed: kept, it may be restarted
 		synctest.Wait()
-		if got := reg.ids(); got != "host1:web1:80" {
+		if got := reg.IDs(); got != "host1:web1:80" {
 			t.Fatalf("after exit 1 with -deregister on-success: registry = %q, want it kept", got)
 		}
-		e.set(c, "start")
-		e.set(stopped(c, 137), "die") // killed by a signal: removed
-		reg.waitIDs(t, "")
-		e.set(c, "start")
-		reg.waitIDs(t, "host1:web1:80")
-		e.set(stopped(c, 2), "die")
+		e.Set(c, "start")
+		e.Set(stopped(c, 137), "die") // killed by a signal: removed
+		reg.WaitIDs(t, "")
+		e.Set(c, "start")
+		reg.WaitIDs(t, "host1:web1:80")
+		e.Set(stopped(c, 2), "die")
 		synctest.Wait()
-		e.remove("c1", "destroy") // removed: its registrations go too
-		reg.waitIDs(t, "")
-		e.set(c, "start")
-		reg.waitIDs(t, "host1:web1:80")
-		e.set(stopped(c, 0), "die")
-		reg.waitIDs(t, "")
+		e.Remove("c1", "destroy") // removed: its registrations go too
+		reg.WaitIDs(t, "")
+		e.Set(c, "start")
+		reg.WaitIDs(t, "host1:web1:80")
+		e.Set(stopped(c, 0), "die")
+		reg.WaitIDs(t, "")
 	})
 }
 
 func TestHealthcheckDrivesStatusAndIsHeartbeated(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e, reg := newFakeEngine(), newFakeRegistry()
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
 		start(t, e, reg, func(c *Config) { c.TTL = 30 * time.Second; c.TTLRefresh = 10 * time.Second })
-		<-e.subscribed
+		<-e.Subscribed()
 		c := webContainer(1)
 		c.State.Health = "starting"
-		e.set(c, "start")
-		reg.waitIDs(t, "host1:web1:80=critical")
+		e.Set(c, "start")
+		reg.WaitIDs(t, "host1:web1:80=critical")
 		h := *c
 		h.State.Health = "healthy"
-		e.set(&h, "health_status: healthy")
-		reg.waitIDs(t, "host1:web1:80=passing")
+		e.Set(&h, "health_status: healthy")
+		reg.WaitIDs(t, "host1:web1:80=passing")
 		time.Sleep(35 * time.Second) // fake time: three heartbeats
 		synctest.Wait()
 		u := *c
 		u.State.Health = "unhealthy"
-		e.set(&u, "exec_start: /probe", "exec_die", "health_status: unhealthy")
-		reg.waitIDs(t, "host1:web1:80=critical")
+		e.Set(&u, "exec_start: /probe", "exec_die", "health_status: unhealthy")
+		reg.WaitIDs(t, "host1:web1:80=critical")
 		want := strings.Join([]string{
 			"register host1:web1:80 10.0.0.1:8081 critical",
 			"refresh host1:web1:80 passing",
@@ -164,7 +167,7 @@ func TestHealthcheckDrivesStatusAndIsHeartbeated(t *testing.T) {
 			"refresh host1:web1:80 passing",
 			"refresh host1:web1:80 critical",
 		}, "\n")
-		if got := reg.transcript(); got != want {
+		if got := reg.Transcript(); got != want {
 			t.Errorf("transcript:\n%s\nwant:\n%s", got, want)
 		}
 	})
@@ -172,22 +175,20 @@ func TestHealthcheckDrivesStatusAndIsHeartbeated(t *testing.T) {
 
 func TestEngineRestartResubscribesAndResyncs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e, reg := newFakeEngine(), newFakeRegistry()
-		e.containers["c1"] = webContainer(1)
-		e.containers["c2"] = webContainer(2)
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		e.Put(webContainer(1))
+		e.Put(webContainer(2))
 		start(t, e, reg, nil)
-		reg.waitIDs(t, "host1:web1:80 host1:web2:80")
-		<-e.subscribed
-		e.restart()
+		reg.WaitIDs(t, "host1:web1:80 host1:web2:80")
+		<-e.Subscribed()
+		e.Restart()
 		// While the engine is down, containers come and go unseen.
-		e.mu.Lock()
-		delete(e.containers, "c2")
-		e.containers["c3"] = webContainer(3)
-		e.mu.Unlock()
+		e.Delete("c2")
+		e.Put(webContainer(3))
 		time.Sleep(2 * time.Second) // several failed resubscribes, with backoff
-		e.up()
-		<-e.subscribed
-		reg.waitIDs(t, "host1:web1:80 host1:web3:80")
+		e.Up()
+		<-e.Subscribed()
+		reg.WaitIDs(t, "host1:web1:80 host1:web3:80")
 	})
 }
 
@@ -195,10 +196,10 @@ func TestCleanupOnResync(t *testing.T) {
 	for _, cleanup := range []bool{false, true} {
 		t.Run(fmt.Sprintf("cleanup=%v", cleanup), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				e, reg := newFakeEngine(), newFakeRegistry()
-				e.containers["c1"] = webContainer(1)
+				e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+				e.Put(webContainer(1))
 				start(t, e, reg, func(c *Config) { c.Resync = time.Minute; c.Cleanup = cleanup })
-				reg.waitIDs(t, "host1:web1:80")
+				reg.WaitIDs(t, "host1:web1:80")
 				synctest.Wait() // the start-up sweep is done
 				// A registration of this host that no container accounts
 				// for appears (say, written by a crashed registrator).
@@ -209,7 +210,7 @@ func TestCleanupOnResync(t *testing.T) {
 				if cleanup {
 					want = "host1:web1:80"
 				}
-				if got := reg.ids(); got != want {
+				if got := reg.IDs(); got != want {
 					t.Errorf("after a resync with -cleanup=%v: registry = %q, want %q", cleanup, got, want)
 				}
 			})
@@ -219,38 +220,38 @@ func TestCleanupOnResync(t *testing.T) {
 
 func TestRegisterFailureIsRetried(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e, reg := newFakeEngine(), newFakeRegistry()
-		reg.failNext = 2
-		e.containers["c1"] = webContainer(1)
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		reg.FailRegisters(2)
+		e.Put(webContainer(1))
 		start(t, e, reg, nil)
-		reg.waitIDs(t, "host1:web1:80")
+		reg.WaitIDs(t, "host1:web1:80")
 	})
 }
 
 func TestOneContainersEventsApplyInOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e, reg := newFakeEngine(), newFakeRegistry()
-		reg.quiet = true
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		reg.Quiet()
 		start(t, e, reg, nil)
-		<-e.subscribed
+		<-e.Subscribed()
 		c := webContainer(1)
 		for i := range 200 {
-			e.set(c, "start")
+			e.Set(c, "start")
 			if i%2 == 1 {
-				e.set(stopped(c, 0), "die")
+				e.Set(stopped(c, 0), "die")
 			}
 		}
-		e.set(c, "start") // the final state: running
-		reg.waitIDs(t, "host1:web1:80")
-		e.set(stopped(c, 0), "die")
-		reg.waitIDs(t, "")
+		e.Set(c, "start") // the final state: running
+		reg.WaitIDs(t, "host1:web1:80")
+		e.Set(stopped(c, 0), "die")
+		reg.WaitIDs(t, "")
 	})
 }
 
 func TestRetryAttempts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e, reg := newFakeEngine(), newFakeRegistry()
-		reg.pingErr = fmt.Errorf("dial tcp 127.0.0.1:8500: connection refused")
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		reg.SetPingErr(fmt.Errorf("dial tcp 127.0.0.1:8500: connection refused"))
 		cfg := DefaultConfig()
 		cfg.Hostname, cfg.HostIP, cfg.RetryAttempts, cfg.RetryInterval = "host1", "10.0.0.1", 2, time.Second
 		r, err := New(cfg, e, reg)
@@ -262,8 +263,8 @@ func TestRetryAttempts(t *testing.T) {
 		if err == nil || err.Error() != want {
 			t.Errorf("Run = %v, want %q", err, want)
 		}
-		if reg.pings != 3 {
-			t.Errorf("pings = %d, want 3", reg.pings)
+		if reg.Pings() != 3 {
+			t.Errorf("pings = %d, want 3", reg.Pings())
 		}
 	})
 }
@@ -283,7 +284,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Hostname = "host1"
 		tc.mod(&cfg)
-		_, err := New(cfg, newFakeEngine(), newFakeRegistry())
+		_, err := New(cfg, registratortest.NewEngine(), registratortest.NewRegistry())
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("New(%+v) = %v, want %q", cfg, err, tc.want)
 		}

@@ -54,6 +54,9 @@ type ContainerSpec struct {
 	Unhealthy bool
 	// TermCode is the exit code on SIGTERM (docker stop).
 	TermCode int
+	// TermDelay is how long the server keeps serving after SIGTERM
+	// before it exits (a slow graceful shutdown).
+	TermDelay time.Duration
 	// StopTimeout is docker stop's grace period in seconds; 0 means 5.
 	StopTimeout int
 	// NoStart only creates the container.
@@ -189,6 +192,9 @@ func (e *Engine) containerConfig(spec ContainerSpec) (*container.Config, *contai
 	}
 	if spec.TermCode != 0 {
 		args = append(args, "-term-code", strconv.Itoa(spec.TermCode))
+	}
+	if spec.TermDelay > 0 {
+		args = append(args, "-term-delay", spec.TermDelay.String())
 	}
 	if spec.Unhealthy {
 		args = append(args, "-unhealthy")

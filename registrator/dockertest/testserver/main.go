@@ -10,7 +10,9 @@
 //	GET /exit?code=N   exit with code N at once (a crash: Docker's "die" without stop/kill)
 //
 // SIGTERM and SIGINT make it exit with -term-code (default 0), which is
-// what `docker stop` and registrator's -deregister on-success look at.
+// what `docker stop` and registrator's -deregister on-success look at,
+// after -term-delay (a graceful shutdown that takes a while, during which
+// it keeps serving).
 //
 // A scratch image has no shell, so HEALTHCHECK and exec'd commands run this
 // same binary: -probe (GET /health on the control port, exit 0 on 200) or
@@ -47,6 +49,7 @@ func run(args []string) int {
 	tcp := fs.String("tcp", os.Getenv("TESTSERVER_TCP"), "comma-separated TCP ports to serve HTTP on (env TESTSERVER_TCP)")
 	udp := fs.String("udp", os.Getenv("TESTSERVER_UDP"), "comma-separated UDP ports to echo on (env TESTSERVER_UDP)")
 	termCode := fs.Int("term-code", envInt("TESTSERVER_TERM_CODE", 0), "exit code on SIGTERM/SIGINT (env TESTSERVER_TERM_CODE)")
+	termDelay := fs.Duration("term-delay", 0, "serve on for this long after SIGTERM/SIGINT before exiting")
 	unhealthy := fs.Bool("unhealthy", os.Getenv("TESTSERVER_UNHEALTHY") != "", "start with /health failing (env TESTSERVER_UNHEALTHY)")
 	probe := fs.Bool("probe", false, "health probe: GET /health on the control port, exit 0 on 200, 1 otherwise")
 	get := fs.String("get", "", "GET this URL (a path means the control port), print the body, exit 0 on 200")
@@ -61,7 +64,7 @@ func run(args []string) int {
 	}
 	s := &server{}
 	s.failing.Store(*unhealthy)
-	return s.serve(*tcp, *udp, *termCode)
+	return s.serve(*tcp, *udp, *termCode, *termDelay)
 }
 
 func envInt(name string, def int) int {
@@ -96,7 +99,7 @@ type server struct {
 	exit    chan int
 }
 
-func (s *server) serve(tcp, udp string, termCode int) int {
+func (s *server) serve(tcp, udp string, termCode int, termDelay time.Duration) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	s.exit = make(chan int, 1)
 	host, _ := os.Hostname()
@@ -124,6 +127,7 @@ func (s *server) serve(tcp, udp string, termCode int) int {
 			return
 		}
 		fmt.Fprintln(w, "exiting", code)
+		_ = http.NewResponseController(w).Flush()
 		select {
 		case s.exit <- code:
 		default:
@@ -166,7 +170,12 @@ func (s *server) serve(tcp, udp string, termCode int) int {
 	defer stop()
 	select {
 	case <-ctx.Done():
-		log.Info("signalled", "exit", termCode)
+		log.Info("signalled", "exit", termCode, "after", termDelay)
+		select {
+		case <-time.After(termDelay):
+		case code := <-s.exit:
+			return code
+		}
 		return termCode
 	case code := <-s.exit:
 		log.Info("asked to exit", "exit", code)
