@@ -29,10 +29,13 @@ type state struct {
 	// draining: containers sent a stopping signal (kill event) that have
 	// not died or started since.
 	draining map[string]bool
+	// failures: containers whose last reconcile failed -> how many
+	// times in a row (the retry backoff).
+	failures map[string]int
 }
 
 func newState() *state {
-	return &state{owned: map[string]*Service{}, byContainer: map[string][]string{}, draining: map[string]bool{}}
+	return &state{owned: map[string]*Service{}, byContainer: map[string][]string{}, draining: map[string]bool{}, failures: map[string]int{}}
 }
 
 // Counters are what a Registrator has done, for tests and benchmarks.
@@ -285,9 +288,21 @@ func (r *Registrator) heartbeat(ctx context.Context, q *queue) error {
 // handle does one container's queued work.
 func (r *Registrator) handle(ctx context.Context, m *model, id string, flags uint8) {
 	if flags&workReconcile != 0 {
-		if err := r.reconcile(ctx, m, id); err != nil && ctx.Err() == nil {
-			r.log.Warn("reconcile failed; retrying in 1s", "container", short(id), "err", err)
-			time.AfterFunc(time.Second, func() {
+		err := r.reconcile(ctx, m, id)
+		r.st.mu.Lock()
+		if err == nil {
+			delete(r.st.failures, id)
+		} else {
+			r.st.failures[id]++
+		}
+		n := r.st.failures[id]
+		r.st.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			// Retry with backoff: 1s, 2s, 4s ... 1m, until it works or
+			// the container is gone.
+			delay := min(time.Second<<min(n-1, 6), time.Minute)
+			r.log.Warn("reconcile failed; retrying", "container", short(id), "in", delay, "err", err)
+			time.AfterFunc(delay, func() {
 				if ctx.Err() == nil {
 					r.q.add(id, workReconcile)
 				}
