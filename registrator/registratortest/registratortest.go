@@ -196,6 +196,7 @@ type Registry struct {
 	failNext int
 	quiet    bool
 	writes   int
+	delay    time.Duration
 }
 
 // NewRegistry returns an empty registry.
@@ -211,6 +212,19 @@ func (f *Registry) FailRegisters(n int) { f.mu.Lock(); f.failNext = n; f.mu.Unlo
 
 // SetPingErr makes Ping fail with err (nil: succeed).
 func (f *Registry) SetPingErr(err error) { f.mu.Lock(); f.pingErr = err; f.mu.Unlock() }
+
+// SetDelay makes every Register, Deregister and Refresh take d (outside
+// the registry's lock, so concurrent calls overlap as on a network).
+func (f *Registry) SetDelay(d time.Duration) { f.mu.Lock(); f.delay = d; f.mu.Unlock() }
+
+func (f *Registry) wait() {
+	f.mu.Lock()
+	d := f.delay
+	f.mu.Unlock()
+	if d > 0 {
+		time.Sleep(d) // stands for the network round trip
+	}
+}
 
 // Pings is how many times Ping was called.
 func (f *Registry) Pings() int { f.mu.Lock(); defer f.mu.Unlock(); return f.pings }
@@ -229,6 +243,7 @@ func (f *Registry) note(format string, a ...any) {
 
 // Register stores a copy of s.
 func (f *Registry) Register(ctx context.Context, s *registrator.Service) error {
+	f.wait()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failNext > 0 {
@@ -248,6 +263,7 @@ func (f *Registry) Register(ctx context.Context, s *registrator.Service) error {
 
 // Deregister removes s.ID.
 func (f *Registry) Deregister(ctx context.Context, s *registrator.Service) error {
+	f.wait()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.services, s.ID)
@@ -258,6 +274,7 @@ func (f *Registry) Deregister(ctx context.Context, s *registrator.Service) error
 
 // Refresh records s.Status; unknown services are an error.
 func (f *Registry) Refresh(ctx context.Context, s *registrator.Service) error {
+	f.wait()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.services[s.ID]; !ok {
@@ -302,6 +319,9 @@ func (f *Registry) Get(id string) (*registrator.Service, bool) {
 
 // Len is how many services are registered.
 func (f *Registry) Len() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.services) }
+
+// LenLocked is Len for WaitFor conditions, which run with the lock held.
+func (f *Registry) LenLocked() int { return len(f.services) }
 
 // IDs is the sorted registered IDs, space separated, each with
 // "=<status>" when it has one.
