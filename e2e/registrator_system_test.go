@@ -29,7 +29,6 @@ import (
 	"github.com/cairn-dev/cairn/registrator/dockertest"
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
-	docker "github.com/moby/moby/client"
 )
 
 // regCluster is a one-server, one-client cairn cluster with a
@@ -235,11 +234,6 @@ func TestSystemStartToDNSLatency(t *testing.T) {
 	}
 	rc := newRegCluster(t)
 	rc.startRegistrator()
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	ev := rc.e.Client.Events(ctx, docker.EventsListOptions{Filters: make(docker.Filters).
-		Add("type", "container").Add("event", "start").Add("label", dockertest.LabelTest+"="+t.Name())})
-
 	var toAgent, toDNS []time.Duration
 	var cs []*dockertest.Container
 	for i := range n {
@@ -247,20 +241,7 @@ func TestSystemStartToDNSLatency(t *testing.T) {
 		c := rc.e.Run(dockertest.ContainerSpec{Name: fmt.Sprintf("l%03d", i), TCP: []int{80}, NoStart: true,
 			Labels: map[string]string{"SERVICE_NAME": name}})
 		cs = append(cs, c)
-		c.Start()
-		var started time.Time
-		for started.IsZero() {
-			select {
-			case m := <-ev.Messages:
-				if m.Actor.ID == c.ID {
-					started = time.Unix(0, m.TimeNano)
-				}
-			case err := <-ev.Err:
-				t.Fatalf("docker events: %v", err)
-			case <-time.After(30 * time.Second):
-				t.Fatalf("no start event for %s within 30s", c.Name)
-			}
-		}
+		started := c.StartTimed()
 		ip := c.IP("bridge")
 		id := rc.hostname + ":" + c.Name + ":80"
 		var atAgent, atDNS time.Time

@@ -39,12 +39,13 @@ type recorder struct {
 
 	mu      sync.Mutex
 	svcs    map[string]registrator.Service
-	log     []string // "register <id> <status>", "status <id> <status>", "deregister <id>"
+	first   map[string]time.Time // when each ID was first registered
+	log     []string             // "register <id> <status>", "status <id> <status>", "deregister <id>"
 	changed chan struct{}
 }
 
 func newRecorder(prefix string) *recorder {
-	return &recorder{prefix: prefix, svcs: map[string]registrator.Service{}, changed: make(chan struct{})}
+	return &recorder{prefix: prefix, svcs: map[string]registrator.Service{}, first: map[string]time.Time{}, changed: make(chan struct{})}
 }
 
 func (r *recorder) note(line string) {
@@ -68,6 +69,9 @@ func clone(s *registrator.Service) registrator.Service {
 func (r *recorder) Register(_ context.Context, s *registrator.Service) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if _, ok := r.first[s.ID]; !ok {
+		r.first[s.ID] = time.Now()
+	}
 	r.svcs[s.ID] = clone(s)
 	r.note(fmt.Sprintf("register %s %s", s.ID, s.Status))
 	return nil
@@ -201,13 +205,13 @@ func abbrev(s []string) string {
 
 // sys is one test's engine, registry and registrator settings.
 type sys struct {
-	t        *testing.T
+	t        testing.TB
 	e        *dockertest.Engine
 	rec      *recorder
 	hostname string
 }
 
-func newSys(t *testing.T) *sys {
+func newSys(t testing.TB) *sys {
 	e := dockertest.NeedDocker(t)
 	return &sys{t: t, e: e, rec: newRecorder(e.Prefix), hostname: strings.TrimSuffix(e.Prefix, "-")}
 }
@@ -659,7 +663,7 @@ func TestSystemHealthcheckAndDrain(t *testing.T) {
 
 // testLogger sends registrator's warnings (and, with CAIRN_SYSTEM_LOG=info,
 // its state changes) to the test log.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	level := slog.LevelWarn
 	if os.Getenv("CAIRN_SYSTEM_LOG") == "info" {
 		level = slog.LevelInfo
@@ -667,9 +671,43 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
+}
+
+// BenchmarkSystemStartToRegistered measures the time from the engine's
+// start event for a container to registrator's Register call for it
+// (the in-memory registry notes the time), one start after another.
+// Run with -benchtime=200x for the p50/p99 figures.
+func BenchmarkSystemStartToRegistered(b *testing.B) {
+	s := newSys(b)
+	s.start("", func(c *registrator.Config) { c.Internal = true })
+	s.e.Image()
+	var lat []time.Duration
+	var cs []*dockertest.Container
+	for b.Loop() {
+		c := s.e.Run(dockertest.ContainerSpec{Name: fmt.Sprintf("l%03d", len(cs)), TCP: []int{80}, NoStart: true})
+		cs = append(cs, c)
+		started := c.StartTimed()
+		id := s.id(c, "80")
+		s.rec.waitFor(b, 30*time.Second, id+" registered", func(v map[string]registrator.Service) (bool, string) {
+			_, ok := v[id]
+			return ok, "not registered"
+		})
+		s.rec.mu.Lock()
+		lat = append(lat, s.rec.first[id].Sub(started))
+		s.rec.mu.Unlock()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	at := func(q float64) float64 {
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(at(0.5), "p50-ms")
+	b.ReportMetric(at(0.99), "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+	s.e.RemoveMany(cs, 4)
 }

@@ -446,3 +446,31 @@ type imageState struct {
 	imageOnce sync.Once
 	image     string
 }
+
+// StartTimed starts the created container and returns the time of the
+// engine's "start" event for it: the moment anything watching the engine
+// can know it runs (the reference point of start-to-visible latencies).
+func (c *Container) StartTimed() time.Time {
+	c.e.t.Helper()
+	ctx, cancel := context.WithTimeout(c.e.t.Context(), time.Minute)
+	defer cancel()
+	// Since: the engine replays what happened from just before the start,
+	// so it does not matter when the subscription is in place.
+	since := time.Now().Add(-time.Second)
+	ev := c.e.Client.Events(ctx, client.EventsListOptions{
+		Since: fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond()),
+		Filters: make(client.Filters).
+			Add("type", "container").Add("event", "start").Add("container", c.ID),
+	})
+	c.Start()
+	for {
+		select {
+		case m := <-ev.Messages:
+			if m.Actor.ID == c.ID {
+				return time.Unix(0, m.TimeNano)
+			}
+		case err := <-ev.Err:
+			c.e.t.Fatalf("dockertest: docker events for %s: %v", c.Name, err)
+		}
+	}
+}
