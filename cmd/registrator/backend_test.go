@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ import (
 
 // startAgent runs a cairn dev agent in-process on loopback ports until the
 // test ends and returns its HTTP address and an API client.
-func startAgent(t *testing.T) (string, *api.Client) {
+func startAgent(t testing.TB) (string, *api.Client) {
 	t.Helper()
 	cfg := agent.DefaultConfig()
 	cfg.Dev = true
@@ -284,4 +285,75 @@ func TestConsulUnixAndTLSURIs(t *testing.T) {
 			t.Errorf("%s: Deregister: %v", uri, err)
 		}
 	}
+}
+
+// BenchmarkBurstConsulCairn is the container burst through consul:// into
+// a real in-process cairn agent: each registration is an HTTP PUT
+// /v1/agent/service/register. Reports registrations/s until the agent
+// lists all of them, and deregistrations/s until it lists none. The burst
+// is 500 containers (BENCH_N=10000 for the full one): the agent persists
+// every registration with two fsyncs, which bounds this at tens per
+// second on the development machines, far below the registrator's own
+// rate (BenchmarkBurst10k in package registrator).
+func BenchmarkBurstConsulCairn(b *testing.B) {
+	n := 500
+	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil {
+		n = v // a smaller burst, for profiling
+	}
+	addr, c := startAgent(b)
+	reg, err := registrator.NewConsul(&url.URL{Scheme: "consul", Host: addr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	count := func() int {
+		s, err := c.Agent().Services()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return len(s)
+	}
+	wait := func(want int) {
+		deadline := time.Now().Add(5 * time.Minute)
+		for count() != want {
+			if time.Now().After(deadline) {
+				b.Fatalf("agent lists %d services, want %d", count(), want)
+			}
+			time.Sleep(10 * time.Millisecond) // polling another server
+		}
+	}
+	var regTime, deregTime time.Duration
+	iters := 0
+	for b.Loop() {
+		e := registratortest.NewEngine()
+		cfg := registrator.DefaultConfig()
+		cfg.Hostname, cfg.HostIP = "host1", "10.0.0.1"
+		r, err := registrator.New(cfg, e, reg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(b.Context())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		<-e.Subscribed()
+		t0 := time.Now()
+		for i := range n {
+			e.Set(container(i, nil), "create", "start")
+		}
+		wait(n)
+		t1 := time.Now()
+		for i := range n {
+			e.Remove(fmt.Sprintf("c%d", i), "kill", "die", "destroy")
+		}
+		wait(0)
+		t2 := time.Now()
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		regTime += t1.Sub(t0)
+		deregTime += t2.Sub(t1)
+		iters++
+	}
+	b.ReportMetric(float64(n*iters)/regTime.Seconds(), "registrations/s")
+	b.ReportMetric(float64(n*iters)/deregTime.Seconds(), "deregistrations/s")
 }
