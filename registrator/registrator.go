@@ -192,8 +192,6 @@ type Engine interface {
 	// ServiceLabels returns the labels of the Swarm service's spec
 	// (docker service create --label), ErrNotFound when it is gone.
 	ServiceLabels(ctx context.Context, serviceID string) (map[string]string, error)
-	// Hostname is the engine host's name (docker info's Name).
-	Hostname(ctx context.Context) (string, error)
 }
 
 // EventStream is a subscription to engine events.

@@ -245,11 +245,27 @@ func (r *Registrator) fullSync(ctx context.Context, q *queue) (<-chan struct{}, 
 	if err != nil {
 		return nil, err
 	}
+	// Registrations the registry lost (an agent restarted without its
+	// data, someone deregistered them) are registered again, as
+	// upstream's resync does, but without rewriting the ones it has.
+	have := map[string]bool{}
+	listed, lerr := r.reg.Services(ctx)
+	for _, s := range listed {
+		have[s.ID] = true
+	}
 	r.st.mu.Lock()
-	for id := range r.st.byContainer {
+	for id, sids := range r.st.byContainer {
 		ids = append(ids, id)
+		for _, sid := range sids {
+			if s := r.st.owned[sid]; lerr == nil && s != nil && !have[sid] {
+				delete(r.st.owned, sid)
+			}
+		}
 	}
 	r.st.mu.Unlock()
+	if lerr != nil {
+		r.log.Warn("full sync: cannot list the registry; registrations it lost are not repaired this time", "err", lerr)
+	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	r.log.Info("full sync", "containers", len(ids))
@@ -321,12 +337,26 @@ func (r *Registrator) handle(ctx context.Context, m *model, id string, flags uin
 		r.st.mu.Unlock()
 		for _, s := range ss {
 			if err := r.reg.Refresh(ctx, s); err != nil {
+				// Perhaps the registry lost it (an agent restarted
+				// without its data): register it again.
 				r.count(func(c *Counters) { c.Failed++ })
-				r.log.Warn("refresh failed", "service", s.ID, "err", err)
+				r.log.Warn("refresh failed; registering again", "service", s.ID, "err", err)
+				r.forget(s)
+				r.q.add(id, workReconcile)
 				continue
 			}
 			r.count(func(c *Counters) { c.Refreshed++ })
 		}
+	}
+}
+
+// forget drops s from what registrator believes is registered, so the
+// next reconcile of its container registers it again.
+func (r *Registrator) forget(s *Service) {
+	r.st.mu.Lock()
+	defer r.st.mu.Unlock()
+	if r.st.owned[s.ID] == s {
+		delete(r.st.owned, s.ID)
 	}
 }
 
@@ -360,9 +390,10 @@ func (r *Registrator) desired(ctx context.Context, m *model, id string) (svcs []
 	}
 	var in inputs
 	if sid := c.Config.Labels[labelSwarmServiceID]; sid != "" {
-		in.swarmLabels, err = r.engine.ServiceLabels(ctx, sid)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, false, err
+		// Only managers can inspect services; elsewhere tasks are
+		// registered with their container's own labels.
+		if in.swarmLabels, err = r.engine.ServiceLabels(ctx, sid); err != nil && !errors.Is(err, ErrNotFound) {
+			r.log.Debug("swarm service labels unavailable; using the task container's labels only", "service", sid, "err", err)
 		}
 	}
 	if other, ok := strings.CutPrefix(c.HostConfig.NetworkMode, "container:"); ok {

@@ -290,3 +290,58 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestResyncRepairsWhatTheRegistryLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		e.Put(webContainer(1))
+		e.Put(webContainer(2))
+		start(t, e, reg, func(c *Config) { c.Resync = time.Minute })
+		reg.WaitIDs(t, "host1:web1:80 host1:web2:80")
+		synctest.Wait()
+		before := reg.Transcript() + "\n"
+		// The agent restarted without its data and lost one.
+		reg.Deregister(t.Context(), &Service{ID: "host1:web2:80"})
+		time.Sleep(61 * time.Second)
+		reg.WaitIDs(t, "host1:web1:80 host1:web2:80")
+		want := strings.Join([]string{
+			"deregister host1:web2:80",
+			"register host1:web2:80 10.0.0.1:8082", // and web1 was not rewritten
+		}, "\n")
+		if got := strings.TrimPrefix(reg.Transcript(), before); got != want {
+			t.Errorf("transcript:\n%s\nwant:\n%s", got, want)
+		}
+	})
+}
+
+func TestHeartbeatOfALostRegistrationRegistersAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		c := webContainer(1)
+		c.State.Health = "healthy"
+		e.Put(c)
+		start(t, e, reg, nil) // -ttl 30s, refreshed every 10s
+		reg.WaitIDs(t, "host1:web1:80=passing")
+		synctest.Wait()
+		reg.Deregister(t.Context(), &Service{ID: "host1:web1:80"})
+		time.Sleep(11 * time.Second)
+		reg.WaitIDs(t, "host1:web1:80=passing")
+	})
+}
+
+func TestSwarmTaskOnAWorkerNode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		c := webContainer(1)
+		c.Name = "/web.1.x1"
+		c.NetworkSettings = NetworkSettings{Networks: map[string]Network{"ingress": {IPAddress: "10.0.0.5"}, "app": {IPAddress: "10.0.1.5"}},
+			Ports: map[string][]PortBinding{"80/tcp": nil}}
+		c.Config.Labels = map[string]string{"com.docker.swarm.service.name": "web", "com.docker.swarm.service.id": "svc1"}
+		e.Put(c) // no SetServiceLabels: inspecting the service fails, as on a worker
+		start(t, e, reg, nil)
+		reg.WaitIDs(t, "host1:web.1.x1:80")
+		if s, _ := reg.Get("host1:web.1.x1:80"); s.Name != "web" || s.Address != "10.0.1.5" || s.Port != 80 {
+			t.Errorf("task registered as %s %s:%d, want web 10.0.1.5:80", s.Name, s.Address, s.Port)
+		}
+	})
+}
