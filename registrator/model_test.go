@@ -526,3 +526,19 @@ func FuzzBuildServices(f *testing.F) {
 		}
 	})
 }
+
+func TestPickHostAddr(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"127.0.1.1", "10.0.0.5"}, "10.0.0.5"},
+		{[]string{"fd00::5", "10.0.0.5"}, "10.0.0.5"},
+		{[]string{"::1", "fd00::5"}, "fd00::5"},
+		{[]string{"127.0.1.1"}, "127.0.1.1"},
+	} {
+		if got := pickHostAddr(tc.in); got != tc.want {
+			t.Errorf("pickHostAddr(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -1,17 +1,3 @@
-// Package registrator turns Docker containers and Swarm tasks into service
-// registrations, the way gliderlabs/registrator does (same SERVICE_* labels,
-// same service IDs hostname:container:port[:udp], same flags), without
-// losing events: it subscribes to the engine's events before it lists
-// containers, applies one container's events in order, reconciles each
-// container level-triggered (re-inspect, then make the registry match) and
-// resyncs after an engine restart.
-//
-// It reads Docker through Engine and writes through Registry, both declared
-// here; the real engine is DockerEngine (github.com/moby/moby/client), the
-// registry backends are Consul (consul://, consul-tls://, consul-unix://) and
-// ConsulKV (consulkv://). The agent's in-process adapter over its catalog
-// implements Registry in package agent. registrator never imports agent,
-// kv, dns, template or cmd (deps_test.go pins that).
 package registrator
 
 import (

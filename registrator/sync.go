@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"reflect"
 	"regexp"
 	"slices"
@@ -129,12 +130,36 @@ func (r *Registrator) model(ctx context.Context) *model {
 		useIPFromLabel: r.cfg.UseIPFromLabel, tags: r.tags}
 	if m.hostIP == "" {
 		if addrs, err := net.DefaultResolver.LookupHost(ctx, r.cfg.Hostname); err == nil && len(addrs) > 0 {
-			m.hostAddr = addrs[0]
+			m.hostAddr = pickHostAddr(addrs)
 		} else {
 			r.log.Warn("cannot resolve this host's name; published ports on 0.0.0.0 are registered as 0.0.0.0, set -ip", "hostname", r.cfg.Hostname, "err", err)
 		}
 	}
 	return m
+}
+
+// pickHostAddr chooses among the hostname's addresses: the first
+// non-loopback IPv4 one, else the first non-loopback one, else the first
+// (Debian maps the hostname to 127.0.1.1, useless to other hosts; set
+// -ip then).
+func pickHostAddr(addrs []string) string {
+	var v6 string
+	for _, a := range addrs {
+		ip, err := netip.ParseAddr(a)
+		if err != nil || ip.IsLoopback() {
+			continue
+		}
+		if ip.Is4() || ip.Is4In6() {
+			return ip.Unmap().String()
+		}
+		if v6 == "" {
+			v6 = a
+		}
+	}
+	if v6 != "" {
+		return v6
+	}
+	return addrs[0]
 }
 
 // watch owns the event subscription: subscribe, then list; queue each
