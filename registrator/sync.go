@@ -490,6 +490,15 @@ func (r *Registrator) reconcile(ctx context.Context, m *model, id string) error 
 				continue
 			}
 			r.count(func(c *Counters) { c.Registered++ })
+			if old != nil && s.Status != StatusNone && old.Status != s.Status {
+				// A registry may keep an existing check's status on
+				// re-registration (cairn and Consul do): set it.
+				if err := r.reg.Refresh(ctx, s); err != nil {
+					r.forget(s)
+					errs = append(errs, fmt.Errorf("set status of %s to %s: %w", s.ID, s.Status, err))
+					continue
+				}
+			}
 			r.log.Info("registered", "container", short(id), "service", s.ID, "name", s.Name, "address", s.Address, "port", s.Port, "status", string(s.Status))
 		case old.Status != s.Status || old.StatusNote != s.StatusNote:
 			if err := r.reg.Refresh(ctx, s); err != nil {
