@@ -490,7 +490,7 @@ func (r *Registrator) reconcile(ctx context.Context, m *model, id string) error 
 				continue
 			}
 			r.count(func(c *Counters) { c.Registered++ })
-			if old != nil && s.Status != StatusNone && old.Status != s.Status {
+			if old != nil && old.Status != StatusNone && s.Status != StatusNone && old.Status != s.Status {
 				// A registry may keep an existing check's status on
 				// re-registration (cairn and Consul do): set it.
 				if err := r.reg.Refresh(ctx, s); err != nil {

@@ -345,3 +345,29 @@ func TestSwarmTaskOnAWorkerNode(t *testing.T) {
 		}
 	})
 }
+
+func TestReregistrationThatChangesStatusAlsoSetsIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		start(t, e, reg, func(c *Config) { c.Internal = true })
+		<-e.Subscribed()
+		c := webContainer(1)
+		c.State.Health = "healthy"
+		e.Set(c, "start")
+		reg.WaitIDs(t, "host1:web1:80=passing")
+		moved := *c // connected elsewhere and failing at once
+		moved.NetworkSettings.IPAddress = "172.17.9.9"
+		moved.State.Health = "unhealthy"
+		e.Set(&moved, "network:connect", "health_status: unhealthy")
+		reg.WaitIDs(t, "host1:web1:80=critical")
+		synctest.Wait()
+		want := strings.Join([]string{
+			"register host1:web1:80 172.17.0.3:80 passing",
+			"register host1:web1:80 172.17.9.9:80 critical",
+			"refresh host1:web1:80 critical",
+		}, "\n")
+		if got := reg.Transcript(); got != want {
+			t.Errorf("transcript:\n%s\nwant:\n%s", got, want)
+		}
+	})
+}
