@@ -81,6 +81,8 @@
 //   - Graceful drain: a kill event with a stopping signal (TERM, KILL,
 //     INT, QUIT; docker stop sends it before the process exits) sets that
 //     check critical at once; die then removes the instance.
+//   - A paused container (docker pause) stays registered with that check
+//     critical until it is unpaused.
 //   - Swarm tasks (label com.docker.swarm.service.name) register under the
 //     Swarm service's name, at the task's own address and container port
 //     (always internal), with the Swarm service's spec labels beneath the

@@ -130,6 +130,7 @@ type inspectJSON struct {
 	}
 	State struct {
 		Running  bool
+		Paused   bool
 		ExitCode int
 		Health   *struct{ Status string }
 	}
@@ -167,7 +168,7 @@ func decodeInspect(raw []byte) (*Container, error) {
 			ns.Ports[k] = out
 		}
 	}
-	c.State = State{Running: in.State.Running, ExitCode: in.State.ExitCode}
+	c.State = State{Running: in.State.Running, Paused: in.State.Paused, ExitCode: in.State.ExitCode}
 	if h := in.State.Health; h != nil && h.Status != "none" {
 		c.State.Health = h.Status
 	}

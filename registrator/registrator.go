@@ -248,6 +248,7 @@ type Network struct {
 // State is inspect's .State.
 type State struct {
 	Running  bool
+	Paused   bool // docker pause: registered, but critical
 	ExitCode int
 	// Health is "" (no HEALTHCHECK), "starting", "healthy" or "unhealthy".
 	Health string

@@ -439,6 +439,9 @@ func (r *Registrator) desired(ctx context.Context, m *model, id string) (svcs []
 	case "unhealthy":
 		status, note = StatusCritical, "docker healthcheck: unhealthy"
 	}
+	if c.State.Paused {
+		status, note = StatusCritical, "container is paused"
+	}
 	r.st.mu.Lock()
 	if r.st.draining[id] {
 		status, note = StatusCritical, "container is stopping"

@@ -371,3 +371,20 @@ func TestReregistrationThatChangesStatusAlsoSetsIt(t *testing.T) {
 		}
 	})
 }
+
+func TestPausedContainerIsCritical(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		start(t, e, reg, nil)
+		<-e.Subscribed()
+		c := webContainer(1)
+		e.Set(c, "start")
+		reg.WaitIDs(t, "host1:web1:80")
+		p := *c
+		p.State.Paused = true
+		e.Set(&p, "pause")
+		reg.WaitIDs(t, "host1:web1:80=critical")
+		e.Set(c, "unpause")
+		reg.WaitIDs(t, "host1:web1:80")
+	})
+}
