@@ -34,10 +34,13 @@ type queue struct {
 	// has finished yet; done closes when it empties.
 	barrier     map[string]bool
 	barrierDone chan struct{}
+	// rerun: barrier containers that were inflight when queued; the
+	// inflight run began before the sync and does not count.
+	rerun map[string]bool
 }
 
 func newQueue() *queue {
-	return &queue{work: map[string]uint8{}, inflight: map[string]bool{}, barrier: map[string]bool{},
+	return &queue{work: map[string]uint8{}, inflight: map[string]bool{}, barrier: map[string]bool{}, rerun: map[string]bool{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
@@ -79,6 +82,9 @@ func (q *queue) addSync(ids []string) <-chan struct{} {
 	}
 	for _, id := range ids {
 		q.barrier[id] = true
+		if q.inflight[id] {
+			q.rerun[id] = true
+		}
 		q.addLocked(id, workReconcile)
 	}
 	done := q.barrierDone
@@ -125,7 +131,9 @@ func (q *queue) done(id string, flags uint8) {
 		q.order = append(q.order, id)
 		q.signal()
 	}
-	if flags&workReconcile != 0 && q.barrier[id] {
+	if q.rerun[id] {
+		delete(q.rerun, id) // queued again by addSync: that run counts
+	} else if flags&workReconcile != 0 && q.barrier[id] {
 		delete(q.barrier, id)
 		if len(q.barrier) == 0 {
 			close(q.barrierDone)

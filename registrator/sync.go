@@ -33,10 +33,15 @@ type state struct {
 	// failures: containers whose last reconcile failed -> how many
 	// times in a row (the retry backoff).
 	failures map[string]int
+	// seq counts completed registry writes; confirmed: service ID -> the
+	// seq of its last successful Register. A full sync only believes the
+	// registry lost a service confirmed before it listed the registry.
+	seq       uint64
+	confirmed map[string]uint64
 }
 
 func newState() *state {
-	return &state{owned: map[string]*Service{}, byContainer: map[string][]string{}, draining: map[string]bool{}, failures: map[string]int{}}
+	return &state{owned: map[string]*Service{}, byContainer: map[string][]string{}, draining: map[string]bool{}, failures: map[string]int{}, confirmed: map[string]uint64{}}
 }
 
 // Counters are what a Registrator has done, for tests and benchmarks.
@@ -94,9 +99,11 @@ func (r *Registrator) Run(ctx context.Context) error {
 		})
 	}
 	sweeps := make(chan (<-chan struct{}), 1)
+	syncs := make(chan struct{}, 1)
 	g.Go(func() error { return r.sweeper(gctx, sweeps) })
 	g.Go(func() error { return r.heartbeat(gctx, q) })
-	g.Go(func() error { return r.watch(gctx, q, sweeps) })
+	g.Go(func() error { return r.syncer(gctx, q, syncs, sweeps) })
+	g.Go(func() error { return r.watch(gctx, q, syncs) })
 	err := g.Wait()
 	if ctx.Err() != nil {
 		return nil
@@ -162,17 +169,12 @@ func pickHostAddr(addrs []string) string {
 	return addrs[0]
 }
 
-// watch owns the event subscription: subscribe, then list; queue each
-// event's container; resubscribe with backoff when the stream breaks.
-func (r *Registrator) watch(ctx context.Context, q *queue, sweeps chan (<-chan struct{})) error {
+// watch owns the event subscription: subscribe, then ask syncer for a
+// full sync; queue each event's container; resubscribe with backoff when
+// the stream breaks. It does nothing slow between two events: the engine
+// drops events for a subscriber that does not keep up.
+func (r *Registrator) watch(ctx context.Context, q *queue, syncs chan<- struct{}) error {
 	backoff := 100 * time.Millisecond
-	var resync <-chan time.Time
-	if r.cfg.Resync > 0 {
-		t := time.NewTicker(r.cfg.Resync)
-		defer t.Stop()
-		resync = t.C
-	}
-	first := true
 	for {
 		sctx, cancel := context.WithCancel(ctx)
 		stream, err := r.engine.Events(sctx)
@@ -188,18 +190,12 @@ func (r *Registrator) watch(ctx context.Context, q *queue, sweeps chan (<-chan s
 			continue
 		}
 		// Subscribed: everything that happens from now on is an event,
-		// so a list now misses nothing.
-		if done, err := r.fullSync(ctx, q); err != nil {
-			r.log.Warn("docker: list containers failed; the next resync retries", "err", err)
-		} else if first || r.cfg.Cleanup {
-			select { // a pending sweep request is replaced
-			case <-sweeps:
-			default:
-			}
-			sweeps <- done
-			first = false
+		// so a list from now on misses nothing.
+		select {
+		case syncs <- struct{}{}:
+		default: // one is already pending
 		}
-		brokeAt := time.Now()
+		since := time.Now()
 	events:
 		for {
 			select {
@@ -209,17 +205,6 @@ func (r *Registrator) watch(ctx context.Context, q *queue, sweeps chan (<-chan s
 				}
 				backoff = 100 * time.Millisecond
 				r.onEvent(q, ev)
-			case <-resync:
-				done, err := r.fullSync(ctx, q)
-				if err != nil {
-					r.log.Warn("docker: list containers failed; the next resync retries", "err", err)
-				} else if r.cfg.Cleanup {
-					select {
-					case <-sweeps:
-					default:
-					}
-					sweeps <- done
-				}
 			case <-ctx.Done():
 				cancel()
 				for range stream.C() { // wait for the stream's goroutine
@@ -231,13 +216,58 @@ func (r *Registrator) watch(ctx context.Context, q *queue, sweeps chan (<-chan s
 		if ctx.Err() != nil {
 			return nil
 		}
-		r.log.Warn("docker event stream ended; resubscribing, then a full resync", "err", stream.Err(), "after", time.Since(brokeAt).Round(time.Millisecond))
+		r.log.Warn("docker event stream ended; resubscribing, then a full resync", "err", stream.Err(), "after", time.Since(since).Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// syncer runs the full syncs: when watch has (re)subscribed, every
+// -resync, and again with backoff after a failed list. After the first
+// one, and after each one under -cleanup, it asks for the sweep of
+// dangling registrations.
+func (r *Registrator) syncer(ctx context.Context, q *queue, syncs <-chan struct{}, sweeps chan (<-chan struct{})) error {
+	var resync <-chan time.Time
+	if r.cfg.Resync > 0 {
+		t := time.NewTicker(r.cfg.Resync)
+		defer t.Stop()
+		resync = t.C
+	}
+	var retry <-chan time.Time
+	backoff := time.Second
+	swept := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-syncs:
+		case <-resync:
+		case <-retry:
+		}
+		retry = nil
+		done, err := r.fullSync(ctx, q)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.log.Warn("full sync: cannot list containers; retrying", "in", backoff, "err", err)
+			retry = time.After(backoff)
+			backoff = min(backoff*2, time.Minute)
+			continue
+		}
+		backoff = time.Second
+		if !swept || r.cfg.Cleanup {
+			select { // a pending sweep request is replaced
+			case <-sweeps:
+			default:
+			}
+			sweeps <- done
+			swept = true
+		}
 	}
 }
 
@@ -273,6 +303,9 @@ func (r *Registrator) fullSync(ctx context.Context, q *queue) (<-chan struct{}, 
 	// Registrations the registry lost (an agent restarted without its
 	// data, someone deregistered them) are registered again, as
 	// upstream's resync does, but without rewriting the ones it has.
+	r.st.mu.Lock()
+	snap := r.st.seq
+	r.st.mu.Unlock()
 	have := map[string]bool{}
 	listed, lerr := r.reg.Services(ctx)
 	for _, s := range listed {
@@ -282,8 +315,9 @@ func (r *Registrator) fullSync(ctx context.Context, q *queue) (<-chan struct{}, 
 	for id, sids := range r.st.byContainer {
 		ids = append(ids, id)
 		for _, sid := range sids {
-			if s := r.st.owned[sid]; lerr == nil && s != nil && !have[sid] {
+			if at := r.st.confirmed[sid]; lerr == nil && at != 0 && at <= snap && !have[sid] {
 				delete(r.st.owned, sid)
+				delete(r.st.confirmed, sid)
 			}
 		}
 	}
@@ -382,6 +416,7 @@ func (r *Registrator) forget(s *Service) {
 	defer r.st.mu.Unlock()
 	if r.st.owned[s.ID] == s {
 		delete(r.st.owned, s.ID)
+		delete(r.st.confirmed, s.ID)
 	}
 }
 
@@ -492,6 +527,10 @@ func (r *Registrator) reconcile(ctx context.Context, m *model, id string) error 
 				errs = append(errs, fmt.Errorf("register %s: %w", s.ID, err))
 				continue
 			}
+			r.st.mu.Lock()
+			r.st.seq++
+			r.st.confirmed[s.ID] = r.st.seq
+			r.st.mu.Unlock()
 			r.count(func(c *Counters) { c.Registered++ })
 			if old != nil && old.Status != StatusNone && s.Status != StatusNone && old.Status != s.Status {
 				// A registry may keep an existing check's status on
@@ -537,6 +576,7 @@ func (r *Registrator) reconcile(ctx context.Context, m *model, id string) error 
 		r.st.mu.Lock()
 		if r.st.owned[s.ID] == s {
 			delete(r.st.owned, s.ID)
+			delete(r.st.confirmed, s.ID)
 		}
 		r.st.mu.Unlock()
 		r.count(func(c *Counters) { c.Deregistered++ })

@@ -388,3 +388,14 @@ func TestPausedContainerIsCritical(t *testing.T) {
 		reg.WaitIDs(t, "host1:web1:80")
 	})
 }
+
+func TestFailedListIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		e.Put(webContainer(1))
+		e.FailLists(3)
+		reg.Register(t.Context(), &Service{ID: "host1:ghost:80"})
+		start(t, e, reg, nil)
+		reg.WaitIDs(t, "host1:web1:80") // listed at the fourth try, then swept
+	})
+}

@@ -28,6 +28,7 @@ type Engine struct {
 	stream     *stream
 	subscribed chan struct{}
 	down       bool // Events and ContainerList fail while down
+	failLists  int
 	inspects   int
 }
 
@@ -75,7 +76,8 @@ func (e *Engine) Subscribed() <-chan struct{} { return e.subscribed }
 func (e *Engine) ContainerList(ctx context.Context) ([]string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.down {
+	if e.down || e.failLists > 0 {
+		e.failLists = max(0, e.failLists-1)
 		return nil, fmt.Errorf("engine down")
 	}
 	return slices.Sorted(maps.Keys(e.containers)), nil
@@ -174,6 +176,13 @@ func (e *Engine) Restart() {
 	if s != nil {
 		s.end(fmt.Errorf("unexpected EOF"))
 	}
+}
+
+// FailLists makes the next n ContainerList calls fail.
+func (e *Engine) FailLists(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.failLists = n
 }
 
 // Up ends Restart's outage.
