@@ -92,7 +92,10 @@ func registration(s *Service) *consulapi.AgentServiceRegistration {
 	var checks consulapi.AgentServiceChecks
 	if ch := s.Check; ch != nil {
 		checks = append(checks, &consulapi.AgentServiceCheck{
-			HTTP: ch.HTTP, Method: ch.Method, TLSSkipVerify: ch.TLSSkipVerify, TCP: ch.TCP,
+			// Upstream's single check has this ID; keep it when the
+			// status check joins, so its state survives.
+			CheckID: "service:" + s.ID,
+			HTTP:    ch.HTTP, Method: ch.Method, TLSSkipVerify: ch.TLSSkipVerify, TCP: ch.TCP,
 			GRPC: ch.GRPC, GRPCUseTLS: ch.GRPCUseTLS, Args: ch.Args, DockerContainerID: ch.DockerID, Shell: ch.Shell,
 			TTL: ch.TTL, Interval: ch.Interval, Timeout: ch.Timeout, Status: ch.InitialStatus,
 			DeregisterCriticalServiceAfter: ch.DeregisterCriticalServiceAfter,
