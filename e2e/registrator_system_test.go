@@ -27,6 +27,7 @@ import (
 
 	"github.com/cairn-dev/cairn/registrator"
 	"github.com/cairn-dev/cairn/registrator/dockertest"
+	"github.com/cairn-dev/cairn/systemtest"
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
 )
@@ -65,6 +66,7 @@ func (rc *regCluster) startRegistrator() (stop func()) {
 	cfg := registrator.DefaultConfig()
 	cfg.Hostname = rc.hostname
 	cfg.Internal = true
+	cfg.HostIP = "127.0.0.1" // unused with -internal; saves a lookup of the per-test hostname
 	cfg.TTL = 15 * time.Second
 	r, err := registrator.New(cfg, eng, backend)
 	if err != nil {
@@ -128,8 +130,9 @@ func (rc *regCluster) waitDNS(name string, addrs []string, within time.Duration)
 	})
 }
 
-// localIDs are the service IDs of this test's registrator on the local
-// agent.
+// localIDs are the service IDs the test's registrator gave the test's
+// own containers on the local agent (it registers every container on the
+// engine; others may be running).
 func (rc *regCluster) localIDs() ([]string, error) {
 	svcs, err := rc.local().api.Agent().Services()
 	if err != nil {
@@ -137,7 +140,7 @@ func (rc *regCluster) localIDs() ([]string, error) {
 	}
 	var ids []string
 	for id := range svcs {
-		if strings.HasPrefix(id, rc.hostname+":") {
+		if strings.HasPrefix(id, rc.hostname+":"+rc.e.Prefix) {
 			ids = append(ids, id)
 		}
 	}
@@ -216,6 +219,68 @@ func TestSystemRegistratorThroughConsulAPI(t *testing.T) {
 
 	rc.e.RemoveMany([]*dockertest.Container{cs[1], hc, more}, 3)
 	rc.waitDNS(name, nil, 30*time.Second)
+}
+
+// TestSystemBurstThroughConsulAPI is the anchor case: upstream
+// registrator v7.4.0, against a cairn agent, left 19 of 50 containers
+// registered after they were all removed with docker rm -f. Here N
+// containers (CAIRN_SYSTEM_CONSUL_BURST; 50 under CI=true, else 20) are
+// started at once, all must be on the agent, then all removed, and none
+// may be left.
+func TestSystemBurstThroughConsulAPI(t *testing.T) {
+	n := 20
+	if systemtest.InCI() {
+		n = 50
+	}
+	if v := os.Getenv("CAIRN_SYSTEM_CONSUL_BURST"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("CAIRN_SYSTEM_CONSUL_BURST=%q: want a positive count", v)
+		}
+	}
+	rc := newRegCluster(t)
+	rc.startRegistrator()
+	name := rc.e.Prefix + "burst"
+	specs := make([]dockertest.ContainerSpec, n)
+	for i := range specs {
+		specs[i] = dockertest.ContainerSpec{Name: fmt.Sprintf("b%03d", i), TCP: []int{80}, Labels: map[string]string{"SERVICE_NAME": name}}
+	}
+	cs := rc.e.RunMany(specs, 4)
+	var want []string
+	for _, c := range cs {
+		want = append(want, rc.hostname+":"+c.Name+":80")
+	}
+	slices.Sort(want)
+	eventually(t, fmt.Sprintf("all %d containers on the local agent", n), 2*time.Minute, func() (bool, string) {
+		got, err := rc.localIDs()
+		if err != nil {
+			return false, err.Error()
+		}
+		return slices.Equal(got, want), fmt.Sprintf("%d of %d", len(got), len(want))
+	})
+	eventually(t, fmt.Sprintf("all %d instances of %s in %s's catalog", n, name, rc.other().name), time.Minute, func() (bool, string) {
+		svcs, _, err := rc.other().api.Catalog().Service(name, "", nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(svcs) == n, fmt.Sprintf("%d of %d", len(svcs), n)
+	})
+
+	rc.e.RemoveMany(cs, 4)
+	eventually(t, "no registration left on the local agent after docker rm -f", 2*time.Minute, func() (bool, string) {
+		got, err := rc.localIDs()
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(got) == 0, fmt.Sprintf("%d left: %s", len(got), strings.Join(got[:min(len(got), 5)], " "))
+	})
+	eventually(t, "no instance of "+name+" left in "+rc.other().name+"'s catalog", time.Minute, func() (bool, string) {
+		svcs, _, err := rc.other().api.Catalog().Service(name, "", nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(svcs) == 0, fmt.Sprintf("%d left", len(svcs))
+	})
 }
 
 // TestSystemStartToDNSLatency measures, per container start, the time

@@ -439,7 +439,12 @@ func (e *Engine) Running() []string {
 	return names
 }
 
-func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
+// isNotFound reports an object that is gone. A Swarm network being
+// removed is still listed for a moment, and removing it then fails with
+// a "not found" that is not typed as one.
+func isNotFound(err error) bool {
+	return cerrdefs.IsNotFound(err) || strings.Contains(err.Error(), "not found")
+}
 
 // imageState is the Engine's lazily built image.
 type imageState struct {

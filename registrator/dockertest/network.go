@@ -1,6 +1,10 @@
 package dockertest
 
 import (
+	"context"
+	"strings"
+	"time"
+
 	"github.com/moby/moby/client"
 )
 
@@ -34,9 +38,37 @@ func (e *Engine) Network(spec NetworkSpec) string {
 	e.t.Cleanup(func() {
 		ctx, cancel := cleanupCtx()
 		defer cancel()
-		if _, err := e.Client.NetworkRemove(ctx, res.ID, client.NetworkRemoveOptions{}); err != nil && !isNotFound(err) {
+		// A removed Swarm service's tasks may still hold endpoints on an
+		// overlay network for a moment: retry those for a while.
+		err := retry(ctx, 30*time.Second, func() error {
+			_, err := e.Client.NetworkRemove(ctx, res.ID, client.NetworkRemoveOptions{})
+			return err
+		}, func(err error) bool { return strings.Contains(err.Error(), "active endpoints") })
+		if err != nil && !isNotFound(err) {
 			e.t.Errorf("dockertest: cleanup: remove network %s: %v", name, err)
 		}
 	})
 	return name
+}
+
+// retry calls f until it succeeds, returns an error again says is final,
+// or within passes (then it returns the last error). For cleanups, which
+// run after the test's context (and so WaitFor) is done.
+func retry(ctx context.Context, within time.Duration, f func() error, again func(error) bool) error {
+	deadline := time.Now().Add(within)
+	interval := 50 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || !again(err) || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		interval = min(2*interval, time.Second)
+	}
 }

@@ -2,21 +2,41 @@ package dockertest
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 )
 
+// labelSwarm marks a swarm that InitSwarm created (in the swarm spec's
+// labels): only such a swarm is ever left.
+const labelSwarm = "cairn.test.swarm"
+
 // InitSwarm makes the engine a Swarm manager (docker swarm init
 // --advertise-addr 127.0.0.1, listening on 127.0.0.1:2377 only) unless it
-// already is one. If it made the swarm, it leaves it (--force) when the
-// test ends; a swarm that was already there is left alone.
+// already is one. A swarm made this way is left (--force) when the last
+// test using it ends, in this process or another: every user holds a
+// shared lock on a file for as long as it uses the swarm, and a user that
+// can take the lock exclusively when it is done is the last. A swarm that
+// was there before (no cairn.test.swarm label) is never left.
 func (e *Engine) InitSwarm() {
 	e.t.Helper()
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "cairn-dockertest-swarm.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		e.t.Fatalf("dockertest: swarm lock: %v", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+		lock.Close()
+		e.t.Fatalf("dockertest: swarm lock: %v", err)
+	}
+	e.t.Cleanup(func() { e.releaseSwarm(lock) })
+
 	ctx := e.t.Context()
 	info, err := e.Client.Info(ctx, client.InfoOptions{})
 	if err != nil {
@@ -28,20 +48,48 @@ func (e *Engine) InitSwarm() {
 	case info.Info.Swarm.LocalNodeState != swarm.LocalNodeStateInactive:
 		e.t.Fatalf("dockertest: the engine is in a swarm (state %s) but not a manager; tests need a manager", info.Info.Swarm.LocalNodeState)
 	}
-	if _, err := e.Client.SwarmInit(ctx, client.SwarmInitOptions{
+	_, err = e.Client.SwarmInit(ctx, client.SwarmInitOptions{
 		ListenAddr:    "127.0.0.1:2377",
 		AdvertiseAddr: "127.0.0.1",
-	}); err != nil {
+		Spec:          swarm.Spec{Annotations: swarm.Annotations{Labels: map[string]string{labelSwarm: e.RunID}}},
+	})
+	if err != nil {
+		// Another test process may have made it in the meantime.
+		if info, ierr := e.Client.Info(ctx, client.InfoOptions{}); ierr == nil && info.Info.Swarm.ControlAvailable {
+			return
+		}
 		e.t.Fatalf("dockertest: docker swarm init --advertise-addr 127.0.0.1: %v", err)
 	}
-	e.t.Logf("dockertest: swarm initialised; it is left when %s ends", e.t.Name())
-	e.t.Cleanup(func() {
-		ctx, cancel := cleanupCtx()
-		defer cancel()
-		if _, err := e.Client.SwarmLeave(ctx, client.SwarmLeaveOptions{Force: true}); err != nil {
-			e.t.Errorf("dockertest: cleanup: docker swarm leave --force: %v", err)
-		}
-	})
+	e.t.Logf("dockertest: swarm initialised; the last test using it leaves it")
+}
+
+// releaseSwarm drops this test's shared lock and, if no one else holds
+// one, leaves a swarm that InitSwarm made.
+func (e *Engine) releaseSwarm(lock *os.File) {
+	defer lock.Close()
+	fd := int(lock.Fd())
+	if err := syscall.Flock(fd, syscall.LOCK_UN); err != nil {
+		e.t.Errorf("dockertest: swarm lock: %v", err)
+		return
+	}
+	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return // another test uses the swarm; the last one leaves it
+	}
+	defer syscall.Flock(fd, syscall.LOCK_UN)
+	ctx, cancel := cleanupCtx()
+	defer cancel()
+	sw, err := e.Client.SwarmInspect(ctx, client.SwarmInspectOptions{})
+	if err != nil {
+		return // not a manager (any more): nothing to leave
+	}
+	if _, ours := sw.Swarm.Spec.Labels[labelSwarm]; !ours {
+		return
+	}
+	if _, err := e.Client.SwarmLeave(ctx, client.SwarmLeaveOptions{Force: true}); err != nil {
+		e.t.Errorf("dockertest: cleanup: docker swarm leave --force: %v", err)
+		return
+	}
+	e.t.Logf("dockertest: left the swarm tests made")
 }
 
 // ServiceSpec is a replicated Swarm service running the testserver.
