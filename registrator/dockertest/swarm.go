@@ -89,6 +89,10 @@ func (e *Engine) releaseSwarm(lock *os.File) {
 		e.t.Errorf("dockertest: cleanup: docker swarm leave --force: %v", err)
 		return
 	}
+	// swarm init made docker_gwbridge, which leave does not remove.
+	if _, err := e.Client.NetworkRemove(ctx, "docker_gwbridge", client.NetworkRemoveOptions{}); err != nil && !isNotFound(err) {
+		e.t.Logf("dockertest: cleanup: docker network rm docker_gwbridge: %v", err)
+	}
 	e.t.Logf("dockertest: left the swarm tests made")
 }
 
