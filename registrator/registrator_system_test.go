@@ -331,6 +331,8 @@ func TestSystemRegistrationForms(t *testing.T) {
 		Labels: map[string]string{"SERVICE_INTERNAL": "true", "SERVICE_NAME": "usernet"}})
 	multiNet := s.e.Run(dockertest.ContainerSpec{Name: "multinet", TCP: []int{80}, Networks: []string{net, net2},
 		Labels: map[string]string{"SERVICE_INTERNAL": "true", "SERVICE_NETWORK": net2, "SERVICE_NAME": "multinet"}})
+	// SERVICE_IGNORE, and a port published nowhere without -internal:
+	// no registration (want below has none for them).
 	_, _ = ignored, unpublished
 
 	lo, plainPort := hostPort(t, plain, "80/tcp")
