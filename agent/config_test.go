@@ -65,7 +65,7 @@ func TestValidate(t *testing.T) {
 		{name: "bootstrap-expect 3", cfg: server(), edit: func(c *Config) { c.BootstrapExpect = 3 }},
 		{name: "server without bootstrap-expect joins a group", cfg: server(), edit: func(c *Config) { c.BootstrapExpect = 0 }},
 		{name: "underscore datacenter with DNS", cfg: server(), edit: func(c *Config) { c.Datacenter, c.Ports.DNS = "eu_west", 8600 },
-			wantErr: `-datacenter="eu_west" contains '_', which DNS names cannot (DNS answers <node>.node.<datacenter>.<domain>); use '-' instead, or turn DNS off with -dns-port=-1`},
+			wantErr: `-datacenter="eu_west" is not a DNS label (letters, digits and inner hyphens, at most 63), and DNS answers <node>.node.<datacenter>.<domain>; use '-' instead of '_', or turn DNS off with -dns-port=-1`},
 		{name: "underscore datacenter without DNS", cfg: server(), edit: func(c *Config) { c.Datacenter, c.Ports.DNS = "eu_west", -1 }},
 		{name: "negative reconnect timeout", cfg: server(), edit: func(c *Config) { c.ReconnectTimeout = -time.Second },
 			wantErr: "reconnect_timeout -1s is negative; drop it for the default 72h"},
@@ -100,19 +100,22 @@ func TestValidate(t *testing.T) {
 		{name: "encrypt wrong length", cfg: server(), edit: func(c *Config) { c.Encrypt = "c2hvcnQ=" },
 			wantErr: "-encrypt decodes to 5 bytes; a gossip key is 16, 24 or 32 bytes; generate one with: openssl rand -base64 32"},
 		{name: "domain empty", cfg: server(), edit: func(c *Config) { c.Domain = "." },
-			wantErr: `-domain="." is not a DNS domain; use a name like cluster or consul`},
+			wantErr: `-domain="." is the root; cairn needs a domain of its own such as cluster.`},
 		{name: "recursor host name", cfg: server(), edit: func(c *Config) { c.Recursors = []string{"dns.google"} },
-			wantErr: `-recursor="dns.google" is not an IP address; use IP or IP:port, such as 1.1.1.1 or 10.0.0.2:53`},
+			wantErr: `-recursor="dns.google" is not an IP or IP:port (e.g. 1.1.1.1 or [2606:4700::1111]:53); host names are not resolved`},
 		{name: "recursor bad port", cfg: server(), edit: func(c *Config) { c.Recursors = []string{"1.1.1.1:0"} },
-			wantErr: `-recursor="1.1.1.1:0" has a bad port; use IP or IP:port, such as 1.1.1.1 or 10.0.0.2:53`},
+			wantErr: `-recursor="1.1.1.1:0" has port 0; use IP or IP:port, such as 1.1.1.1 or 10.0.0.2:53`},
+		{name: "domain with an underscore (once refused only after Raft opened)", cfg: server(), edit: func(c *Config) { c.Domain = "my_domain" },
+			wantErr: `-domain="my_domain" is not a DNS domain: "my_domain" is not a DNS label (letters, digits and inner hyphens, at most 63); use a name like cluster or consul`},
+		{name: "domain with an underscore, DNS off", cfg: server(), edit: func(c *Config) { c.Domain, c.Ports.DNS = "my_domain", -1 }},
 		{name: "alt domain off", cfg: server(), edit: func(c *Config) { c.AltDomain = "" }},
 		{name: "alt domain same as domain", cfg: server(), edit: func(c *Config) { c.Domain = "consul" }},
 		{name: "alt domain inside domain", cfg: server(), edit: func(c *Config) { c.AltDomain = "consul.cluster" },
-			wantErr: `-alt-domain="consul.cluster" overlaps -domain="cluster.", so names would be ambiguous; pick another -alt-domain, or -alt-domain= to turn it off`},
+			wantErr: `-alt-domain="consul.cluster" overlaps domain "cluster."; names would be ambiguous, pick a domain that is not inside the other`},
 		{name: "alt domain bad", cfg: server(), edit: func(c *Config) { c.AltDomain = "a..b" },
-			wantErr: `-alt-domain="a..b" is not a DNS domain; use a name like consul, or -alt-domain= to turn it off`},
+			wantErr: `-alt-domain="a..b" is not a DNS domain: "" is not a DNS label (letters, digits and inner hyphens, at most 63); use a name like cluster or consul`},
 		{name: "service ttl fraction", cfg: server(), edit: func(c *Config) { c.DNS.ServiceTTL = 1500 * time.Millisecond },
-			wantErr: `dns_config.service_ttl = 1.5s must be whole seconds, 0 or more, such as "10s"`},
+			wantErr: `dns_config.service_ttl="1.5s" must be whole seconds between 0s and 2147483647s`},
 		{name: "templates", cfg: server(), edit: func(c *Config) {
 			c.Templates = []string{"in.tmpl:out.conf:nginx -s reload"}
 			c.TemplateCheck = "nginx -t"
@@ -297,7 +300,7 @@ func TestLoadConfigFileKeepsWhatItDoesNotName(t *testing.T) {
 
 func TestLoadConfigFileErrors(t *testing.T) {
 	dir := t.TempDir()
-	const keys = "advertise_addr, alt_domain, bind_addr, bootstrap_expect, client_addr, data_dir, datacenter, dns_config, domain, enable_script_checks, encrypt, leave_on_terminate, log_level, node_id, node_name, ports, recursors, retry_join, server, start_join"
+	const keys = "advertise_addr, alt_domain, bind_addr, bootstrap_expect, client_addr, data_dir, datacenter, dns_config, domain, enable_script_checks, encrypt, leave_on_terminate, log_level, node_id, node_name, ports, recursors, retry_join, server, start_join, vip_cidr, vip_dataplane, vip_grace, vip_scheduler"
 	tests := []struct {
 		name, file, body string
 		wantErr          string // with %s for the file's path

@@ -3,6 +3,7 @@ package catalog
 import (
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -261,4 +262,33 @@ func (c *Catalog) AllInstances(ws memdb.WatchSet) (uint64, []Instance) {
 		out = append(out, Instance{Node: n.N, Service: r.S, Checks: checks})
 	}
 	return idx, out
+}
+
+// Changes is the catalog's change feed: the services whose health
+// answers (ServiceHealth) can have changed after index since, by
+// lower-case name, deleted services included, in index order. It adds to
+// ws a channel that closes on the next change of any service. reset is
+// true when since is 0 or older than the feed remembers: the caller must
+// then re-read every service. A consumer keeps the index returned and
+// passes it back next time; names is empty when nothing changed.
+//
+// Node changes reach the feed through the services on the node; a
+// change to a node with no services moves only Nodes' index.
+func (c *Catalog) Changes(ws memdb.WatchSet, since uint64) (index uint64, names []string, reset bool) {
+	ws = orNew(ws)
+	tx := c.read()
+	defer tx.Abort()
+	index = tablesIndex(tx, ws, tableServices, tableNodes, indexChecks)
+	if since == 0 || since < c.state.feedFloor.Load() {
+		return index, nil, true
+	}
+	it, err := tx.LowerBound(tableIndex, "value", since+1)
+	must(err)
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		r := raw.(*indexRow)
+		if name, ok := strings.CutPrefix(r.Key, serviceIndexPrefix); ok {
+			names = append(names, name)
+		}
+	}
+	return index, names, false
 }

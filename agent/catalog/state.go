@@ -55,7 +55,16 @@ type serviceRow struct {
 type indexRow struct {
 	Key   string
 	Value uint64
+	// Gone marks the row of a service that has no instance left: a
+	// tombstone, kept so the change feed reports the deletion.
+	Gone bool
 }
+
+// maxTombstones bounds the rows of deleted services. Past it they are
+// all dropped at once and the change feed answers "start over" to
+// readers from before that point (reset), which costs each of them one
+// full read.
+const maxTombstones = 4096
 
 func schema() *memdb.DBSchema {
 	str := func(field string) memdb.Indexer { return &memdb.StringFieldIndex{Field: field} }
@@ -70,6 +79,9 @@ func schema() *memdb.DBSchema {
 		}},
 		tableIndex: {Name: tableIndex, Indexes: map[string]*memdb.IndexSchema{
 			"id": {Name: "id", Unique: true, Indexer: str("Key")},
+			// value orders the rows by index: the change feed reads
+			// the rows that moved after a given index without a scan.
+			"value": {Name: "value", Indexer: &memdb.UintFieldIndex{Field: "Value"}},
 		}},
 	}}
 }
@@ -83,6 +95,12 @@ type state struct {
 	// holding an index from before a restart is not confused by a reused
 	// number.
 	index atomic.Uint64
+	// feedFloor is the highest index whose change-feed rows were dropped
+	// (tombstones reaped): Changes since an older index must reset.
+	// tombstones counts the tombstone rows. Both are written under
+	// memdb's writer lock (one apply at a time).
+	feedFloor  atomic.Uint64
+	tombstones int
 }
 
 func newState(now time.Time) *state {
@@ -156,7 +174,7 @@ func (s *state) apply(origin string, desired []nodeState) applyResult {
 	if !w.changed {
 		return res
 	}
-	w.finish()
+	s.finish(w)
 	s.index.Store(w.idx)
 	tx.Commit()
 	res.changed = true
@@ -371,9 +389,11 @@ func (w *writer) deleteNode(r *nodeRow) {
 }
 
 // finish writes the index rows of every changed table and touched
-// service. A service with no instance left loses its row: its readers
-// then fall back to the services table's index, which this write moved.
-func (w *writer) finish() {
+// service. A service with no instance left keeps its row as a tombstone
+// (Gone), so that the change feed reports it; its readers see the
+// tombstone's index, which this write moved. Past maxTombstones the
+// tombstones are dropped and the feed's floor rises.
+func (s *state) finish(w *writer) {
 	for t := range w.tables {
 		must(w.tx.Insert(tableIndex, &indexRow{Key: t, Value: w.idx}))
 	}
@@ -381,14 +401,41 @@ func (w *writer) finish() {
 		k := serviceIndexPrefix + name
 		raw, err := w.tx.First(tableServices, "service", name)
 		must(err)
-		if raw == nil {
-			if old, err := w.tx.First(tableIndex, "id", k); err == nil && old != nil {
-				must(w.tx.Delete(tableIndex, old))
-			}
-			continue
+		old, err := w.tx.First(tableIndex, "id", k)
+		must(err)
+		wasGone := old != nil && old.(*indexRow).Gone
+		gone := raw == nil
+		switch {
+		case gone && old == nil:
+			continue // created and deleted in one write: nobody saw it
+		case gone && !wasGone:
+			s.tombstones++
+		case !gone && wasGone:
+			s.tombstones--
 		}
-		must(w.tx.Insert(tableIndex, &indexRow{Key: k, Value: w.idx}))
+		must(w.tx.Insert(tableIndex, &indexRow{Key: k, Value: w.idx, Gone: gone}))
 	}
+	if s.tombstones > maxTombstones {
+		s.reapTombstones(w)
+	}
+}
+
+// reapTombstones drops every tombstone row. Readers of the feed from
+// before this write start over (Changes answers reset).
+func (s *state) reapTombstones(w *writer) {
+	it, err := w.tx.Get(tableIndex, "id_prefix", serviceIndexPrefix)
+	must(err)
+	var gone []*indexRow
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if r := raw.(*indexRow); r.Gone {
+			gone = append(gone, r)
+		}
+	}
+	for _, r := range gone {
+		must(w.tx.Delete(tableIndex, r))
+	}
+	s.tombstones = 0
+	s.feedFloor.Store(w.idx)
 }
 
 // sortNodeChecks orders a node's checks as Consul lists them: serfHealth
@@ -458,7 +505,7 @@ func tablesIndex(tx *memdb.Txn, ws memdb.WatchSet, tables ...string) uint64 {
 func serviceIndex(tx *memdb.Txn, ws memdb.WatchSet, name string) uint64 {
 	ch, raw, err := tx.FirstWatch(tableIndex, "id", serviceIndexPrefix+lower(name))
 	must(err)
-	if raw != nil {
+	if raw != nil && !raw.(*indexRow).Gone {
 		ws.Add(ch)
 		return raw.(*indexRow).Value
 	}
@@ -524,20 +571,11 @@ func (s *state) instances(ws memdb.WatchSet, name string, f Filter, withChecks b
 		if withChecks || f.Passing {
 			inst.Checks = make([]*Check, 0, len(n.Checks)+len(r.Checks))
 			inst.Checks = append(append(inst.Checks, n.Checks...), r.Checks...)
-			if f.Passing && !allPassing(inst.Checks) {
+			if f.Passing && inst.Status() != StatusPassing {
 				continue
 			}
 		}
 		out = append(out, inst)
 	}
 	return idx, out
-}
-
-func allPassing(cs []*Check) bool {
-	for _, c := range cs {
-		if c.Status != StatusPassing {
-			return false
-		}
-	}
-	return true
 }

@@ -4,5 +4,35 @@
 // that the kernel back ends implement (agent/vip/ipvs, agent/vip/nft),
 // the allocation of addresses from -vip-cidr through the Raft store, and
 // the reconciler that turns the catalog's changes into data plane
-// updates. It must not import agent, dns, template or registrator.
+// updates. It must not import agent, dns, template, registrator or cmd;
+// it reads the catalog through Catalog and the KV store through Store.
+//
+// The parts, which VIPs runs together as the agent's one VIP part:
+//
+//   - Table (every agent): the allocations, name -> VIP, kept in memory
+//     by one blocking list of the KV prefix _cairn/vip/ at a time, with
+//     an index and a watch channel for DNS, the HTTP API and the
+//     reconciler.
+//   - Allocator (servers; acts only on the Raft leader, which has the
+//     whole catalog): gives a service with instances, not opted out
+//     with Meta endpoint_mode=dnsrr, the next free address of -vip-cidr
+//     (never its network or broadcast address) in one transaction that
+//     checks that neither the service's key nor the address's key
+//     exists, so two allocators can never hand out one address twice.
+//     A service keeps its VIP while it has instances, healthy or not,
+//     and for Grace (default 1h) after the last one is gone, so a
+//     redeploy keeps its address; then the VIP is released (deleted at
+//     the index it was read at). Opting out with dnsrr releases at once.
+//     A full range is an error on that service only: logged once per
+//     change, counted, and listed in Status.
+//   - Reconciler (agents with a data plane): a Sync at start (adopts
+//     what an earlier run left), an Update naming only the services
+//     the catalog's change feed or the table changed, a Sync every
+//     Resync (default 1m) that repairs rules changed behind its back,
+//     and a Flush on leave. Only passing instances are backends.
+//
+// A VIP accepts the service's target ports (shapeOf: Meta vip_port on
+// the instances, else their most common registered Port, ties to the
+// lowest; protocol from Meta vip_proto, else tcp) and forwards each to
+// every passing instance's registered Address:Port.
 package vip

@@ -1,0 +1,245 @@
+package vip
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairn-dev/cairn/kv"
+	"github.com/hashicorp/go-memdb"
+)
+
+// The allocations live in the replicated KV store, under a prefix that
+// Consul itself does not reserve; cairn reserves it. Users must not
+// write under "_cairn/": a leading underscore keeps it out of the way
+// of ordinary key names, and cairn owns everything below it.
+//
+//	_cairn/vip/service/<lower-case service name>  {"Service":"Web","Address":"10.200.0.7"}
+//	_cairn/vip/address/<address>                  <lower-case service name>
+//
+// The address key makes the store itself refuse a second owner of an
+// address: an allocation is one transaction that checks that neither
+// key exists and sets both; a release deletes both, each only at the
+// index it was read at.
+const (
+	// Prefix is the KV prefix every agent watches.
+	Prefix        = "_cairn/vip/"
+	servicePrefix = Prefix + "service/"
+	addressPrefix = Prefix + "address/"
+)
+
+// ServiceKey is the KV key of a service's allocation.
+func ServiceKey(name string) string { return servicePrefix + strings.ToLower(name) }
+
+func addressKey(a netip.Addr) string { return addressPrefix + a.String() }
+
+// record is the JSON value of a service key.
+type record struct {
+	Service string // the service name as first seen (for people reading the KV)
+	Address string
+}
+
+// Allocation is one service's VIP as the store holds it.
+type Allocation struct {
+	Service string // lower-case service name
+	Addr    netip.Addr
+	// ModifyIndex is the service key's index: a release deletes it only
+	// at this index.
+	ModifyIndex uint64
+	// AddrIndex is the address key's ModifyIndex (0 when it is missing).
+	AddrIndex uint64
+}
+
+// Store is the part of the KV store the VIP table and allocator use:
+// kv.Server on a server, forward.Router on any agent (it forwards to the
+// leader where needed). Both are safe for concurrent use.
+type Store interface {
+	List(ctx context.Context, q kv.QueryOptions, prefix string) (kv.QueryMeta, []*kv.Entry, error)
+	Txn(ctx context.Context, q kv.QueryOptions, ops []kv.Op) (kv.QueryMeta, []kv.TxnResult, []kv.TxnError, error)
+}
+
+// TableConfig configures a Table.
+type TableConfig struct {
+	// Store is where the allocations are read from (required).
+	Store Store
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Table is every agent's in-memory copy of the allocations, name -> VIP,
+// kept current by Run with blocking queries on Prefix. Readers get an
+// index and a watch channel, as every other cairn read does. Safe for
+// concurrent use.
+type Table struct {
+	store Store
+	log   *slog.Logger
+
+	mu   sync.Mutex
+	snap *tableSnap
+}
+
+// tableSnap is one immutable state of the table: replaced, never changed.
+type tableSnap struct {
+	index  uint64 // the KV index it was read at; 0 until the first read
+	byName map[string]Allocation
+	owners map[netip.Addr]string // every address a key under Prefix claims
+	ch     chan struct{}         // closed when the next snapshot replaces this one
+}
+
+// NewTable returns an empty table; Run fills it.
+func NewTable(cfg TableConfig) (*Table, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("vip: TableConfig.Store is nil; the VIP table reads the allocations from the KV store")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Table{store: cfg.Store, log: log, snap: &tableSnap{byName: map[string]Allocation{}, owners: map[netip.Addr]string{}, ch: make(chan struct{})}}, nil
+}
+
+// Lookup returns a service's VIP, if it has one.
+func (t *Table) Lookup(name string) (netip.Addr, bool) {
+	t.mu.Lock()
+	s := t.snap
+	t.mu.Unlock()
+	a, ok := s.byName[strings.ToLower(name)]
+	return a.Addr, ok
+}
+
+// Snapshot returns the allocations by lower-case service name and the
+// KV index they were read at (0: not read yet, the table knows nothing),
+// and adds to ws a channel that closes on the next change. The map is
+// shared: never modify it.
+func (t *Table) Snapshot(ws memdb.WatchSet) (uint64, map[string]Allocation) {
+	t.mu.Lock()
+	s := t.snap
+	t.mu.Unlock()
+	if ws != nil {
+		ws.Add(s.ch)
+	}
+	return s.index, s.byName
+}
+
+// owners returns the addresses claimed by any key under Prefix.
+func (t *Table) owners() map[netip.Addr]string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.snap.owners
+}
+
+// Run keeps the table current until ctx is done, with one blocking list
+// of Prefix at a time (stale reads: any server answers from its own
+// state). When the store cannot answer, it keeps the last table and
+// retries with a backoff of 1s doubling to 30s. It returns nil on a
+// clean stop.
+func (t *Table) Run(ctx context.Context) error {
+	var (
+		index   uint64
+		backoff time.Duration
+		failing bool
+	)
+	for {
+		m, entries, err := t.store.List(ctx, kv.QueryOptions{MinIndex: index, Stale: true}, Prefix)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			backoff = min(max(2*backoff, time.Second), 30*time.Second)
+			if !failing {
+				t.log.Warn("vip: cannot read the VIP allocations; keeping the last ones and retrying", "prefix", Prefix, "err", err)
+				failing = true
+			}
+			timer := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil
+			case <-timer.C:
+			}
+			continue
+		}
+		if failing {
+			t.log.Info("vip: reading the VIP allocations again", "index", m.Index)
+			failing = false
+		}
+		backoff = 0
+		switch {
+		case m.Index == index:
+			// The wait ran out with nothing new.
+			continue
+		case m.Index < index:
+			// The store went back (a restore, another server's older
+			// state): take its answer and wait from there.
+		}
+		index = m.Index
+		t.apply(m.Index, entries)
+	}
+}
+
+// apply replaces the table with what the entries under Prefix say.
+func (t *Table) apply(index uint64, entries []*kv.Entry) {
+	byName := map[string]Allocation{}
+	owners := map[netip.Addr]string{}
+	addrIndex := map[netip.Addr]uint64{}
+	for _, e := range entries {
+		switch {
+		case strings.HasPrefix(e.Key, servicePrefix):
+			name := strings.TrimPrefix(e.Key, servicePrefix)
+			var r record
+			if err := json.Unmarshal(e.Value, &r); err != nil {
+				t.log.Warn("vip: ignoring an allocation that is not JSON; delete the key to let cairn allocate again", "key", e.Key, "err", err)
+				continue
+			}
+			a, err := netip.ParseAddr(r.Address)
+			if err != nil {
+				t.log.Warn("vip: ignoring an allocation with a bad address; delete the key to let cairn allocate again", "key", e.Key, "address", r.Address)
+				continue
+			}
+			if other, taken := owners[a]; taken && other != name {
+				// Only a hand-written key can do this: the allocator's
+				// transaction checks the address key. The address key
+				// (listed first) names the owner; else the first wins.
+				t.log.Warn("vip: two services claim one VIP; ignoring the second, delete its key", "address", a, "kept", other, "key", e.Key)
+				continue
+			}
+			owners[a] = name
+			byName[name] = Allocation{Service: name, Addr: a, ModifyIndex: e.ModifyIndex}
+		case strings.HasPrefix(e.Key, addressPrefix):
+			a, err := netip.ParseAddr(strings.TrimPrefix(e.Key, addressPrefix))
+			if err != nil {
+				continue
+			}
+			addrIndex[a] = e.ModifyIndex
+			if _, taken := owners[a]; !taken {
+				owners[a] = string(e.Value)
+			}
+		}
+	}
+	for name, a := range byName {
+		a.AddrIndex = addrIndex[a.Addr]
+		byName[name] = a
+	}
+	if index == 0 {
+		index = 1 // 0 means "not read yet"
+	}
+	t.set(&tableSnap{index: index, byName: byName, owners: owners})
+}
+
+func (t *Table) set(s *tableSnap) {
+	s.ch = make(chan struct{})
+	t.mu.Lock()
+	old := t.snap
+	t.snap = s
+	t.mu.Unlock()
+	close(old.ch)
+}
+
+// String describes an allocation for logs.
+func (a Allocation) String() string { return fmt.Sprintf("%s=%s", a.Service, a.Addr) }

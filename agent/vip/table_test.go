@@ -1,0 +1,45 @@
+package vip
+
+import (
+	"testing"
+
+	"github.com/cairn-dev/cairn/kv"
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestTableApply: what the table makes of the keys under Prefix,
+// hand-written junk included.
+func TestTableApply(t *testing.T) {
+	tbl, err := NewTable(TableConfig{Store: noStore{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idx, m := tbl.Snapshot(nil); idx != 0 || len(m) != 0 {
+		t.Fatalf("a new table = %d, %v, want 0 (not read yet), empty", idx, m)
+	}
+	tbl.apply(7, []*kv.Entry{
+		{Key: "_cairn/vip/address/10.200.0.1", Value: []byte("web"), ModifyIndex: 5},
+		{Key: "_cairn/vip/address/10.200.0.9", Value: []byte("orphan"), ModifyIndex: 6},
+		{Key: "_cairn/vip/service/bad", Value: []byte("10.200.0.3"), ModifyIndex: 3},
+		{Key: "_cairn/vip/service/dup", Value: []byte(`{"Address":"10.200.0.1"}`), ModifyIndex: 4},
+		{Key: "_cairn/vip/service/noip", Value: []byte(`{"Address":"web.local"}`), ModifyIndex: 4},
+		{Key: "_cairn/vip/service/web", Value: []byte(`{"Service":"Web","Address":"10.200.0.1"}`), ModifyIndex: 5},
+		{Key: "_cairn/vip/other", Value: []byte("x"), ModifyIndex: 7},
+	})
+	idx, m := tbl.Snapshot(nil)
+	want := map[string]Allocation{
+		// dup claims web's address by hand; the address key says
+		// who owns it.
+		"web": {Service: "web", Addr: mustAddr("10.200.0.1"), ModifyIndex: 5, AddrIndex: 5},
+	}
+	if idx != 7 {
+		t.Errorf("index = %d, want 7", idx)
+	}
+	if diff := cmp.Diff(want, m, cmp.Comparer(func(a, b Allocation) bool { return a == b })); diff != "" {
+		t.Errorf("table (-want +got):\n%s", diff)
+	}
+	owners := tbl.owners()
+	if len(owners) != 2 || owners[mustAddr("10.200.0.9")] != "orphan" {
+		t.Errorf("owners = %v, want 10.200.0.1 and the orphan address key 10.200.0.9", owners)
+	}
+}
