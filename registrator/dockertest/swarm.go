@@ -48,10 +48,18 @@ func (e *Engine) InitSwarm() {
 	case info.Info.Swarm.LocalNodeState != swarm.LocalNodeStateInactive:
 		e.t.Fatalf("dockertest: the engine is in a swarm (state %s) but not a manager; tests need a manager", info.Info.Swarm.LocalNodeState)
 	}
+	// Engine 20.10's swarmkit panics (nil task in SetServiceTasksRemove,
+	// taking dockerd down) when the task reaper deletes a task while a
+	// service is being removed. Keeping the task history makes the
+	// reaper leave the tasks of live services alone.
+	history := int64(1000)
 	_, err = e.Client.SwarmInit(ctx, client.SwarmInitOptions{
 		ListenAddr:    "127.0.0.1:2377",
 		AdvertiseAddr: "127.0.0.1",
-		Spec:          swarm.Spec{Annotations: swarm.Annotations{Labels: map[string]string{labelSwarm: e.RunID}}},
+		Spec: swarm.Spec{
+			Annotations:   swarm.Annotations{Labels: map[string]string{labelSwarm: e.RunID}},
+			Orchestration: swarm.OrchestrationConfig{TaskHistoryRetentionLimit: &history},
+		},
 	})
 	if err != nil {
 		// Another test process may have made it in the meantime.
@@ -191,9 +199,14 @@ func (s *Service) Scale(n uint64) {
 	}
 }
 
-// Remove is docker service rm.
+// Remove is docker service rm, after scaling the service to 0 and
+// waiting for its tasks to stop: removing a service whose tasks are
+// still changing is what crashes engine 20.10's swarmkit (see
+// InitSwarm).
 func (s *Service) Remove() {
 	s.e.t.Helper()
+	s.Scale(0)
+	s.WaitRunning(0, 2*time.Minute)
 	if _, err := s.e.Client.ServiceRemove(s.e.t.Context(), s.ID, client.ServiceRemoveOptions{}); err != nil && !isNotFound(err) {
 		s.e.t.Fatalf("dockertest: docker service rm %s: %v", s.Name, err)
 	}
