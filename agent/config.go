@@ -106,6 +106,15 @@ type Config struct {
 	// LogLevel (-log-level, log_level): trace, debug, info, warn or err.
 	LogLevel string
 
+	// Docker (-docker) registers this host's Docker containers and Swarm
+	// tasks as services of this agent, by registrator's rules (package
+	// registrator): IDs <node name>:<container>:<port>, published ports
+	// at the advertise address. DockerHost is the engine ("" means
+	// $DOCKER_HOST, else unix:///var/run/docker.sock). Not in config
+	// files yet.
+	Docker     bool
+	DockerHost string
+
 	// VIPCIDR (-vip-cidr, vip_cidr) is the range service VIPs come from,
 	// e.g. 10.200.0.0/16. Empty: no VIPs at all (DNS answers instances).
 	// Every agent of a cluster needs the same range: the servers

@@ -100,7 +100,7 @@ func (w *wiring) build() ([]layer, error) {
 	if withVIPs {
 		services = append(services, vips)
 	}
-	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart} {
+	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart} {
 		p, ok, err := build()
 		if err != nil {
 			return nil, err
