@@ -56,8 +56,10 @@ func loadCatalog(b *testing.B, services, instances int) *catalog.Catalog {
 func BenchmarkDNSOneChange(b *testing.B) {
 	for _, size := range []struct{ services, instances int }{{10_000, 3}, {10_000, 10}} {
 		cat := loadCatalog(b, size.services, size.instances)
-		version := uint64(1) // the flipper's, across the sub-benchmarks
-		cat.LoadRemote("flipper", version, []catalog.NodeState{flipper(catalog.StatusCritical)}) // odd version
+		// The flipper's version, across the sub-benchmarks; odd is
+		// critical, even passing.
+		version := uint64(1)
+		cat.LoadRemote("flipper", version, []catalog.NodeState{flipper(catalog.StatusCritical)})
 		for _, mode := range []string{"full", "feed"} {
 			b.Run(fmt.Sprintf("services=%d/instances=%d/%s", size.services, size.instances, mode), func(b *testing.B) {
 				adapter := newDNSCatalog(cat, nil, slog.New(slog.DiscardHandler))
