@@ -11,9 +11,10 @@ BENCHTIME ?= 1s
 
 all: lint test build
 
-## build: compile the cairn binary into bin/cairn
+## build: compile bin/cairn and bin/registrator
 build:
 	$(GO) build -o $(BIN) ./cmd/cairn
+	$(GO) build -o bin/registrator ./cmd/registrator
 
 ## run: a throwaway single-server agent (HTTP API on 127.0.0.1:8500)
 run:
