@@ -7,7 +7,7 @@ GO        ?= go
 BIN       ?= bin/cairn
 BENCHTIME ?= 1s
 
-.PHONY: all build run test bench bench-cluster lint clean
+.PHONY: all build run test test-system bench bench-system bench-cluster lint clean
 
 all: lint test build
 
@@ -24,6 +24,16 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
+## test-system: the slow real-system suites (build tag "system", tests named TestSystem*): IPVS in a
+## qemu-booted kernel (run vmtest/prepare.sh once first, as root), and the registrator against the
+## real Docker engine and Swarm. They need root; under CI=true a missing prerequisite fails.
+test-system:
+	$(GO) test -tags system -run '^TestSystem' -count=1 -p 1 -timeout 40m ./...
+
+## bench-system: in-VM benchmarks (IPVS at 10k services; minutes under emulation)
+bench-system:
+	$(GO) test -count=1 -tags system -run '^TestSystemIPVS$$' -bench VM -timeout 60m ./agent/vip/ipvs
+
 ## bench: benchmarks; CI runs them once with BENCHTIME=1x
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./...
@@ -39,6 +49,7 @@ lint:
 		echo "gofmt would change these files (run: gofmt -w .):"; echo "$$unformatted"; exit 1; \
 	fi
 	$(GO) vet ./...
+	$(GO) vet -tags system ./...
 
 clean:
 	rm -rf bin

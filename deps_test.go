@@ -23,15 +23,20 @@ var forbidden = map[string][]string{
 	"kv":          {"agent", "dns", "template", "registrator", "cmd"},
 	"kvtest":      {"agent", "dns", "template", "registrator", "cmd"},
 	"systemtest":  {"agent", "kv", "dns", "template", "registrator", "cmd"},
+	"vmtest":      {"agent", "kv", "dns", "template", "registrator", "cmd"},
 	"dns":         {"agent", "kv", "template", "registrator", "cmd"},
 	"template":    {"agent", "kv", "dns", "registrator", "cmd"},
 	"registrator": {"agent", "kv", "dns", "template", "cmd"},
+	// blocking is a leaf that kv and agent/catalog both use: it imports
+	// nothing of cairn's.
+	"blocking": {"agent", "kv", "kvtest", "dns", "template", "registrator", "systemtest", "cmd", "e2e", "bench"},
 	// agent/* are parts the agent wires; they must not reach back into
 	// it or into the other leaves.
 	"agent/httpapi":    {"dns", "template", "registrator", "cmd"},
 	"agent/membership": {"kv", "dns", "template", "registrator", "cmd"},
 	"agent/catalog":    {"kv", "dns", "template", "registrator", "cmd"},
 	"agent/checks":     {"kv", "dns", "template", "registrator", "cmd"},
+	"agent/consuljson": {"kv", "dns", "template", "registrator", "cmd", "agent/httpapi"},
 	"agent/vip":        {"dns", "template", "registrator", "cmd"},
 	"agent":            {"cmd"},
 }

@@ -1,14 +1,66 @@
 package agent
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/membership"
 	"github.com/hashicorp/go-memdb"
 )
+
+// catalogParts opens the catalog (this agent's services and checks, kept
+// in the data dir, and every other agent's, replicated over gossip) and
+// its check runner, and returns both as parts. The catalog's gossip
+// handler is registered before any join, so nothing is missed.
+func (w *wiring) catalogParts() ([]part, error) {
+	cfg := w.cfg
+	cat, err := catalog.New(catalog.Config{
+		NodeName:           cfg.NodeName,
+		NodeID:             w.nodeID,
+		Datacenter:         cfg.Datacenter,
+		Address:            w.advertise,
+		DataDir:            w.dataDir,
+		EnableScriptChecks: cfg.EnableScriptChecks,
+		ValidateCheck:      validateCheck(cfg.EnableScriptChecks),
+		Members:            catalogMembers{w.ml},
+		Fast:               w.fast,
+		Logger:             w.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.cat = cat
+	gossip, err := w.ml.Register(gossipKindCatalog, cat.GossipHandler())
+	if err != nil {
+		return nil, fmt.Errorf("catalog gossip: %w", err)
+	}
+	w.gossip = gossip
+	checksCfg := checks.Config{
+		Sink:               checkSink{cat: cat, log: w.log},
+		EnableScriptChecks: cfg.EnableScriptChecks,
+		DisableStagger:     w.fast,
+		Logger:             w.log,
+	}
+	if cfg.Fast {
+		// Tests: deregister-critical-after in seconds, not Consul's
+		// one-minute floor (which -dev keeps).
+		checksCfg.MinDeregisterAfter = time.Second
+	}
+	runner, err := checks.New(checksCfg)
+	if err != nil {
+		return nil, err
+	}
+	w.checks = runner
+	return []part{
+		{"catalog", func(ctx context.Context) error { return cat.Run(ctx, gossip, checkRunner{runner}) }},
+		{"checks", runner.Run},
+	}, nil
+}
 
 // Adapters between the catalog and its neighbours: membership (which
 // decides whose entries are shown, and how healthy their nodes are) and
@@ -22,49 +74,29 @@ const gossipKindCatalog = membership.FirstComponentKind
 // catalogMembers adapts membership to catalog.Members.
 type catalogMembers struct{ ml *membership.Membership }
 
-var catalogStatus = map[membership.Status]catalog.MemberStatus{
-	membership.StatusAlive:   catalog.MemberAlive,
-	membership.StatusLeaving: catalog.MemberLeaving,
-	membership.StatusLeft:    catalog.MemberLeft,
-	membership.StatusFailed:  catalog.MemberFailed,
-}
-
 func (m catalogMembers) Members(ws memdb.WatchSet) (uint64, []catalog.Member) {
 	idx, ms := m.ml.Members(ws)
 	out := make([]catalog.Member, 0, len(ms))
 	for _, mem := range ms {
-		out = append(out, catalog.Member{Name: mem.Name, Status: catalogStatus[mem.Status]})
+		out = append(out, catalog.Member{Name: mem.Name, Status: mem.Status})
 	}
 	return idx, out
 }
 
-// checkDefinition is a catalog check as the runner takes it.
-func checkDefinition(d catalog.CheckDefinition) checks.Definition {
-	return checks.Definition{
-		ID: d.ID, Name: d.Name, Notes: d.Notes, ServiceID: d.ServiceID,
-		HTTP: d.HTTP, Method: d.Method, Header: d.Header, Body: d.Body, TLSSkipVerify: d.TLSSkipVerify,
-		TCP: d.TCP, TTL: d.TTL, Args: d.Args,
-		Interval: d.Interval, Timeout: d.Timeout,
-		SuccessBeforePassing:           d.SuccessBeforePassing,
-		FailuresBeforeWarning:          d.FailuresBeforeWarning,
-		FailuresBeforeCritical:         d.FailuresBeforeCritical,
-		DeregisterCriticalServiceAfter: d.DeregisterCriticalServiceAfter,
-		Status:                         checks.Status(d.Status),
-	}
-}
-
 // validateCheck judges a check with the runner's rules at registration.
-func validateCheck(enableScriptChecks bool) func(catalog.CheckDefinition) error {
-	return func(d catalog.CheckDefinition) error {
-		return checkDefinition(d).Validate(enableScriptChecks)
+func validateCheck(enableScriptChecks bool) func(checks.Definition) error {
+	return func(d checks.Definition) error {
+		return d.Validate(enableScriptChecks)
 	}
 }
 
-// checkRunner adapts *checks.Runner to catalog.Runner.
+// checkRunner adapts *checks.Runner to catalog.Runner. The definition
+// passes through as it is: checks.Definition is the catalog's own type,
+// so there is no field-by-field copy that could drop one.
 type checkRunner struct{ r *checks.Runner }
 
-func (c checkRunner) Add(d catalog.CheckDefinition) error { return c.r.Add(checkDefinition(d)) }
-func (c checkRunner) Remove(id string)                    { c.r.Remove(id) }
+func (c checkRunner) Add(d checks.Definition) error { return c.r.Add(d) }
+func (c checkRunner) Remove(id string)              { c.r.Remove(id) }
 func (c checkRunner) TTL(id, status, output string) error {
 	return c.r.TTL(id, checks.Status(status), output)
 }

@@ -30,7 +30,7 @@ func (v *memberView) Members(ws memdb.WatchSet) (uint64, []servers.Member) {
 			ID:       m.Meta.NodeID,
 			RaftAddr: m.Meta.RaftAddr,
 			Server:   m.Meta.Role == membership.RoleServer,
-			Status:   servers.Status(m.Status),
+			Status:   m.Status,
 		})
 	}
 	return idx, out

@@ -4,11 +4,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/cairn-dev/cairn/dns"
 	"log/slog"
-	"net"
 	"net/netip"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -205,9 +204,6 @@ func (c Config) Validate() error {
 	if !datacenterRE.MatchString(c.Datacenter) {
 		return fmt.Errorf("-datacenter=%q may only contain letters, digits, '_' and '-'", c.Datacenter)
 	}
-	if strings.Contains(c.Datacenter, "_") && c.Ports.DNS >= 0 {
-		return fmt.Errorf("-datacenter=%q contains '_', which DNS names cannot (DNS answers <node>.node.<datacenter>.<domain>); use '-' instead, or turn DNS off with -dns-port=-1", c.Datacenter)
-	}
 	for _, a := range []struct{ flag, value string }{
 		{"-bind", c.BindAddr},
 		{"-advertise", c.AdvertiseAddr},
@@ -237,32 +233,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("-encrypt decodes to %d bytes; a gossip key is 16, 24 or 32 bytes; generate one with: openssl rand -base64 32", n)
 		}
 	}
-	if d := strings.TrimSuffix(c.Domain, "."); d == "" || strings.ContainsAny(d, " \t/") || strings.HasPrefix(d, ".") || strings.Contains(d, "..") {
-		return fmt.Errorf("-domain=%q is not a DNS domain; use a name like cluster or consul", c.Domain)
-	}
-	if c.AltDomain != "" {
-		if d := strings.TrimSuffix(c.AltDomain, "."); d == "" || strings.ContainsAny(d, " \t/") || strings.HasPrefix(d, ".") || strings.Contains(d, "..") {
-			return fmt.Errorf("-alt-domain=%q is not a DNS domain; use a name like consul, or -alt-domain= to turn it off", c.AltDomain)
-		}
-		dom, alt := normDomain(c.Domain), normDomain(c.AltDomain)
-		// The same domain twice is harmless (-domain consul with the
-		// default -alt-domain): dnsConfig drops the second.
-		if strings.HasSuffix(alt, "."+dom) || strings.HasSuffix(dom, "."+alt) {
-			return fmt.Errorf("-alt-domain=%q overlaps -domain=%q, so names would be ambiguous; pick another -alt-domain, or -alt-domain= to turn it off", c.AltDomain, c.Domain)
-		}
-	}
-	for _, r := range c.Recursors {
-		if err := validRecursor(r); err != nil {
-			return err
-		}
-	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{{"dns_config.service_ttl", c.DNS.ServiceTTL}, {"dns_config.node_ttl", c.DNS.NodeTTL}} {
-		if d.v < 0 || d.v%time.Second != 0 {
-			return fmt.Errorf("%s = %v must be whole seconds, 0 or more, such as \"10s\"", d.key, d.v)
-		}
+	if err := c.validateDNS(); err != nil {
+		return err
 	}
 	if _, err := c.templateConfig(false); err != nil {
 		return err
@@ -274,6 +246,38 @@ func (c Config) Validate() error {
 		return fmt.Errorf("shutdown timeout %v is negative", c.ShutdownTimeout)
 	}
 	return nil
+}
+
+// dnsFlags names the flag or config key behind each dns.Config field.
+var dnsFlags = map[string]string{
+	"Addr": "-client", "Domain": "-domain", "AltDomain": "-alt-domain", "Datacenter": "-datacenter",
+	"TTL": "dns_config.service_ttl", "NodeTTL": "dns_config.node_ttl", "Recursors": "-recursor",
+}
+
+// validateDNS judges the DNS settings by dns's own rules (dns owns
+// them), naming the flags that set them. Nothing is checked when DNS is
+// off.
+func (c Config) validateDNS() error {
+	if c.Ports.DNS < 0 {
+		return nil
+	}
+	err := c.dnsConfig().Validate()
+	if err == nil {
+		return nil
+	}
+	var fe *dns.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	flag := dnsFlags[fe.Field]
+	if flag == "" {
+		return err
+	}
+	msg := fmt.Sprintf("%s=%q %s", flag, fe.Value, fe.Problem)
+	if fe.Field == "Datacenter" {
+		msg += "; use '-' instead of '_', or turn DNS off with -dns-port=-1"
+	}
+	return errors.New(msg)
 }
 
 func (p Ports) validate() error {
@@ -311,20 +315,6 @@ func (p Ports) validate() error {
 
 // normDomain is a domain in lower case without its dots at either end.
 func normDomain(d string) string { return strings.ToLower(strings.Trim(d, ".")) }
-
-func validRecursor(r string) error {
-	host := r
-	if h, port, err := net.SplitHostPort(r); err == nil {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("-recursor=%q has a bad port; use IP or IP:port, such as 1.1.1.1 or 10.0.0.2:53", r)
-		}
-		host = h
-	}
-	if _, err := netip.ParseAddr(host); err != nil {
-		return fmt.Errorf("-recursor=%q is not an IP address; use IP or IP:port, such as 1.1.1.1 or 10.0.0.2:53", r)
-	}
-	return nil
-}
 
 // ParseLogLevel maps Consul's log levels to slog's: trace (below debug),
 // debug, info, warn (or warning) and err (or error), in any case.

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
@@ -15,24 +16,28 @@ import (
 )
 
 // dnsCatalog adapts the catalog to dns.Catalog: every instance with its
-// aggregated health, grouped by service name, and every node.
+// aggregated health, grouped by service name, and every node; and, from
+// the catalog's change feed, only the services that changed.
 //
 // Its index is a counter of its own, bumped each time the catalog's
-// index moves: the catalog's indexes start at its boot time and may
-// differ between the instance and node reads, and dns only needs a
-// number that changes whenever the answer can have.
+// index moves: dns only needs a number that changes whenever the answer
+// can have, and the counter lets Changes tell an index it handed out
+// (whose catalog index it remembers) from any other.
 type dnsCatalog struct {
 	cat *catalog.Catalog
 	log *slog.Logger
 
 	mu          sync.Mutex
-	lastCatalog uint64          // the catalog index the counter was last bumped for
-	index       uint64          // what Snapshot returns
-	warned      map[string]bool // instances with a host name address, logged once
+	lastCatalog uint64 // the catalog index the counter was last bumped for
+	lastNodes   uint64 // the index of the nodes last returned
+	index       uint64 // what Snapshot and Changes return
+	// warned holds, by lower-case service name, the instances with a
+	// host name address that were logged, so each is logged once.
+	warned map[string]map[string]bool
 }
 
 func newDNSCatalog(cat *catalog.Catalog, log *slog.Logger) *dnsCatalog {
-	return &dnsCatalog{cat: cat, log: log}
+	return &dnsCatalog{cat: cat, log: log, warned: map[string]map[string]bool{}}
 }
 
 // Snapshot implements dns.Catalog. It adds the catalog's table-level
@@ -40,23 +45,72 @@ func newDNSCatalog(cat *catalog.Catalog, log *slog.Logger) *dnsCatalog {
 func (d *dnsCatalog) Snapshot(ws memdb.WatchSet) (uint64, []dns.Service, []dns.Node) {
 	iidx, insts := d.cat.AllInstances(ws)
 	nidx, nodes := d.cat.Nodes(ws, catalog.Filter{})
+	feedIdx, _, _ := d.cat.Changes(nil, 0)
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if idx := max(iidx, nidx); idx != d.lastCatalog || d.index == 0 {
+	if idx := max(iidx, nidx, feedIdx); idx != d.lastCatalog || d.index == 0 {
 		d.lastCatalog = idx
 		d.index++
 	}
+	d.lastNodes = nidx
+	warned := d.warned
+	d.warned = map[string]map[string]bool{}
+	return d.index, d.services(insts, warned), dnsNodes(nodes)
+}
 
+// Changes implements dns.Catalog from the catalog's change feed: each
+// changed service is read again, and the nodes when they changed.
+func (d *dnsCatalog) Changes(ws memdb.WatchSet, since uint64) (dns.Delta, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if since != d.index || d.index == 0 {
+		return dns.Delta{}, false // not an index this adapter handed out last
+	}
+	idx, names, reset := d.cat.Changes(ws, d.lastCatalog)
+	if reset {
+		return dns.Delta{}, false
+	}
+	if idx == d.lastCatalog {
+		return dns.Delta{Index: d.index}, true
+	}
+	d.lastCatalog = idx
+	d.index++
+	delta := dns.Delta{Index: d.index}
+	for _, name := range names {
+		_, insts := d.cat.ServiceHealth(nil, name, catalog.Filter{})
+		warned := d.warned[name]
+		delete(d.warned, name)
+		if svcs := d.services(insts, map[string]map[string]bool{name: warned}); len(svcs) > 0 {
+			delta.Services = append(delta.Services, svcs...)
+		} else {
+			delta.Services = append(delta.Services, dns.Service{Name: name})
+		}
+	}
+	if nidx, nodes := d.cat.Nodes(nil, catalog.Filter{}); nidx != d.lastNodes {
+		d.lastNodes = nidx
+		delta.Nodes, delta.NodesChanged = dnsNodes(nodes), true
+	}
+	return delta, true
+}
+
+// services groups instances into dns services by exact name, in the
+// order of their first instance, logging each instance that cannot be
+// answered unless warned says it was logged already; d.warned gets what
+// is logged now. Called with d.mu held.
+func (d *dnsCatalog) services(insts []catalog.Instance, warned map[string]map[string]bool) []dns.Service {
 	var services []dns.Service
 	at := map[string]int{} // service name -> its position in services
-	bad := map[string]bool{}
 	for _, in := range insts {
 		inst, reason := dnsInstance(in)
 		if reason != "" {
+			lname := strings.ToLower(in.Service.Name)
 			key := in.Node.Node + "/" + in.Service.ID
-			bad[key] = true
-			if !d.warned[key] {
+			if d.warned[lname] == nil {
+				d.warned[lname] = map[string]bool{}
+			}
+			d.warned[lname][key] = true
+			if !warned[lname][key] {
 				d.log.Warn("dns: instance not answered: "+reason+"; register it with an IP address to be found by DNS",
 					"service", in.Service.Name, "id", in.Service.ID, "node", in.Node.Node,
 					"address", in.Service.Address, "node_address", in.Node.Address)
@@ -67,20 +121,21 @@ func (d *dnsCatalog) Snapshot(ws memdb.WatchSet) (uint64, []dns.Service, []dns.N
 		if !ok {
 			i = len(services)
 			at[in.Service.Name] = i
-			// VIP stays zero: there is no VIP allocation yet.
 			services = append(services, dns.Service{Name: in.Service.Name})
 		}
 		services[i].Instances = append(services[i].Instances, inst)
 	}
-	d.warned = bad
+	return services
+}
 
+func dnsNodes(nodes []*catalog.Node) []dns.Node {
 	out := make([]dns.Node, 0, len(nodes))
 	for _, n := range nodes {
 		if a, err := netip.ParseAddr(n.Address); err == nil {
 			out = append(out, dns.Node{Name: n.Node, Addr: a})
 		}
 	}
-	return d.index, services, out
+	return out
 }
 
 // dnsInstance converts one catalog instance; reason says why it cannot
@@ -91,7 +146,7 @@ func dnsInstance(in catalog.Instance) (inst dns.Instance, reason string) {
 		ServiceID: in.Service.ID,
 		Port:      in.Service.Port,
 		Tags:      in.Service.Tags,
-		Status:    worstStatus(in.Checks),
+		Status:    in.Status(),
 	}
 	nodeAddr, nodeErr := netip.ParseAddr(in.Node.Address)
 	if nodeErr == nil {
@@ -111,26 +166,23 @@ func dnsInstance(in catalog.Instance) (inst dns.Instance, reason string) {
 	return inst, ""
 }
 
-// worstStatus aggregates an instance's checks, its node's included, as
-// Consul does: critical over warning over passing; no checks is passing.
-// A status dns does not know counts as critical.
-func worstStatus(checks []*catalog.Check) string {
-	worst := dns.StatusPassing
-	for _, c := range checks {
-		switch c.Status {
-		case catalog.StatusPassing:
-		case catalog.StatusWarning:
-			worst = dns.StatusWarning
-		default:
-			return dns.StatusCritical
-		}
+// dnsPart returns the DNS server, answering from the catalog through
+// dnsCatalog; none when DNS is off (-dns-port=-1).
+func (w *wiring) dnsPart() (part, bool, error) {
+	if w.dnsPC == nil {
+		return part{}, false, nil
 	}
-	return worst
+	dc := w.cfg.dnsConfig()
+	dc.PacketConn, dc.Listener, dc.Logger = w.dnsPC, w.dnsLn, w.log
+	srv, err := dns.New(dc, newDNSCatalog(w.cat, w.log))
+	if err != nil {
+		return part{}, false, err
+	}
+	return part{"dns", srv.Run}, true, nil
 }
 
 // dnsConfig is the dns server's configuration from the agent's.
-func (a *Agent) dnsConfig() dns.Config {
-	cfg := a.cfg
+func (cfg Config) dnsConfig() dns.Config {
 	c := dns.DefaultConfig()
 	c.Addr = net.JoinHostPort(cfg.ClientAddr, strconv.Itoa(cfg.Ports.DNS))
 	c.Domain = cfg.Domain
@@ -142,7 +194,6 @@ func (a *Agent) dnsConfig() dns.Config {
 	c.TTL = cfg.DNS.ServiceTTL
 	c.NodeTTL = cfg.DNS.NodeTTL
 	c.OnlyPassing = cfg.DNS.OnlyPassing
-	c.Logger = a.log
 	return c
 }
 

@@ -17,34 +17,9 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/dns"
 )
-
-func TestWorstStatus(t *testing.T) {
-	tests := []struct {
-		name   string
-		checks []string
-		want   string
-	}{
-		{"no checks", nil, dns.StatusPassing},
-		{"all passing", []string{"passing", "passing"}, dns.StatusPassing},
-		{"one warning", []string{"passing", "warning"}, dns.StatusWarning},
-		{"node critical (serfHealth)", []string{"critical", "passing"}, dns.StatusCritical},
-		{"critical after warning", []string{"warning", "critical"}, dns.StatusCritical},
-		{"unknown status", []string{"maintenance"}, dns.StatusCritical},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var cs []*catalog.Check
-			for _, s := range tt.checks {
-				cs = append(cs, &catalog.Check{Status: s})
-			}
-			if got := worstStatus(cs); got != tt.want {
-				t.Errorf("worstStatus(%v) = %s, want %s", tt.checks, got, tt.want)
-			}
-		})
-	}
-}
 
 // TestDNSCatalogSnapshot runs the adapter on a catalog of its own: the
 // grouping, the addresses, the health, the index and the watch set.
@@ -59,7 +34,7 @@ func TestDNSCatalogSnapshot(t *testing.T) {
 		t.Helper()
 		def := catalog.ServiceDefinition{Service: catalog.Service{ID: id, Name: name, Address: addr, Port: port, Tags: []string{"v1"}}}
 		if checkStatus != "" {
-			def.Checks = []catalog.CheckDefinition{{ID: id, TTL: time.Hour, Status: checkStatus}}
+			def.Checks = []checks.Definition{{ID: id, TTL: time.Hour, Status: checks.Status(checkStatus)}}
 		}
 		if err := cat.RegisterService(def, false); err != nil {
 			t.Fatalf("register %s: %v", id, err)

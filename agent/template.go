@@ -2,14 +2,15 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
-	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/consuljson"
 	"github.com/cairn-dev/cairn/agent/forward"
+	"github.com/cairn-dev/cairn/blocking"
 	"github.com/cairn-dev/cairn/kv"
 	"github.com/cairn-dev/cairn/template"
 	"github.com/hashicorp/consul/api"
@@ -56,6 +57,28 @@ func (c Config) templateConfig(loadFiles bool) (template.Config, error) {
 		tc.Wait = w
 	}
 	return tc, nil
+}
+
+// templatePart returns the runner of the -template templates, rendering
+// in-process from templateSource; none without templates. The source is
+// made either way: tests reach it through the agent.
+func (w *wiring) templatePart() (part, bool, error) {
+	a := w.agent
+	src := &templateSource{store: w.routerFor(), cat: w.cat, node: w.cfg.NodeName, dc: w.cfg.Datacenter}
+	a.mu.Lock()
+	a.tmplSource = src
+	a.mu.Unlock()
+	if len(a.tmpl.Templates) == 0 {
+		return part{}, false, nil
+	}
+	tc := a.tmpl
+	tc.Source = src
+	tc.Logger = w.log
+	r, err := template.New(tc)
+	if err != nil {
+		return part{}, false, err
+	}
+	return part{"templates", r.Run}, true, nil
 }
 
 // templateSource is template.Source over this agent's own parts, with no
@@ -109,15 +132,12 @@ func (s *templateSource) HealthService(ctx context.Context, service, tag string,
 	if err != nil {
 		return nil, 0, err
 	}
-	out := make([]*api.ServiceEntry, 0, len(insts))
+	entries := make([]consuljson.ServiceEntry, 0, len(insts))
 	for _, in := range insts {
-		out = append(out, &api.ServiceEntry{
-			Node:    apiNode(in.Node),
-			Service: apiService(in.Service),
-			Checks:  apiChecks(in.Checks),
-		})
+		entries = append(entries, consuljson.FromHealth(in))
 	}
-	return out, idx, nil
+	out, err := asClient[[]*api.ServiceEntry](entries)
+	return out, idx, err
 }
 
 // CatalogServices implements template.Source.
@@ -145,11 +165,12 @@ func (s *templateSource) CatalogNodes(ctx context.Context, q template.QueryOptio
 	if err != nil {
 		return nil, 0, err
 	}
-	out := make([]*api.Node, 0, len(nodes))
+	shapes := make([]*consuljson.Node, 0, len(nodes))
 	for _, n := range nodes {
-		out = append(out, apiNode(n))
+		shapes = append(shapes, consuljson.FromNode(n))
 	}
-	return out, idx, nil
+	out, err := asClient[[]*api.Node](shapes)
+	return out, idx, err
 }
 
 // CatalogNode implements template.Source; "" is this agent's node.
@@ -169,11 +190,8 @@ func (s *templateSource) CatalogNode(ctx context.Context, node string, q templat
 	if err != nil || n == nil {
 		return nil, idx, err
 	}
-	out := &api.CatalogNode{Node: apiNode(n), Services: map[string]*api.AgentService{}}
-	for _, sv := range svcs {
-		out.Services[sv.ID] = apiService(sv)
-	}
-	return out, idx, nil
+	out, err := asClient[*api.CatalogNode](consuljson.FromNodeServices(n, svcs))
+	return out, idx, err
 }
 
 // kvOptions are a template query's options as the kv store takes them.
@@ -220,85 +238,35 @@ func (s *templateSource) KVList(ctx context.Context, prefix string, q template.Q
 
 // Datacenters implements template.Source. cairn knows its own
 // datacenter only, which never changes: a blocking query waits out its
-// wait (or ctx) and answers the same, at the same index.
+// wait (or ctx), by package blocking's rules, and answers the same, at
+// the same index.
 func (s *templateSource) Datacenters(ctx context.Context, q template.QueryOptions) ([]string, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	if q.WaitIndex != 0 {
-		wait := q.WaitTime
-		if wait <= 0 {
-			wait = kv.DefaultQueryWait
-		}
-		t := time.NewTimer(min(wait, kv.MaxQueryWait))
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return nil, 0, ctx.Err()
-		}
+	never := func(memdb.WatchSet) (uint64, error) { return 1, nil }
+	if _, err := blocking.Run(ctx, blocking.Query{MinIndex: q.WaitIndex, Wait: q.WaitTime}, never); err != nil {
+		return nil, 0, err
 	}
 	return []string{s.dc}, 1, nil
 }
 
-// The catalog -> official client conversions. They produce what the
-// client decodes from agent/httpapi's JSON (catalog.go toNodeJSON,
-// toServiceJSON, toChecksJSON): empty maps and tag lists as empty, not
-// nil; omitted fields as zero. httpapi exports no helpers, so this is the
-// one duplicate of that mapping; TestTemplateSourceMatchesHTTP compares
-// the two on a live agent so they cannot drift apart.
-
-func apiNode(n *catalog.Node) *api.Node {
-	return &api.Node{
-		ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: n.Datacenter,
-		TaggedAddresses: emptyMap(n.TaggedAddresses), Meta: emptyMap(n.Meta),
-		CreateIndex: n.CreateIndex, ModifyIndex: n.ModifyIndex,
+// asClient turns v, one of agent/consuljson's shapes (what the HTTP API
+// writes), into T, the official client's type for it, the way the client
+// decodes the HTTP API's answer: through JSON. The mapping from the
+// catalog has one owner, consuljson, and this source answers exactly what
+// the HTTP API does (TestTemplateSourceMatchesHTTP). It also hands each
+// template its own copy of the catalog's shared values.
+func asClient[T any](v any) (T, error) {
+	var out T
+	b, err := json.Marshal(v)
+	if err != nil {
+		return out, fmt.Errorf("template source: encode %T: %w", v, err)
 	}
-}
-
-func apiService(s *catalog.Service) *api.AgentService {
-	out := &api.AgentService{
-		ID: s.ID, Service: s.Name, Tags: emptySlice(s.Tags), Address: s.Address,
-		Meta: emptyMap(s.Meta), Port: s.Port,
-		Weights:           api.AgentWeights{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
-		EnableTagOverride: s.EnableTagOverride,
-		CreateIndex:       s.CreateIndex, ModifyIndex: s.ModifyIndex,
+	if err := json.Unmarshal(b, &out); err != nil {
+		return out, fmt.Errorf("template source: decode %T as %T: %w", v, out, err)
 	}
-	if len(s.TaggedAddresses) > 0 {
-		out.TaggedAddresses = map[string]api.ServiceAddress{}
-		for k, v := range s.TaggedAddresses {
-			out.TaggedAddresses[k] = api.ServiceAddress{Address: v.Address, Port: v.Port}
-		}
-	}
-	return out
-}
-
-func apiChecks(cs []*catalog.Check) api.HealthChecks {
-	out := make(api.HealthChecks, 0, len(cs))
-	for _, c := range cs {
-		d := c.Definition
-		var header map[string][]string
-		if len(d.Header) > 0 {
-			header = maps.Clone(d.Header)
-		}
-		out = append(out, &api.HealthCheck{
-			Node: c.Node, CheckID: c.CheckID, Name: c.Name, Status: c.Status, Notes: c.Notes,
-			Output: c.Output, ServiceID: c.ServiceID, ServiceName: c.ServiceName,
-			ServiceTags: emptySlice(c.ServiceTags), Type: c.Type,
-			Definition: api.HealthCheckDefinition{
-				HTTP: d.HTTP, Header: header, Method: d.Method, Body: d.Body,
-				TLSServerName: d.TLSServerName, TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP,
-				IntervalDuration:                       d.Interval,
-				TimeoutDuration:                        d.Timeout,
-				DeregisterCriticalServiceAfterDuration: d.DeregisterCriticalServiceAfter,
-				Interval:                               api.ReadableDuration(d.Interval),
-				Timeout:                                api.ReadableDuration(d.Timeout),
-				DeregisterCriticalServiceAfter:         api.ReadableDuration(d.DeregisterCriticalServiceAfter),
-			},
-			CreateIndex: c.CreateIndex, ModifyIndex: c.ModifyIndex,
-		})
-	}
-	return out
+	return out, nil
 }
 
 func apiKVPair(e *kv.Entry) *api.KVPair {
@@ -306,20 +274,4 @@ func apiKVPair(e *kv.Entry) *api.KVPair {
 		Key: e.Key, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex,
 		LockIndex: e.LockIndex, Flags: e.Flags, Value: slices.Clone(e.Value), Session: e.Session,
 	}
-}
-
-// Consul's JSON has empty collections as [] and {}, never null. The
-// catalog's values are shared with every reader: templates get copies.
-func emptyMap[V any](m map[string]V) map[string]V {
-	if m == nil {
-		return map[string]V{}
-	}
-	return maps.Clone(m)
-}
-
-func emptySlice(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return slices.Clone(s)
 }

@@ -2,8 +2,6 @@ package dns
 
 import (
 	"cmp"
-	"encoding/binary"
-	"hash/maphash"
 	"maps"
 	"net"
 	"net/netip"
@@ -13,33 +11,52 @@ import (
 	mdns "github.com/miekg/dns"
 )
 
-// zoneBuilder turns catalog snapshots into zones. It keeps what each
-// service contributed to the last zone, with a hash of the service's
-// catalog entries, so that when one service of 10,000 changes, one is
-// rebuilt and the rest reused (with their rotation); the node and PTR
-// maps are reused while nothing they come from changed. Only the Run
-// goroutine uses it.
+// zoneBuilder turns the catalog's changes into zones. A zone is never
+// modified once served, so each change makes a new one that shares
+// everything unchanged with the last: the services map is copied (a
+// table of pointers) and only the changed services are built anew; the
+// PTR map is copied and only its touched names recomputed, which is why
+// the builder keeps, for each reverse name, who contributes to it. Only
+// the Run goroutine uses a zoneBuilder.
 type zoneBuilder struct {
-	st   *settings
-	seed maphash.Seed
+	st *settings
 	// The last zone's maps, which that zone still reads: never modified,
-	// only copied or reused.
+	// only copied.
 	services map[string]*svcAnswers
 	nodes    map[string]*entry
 	ptr      map[string]*entry
-	nodeSum  uint64 // hash of the nodes nodes and ptr were built from
-	buf      []byte // hash input, reused
+	// The builder's own indexes, modified in place: the node PTR records
+	// by reverse name, and the services contributing PTR records to each
+	// reverse name.
+	nodePTR   map[string]*entry
+	ptrOwners map[string][]string
+	// What cannot be answered, for the log: service names by lower-case
+	// name, and node names.
+	badServices map[string][]string
+	badNodes    []string
 }
 
 func newZoneBuilder(st *settings) *zoneBuilder {
-	return &zoneBuilder{st: st, seed: maphash.MakeSeed()}
+	zb := &zoneBuilder{st: st}
+	zb.reset()
+	return zb
+}
+
+// reset forgets the last zone: the next update builds everything.
+func (zb *zoneBuilder) reset() {
+	zb.services = map[string]*svcAnswers{}
+	zb.nodes = map[string]*entry{}
+	zb.ptr = map[string]*entry{}
+	zb.nodePTR = map[string]*entry{}
+	zb.ptrOwners = map[string][]string{}
+	zb.badServices = map[string][]string{}
+	zb.badNodes = nil
 }
 
 // svcAnswers holds the answers of one service name. Entries with no
 // records are nil.
 type svcAnswers struct {
 	name  string            // lower case
-	sum   uint64            // hash of the catalog entries it was built from
 	svc   *entry            // <svc>: the VIP, else the instances (Swarm)
 	tasks *entry            // tasks.<svc> (Swarm)
 	all   *entry            // <svc>.service, _<svc>._tcp.service (Consul)
@@ -59,193 +76,205 @@ type buildResult struct {
 	rebuilt     int // services built anew rather than reused
 }
 
-// build precomputes the answers for one catalog snapshot.
+// build precomputes every answer from a full catalog snapshot.
 func (zb *zoneBuilder) build(index uint64, services []Service, nodes []Node) (*zone, buildResult) {
-	st := zb.st
-	var res buildResult
-	z := newZone(st, index)
-	b := newBuilder(st)
+	zb.reset()
+	return zb.update(index, services, nodes, true)
+}
 
-	// Group services by lower-case name (DNS names are not case
-	// sensitive): nearly every name is one catalog service; dups holds
-	// the names that are several.
-	first := make(map[string]int, len(services))
-	var order []string // names in catalog order
-	var dups map[string][]int
+// update makes the next zone from the last one and a change: services
+// holds the current entries of every service name that changed (all
+// catalog services of that name, in any case; a name with no instances
+// left is removed), and nodes, when nodesChanged, every node.
+func (zb *zoneBuilder) update(index uint64, services []Service, nodes []Node, nodesChanged bool) (*zone, buildResult) {
+	z := newZone(zb.st, index)
+	b := newBuilder(zb.st)
+
+	// Group the changed services by lower-case name (DNS names are not
+	// case sensitive), in the order given.
+	groups := make(map[string][]int, len(services))
+	var order []string
 	for i := range services {
-		s := &services[i]
-		if !validLabel(s.Name) {
-			res.badServices = append(res.badServices, s.Name)
-			continue
-		}
-		key := strings.ToLower(s.Name)
-		j, ok := first[key]
-		if !ok {
-			first[key] = i
+		key := strings.ToLower(services[i].Name)
+		if groups[key] == nil {
 			order = append(order, key)
-			continue
 		}
-		if dups == nil {
-			dups = make(map[string][]int)
-		}
-		if dups[key] == nil {
-			dups[key] = []int{j}
-		}
-		dups[key] = append(dups[key], i)
+		groups[key] = append(groups[key], i)
 	}
-	slices.Sort(res.badServices)
-	res.badServices = slices.Compact(res.badServices)
 
-	// Rebuild the services whose catalog entries changed.
-	var changed []*svcAnswers
-	samePTR := true // no PTR record changes
-	kept := 0       // names the last zone had too
-	for _, key := range order {
-		group := dups[key]
-		if group == nil {
-			group = []int{first[key]}
-		}
-		sum := zb.hashGroup(services, group)
-		old := zb.services[key]
-		if old != nil {
-			kept++
-			if old.sum == sum {
-				continue
-			}
-		}
-		a := b.service(key, services, group)
-		a.sum = sum
-		changed = append(changed, a)
-		samePTR = samePTR && old != nil && slices.EqualFunc(old.ptrs, a.ptrs, func(x, y named) bool {
-			return x.name == y.name && slices.EqualFunc(x.e.ptr, y.e.ptr, func(p, q mdns.PTR) bool { return p.Ptr == q.Ptr })
-		})
+	touched := map[string]bool{} // reverse names whose PTR records may change
+	next := zb.services
+	if len(order) > 0 {
+		next = maps.Clone(zb.services)
 	}
-	res.rebuilt = len(changed)
-	sameNames := kept == len(order) && kept == len(zb.services)
-	var next map[string]*svcAnswers
-	if sameNames {
-		next = maps.Clone(zb.services) // copies the table; no rehashing
-	} else {
-		next = make(map[string]*svcAnswers, len(order))
-		for _, key := range order {
-			if a := zb.services[key]; a != nil {
+	for _, key := range order {
+		group := groups[key]
+		old := next[key]
+		delete(next, key)
+		delete(zb.badServices, key)
+		var a *svcAnswers
+		if exists(services, group) {
+			if bad := badNames(services, group); len(bad) > 0 {
+				zb.badServices[key] = bad
+			} else {
+				a = b.service(key, services, group)
 				next[key] = a
 			}
 		}
+		zb.movePTRs(key, old, a, touched)
 	}
-	for _, a := range changed {
-		next[a.name] = a
-	}
-	zb.services, z.services = next, next
+	z.services, zb.services = next, next
 
-	// Nodes: those listed and those instances name.
-	nodeAddr := make(map[string]netip.Addr, len(nodes))
-	var nodeNames []string
-	zb.buf = zb.buf[:0]
-	addNode := func(name string, a netip.Addr) {
-		a = a.Unmap()
-		if name == "" || !a.IsValid() {
-			return
-		}
-		if _, ok := nodeAddr[name]; !ok {
-			nodeNames = append(nodeNames, name)
-			nodeAddr[name] = a
-			zb.buf = appendAddr(appendString(zb.buf, name), a)
-		}
+	if nodesChanged {
+		zb.buildNodes(b, nodes, touched)
 	}
-	for _, n := range nodes {
-		addNode(n.Name, n.Addr)
-	}
-	for _, s := range services {
-		for _, in := range s.Instances {
-			addNode(in.Node, in.NodeAddr)
+	z.nodes = zb.nodes
+	z.ptr = zb.ptr
+	if len(touched) > 0 {
+		z.ptr = maps.Clone(zb.ptr)
+		for name := range touched {
+			zb.mergePTR(z, name)
 		}
-	}
-	nodeSum := maphash.Bytes(zb.seed, zb.buf)
-	if zb.ptr != nil && sameNames && samePTR && nodeSum == zb.nodeSum {
-		z.nodes, z.ptr = zb.nodes, zb.ptr
-		return z, res
+		zb.ptr = z.ptr
 	}
 
-	slices.Sort(nodeNames)
-	nptr := len(nodeNames)
-	for _, a := range next {
-		nptr += len(a.ptrs)
+	res := buildResult{rebuilt: len(order), badNodes: zb.badNodes}
+	for _, names := range zb.badServices {
+		res.badServices = append(res.badServices, names...)
 	}
-	z.nodes = make(map[string]*entry, len(nodeNames))
-	z.ptr = make(map[string]*entry, nptr)
-	for _, name := range nodeNames {
-		lower := strings.ToLower(name)
-		if !validLabel(name) || z.nodes[lower] != nil {
-			res.badNodes = append(res.badNodes, name)
-			continue
-		}
-		a := nodeAddr[name]
-		e := &entry{}
-		b.addAddrs(e, []netip.Addr{a}, st.nodeTTL)
-		z.nodes[lower] = e
-		z.addPTR(reverseName(a), b.ptrEntry(lower+".node."+st.dc+"."+st.domains[0]))
-	}
-	for _, key := range order {
-		for _, n := range next[key].ptrs {
-			z.addPTR(n.name, n.e)
-		}
-	}
-	zb.nodes, zb.ptr, zb.nodeSum = z.nodes, z.ptr, nodeSum
+	slices.Sort(res.badServices)
+	res.badServices = slices.Compact(res.badServices)
 	return z, res
 }
 
-// hashGroup hashes the catalog entries of one service name.
-func (zb *zoneBuilder) hashGroup(services []Service, group []int) uint64 {
-	b := zb.buf[:0]
+// exists reports whether any service of group has an instance or a VIP
+// (a VIP is answered with no instance behind it, as Swarm does).
+func exists(services []Service, group []int) bool {
 	for _, i := range group {
-		s := &services[i]
-		b = appendAddr(appendString(b, s.Name), s.VIP)
-		b = binary.AppendUvarint(b, uint64(len(s.Instances)))
-		for _, in := range s.Instances {
-			b = appendAddr(appendString(b, in.Node), in.NodeAddr)
-			b = appendAddr(appendString(b, in.ServiceID), in.Address)
-			b = binary.AppendVarint(b, int64(in.Port))
-			b = binary.AppendUvarint(b, uint64(len(in.Tags)))
-			for _, t := range in.Tags {
-				b = appendString(b, t)
-			}
-			b = appendString(b, in.Status)
+		if len(services[i].Instances) > 0 || services[i].VIP.IsValid() {
+			return true
 		}
 	}
-	zb.buf = b
-	return maphash.Bytes(zb.seed, b)
+	return false
 }
 
-// appendString appends s, length first, so that no two lists of strings
-// append the same bytes.
-func appendString(b []byte, s string) []byte {
-	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+// badNames returns the names of group that are not DNS labels.
+func badNames(services []Service, group []int) []string {
+	var bad []string
+	for _, i := range group {
+		if !validLabel(services[i].Name) {
+			bad = append(bad, services[i].Name)
+		}
+	}
+	return bad
 }
 
-func appendAddr(b []byte, a netip.Addr) []byte {
-	a16 := a.As16()
-	return append(append(b, byte(a.BitLen())), a16[:]...)
-}
-
-// addPTR adds e's PTR records to name's, without duplicates. Entries may
-// be cached by services, so a second contribution makes a new entry.
-func (z *zone) addPTR(name string, e *entry) {
-	if name == "" {
+// movePTRs records that service key now contributes now's PTR names
+// instead of old's, and marks the names whose records change.
+func (zb *zoneBuilder) movePTRs(key string, old, now *svcAnswers, touched map[string]bool) {
+	var before, after []named
+	if old != nil {
+		before = old.ptrs
+	}
+	if now != nil {
+		after = now.ptrs
+	}
+	if slices.EqualFunc(before, after, samePTRs) {
 		return
 	}
-	old := z.ptr[name]
-	if old == nil {
-		z.ptr[name] = e
+	for _, n := range before {
+		zb.ptrOwners[n.name] = slices.DeleteFunc(zb.ptrOwners[n.name], func(o string) bool { return o == key })
+		if len(zb.ptrOwners[n.name]) == 0 {
+			delete(zb.ptrOwners, n.name)
+		}
+		touched[n.name] = true
+	}
+	for _, n := range after {
+		owners := zb.ptrOwners[n.name]
+		if i, found := slices.BinarySearch(owners, key); !found {
+			zb.ptrOwners[n.name] = slices.Insert(owners, i, key)
+		}
+		touched[n.name] = true
+	}
+}
+
+func samePTRs(x, y named) bool {
+	return x.name == y.name && slices.EqualFunc(x.e.ptr, y.e.ptr, func(p, q mdns.PTR) bool { return p.Ptr == q.Ptr })
+}
+
+// buildNodes rebuilds the node names and their PTR records, marking the
+// reverse names whose records change.
+func (zb *zoneBuilder) buildNodes(b *builder, nodes []Node, touched map[string]bool) {
+	st := zb.st
+	for name := range zb.nodePTR {
+		touched[name] = true
+	}
+	sorted := slices.Clone(nodes)
+	slices.SortStableFunc(sorted, func(x, y Node) int { return strings.Compare(x.Name, y.Name) })
+	zb.nodes = make(map[string]*entry, len(sorted))
+	zb.nodePTR = make(map[string]*entry, len(sorted))
+	zb.badNodes = nil
+	seen := make(map[string]bool, len(sorted))
+	for _, n := range sorted {
+		a := n.Addr.Unmap()
+		if n.Name == "" || !a.IsValid() || seen[n.Name] {
+			continue
+		}
+		seen[n.Name] = true
+		lower := strings.ToLower(n.Name)
+		if !validLabel(n.Name) || zb.nodes[lower] != nil {
+			zb.badNodes = append(zb.badNodes, n.Name)
+			continue
+		}
+		e := &entry{}
+		b.addAddrs(e, []netip.Addr{a}, st.nodeTTL)
+		zb.nodes[lower] = e
+		r := reverseName(a)
+		if r == "" {
+			continue
+		}
+		pe := b.ptrEntry(lower + ".node." + st.dc + "." + st.domains[0])
+		if old := zb.nodePTR[r]; old != nil {
+			pe = mergedPTR(old, pe)
+		}
+		zb.nodePTR[r] = pe
+		touched[r] = true
+	}
+}
+
+// mergePTR sets z's PTR records of one reverse name from the node and
+// the services that contribute to it, in that order, without duplicates.
+func (zb *zoneBuilder) mergePTR(z *zone, name string) {
+	e := zb.nodePTR[name]
+	for _, key := range zb.ptrOwners[name] {
+		for _, n := range zb.services[key].ptrs {
+			if n.name != name {
+				continue
+			}
+			if e == nil {
+				e = n.e
+			} else {
+				e = mergedPTR(e, n.e)
+			}
+		}
+	}
+	if e == nil {
+		delete(z.ptr, name)
 		return
 	}
-	merged := &entry{ptr: slices.Clone(old.ptr)}
-	for _, p := range e.ptr {
+	z.ptr[name] = e
+}
+
+// mergedPTR returns a new entry with a's PTR records and those of b that
+// a lacks. Entries are shared by zones, so neither is modified.
+func mergedPTR(a, b *entry) *entry {
+	merged := &entry{ptr: slices.Clone(a.ptr)}
+	for _, p := range b.ptr {
 		if !slices.ContainsFunc(merged.ptr, func(q mdns.PTR) bool { return q.Ptr == p.Ptr }) {
 			merged.ptr = append(merged.ptr, p)
 		}
 	}
-	z.ptr[name] = merged
+	return merged
 }
 
 // builder builds the entries of one zone. Its maps are scratch space

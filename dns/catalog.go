@@ -9,17 +9,38 @@ import (
 // Catalog is what dns needs from the service catalog. The agent adapts its
 // catalog to it; dns never imports the catalog.
 //
-// Snapshot is called from one goroutine (the one Server.Run owns) each time
-// a channel it added to ws closes, and once at the start; it must not
-// block for long. It returns the catalog's index, which must change
-// whenever anything returned changes, every service with all its
-// instances (healthy or not; dns filters), and every node. It adds to ws
-// a channel that closes on the next change (one table-level channel is
-// enough: dns re-reads everything when woken). dns only reads the
-// returned slices, and only until the next call; the catalog must not
-// modify them in that time.
+// Both methods are called from one goroutine (the one Server.Run owns):
+// Snapshot once at the start and whenever Changes cannot answer, Changes
+// each time a channel added to ws closes. Neither may block for long.
+// dns only reads what they return, and only until the next call; the
+// catalog must not modify it in that time.
 type Catalog interface {
+	// Snapshot returns the catalog's index, every service with all its
+	// instances (healthy or not; dns filters), and every node (each node
+	// an instance names among them). It adds to ws a channel that
+	// closes on the next change.
 	Snapshot(ws memdb.WatchSet) (index uint64, services []Service, nodes []Node)
+	// Changes returns what changed after since, an index that Snapshot
+	// or Changes returned, and adds to ws a channel that closes on the
+	// next change. ok is false when it cannot tell (since is too old):
+	// dns then calls Snapshot.
+	Changes(ws memdb.WatchSet, since uint64) (d Delta, ok bool)
+}
+
+// Delta is a change of the catalog: what one service change costs dns is
+// the rebuild of that service's answers, not of every service's.
+type Delta struct {
+	// Index is the catalog's index after the change; Index == since
+	// means nothing changed.
+	Index uint64
+	// Services holds, for every service name whose answers can have
+	// changed, all of that name's catalog services (names differing only
+	// in case are one DNS name) with all their instances. A name whose
+	// services have no instance and no VIP left is removed.
+	Services []Service
+	// Nodes is every node, when NodesChanged.
+	Nodes        []Node
+	NodesChanged bool
 }
 
 // Service is one service name with its instances on every node.

@@ -92,6 +92,38 @@ type settings struct {
 	timeout   time.Duration
 }
 
+// FieldError is a Config field with a bad value: which field, the value
+// as given, and what is wrong with it and what to do. The agent, which
+// sets the fields from flags and config files, names the flag instead.
+type FieldError struct {
+	Field   string // the Config field: Addr, Domain, AltDomain, Datacenter, TTL, NodeTTL, SOAMinTTL, Recursors, RecursorTimeout
+	Value   string
+	Problem string // "is not a DNS label (...)", "overlaps ...; pick ..."
+}
+
+// fieldNames are the fields as dns's own errors say them.
+var fieldNames = map[string]string{
+	"Addr": "dns address", "Domain": "domain", "AltDomain": "alt domain", "Datacenter": "datacenter",
+	"TTL": "dns TTL", "NodeTTL": "dns node TTL", "SOAMinTTL": "dns SOA min TTL",
+	"Recursors": "recursor", "RecursorTimeout": "recursor timeout",
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s %q %s", fieldNames[e.Field], e.Value, e.Problem)
+}
+
+func fieldErr(field, value, format string, args ...any) error {
+	return &FieldError{Field: field, Value: value, Problem: fmt.Sprintf(format, args...)}
+}
+
+// Validate reports what is wrong with cfg, every problem as a
+// *FieldError (joined), without changing it. New validates too; the
+// agent calls Validate up front, before it opens anything.
+func (cfg Config) Validate() error {
+	_, err := cfg.validate()
+	return err
+}
+
 // validate checks cfg, fills defaults in, and returns what queries use.
 func (cfg *Config) validate() (settings, error) {
 	def := DefaultConfig()
@@ -102,24 +134,24 @@ func (cfg *Config) validate() (settings, error) {
 	}
 	if cfg.PacketConn == nil || cfg.Listener == nil {
 		if _, err := netip.ParseAddrPort(cfg.Addr); err != nil {
-			errs = append(errs, fmt.Errorf("dns address %q is not IP:port (e.g. 127.0.0.1:8600): %w", cfg.Addr, err))
+			errs = append(errs, fieldErr("Addr", cfg.Addr, "is not IP:port (e.g. 127.0.0.1:8600): %v", err))
 		}
 	}
 	if cfg.Domain == "" {
 		cfg.Domain = def.Domain
 	}
-	dom, err := normalizeDomain("domain", cfg.Domain)
+	dom, err := normalizeDomain("Domain", cfg.Domain)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	st.domains = append(st.domains, dom)
 	if cfg.AltDomain != "" {
-		alt, err := normalizeDomain("alt domain", cfg.AltDomain)
+		alt, err := normalizeDomain("AltDomain", cfg.AltDomain)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
 		case alt == dom || strings.HasSuffix(alt, "."+dom) || strings.HasSuffix(dom, "."+alt):
-			errs = append(errs, fmt.Errorf("alt domain %q overlaps domain %q; names would be ambiguous, pick a domain that is not inside the other", cfg.AltDomain, cfg.Domain))
+			errs = append(errs, fieldErr("AltDomain", cfg.AltDomain, "overlaps domain %q; names would be ambiguous, pick a domain that is not inside the other", cfg.Domain))
 		default:
 			st.domains = append(st.domains, alt)
 		}
@@ -129,15 +161,15 @@ func (cfg *Config) validate() (settings, error) {
 	}
 	st.dc = strings.ToLower(cfg.Datacenter)
 	if !validLabel(st.dc) {
-		errs = append(errs, fmt.Errorf("datacenter %q is not a DNS label (letters, digits and inner hyphens, at most 63)", cfg.Datacenter))
+		errs = append(errs, fieldErr("Datacenter", cfg.Datacenter, "is not a DNS label (letters, digits and inner hyphens, at most 63), and DNS answers <node>.node.<datacenter>.<domain>"))
 	}
 	for _, d := range []struct {
-		name string
-		v    time.Duration
-		out  *uint32
-	}{{"TTL", cfg.TTL, &st.ttl}, {"node TTL", cfg.NodeTTL, &st.nodeTTL}, {"SOA min TTL", cfg.SOAMinTTL, &st.soaMin}} {
+		field string
+		v     time.Duration
+		out   *uint32
+	}{{"TTL", cfg.TTL, &st.ttl}, {"NodeTTL", cfg.NodeTTL, &st.nodeTTL}, {"SOAMinTTL", cfg.SOAMinTTL, &st.soaMin}} {
 		if d.v < 0 || d.v%time.Second != 0 || d.v/time.Second > math.MaxInt32 {
-			errs = append(errs, fmt.Errorf("dns %s %v must be whole seconds between 0s and %ds", d.name, d.v, math.MaxInt32))
+			errs = append(errs, fieldErr(d.field, d.v.String(), "must be whole seconds between 0s and %ds", math.MaxInt32))
 			continue
 		}
 		*d.out = uint32(d.v / time.Second)
@@ -152,7 +184,7 @@ func (cfg *Config) validate() (settings, error) {
 		st.recursors = append(st.recursors, ap)
 	}
 	if cfg.RecursorTimeout < 0 {
-		errs = append(errs, fmt.Errorf("recursor timeout %v is negative; use 0 for the default %v", cfg.RecursorTimeout, def.RecursorTimeout))
+		errs = append(errs, fieldErr("RecursorTimeout", cfg.RecursorTimeout.String(), "is negative; use 0 for the default %v", def.RecursorTimeout))
 	}
 	if cfg.RecursorTimeout == 0 {
 		cfg.RecursorTimeout = def.RecursorTimeout
@@ -164,15 +196,15 @@ func (cfg *Config) validate() (settings, error) {
 	return st, errors.Join(errs...)
 }
 
-// normalizeDomain returns d as a lower-case FQDN.
-func normalizeDomain(what, d string) (string, error) {
+// normalizeDomain returns d, the value of field, as a lower-case FQDN.
+func normalizeDomain(field, d string) (string, error) {
 	fq := mdns.Fqdn(strings.ToLower(strings.TrimPrefix(d, ".")))
 	if fq == "." {
-		return "", fmt.Errorf("%s %q is the root; cairn needs a domain of its own such as cluster.", what, d)
+		return "", fieldErr(field, d, "is the root; cairn needs a domain of its own such as cluster.")
 	}
 	for _, l := range strings.Split(strings.TrimSuffix(fq, "."), ".") {
 		if !validLabel(l) {
-			return "", fmt.Errorf("%s %q: label %q is not a DNS label (letters, digits and inner hyphens, at most 63)", what, d, l)
+			return "", fieldErr(field, d, "is not a DNS domain: %q is not a DNS label (letters, digits and inner hyphens, at most 63); use a name like cluster or consul", l)
 		}
 	}
 	return fq, nil
@@ -181,10 +213,13 @@ func normalizeDomain(what, d string) (string, error) {
 // parseRecursor returns r as IP:port, with port 53 when r has none.
 func parseRecursor(r string) (string, error) {
 	if ap, err := netip.ParseAddrPort(r); err == nil {
+		if ap.Port() == 0 {
+			return "", fieldErr("Recursors", r, "has port 0; use IP or IP:port, such as 1.1.1.1 or 10.0.0.2:53")
+		}
 		return ap.String(), nil
 	}
 	if a, err := netip.ParseAddr(strings.Trim(r, "[]")); err == nil {
 		return netip.AddrPortFrom(a, 53).String(), nil
 	}
-	return "", fmt.Errorf("recursor %q is not an IP or IP:port (e.g. 1.1.1.1 or [2606:4700::1111]:53); host names are not resolved", r)
+	return "", fieldErr("Recursors", r, "is not an IP or IP:port (e.g. 1.1.1.1 or [2606:4700::1111]:53); host names are not resolved")
 }

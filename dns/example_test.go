@@ -19,6 +19,10 @@ func (c catalog) Snapshot(memdb.WatchSet) (uint64, []dns.Service, []dns.Node) {
 	return 1, c, nil
 }
 
+func (c catalog) Changes(memdb.WatchSet, uint64) (dns.Delta, bool) {
+	return dns.Delta{Index: 1}, true
+}
+
 // A Server answers from a Catalog; the agent passes an adapter of its
 // catalog, here a fixed one.
 func Example() {

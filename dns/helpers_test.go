@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +19,9 @@ import (
 
 // fakeCatalog is the Catalog boundary: the real catalog lives in
 // agent/catalog and the agent adapts it. Set replaces the contents and
-// wakes the watchers, as a commit would.
+// wakes the watchers, as a commit would. It keeps every version, so
+// Changes answers with the difference between two of them, and every
+// test drives dns's incremental path after the first build.
 type fakeCatalog struct {
 	mu        sync.Mutex
 	index     uint64
@@ -26,10 +29,19 @@ type fakeCatalog struct {
 	nodes     []Node
 	ch        chan struct{}
 	snapshots int
+	changes   int
+	versions  map[uint64]fakeVersion
+	forget    bool // Changes answers "too old", as after tombstones are reaped
+}
+
+type fakeVersion struct {
+	services []Service
+	nodes    []Node
 }
 
 func newFakeCatalog(services []Service, nodes []Node) *fakeCatalog {
-	return &fakeCatalog{index: 1, services: services, nodes: nodes, ch: make(chan struct{})}
+	return &fakeCatalog{index: 1, services: services, nodes: nodes, ch: make(chan struct{}),
+		versions: map[uint64]fakeVersion{1: {services, nodes}}}
 }
 
 func (c *fakeCatalog) Snapshot(ws memdb.WatchSet) (uint64, []Service, []Node) {
@@ -40,12 +52,49 @@ func (c *fakeCatalog) Snapshot(ws memdb.WatchSet) (uint64, []Service, []Node) {
 	return c.index, c.services, c.nodes
 }
 
+func (c *fakeCatalog) Changes(ws memdb.WatchSet, since uint64) (Delta, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.changes++
+	ws.Add(c.ch)
+	old, ok := c.versions[since]
+	if !ok || c.forget {
+		return Delta{}, false
+	}
+	d := Delta{Index: c.index}
+	group := func(ss []Service) map[string][]Service {
+		m := map[string][]Service{}
+		for _, s := range ss {
+			k := strings.ToLower(s.Name)
+			m[k] = append(m[k], s)
+		}
+		return m
+	}
+	before, after := group(old.services), group(c.services)
+	for k, now := range after {
+		if !reflect.DeepEqual(before[k], now) {
+			d.Services = append(d.Services, now...)
+		}
+	}
+	for k, was := range before {
+		if _, ok := after[k]; !ok {
+			d.Services = append(d.Services, Service{Name: was[0].Name})
+		}
+	}
+	slices.SortStableFunc(d.Services, func(x, y Service) int { return strings.Compare(x.Name, y.Name) })
+	if !reflect.DeepEqual(old.nodes, c.nodes) {
+		d.Nodes, d.NodesChanged = c.nodes, true
+	}
+	return d, true
+}
+
 // Set replaces the catalog and returns the new index.
 func (c *fakeCatalog) Set(services []Service, nodes []Node) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.index++
 	c.services, c.nodes = services, nodes
+	c.versions[c.index] = fakeVersion{services, nodes}
 	close(c.ch)
 	c.ch = make(chan struct{})
 	return c.index

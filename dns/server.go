@@ -237,23 +237,39 @@ func (s *Server) listenOnce() (net.PacketConn, net.Listener, error) {
 	return pc, ln, nil
 }
 
-// rebuild reads the catalog and, when its index moved, replaces the
-// zone. It returns the watch set that fires on the next change.
+// rebuild reads what changed in the catalog and, when something did,
+// replaces the zone: from the change alone when the catalog can say what
+// changed, else from a full snapshot. It returns the watch set that
+// fires on the next change.
 func (s *Server) rebuild() memdb.WatchSet {
-	ws := memdb.NewWatchSet()
-	index, services, nodes := s.cat.Snapshot(ws)
 	cur := s.zone.Load()
-	if cur.built && cur.index == index {
-		return ws // woken without a change
-	}
 	start := time.Now()
-	z, res := s.zb.build(index, services, nodes)
+	var (
+		z   *zone
+		res buildResult
+		ws  = memdb.NewWatchSet()
+	)
+	if cur.built {
+		d, ok := s.cat.Changes(ws, cur.index)
+		switch {
+		case ok && d.Index == cur.index:
+			return ws // woken without a change
+		case ok:
+			z, res = s.zb.update(d.Index, d.Services, d.Nodes, d.NodesChanged)
+		default:
+			ws = memdb.NewWatchSet()
+		}
+	}
+	if z == nil {
+		index, services, nodes := s.cat.Snapshot(ws)
+		z, res = s.zb.build(index, services, nodes)
+	}
 	z.built = true
 	s.zone.Store(z)
 	close(cur.replaced)
 	s.lastBuild = time.Since(start)
 	s.logBuild(res)
-	s.log.Debug("dns: answers rebuilt", "index", index, "services", len(services), "nodes", len(nodes),
+	s.log.Debug("dns: answers rebuilt", "index", z.index, "services", len(z.services), "nodes", len(z.nodes),
 		"rebuilt", res.rebuilt, "took", s.lastBuild)
 	return ws
 }

@@ -412,13 +412,13 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"bad addr", func(c *Config) { c.Addr = "localhost:53" }, `dns address "localhost:53" is not IP:port`},
 		{"root domain", func(c *Config) { c.Domain = "." }, `domain "." is the root`},
-		{"bad domain", func(c *Config) { c.Domain = "my_cluster." }, `domain "my_cluster.": label "my_cluster" is not a DNS label`},
+		{"bad domain", func(c *Config) { c.Domain = "my_cluster." }, `domain "my_cluster." is not a DNS domain: "my_cluster" is not a DNS label`},
 		{"overlapping alt", func(c *Config) { c.AltDomain = "sub.cluster" }, `alt domain "sub.cluster" overlaps domain "cluster."`},
 		{"bad dc", func(c *Config) { c.Datacenter = "dc.1" }, `datacenter "dc.1" is not a DNS label`},
-		{"fractional ttl", func(c *Config) { c.TTL = 1500 * time.Millisecond }, `dns TTL 1.5s must be whole seconds`},
-		{"negative node ttl", func(c *Config) { c.NodeTTL = -time.Second }, `dns node TTL -1s must be whole seconds`},
+		{"fractional ttl", func(c *Config) { c.TTL = 1500 * time.Millisecond }, `dns TTL "1.5s" must be whole seconds`},
+		{"negative node ttl", func(c *Config) { c.NodeTTL = -time.Second }, `dns node TTL "-1s" must be whole seconds`},
 		{"recursor host name", func(c *Config) { c.Recursors = []string{"dns.google"} }, `recursor "dns.google" is not an IP or IP:port`},
-		{"negative timeout", func(c *Config) { c.RecursorTimeout = -1 }, `recursor timeout -1ns is negative`},
+		{"negative timeout", func(c *Config) { c.RecursorTimeout = -1 }, `recursor timeout "-1ns" is negative`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-dev/cairn/blocking"
 	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
 )
@@ -131,6 +131,16 @@ type Server struct {
 	ready atomic.Pointer[chan struct{}]
 
 	sessions *sessionTimers
+	blocking blocking.Tracker // the blocking queries in flight
+
+	// leadership is the signal LeaderWatch serves: whether Run last saw
+	// this server lead, and a channel closed (and replaced) when that
+	// changes.
+	leadership struct {
+		sync.Mutex
+		leading bool
+		changed chan struct{}
+	}
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -219,6 +229,7 @@ func Open(cfg Config) (*Server, error) {
 	}
 	s.sessions = newSessionTimers(s)
 	s.resetReady()
+	s.leadership.changed = make(chan struct{})
 	return s, nil
 }
 
@@ -245,6 +256,7 @@ func (s *Server) Run(ctx context.Context) error {
 				return
 			}
 			leading = isLeader
+			s.setLeading(isLeader)
 			if isLeader {
 				lctx, cancel := context.WithCancel(ctx)
 				stopLead = cancel
@@ -263,6 +275,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if leading {
 			stopLead()
 			<-leadDone
+			s.setLeading(false)
 		}
 	}()
 	checkLead()
@@ -368,6 +381,31 @@ func (s *Server) NodeID() string { return s.cfg.NodeID }
 
 // Addr is the Raft address other servers reach this one on.
 func (s *Server) Addr() string { return string(s.trans.LocalAddr()) }
+
+// LeaderWatch is leadership as a watchable signal: it reports whether
+// this server leads, as Run last saw it, and adds to ws a channel that
+// closes at the next change (leadership gained or lost, or Run ending
+// while leading). Callers that act on leadership (agent/servers) wait on
+// it with the rest of their watch set instead of polling IsLeader. Run
+// notices a change from Raft's leader observations, at once.
+func (s *Server) LeaderWatch(ws memdb.WatchSet) bool {
+	s.leadership.Lock()
+	defer s.leadership.Unlock()
+	ws.Add(s.leadership.changed)
+	return s.leadership.leading
+}
+
+// setLeading records a change of leadership and wakes the watchers.
+func (s *Server) setLeading(leading bool) {
+	s.leadership.Lock()
+	defer s.leadership.Unlock()
+	if s.leadership.leading == leading {
+		return
+	}
+	s.leadership.leading = leading
+	close(s.leadership.changed)
+	s.leadership.changed = make(chan struct{})
+}
 
 // IsLeader reports whether this server currently leads.
 func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
@@ -476,58 +514,40 @@ func (s *Server) waitReady(ctx context.Context, ready <-chan struct{}) error {
 }
 
 // blockingQuery runs fn until the index it reports exceeds q.MinIndex or
-// the wait runs out, waking on the store's watch channels. This is
-// Consul's blocking-query contract (agent/consul/rpc.go blockingQuery).
+// the wait runs out, waking on the store's watch channels: Consul's
+// blocking-query contract (agent/consul/rpc.go blockingQuery), with the
+// rules package blocking owns for every store.
 func (s *Server) blockingQuery(ctx context.Context, q QueryOptions, m *QueryMeta, fn func(ws memdb.WatchSet, st *State) (uint64, error)) error {
 	if err := s.checkRead(ctx, q); err != nil {
 		return err
 	}
-	wctx := ctx
-	if q.MinIndex > 0 {
-		wait := q.MaxWait
-		if wait <= 0 {
-			wait = DefaultQueryWait
+	woken := false
+	idx, err := s.blocking.Run(ctx, blocking.Query{MinIndex: q.MinIndex, Wait: q.MaxWait}, func(ws memdb.WatchSet) (uint64, error) {
+		if woken {
+			select {
+			case <-s.shutdownCh:
+				return 0, ErrShutdown
+			default:
+			}
 		}
-		if wait > MaxQueryWait {
-			wait = MaxQueryWait
-		}
-		wait += rand.N(wait/16 + 1)
-		var cancel context.CancelFunc
-		wctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
-	}
-	for {
+		woken = true
 		st := s.State()
-		ws := memdb.NewWatchSet()
 		ws.Add(st.AbandonCh())
 		ws.Add(s.shutdownCh)
-		idx, err := fn(ws, st)
-		if err != nil {
-			return err
-		}
-		if idx < 1 {
-			// An index of 0 would make clients spin (Consul's rule).
-			idx = 1
-		}
-		m.Index = idx
-		s.meta(m)
-		if q.MinIndex == 0 || idx > q.MinIndex {
-			return nil
-		}
-		if err := ws.WatchCtx(wctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			// The wait ran out: answer with the state just read.
-			return nil
-		}
-		select {
-		case <-s.shutdownCh:
-			return ErrShutdown
-		default:
-		}
+		return fn(ws, st)
+	})
+	if err != nil {
+		return err
 	}
+	m.Index = idx
+	s.meta(m)
+	return nil
 }
+
+// BlockingQueries is the number of blocking queries this server is
+// answering now (for metrics); it adds to ws a channel that closes when
+// the number changes.
+func (s *Server) BlockingQueries(ws memdb.WatchSet) int { return s.blocking.InFlight(ws) }
 
 // Get reads one key. A missing key is (meta, nil, nil) with the KV table's
 // index, as Consul answers a 404.

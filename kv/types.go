@@ -3,6 +3,8 @@ package kv
 import (
 	"errors"
 	"time"
+
+	"github.com/cairn-dev/cairn/blocking"
 )
 
 // Entry is one key/value pair. Its JSON form is Consul's DirEntry, so the
@@ -127,10 +129,10 @@ type QueryOptions struct {
 	Stale bool
 }
 
-// Blocking query limits, Consul's.
+// Blocking query limits, Consul's; package blocking owns them.
 const (
-	DefaultQueryWait = 5 * time.Minute
-	MaxQueryWait     = 10 * time.Minute
+	DefaultQueryWait = blocking.DefaultWait
+	MaxQueryWait     = blocking.MaxWait
 )
 
 // QueryMeta describes the state an answer was read from.

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/cairn-dev/cairn/agent/checks"
+	"github.com/cairn-dev/cairn/blocking"
 )
 
 // Catalog is this agent's service catalog: its own services and checks,
@@ -44,9 +47,11 @@ type Catalog struct {
 	rmu     sync.Mutex
 	remotes map[string]*remote
 
+	blocking blocking.Tracker // the blocking queries in flight (Block)
+
 	runner   atomic.Pointer[runnerRef]
-	runnerMu sync.Mutex                 // serializes syncRunner
-	running  map[string]CheckDefinition // what the runner was given; under runnerMu
+	runnerMu sync.Mutex                   // serializes syncRunner
+	running  map[string]checks.Definition // what the runner was given; under runnerMu
 	ran      atomic.Bool
 }
 
@@ -55,7 +60,7 @@ type runnerRef struct{ r Runner }
 // localCheck is one of this agent's checks: its definition, its status,
 // its latest output, and the output last published.
 type localCheck struct {
-	def       CheckDefinition
+	def       checks.Definition
 	status    string
 	output    string
 	pubOutput string
@@ -92,7 +97,7 @@ func New(cfg Config) (*Catalog, error) {
 		changed:  make(chan struct{}),
 		inbox:    make(chan inMsg, inboxSize),
 		remotes:  map[string]*remote{},
-		running:  map[string]CheckDefinition{},
+		running:  map[string]checks.Definition{},
 	}
 	c.node = &Node{
 		ID:         cfg.NodeID,
@@ -222,7 +227,7 @@ func (c *Catalog) checkRowLocked(lc *localCheck, output string) *Check {
 		Output:     output,
 		ServiceID:  d.ServiceID,
 		Type:       d.Type(),
-		Definition: d.definition(),
+		Definition: reportedDefinition(d),
 	}
 	if s := c.services[d.ServiceID]; s != nil {
 		chk.ServiceName = s.Name
@@ -231,8 +236,8 @@ func (c *Catalog) checkRowLocked(lc *localCheck, output string) *Check {
 	return chk
 }
 
-func newLocalCheck(d CheckDefinition, prev *localCheck) *localCheck {
-	lc := &localCheck{def: d, status: d.Status, output: d.Output, pubOutput: d.Output}
+func newLocalCheck(d checks.Definition, prev *localCheck) *localCheck {
+	lc := &localCheck{def: d, status: string(d.Status), output: d.Output, pubOutput: d.Output}
 	if lc.status == "" {
 		lc.status = StatusCritical
 	}
@@ -297,11 +302,11 @@ func (c *Catalog) syncRunner(r Runner) {
 	c.runnerMu.Lock()
 	defer c.runnerMu.Unlock()
 	c.mu.Lock()
-	want := map[string]CheckDefinition{}
+	want := map[string]checks.Definition{}
 	for id, lc := range c.checks {
 		if lc.def.Type() != "" {
-			d := lc.def.clone()
-			d.Status = lc.status
+			d := cloneDefinition(lc.def)
+			d.Status = checks.Status(lc.status)
 			want[id] = d
 		}
 	}
@@ -327,7 +332,7 @@ func (c *Catalog) syncRunner(r Runner) {
 }
 
 // sameRun: two definitions run the same way (the status does not count).
-func sameRun(a, b CheckDefinition) bool {
+func sameRun(a, b checks.Definition) bool {
 	a.Status, b.Status = "", ""
 	return equalDef(a, b)
 }

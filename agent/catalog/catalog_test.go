@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/go-memdb"
+
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // fakeMembers is a Members whose statuses the test sets; every change
@@ -48,7 +50,7 @@ func (f *fakeMembers) Members(ws memdb.WatchSet) (uint64, []Member) {
 func (f *fakeMembers) set(name string, s MemberStatus) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if s == 0 {
+	if s == "" { // reaped
 		delete(f.status, name)
 	} else {
 		f.status[name] = s
@@ -164,7 +166,7 @@ func TestMembershipDecidesVisibility(t *testing.T) {
 		{MemberLeaving, []string{"a/web/passing"}},
 		{MemberFailed, []string{"a/web/critical"}},
 		{MemberLeft, nil},
-		{0, nil}, // reaped
+		{"", nil}, // reaped
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.status), func(t *testing.T) {
@@ -174,7 +176,7 @@ func TestMembershipDecidesVisibility(t *testing.T) {
 			fm.set("a", tt.status)
 			c.reconcile("a", fm.snapshot(), nil)
 			if diff := cmp.Diff(tt.want, instances(c, "web")); diff != "" {
-				t.Errorf("after status %d (-want +got):\n%s", tt.status, diff)
+				t.Errorf("after status %q (-want +got):\n%s", tt.status, diff)
 			}
 			// And back to alive: shown again, passing.
 			fm.set("a", MemberAlive)
@@ -277,13 +279,13 @@ func TestRegisterServiceValidation(t *testing.T) {
 		{"port too high", ServiceDefinition{Service: Service{Name: "web", Port: 70000}}, `Invalid service port 70000 for service "web": a port is 0-65535 (0: none)`},
 		{"any address", ServiceDefinition{Service: Service{Name: "web", Address: "0.0.0.0"}}, `Invalid service address "0.0.0.0" for service "web": it must be an address clients can reach; leave it empty to use the node's`},
 		{"bad weights", ServiceDefinition{Service: Service{Name: "web", Weights: Weights{Passing: 0, Warning: 3}}}, `Passing must be greater than 0: service "web" has Weights.Passing=0; use 1 or more`},
-		{"check without type", ServiceDefinition{Service: Service{Name: "web"}, Checks: []CheckDefinition{{Interval: time.Second}}}, `Must provide TTL or Script/DockerContainerID/HTTP/TCP and Interval: check "service:web" has none of TTL, HTTP, TCP and ScriptArgs`},
-		{"two types", ServiceDefinition{Service: Service{Name: "web"}, Checks: []CheckDefinition{{TTL: time.Second, TCP: "a:1"}}}, `check "service:web" has TTL and TCP: give exactly one of TTL, HTTP, TCP and Args (ScriptArgs)`},
-		{"http without interval", ServiceDefinition{Service: Service{Name: "web"}, Checks: []CheckDefinition{{HTTP: "http://x/"}}}, `check "service:web": HTTP checks need an Interval, such as "10s"`},
-		{"negative ttl", ServiceDefinition{Service: Service{Name: "web"}, Checks: []CheckDefinition{{TTL: -time.Second}}}, `check "service:web": TTL=-1s is negative; give a positive duration such as "10s"`},
-		{"script disabled", ServiceDefinition{Service: Service{Name: "web"}, Checks: []CheckDefinition{{Args: []string{"true"}, Interval: time.Second}}}, `check "service:web": script checks are disabled on this agent; start it with -enable-script-checks to run ScriptArgs, or use an HTTP, TCP or TTL check`},
-		{"bad status", ServiceDefinition{Service: Service{Name: "web"}, Checks: []CheckDefinition{{TTL: time.Second, Status: "ok"}}}, `Status for checks must 'passing', 'warning', 'critical': check "service:web" has Status "ok"`},
-		{"same check ID twice", ServiceDefinition{Service: Service{Name: "web"}, Checks: []CheckDefinition{{ID: "c", TTL: time.Second}, {ID: "c", TTL: time.Second}}}, `service "web": two of its checks have the ID "c"; give each check its own CheckID`},
+		{"check without type", ServiceDefinition{Service: Service{Name: "web"}, Checks: []checks.Definition{{Interval: time.Second}}}, `Must provide TTL or Script/DockerContainerID/HTTP/TCP and Interval: check "service:web" has none of TTL, HTTP, TCP and ScriptArgs`},
+		{"two types", ServiceDefinition{Service: Service{Name: "web"}, Checks: []checks.Definition{{TTL: time.Second, TCP: "a:1"}}}, `check "service:web" has TTL and TCP: give exactly one of TTL, HTTP, TCP and Args (ScriptArgs)`},
+		{"http without interval", ServiceDefinition{Service: Service{Name: "web"}, Checks: []checks.Definition{{HTTP: "http://x/"}}}, `check "service:web": HTTP checks need an Interval, such as "10s"`},
+		{"negative ttl", ServiceDefinition{Service: Service{Name: "web"}, Checks: []checks.Definition{{TTL: -time.Second}}}, `check "service:web": TTL=-1s is negative; give a positive duration such as "10s"`},
+		{"script disabled", ServiceDefinition{Service: Service{Name: "web"}, Checks: []checks.Definition{{Args: []string{"true"}, Interval: time.Second}}}, `check "service:web": script checks are disabled on this agent; start it with -enable-script-checks to run ScriptArgs, or use an HTTP, TCP or TTL check`},
+		{"bad status", ServiceDefinition{Service: Service{Name: "web"}, Checks: []checks.Definition{{TTL: time.Second, Status: "ok"}}}, `Status for checks must 'passing', 'warning', 'critical': check "service:web" has Status "ok"`},
+		{"same check ID twice", ServiceDefinition{Service: Service{Name: "web"}, Checks: []checks.Definition{{ID: "c", TTL: time.Second}, {ID: "c", TTL: time.Second}}}, `service "web": two of its checks have the ID "c"; give each check its own CheckID`},
 		{"reserved meta", ServiceDefinition{Service: Service{Name: "web", Meta: map[string]string{"consul-x": "1"}}}, `Invalid meta of service "web": key "consul-x" uses the reserved prefix "consul-"`},
 	}
 	c := newTestCatalog(t)
@@ -304,7 +306,7 @@ func TestLocalRegistrationAndTTL(t *testing.T) {
 	c := newTestCatalog(t)
 	err := c.RegisterService(ServiceDefinition{
 		Service: Service{Name: "web", Tags: []string{"v1"}, Port: 8080},
-		Checks:  []CheckDefinition{{TTL: 30 * time.Second}},
+		Checks:  []checks.Definition{{TTL: 30 * time.Second}},
 	}, false)
 	if err != nil {
 		t.Fatal(err)
@@ -324,9 +326,9 @@ func TestLocalRegistrationAndTTL(t *testing.T) {
 	if idx2 <= idx || len(passing) != 1 {
 		t.Fatalf("after pass: index %d -> %d, %d passing; want a higher index and 1", idx, idx2, len(passing))
 	}
-	checks := passing[0].Checks
-	if len(checks) != 2 || checks[0].CheckID != SerfCheckID || checks[1].Output != "ok" {
-		t.Errorf("checks = %+v; want serfHealth then service:web with output ok", checks)
+	chks := passing[0].Checks
+	if len(chks) != 2 || chks[0].CheckID != SerfCheckID || chks[1].Output != "ok" {
+		t.Errorf("checks = %+v; want serfHealth then service:web with output ok", chks)
 	}
 
 	// Output-only changes wait; a status change carries them.
@@ -354,7 +356,7 @@ func TestLocalRegistrationAndTTL(t *testing.T) {
 	}
 
 	// Re-registering keeps the status; deregistering removes everything.
-	if err := c.RegisterService(ServiceDefinition{Service: Service{Name: "web", Port: 8080}, Checks: []CheckDefinition{{TTL: 30 * time.Second}}}, false); err != nil {
+	if err := c.RegisterService(ServiceDefinition{Service: Service{Name: "web", Port: 8080}, Checks: []checks.Definition{{TTL: 30 * time.Second}}}, false); err != nil {
 		t.Fatal(err)
 	}
 	if got := instances(c, "web"); !cmp.Equal(got, []string{"self/web/passing"}) {
@@ -379,14 +381,14 @@ func TestPersistence(t *testing.T) {
 	c := newTestCatalog(t, withDir)
 	v1 := c.Version()
 	for _, name := range []string{"web", "db", "cache"} {
-		if err := c.RegisterService(ServiceDefinition{Service: Service{Name: name, Port: 80}, Checks: []CheckDefinition{{TTL: time.Minute}}}, false); err != nil {
+		if err := c.RegisterService(ServiceDefinition{Service: Service{Name: name, Port: 80}, Checks: []checks.Definition{{TTL: time.Minute}}}, false); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := c.DeregisterService("cache"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.RegisterCheck(CheckDefinition{Name: "disk", TCP: "127.0.0.1:1", Interval: time.Second}); err != nil {
+	if err := c.RegisterCheck(checks.Definition{Name: "disk", TCP: "127.0.0.1:1", Interval: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Register(Registration{Node: Node{Node: "google", Address: "8.8.8.8"}, Service: &Service{Name: "search", Port: 443}}); err != nil {

@@ -91,3 +91,22 @@ func TestChangesResetAfterTombstones(t *testing.T) {
 		t.Errorf("after the reset, Changes(%d) = %v, reset %v; want [web], false", idx, got, reset)
 	}
 }
+
+// TestChangesOrdersByIndex: the feed finds rows by numeric index, also
+// where the bytes of a varint would sort otherwise (index 128 after 255).
+func TestChangesOrdersByIndex(t *testing.T) {
+	c := newTestCatalog(t)
+	members := newFakeMembers("a", MemberAlive).snapshot()
+	c.state.index.Store(120)
+	var names []string
+	for i := range 20 {
+		names = append(names, fmt.Sprintf("s%d", i))
+		c.receive(inMsg{buf: record("a", uint64(i+1), remoteState("a", names...))}, members, nil)
+	}
+	for since := uint64(120); since < 140; since++ {
+		_, got, _ := c.Changes(nil, since)
+		if want := int(140 - since); len(got) != want {
+			t.Errorf("Changes(%d) = %d names %v, want %d", since, len(got), got, want)
+		}
+	}
+}

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-memdb"
+
+	"github.com/cairn-dev/cairn/agent/checks"
+	"github.com/cairn-dev/cairn/agent/membership"
 )
 
 // Config configures a Catalog. Start from DefaultConfig; New validates.
@@ -37,7 +40,7 @@ type Config struct {
 	// refused with the runner's own reason (agent/checks'
 	// Definition.Validate) rather than failing later. nil applies the
 	// catalog's own basic rules.
-	ValidateCheck func(CheckDefinition) error
+	ValidateCheck func(checks.Definition) error
 	// Members is the membership view that decides which other agents'
 	// entries are shown and how healthy their nodes are. nil means no
 	// other agent is ever shown (a lone agent, tests).
@@ -112,15 +115,16 @@ func (c Config) validate() (Config, error) {
 	return c, nil
 }
 
-// MemberStatus is an agent's membership status.
-type MemberStatus int
+// MemberStatus is an agent's membership status: membership's own type,
+// which owns what the statuses are.
+type MemberStatus = membership.Status
 
 // The statuses that matter to the catalog.
 const (
-	MemberAlive MemberStatus = iota + 1
-	MemberLeaving
-	MemberLeft
-	MemberFailed
+	MemberAlive   = membership.StatusAlive
+	MemberLeaving = membership.StatusLeaving
+	MemberLeft    = membership.StatusLeft
+	MemberFailed  = membership.StatusFailed
 )
 
 // Member is one agent as membership sees it.
@@ -160,7 +164,7 @@ type Gossip interface {
 // held.
 type Runner interface {
 	// Add starts running def, replacing a check of the same ID.
-	Add(def CheckDefinition) error
+	Add(def checks.Definition) error
 	// Remove stops the check; unknown IDs are ignored.
 	Remove(id string)
 	// TTL records an application's report on a TTL check and restarts

@@ -31,7 +31,10 @@
 // The catalog decides which local checks exist; running them (HTTP, TCP,
 // script, TTL expiry) is the job of a Runner it is given (agent/checks,
 // adapted by the agent), which reports results back through UpdateCheck and
-// DeregisterService.
+// DeregisterService. A check's definition is agent/checks' Definition, the
+// one type the HTTP API decodes into, the catalog persists and the runner
+// runs: it is the only part of agent/checks the catalog uses. Likewise a
+// member's status is agent/membership's Status, the one definition of it.
 //
 // catalog reaches the rest of the agent only through the interfaces it
 // declares (Members, Gossip, Runner): it must not import agent, kv, dns,

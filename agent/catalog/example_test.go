@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // A catalog of one agent: register a service with a TTL check, report on
@@ -18,7 +19,7 @@ func Example() {
 	}
 	err = c.RegisterService(catalog.ServiceDefinition{
 		Service: catalog.Service{Name: "web", Port: 8080, Tags: []string{"v1"}},
-		Checks:  []catalog.CheckDefinition{{TTL: 30 * time.Second}},
+		Checks:  []checks.Definition{{TTL: 30 * time.Second}},
 	}, false)
 	if err != nil {
 		panic(err)

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // This agent's own entries: the agent API (/v1/agent/service/*,
@@ -62,9 +64,9 @@ func (c *Catalog) RegisterService(def ServiceDefinition, replaceExistingChecks b
 	if err := c.checkService(svc); err != nil {
 		return err
 	}
-	checks := make([]CheckDefinition, len(def.Checks))
+	defs := make([]checks.Definition, len(def.Checks))
 	for i, d := range def.Checks {
-		d = d.clone()
+		d = cloneDefinition(d)
 		d.ServiceID = svc.ID
 		if d.ID == "" {
 			d.ID = "service:" + svc.ID
@@ -78,19 +80,19 @@ func (c *Catalog) RegisterService(def ServiceDefinition, replaceExistingChecks b
 		if err := c.checkCheck(&d, true); err != nil {
 			return err
 		}
-		checks[i] = d
+		defs[i] = d
 	}
-	for i := range checks {
+	for i := range defs {
 		for j := range i {
-			if checks[i].ID == checks[j].ID {
-				return invalid("service %q: two of its checks have the ID %q; give each check its own CheckID", svc.ID, checks[i].ID)
+			if defs[i].ID == defs[j].ID {
+				return invalid("service %q: two of its checks have the ID %q; give each check its own CheckID", svc.ID, defs[i].ID)
 			}
 		}
 	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, d := range checks {
+	for _, d := range defs {
 		if lc := c.checks[d.ID]; lc != nil && lc.def.ServiceID != svc.ID {
 			return invalid("check %q already belongs to %s; give this one another CheckID", d.ID, describeOwner(lc.def.ServiceID))
 		}
@@ -98,7 +100,7 @@ func (c *Catalog) RegisterService(def ServiceDefinition, replaceExistingChecks b
 	var drop []string
 	if replaceExistingChecks {
 		for id, lc := range c.checks {
-			if lc.def.ServiceID == svc.ID && !slices.ContainsFunc(checks, func(d CheckDefinition) bool { return d.ID == id }) {
+			if lc.def.ServiceID == svc.ID && !slices.ContainsFunc(defs, func(d checks.Definition) bool { return d.ID == id }) {
 				drop = append(drop, id)
 			}
 		}
@@ -107,7 +109,7 @@ func (c *Catalog) RegisterService(def ServiceDefinition, replaceExistingChecks b
 		if err := c.store.saveService(svc); err != nil {
 			return err
 		}
-		for _, d := range checks {
+		for _, d := range defs {
 			if err := c.store.saveCheck(d); err != nil {
 				return err
 			}
@@ -123,7 +125,7 @@ func (c *Catalog) RegisterService(def ServiceDefinition, replaceExistingChecks b
 	}
 	svc.Node = c.cfg.NodeName
 	c.services[svc.ID] = svc
-	for _, d := range checks {
+	for _, d := range defs {
 		c.checks[d.ID] = newLocalCheck(d, c.checks[d.ID])
 	}
 	for _, id := range drop {
@@ -179,8 +181,8 @@ func (c *Catalog) DeregisterService(id string) error {
 // RegisterCheck adds or replaces one of this agent's checks, like PUT
 // /v1/agent/check/register: a node check, or a check of a service of
 // this agent's (ServiceID). The ID defaults to the name.
-func (c *Catalog) RegisterCheck(def CheckDefinition) error {
-	d := def.clone()
+func (c *Catalog) RegisterCheck(def checks.Definition) error {
+	d := cloneDefinition(def)
 	if d.Name == "" {
 		return invalid("Missing check name: give the check a \"Name\"")
 	}
@@ -371,12 +373,12 @@ func (c *Catalog) LocalChecks() []*Check {
 
 // LocalCheckDefinitions returns the definitions of this agent's checks,
 // sorted by ID.
-func (c *Catalog) LocalCheckDefinitions() []CheckDefinition {
+func (c *Catalog) LocalCheckDefinitions() []checks.Definition {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]CheckDefinition, 0, len(c.checks))
+	out := make([]checks.Definition, 0, len(c.checks))
 	for _, lc := range c.checks {
-		out = append(out, lc.def.clone())
+		out = append(out, cloneDefinition(lc.def))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
@@ -443,11 +445,11 @@ func checkMeta(what string, meta map[string]string) error {
 
 // checkCheck validates a check definition. agentAPI: registered through
 // the agent API, where every check must say how it runs.
-func (c *Catalog) checkCheck(d *CheckDefinition, agentAPI bool) error {
+func (c *Catalog) checkCheck(d *checks.Definition, agentAPI bool) error {
 	if d.ID == "" {
 		return invalid("Missing check ID")
 	}
-	if d.Status != "" && !ValidStatus(d.Status) {
+	if d.Status != "" && !ValidStatus(string(d.Status)) {
 		return invalid("Status for checks must 'passing', 'warning', 'critical': check %q has Status %q", d.ID, d.Status)
 	}
 	var types []string
@@ -547,7 +549,7 @@ func normalizeCheck(c *Check) {
 	}
 }
 
-func normalizeDef(d *CheckDefinition) {
+func normalizeDef(d *checks.Definition) {
 	if len(d.Header) == 0 {
 		d.Header = nil
 	}
@@ -556,7 +558,7 @@ func normalizeDef(d *CheckDefinition) {
 	}
 }
 
-func equalDef(a, b CheckDefinition) bool {
+func equalDef(a, b checks.Definition) bool {
 	normalizeDef(&a)
 	normalizeDef(&b)
 	return reflect.DeepEqual(a, b)

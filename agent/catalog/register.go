@@ -1,5 +1,7 @@
 package catalog
 
+import "github.com/cairn-dev/cairn/agent/checks"
+
 // Catalog registrations (PUT /v1/catalog/register and deregister) through
 // this agent. They belong to this agent: it publishes them with its own
 // state, keeps them in its data dir, and they go when it goes. An entry on
@@ -140,7 +142,7 @@ func (c *Catalog) registerOwn(reg Registration) error {
 		}
 		return c.services[id]
 	}
-	var defs []CheckDefinition
+	var defs []checks.Definition
 	for _, in := range reg.Checks {
 		chk, err := fixedCheck(in, c.cfg.NodeName, lookup)
 		if err != nil {
@@ -149,9 +151,9 @@ func (c *Catalog) registerOwn(reg Registration) error {
 		if lc := c.checks[chk.CheckID]; lc != nil && lc.def.Type() != "" {
 			return invalid("check %q is a %s check of this agent's, run by the agent; update it through /v1/agent/check, not the catalog", chk.CheckID, lc.def.Type())
 		}
-		defs = append(defs, CheckDefinition{
+		defs = append(defs, checks.Definition{
 			ID: chk.CheckID, Name: chk.Name, ServiceID: chk.ServiceID, Notes: chk.Notes,
-			Status: chk.Status, Output: chk.Output,
+			Status: checks.Status(chk.Status), Output: chk.Output,
 		})
 	}
 	if c.store != nil {

@@ -51,7 +51,7 @@ func loadScale(c *catalog.Catalog) {
 				Definition: catalog.Definition{TTL: 30 * time.Second},
 			})
 		}
-		catalog.ApplyRemote(c, name, 1, []catalog.NodeState{ns})
+		c.LoadRemote(name, 1, []catalog.NodeState{ns})
 	}
 }
 

@@ -571,20 +571,11 @@ func (s *state) instances(ws memdb.WatchSet, name string, f Filter, withChecks b
 		if withChecks || f.Passing {
 			inst.Checks = make([]*Check, 0, len(n.Checks)+len(r.Checks))
 			inst.Checks = append(append(inst.Checks, n.Checks...), r.Checks...)
-			if f.Passing && !allPassing(inst.Checks) {
+			if f.Passing && inst.Status() != StatusPassing {
 				continue
 			}
 		}
 		out = append(out, inst)
 	}
 	return idx, out
-}
-
-func allPassing(cs []*Check) bool {
-	for _, c := range cs {
-		if c.Status != StatusPassing {
-			return false
-		}
-	}
-	return true
 }

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // store keeps this agent's entries in the data dir, one file per service
@@ -34,7 +36,7 @@ type serviceFile struct {
 
 type checkFile struct {
 	Format int
-	Check  CheckDefinition
+	Check  checks.Definition
 }
 
 type externalFile struct {
@@ -44,7 +46,7 @@ type externalFile struct {
 
 type loaded struct {
 	services []*Service
-	checks   []CheckDefinition
+	checks   []checks.Definition
 	external []*externalNode
 	reserved uint64
 }
@@ -70,7 +72,7 @@ func (s *store) removeService(id string) error {
 	return s.remove(s.servicePath(id), "service "+quote(id))
 }
 
-func (s *store) saveCheck(d CheckDefinition) error {
+func (s *store) saveCheck(d checks.Definition) error {
 	return s.writeJSON(s.checkPath(d.ID), checkFile{Format: fileFormat, Check: d}, "check "+quote(d.ID))
 }
 

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // TestCheckOutputWaitsForCheckUpdateInterval: a new status is spread at
@@ -16,7 +18,7 @@ func TestCheckOutputWaitsForCheckUpdateInterval(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go c.Run(ctx, newFakeGossip(), nil)
-		if err := c.RegisterService(ServiceDefinition{Service: Service{Name: "web"}, Checks: []CheckDefinition{{TTL: time.Hour}}}, false); err != nil {
+		if err := c.RegisterService(ServiceDefinition{Service: Service{Name: "web"}, Checks: []checks.Definition{{TTL: time.Hour}}}, false); err != nil {
 			t.Fatal(err)
 		}
 		output := func() string {

@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/cairn-dev/cairn/agent/checks"
 )
 
 // Health statuses, Consul's words.
@@ -128,60 +130,8 @@ type Definition struct {
 	DeregisterCriticalServiceAfter time.Duration       `json:",omitempty"`
 }
 
-// CheckDefinition is a check this agent registers: what it is, how it runs
-// and its initial status. Exactly one of TTL, HTTP, TCP and Args says its
-// type; a check with none (only through /v1/catalog/register) keeps the
-// Status it was given.
-type CheckDefinition struct {
-	ID        string
-	Name      string
-	ServiceID string
-	Notes     string
-	// Status is the initial status; empty means critical (Consul's
-	// default: a check passes once it has passed).
-	Status string
-	// Output is the initial output (catalog registrations only).
-	Output string
-
-	HTTP          string
-	Method        string
-	Header        map[string][]string
-	Body          string
-	TLSServerName string
-	TLSSkipVerify bool
-	TCP           string
-	TTL           time.Duration
-	Args          []string // a script check: the program and its arguments
-
-	Interval time.Duration
-	Timeout  time.Duration
-
-	SuccessBeforePassing   int
-	FailuresBeforeWarning  int
-	FailuresBeforeCritical int
-	// DeregisterCriticalServiceAfter deregisters the check's service once
-	// the check has been critical that long (0: never).
-	DeregisterCriticalServiceAfter time.Duration
-}
-
-// Type is the check's type: CheckTTL, CheckHTTP, CheckTCP, CheckScript, or
-// "" for a check with a fixed status.
-func (d CheckDefinition) Type() string {
-	switch {
-	case d.TTL != 0:
-		return CheckTTL
-	case d.HTTP != "":
-		return CheckHTTP
-	case d.TCP != "":
-		return CheckTCP
-	case len(d.Args) > 0:
-		return CheckScript
-	}
-	return ""
-}
-
-// definition is what Check.Definition reports of d.
-func (d CheckDefinition) definition() Definition {
+// reportedDefinition is what Check.Definition reports of d.
+func reportedDefinition(d checks.Definition) Definition {
 	return Definition{
 		HTTP: d.HTTP, Header: d.Header, Method: d.Method, Body: d.Body,
 		TLSServerName: d.TLSServerName, TLSSkipVerify: d.TLSSkipVerify,
@@ -194,7 +144,7 @@ func (d CheckDefinition) definition() Definition {
 // ServiceDefinition is a service this agent registers, with its checks.
 type ServiceDefinition struct {
 	Service Service
-	Checks  []CheckDefinition
+	Checks  []checks.Definition
 }
 
 // Instance is one service instance with its node and, in health answers,
@@ -203,6 +153,29 @@ type Instance struct {
 	Node    *Node
 	Service *Service
 	Checks  []*Check
+}
+
+// Status is the instance's health: AggregateStatus of its checks, its
+// node's included.
+func (in Instance) Status() string { return AggregateStatus(in.Checks) }
+
+// AggregateStatus is the health of an instance with these checks, as
+// Consul aggregates them (api.HealthChecks.AggregatedStatus): critical
+// over warning over passing, and passing with no checks. A status that
+// is none of the three counts as critical. This is the one place cairn
+// defines an instance's health; its readers (DNS, VIPs) call it.
+func AggregateStatus(checks []*Check) string {
+	worst := StatusPassing
+	for _, c := range checks {
+		switch c.Status {
+		case StatusPassing:
+		case StatusWarning:
+			worst = StatusWarning
+		default:
+			return StatusCritical
+		}
+	}
+	return worst
 }
 
 // Filter narrows catalog and health reads, as Consul's query parameters
@@ -261,7 +234,7 @@ func (c *Check) clone() *Check {
 	return &d
 }
 
-func (d CheckDefinition) clone() CheckDefinition {
+func cloneDefinition(d checks.Definition) checks.Definition {
 	d.Header = maps.Clone(d.Header)
 	d.Args = slices.Clone(d.Args)
 	return d

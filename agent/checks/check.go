@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,9 @@ type check struct {
 	// interval and timeout are def's, with the defaults and limits
 	// applied; deregAfter likewise, 0 when the check never deregisters.
 	interval, timeout, deregAfter time.Duration
+	// transport carries an HTTP check's requests: the Runner's shared
+	// one, or the check's own when it sets TLSServerName.
+	transport *http.Transport
 
 	// cancel stops the goroutine; set while it runs. Guarded by Runner.mu.
 	cancel context.CancelFunc
@@ -63,6 +67,7 @@ func (r *Runner) newCheck(def Definition, now time.Time) *check {
 		successes: def.SuccessBeforePassing,
 		failures:  def.FailuresBeforeCritical,
 		status:    def.Status,
+		output:    def.Output,
 	}
 	if c.status == "" {
 		c.status = Critical
@@ -87,6 +92,9 @@ func (r *Runner) newCheck(def Definition, now time.Time) *check {
 			}
 		}
 		c.timeout = min(c.timeout, c.interval)
+	}
+	if c.kind == kindHTTP {
+		c.transport = r.httpTransport(def)
 	}
 	if def.ServiceID != "" && def.DeregisterCriticalServiceAfter > 0 {
 		c.deregAfter = def.DeregisterCriticalServiceAfter

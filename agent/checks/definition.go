@@ -50,6 +50,15 @@ const (
 // definition (the JSON of /v1/agent/check/register and of a service's
 // "Check"/"Checks"). Exactly one of HTTP, TCP, TTL or Args says what kind
 // of check it is; Validate says what is wrong with one.
+//
+// It is the only check definition in cairn: the HTTP API decodes into it,
+// the catalog stores and persists it, and the Runner runs it, so a field
+// added here reaches the prober without an adapter that could drop it
+// (one did drop TLSServerName).
+//
+// A definition with none of HTTP, TCP, TTL or Args is a check with a fixed
+// Status and Output, which only the catalog keeps (Consul's
+// /v1/catalog/register); Validate and the Runner refuse it.
 type Definition struct {
 	// ID names the check on this agent; Add replaces a check with the same
 	// ID. Required: Consul defaults it to Name, which is the caller's job.
@@ -71,6 +80,10 @@ type Definition struct {
 	Header map[string][]string
 	// Body is sent with every HTTP check request.
 	Body string
+	// TLSServerName is the server name an https check sends (SNI) and
+	// verifies the certificate against; "" means the URL's host, as in
+	// Consul.
+	TLSServerName string
 	// TLSSkipVerify makes an https check accept any certificate.
 	TLSSkipVerify bool
 
@@ -118,6 +131,10 @@ type Definition struct {
 	// means critical, as in Consul, so that a new service is not sent
 	// traffic before its check has passed once.
 	Status Status
+	// Output is the check's output from Add until its first result. Only
+	// a check with a fixed status, registered through Consul's
+	// /v1/catalog/register, sets it: that is all it ever reports.
+	Output string
 }
 
 // kind is what a check does; kindNone only for an invalid definition.

@@ -33,6 +33,27 @@ func newTransport(cfg Config, insecure bool) *http.Transport {
 	}
 }
 
+// httpTransport is the transport of HTTP check def: the shared one, or,
+// when def sets TLSServerName, a copy that sends that name (SNI) and
+// verifies the certificate against it, as Consul's per-check TLS
+// configuration does. Keep-alives are off, so a copy holds no
+// connections.
+func (r *Runner) httpTransport(def Definition) *http.Transport {
+	t := r.http
+	if def.TLSSkipVerify {
+		t = r.httpInsecure
+	}
+	if def.TLSServerName == "" {
+		return t
+	}
+	t = t.Clone()
+	if t.TLSClientConfig == nil {
+		t.TLSClientConfig = new(tls.Config)
+	}
+	t.TLSClientConfig.ServerName = def.TLSServerName
+	return t
+}
+
 // probeHTTP sends c's request once. 2xx is passing, 429 Too Many Requests
 // warning, anything else critical; the output is "HTTP <method> <url>:
 // <status> Output: <the last OutputMaxSize bytes of the body>", or the
@@ -60,15 +81,11 @@ func (r *Runner) probeHTTP(ctx context.Context, c *check) (Status, string) {
 		req.Header.Set("Accept", "text/plain, text/*, */*")
 	}
 
-	transport := r.http
-	if c.def.TLSSkipVerify {
-		transport = r.httpInsecure
-	}
 	// The client's Timeout (not a context deadline) bounds the whole
 	// exchange, body included, and says so in its error, as in Consul:
 	// `Get "…": context deadline exceeded (Client.Timeout exceeded while
 	// awaiting headers)`.
-	client := &http.Client{Transport: transport, Timeout: c.timeout}
+	client := &http.Client{Transport: c.transport, Timeout: c.timeout}
 	resp, err := client.Do(req)
 	if err != nil {
 		return Critical, err.Error()

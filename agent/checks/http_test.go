@@ -149,6 +149,44 @@ func TestHTTPSCheck(t *testing.T) {
 	}
 }
 
+// TestHTTPSCheckTLSServerName: TLSServerName is the name the probe sends
+// (SNI) and the name the certificate must be valid for, whatever the URL's
+// host. The agent's adapter once dropped it, so checks of a service behind
+// a name-based TLS front end probed with an empty SNI.
+func TestHTTPSCheckTLSServerName(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "sni="+r.TLS.ServerName)
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	url := srv.URL + "/health" // https://127.0.0.1:port: no SNI unless TLSServerName says
+	trustServer := func(c *Config) { c.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig }
+
+	for _, tc := range []struct {
+		name, serverName string
+		skipVerify       bool
+		want             string
+	}{
+		{"no TLSServerName sends no SNI", "", false,
+			fmt.Sprintf(`update web passing "HTTP GET %s: 200 OK Output: sni="`, url)},
+		{"TLSServerName is sent and verified", "example.com", false,
+			fmt.Sprintf(`update web passing "HTTP GET %s: 200 OK Output: sni=example.com"`, url)},
+		{"a certificate not valid for TLSServerName is critical", "db.internal", false,
+			fmt.Sprintf(`update web critical "Get \"%s\": tls: failed to verify certificate: x509: certificate is valid for example.com, *.example.com, not db.internal"`, url)},
+		{"TLSSkipVerify still sends TLSServerName", "db.internal", true,
+			fmt.Sprintf(`update web passing "HTTP GET %s: 200 OK Output: sni=db.internal"`, url)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, rec := startRunner(t, false, trustServer,
+				Definition{ID: "web", HTTP: url, TLSServerName: tc.serverName, TLSSkipVerify: tc.skipVerify, Interval: time.Minute})
+			if got := rec.waitLines(t, 1); got != tc.want {
+				t.Errorf("first result\n got %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
 // closedPort returns a 127.0.0.1 address on which nothing listens.
 func closedPort(t *testing.T) string {
 	t.Helper()

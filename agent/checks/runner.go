@@ -165,8 +165,8 @@ func New(cfg Config) (*Runner, error) {
 // Add validates def (Definition.Validate) and adds the check, replacing
 // one with the same ID. If Run is running the check starts at once,
 // otherwise when Run starts. The check starts in def.Status (critical
-// when empty) with an empty output; the Sink hears only of changes from
-// there.
+// when empty) with def.Output (usually empty); the Sink hears only of
+// changes from there.
 //
 // Adding a definition equal to the running one, but for Name and Notes,
 // changes nothing: the check keeps running with its status and counters,

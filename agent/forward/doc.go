@@ -4,6 +4,10 @@
 // Router gives the HTTP API one KV/session store on every agent: local
 // answers where this agent may give them, otherwise the request travels
 // to a server (from a client) or to the Raft leader (from a follower).
+// A forwarded request carries its caller's context across the wire: the
+// deadline (Request.Timeout), the cancellation (a Cancel call naming the
+// request) and the ACL token (kv.Token), so that nothing a caller started
+// outlives it on a server.
 //
 // forward imports kv and nothing above it; it must not import dns,
 // template or registrator.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/rpc"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-dev/cairn/kv"
@@ -31,8 +34,22 @@ const (
 
 // Request is one forwarded call; only the fields its Method uses are set.
 type Request struct {
-	Method    string
-	Hops      int
+	Method string
+	Hops   int
+	// Timeout is how long the caller still waits for the answer, measured
+	// when it sent the request (its context's deadline); 0 for no
+	// deadline. The server runs the request under a context that ends
+	// then. It is relative so that the two clocks need not agree.
+	Timeout time.Duration
+	// CallID names this call for Endpoint.Cancel: when the caller's
+	// context ends first, it sends Cancel with the same ID, and the
+	// server cancels the request's context (a blocking query stops
+	// waiting at once instead of running out its wait).
+	CallID string
+	// Token is the caller's ACL token (kv.Token of its context); the
+	// server puts it back on the request's context. Carried for ACLs.
+	Token string
+
 	Q         kv.QueryOptions
 	Key       string
 	Separator string
@@ -86,23 +103,90 @@ var (
 	ErrConnectionLost = errors.New("connection to server lost")
 )
 
-// Endpoint is the net/rpc receiver registered on servers.
-type Endpoint struct{ r *Router }
+// Endpoint is the net/rpc receiver registered on servers. net/rpc gives
+// a method no context, so the caller's is carried across: its deadline as
+// Request.Timeout, its cancellation as a Cancel call naming the request's
+// CallID.
+type Endpoint struct {
+	r *Router
 
-// Call runs a forwarded request. net/rpc gives no request context; the
-// blocking-query wait bounds how long a call can take.
+	mu    sync.Mutex
+	calls map[string]context.CancelFunc // running calls by CallID
+	early map[string]time.Time          // Cancels that came before their call, by when
+}
+
+// cancelledMemory is how long a Cancel that arrived before its call (the
+// two travel as separate requests) is remembered.
+const cancelledMemory = time.Minute
+
+// Call runs a forwarded request under a context that carries the
+// caller's deadline, cancellation and token.
 func (e *Endpoint) Call(req *Request, resp *Response) error {
-	out, err := e.r.serve(context.Background(), req)
+	ctx, done := e.begin(req)
+	defer done()
+	out, err := e.r.serve(ctx, req)
 	if out != nil {
 		*resp = *out
 	}
 	return err
 }
 
+// Cancel cancels the running call with CallID id, or the call with that
+// ID when it arrives. Unknown IDs are not an error: the call may have
+// ended already.
+func (e *Endpoint) Cancel(id string, _ *struct{}) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if cancel, ok := e.calls[id]; ok {
+		cancel()
+		return nil
+	}
+	now := time.Now()
+	for old, at := range e.early {
+		if now.Sub(at) > cancelledMemory {
+			delete(e.early, old)
+		}
+	}
+	e.early[id] = now
+	return nil
+}
+
+// begin returns the context req runs under and the function that ends it.
+func (e *Endpoint) begin(req *Request) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(kv.WithToken(context.Background(), req.Token))
+	if req.Timeout > 0 {
+		ctx, cancel = withTimeout(ctx, cancel, req.Timeout)
+	}
+	if req.CallID == "" {
+		return ctx, cancel
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.early[req.CallID]; ok {
+		delete(e.early, req.CallID)
+		cancel()
+		return ctx, cancel
+	}
+	e.calls[req.CallID] = cancel
+	return ctx, func() {
+		cancel()
+		e.mu.Lock()
+		delete(e.calls, req.CallID)
+		e.mu.Unlock()
+	}
+}
+
+// withTimeout bounds ctx by d; its cancel also runs parent's.
+func withTimeout(ctx context.Context, parent context.CancelFunc, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, func() { cancel(); parent() }
+}
+
 // ServeConn returns the function the Mux hands RPC connections to.
 func ServeConn(r *Router) (func(net.Conn), error) {
 	srv := rpc.NewServer()
-	if err := srv.RegisterName("Cairn", &Endpoint{r: r}); err != nil {
+	e := &Endpoint{r: r, calls: map[string]context.CancelFunc{}, early: map[string]time.Time{}}
+	if err := srv.RegisterName("Cairn", e); err != nil {
 		return nil, fmt.Errorf("register forwarding endpoint: %w", err)
 	}
 	return func(c net.Conn) { srv.ServeConn(c) }, nil
@@ -110,7 +194,10 @@ func ServeConn(r *Router) (func(net.Conn), error) {
 
 // sentinels survive the trip as text; the client maps them back so the
 // HTTP layer answers the same status on every agent.
-var sentinels = []error{kv.ErrNotLeader, kv.ErrNoLeader, kv.ErrSessionNotFound, kv.ErrInvalidRequest, kv.ErrTxnFailed, kv.ErrShutdown}
+// The context's errors come back when the caller's deadline, carried to
+// the server, ran out there first.
+var sentinels = []error{kv.ErrNotLeader, kv.ErrNoLeader, kv.ErrSessionNotFound, kv.ErrInvalidRequest, kv.ErrTxnFailed, kv.ErrShutdown,
+	context.DeadlineExceeded, context.Canceled}
 
 func remoteError(err error) error {
 	var se rpc.ServerError
@@ -130,6 +217,8 @@ func remoteError(err error) error {
 // concurrent calls (blocking queries included) over that connection.
 type Pool struct {
 	timeout time.Duration
+	prefix  string        // random, so that CallIDs of two agents never meet
+	seq     atomic.Uint64 // numbers this pool's calls
 
 	mu      sync.Mutex
 	clients map[string]*rpc.Client
@@ -140,8 +229,11 @@ func NewPool(dialTimeout time.Duration) *Pool {
 	if dialTimeout <= 0 {
 		dialTimeout = 5 * time.Second
 	}
-	return &Pool{timeout: dialTimeout, clients: map[string]*rpc.Client{}}
+	return &Pool{timeout: dialTimeout, prefix: fmt.Sprintf("%016x", rand.Uint64()), clients: map[string]*rpc.Client{}}
 }
+
+// callID names a new call, unique across agents.
+func (p *Pool) callID() string { return p.prefix + "-" + strconv.FormatUint(p.seq.Add(1), 10) }
 
 func (p *Pool) client(addr string) (*rpc.Client, error) {
 	p.mu.Lock()
@@ -168,16 +260,36 @@ func (p *Pool) drop(addr string, c *rpc.Client) {
 }
 
 // Call sends req to the server at addr and waits for its answer or ctx.
+// ctx travels with it: its deadline as req.Timeout, its token as
+// req.Token, and, when ctx ends first, a Cancel of req's call on the
+// server, so that nothing outlives its caller there.
 func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	c, err := p.client(addr)
 	if err != nil {
 		return nil, err
 	}
+	req.Timeout = 0
+	if d, ok := ctx.Deadline(); ok {
+		req.Timeout = max(time.Until(d), time.Millisecond)
+	}
+	req.Token = kv.Token(ctx)
+	req.CallID = p.callID()
 	var resp Response
 	call := c.Go("Cairn.Call", req, &resp, make(chan *rpc.Call, 1))
 	select {
 	case <-call.Done:
+		if call.Error != nil && ctx.Err() != nil {
+			// Both ended: the caller's context is the reason.
+			return nil, ctx.Err()
+		}
 	case <-ctx.Done():
+		// Fire and forget: the answer of Cancel is not awaited (its
+		// channel is buffered), and a lost Cancel costs only the wait
+		// the request still had.
+		c.Go("Cairn.Cancel", req.CallID, new(struct{}), make(chan *rpc.Call, 1))
 		return nil, ctx.Err()
 	}
 	if call.Error != nil {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/consuljson"
 )
 
 // This agent's own checks: Consul's /v1/agent/check* endpoints.
@@ -15,9 +16,9 @@ func (h *handler) agentChecks(c *call) error {
 	if err := parseQueryFilter(c); err != nil {
 		return err
 	}
-	out := map[string]*checkJSON{}
+	out := map[string]*consuljson.Check{}
 	for _, ch := range h.catalog.LocalChecks() {
-		out[ch.CheckID] = toCheckJSON(ch)
+		out[ch.CheckID] = consuljson.FromCheck(ch)
 	}
 	return writeFiltered(c, out)
 }

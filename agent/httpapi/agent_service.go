@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
+	"github.com/cairn-dev/cairn/agent/consuljson"
 )
 
 // This agent's own services: Consul's /v1/agent/service* endpoints.
@@ -21,10 +23,10 @@ type serviceRegistration struct {
 	Tags              []string
 	Port              int
 	Address           string
-	TaggedAddresses   map[string]serviceAddressJSON
+	TaggedAddresses   map[string]consuljson.ServiceAddress
 	EnableTagOverride bool
 	Meta              map[string]string
-	Weights           *weightsJSON
+	Weights           *consuljson.Weights
 	Check             *checkDefinitionIn
 	Checks            []*checkDefinitionIn
 
@@ -111,7 +113,7 @@ func (d durationIn) get(check, field string) (time.Duration, error) {
 // service it comes with ("" for /v1/agent/check/register), and shownID
 // the ID that errors name when the check has none (the catalog gives it
 // one later).
-func (in *checkDefinitionIn) definition(serviceID, shownID string) (catalog.CheckDefinition, error) {
+func (in *checkDefinitionIn) definition(serviceID, shownID string) (checks.Definition, error) {
 	id := in.ID
 	if id == "" {
 		id = in.CheckID
@@ -128,14 +130,14 @@ func (in *checkDefinitionIn) definition(serviceID, shownID string) (catalog.Chec
 		{"UDP", in.UDP}, {"OSService", in.OSService}, {"AliasNode", in.AliasNode}, {"AliasService", in.AliasService},
 	} {
 		if u.value != "" {
-			return catalog.CheckDefinition{}, badRequest("check %q: %s checks are not supported by cairn; use an HTTP, TCP, TTL or script (ScriptArgs) check", name, u.field)
+			return checks.Definition{}, badRequest("check %q: %s checks are not supported by cairn; use an HTTP, TCP, TTL or script (ScriptArgs) check", name, u.field)
 		}
 	}
 	if in.TCPUseTLS {
-		return catalog.CheckDefinition{}, badRequest("check %q: TCPUseTLS is not supported by cairn; use an HTTP check with an https:// URL", name)
+		return checks.Definition{}, badRequest("check %q: TCPUseTLS is not supported by cairn; use an HTTP check with an https:// URL", name)
 	}
-	d := catalog.CheckDefinition{
-		ID: id, Name: in.Name, ServiceID: in.ServiceID, Notes: in.Notes, Status: in.Status,
+	d := checks.Definition{
+		ID: id, Name: in.Name, ServiceID: in.ServiceID, Notes: in.Notes, Status: checks.Status(in.Status),
 		HTTP: in.HTTP, Method: in.Method, Header: in.Header, Body: in.Body,
 		TLSServerName: in.TLSServerName, TLSSkipVerify: in.TLSSkipVerify, TCP: in.TCP,
 		Args:                   in.ScriptArgs,
@@ -161,7 +163,7 @@ func (in *checkDefinitionIn) definition(serviceID, shownID string) (catalog.Chec
 		{"DeregisterCriticalServiceAfter", in.DeregisterCriticalServiceAfter, &d.DeregisterCriticalServiceAfter},
 	} {
 		if *f.out, err = f.in.get(name, f.name); err != nil {
-			return catalog.CheckDefinition{}, err
+			return checks.Definition{}, err
 		}
 	}
 	return d, nil
@@ -264,9 +266,9 @@ func (h *handler) agentServices(c *call) error {
 	if err := parseQueryFilter(c); err != nil {
 		return err
 	}
-	out := map[string]*serviceJSON{}
+	out := map[string]*consuljson.Service{}
 	for _, s := range h.catalog.LocalServices() {
-		j := toServiceJSON(s)
+		j := consuljson.FromService(s)
 		j.Datacenter = h.self.Datacenter
 		out[s.ID] = j
 	}
@@ -285,7 +287,7 @@ func (h *handler) agentService(c *call) error {
 	if s == nil {
 		return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("unknown service ID: %s", c.arg)}
 	}
-	j := toServiceJSON(s)
+	j := consuljson.FromService(s)
 	j.Datacenter = h.self.Datacenter
 	return writeJSON(c.w, http.StatusOK, j)
 }

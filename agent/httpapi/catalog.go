@@ -3,13 +3,15 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
+	"github.com/cairn-dev/cairn/agent/consuljson"
 	"github.com/cairn-dev/cairn/kv"
 	"github.com/hashicorp/go-memdb"
 )
@@ -38,7 +40,7 @@ type Catalog interface {
 	LocalChecks() []*catalog.Check
 	RegisterService(def catalog.ServiceDefinition, replaceExistingChecks bool) error
 	DeregisterService(id string) error
-	RegisterCheck(def catalog.CheckDefinition) error
+	RegisterCheck(def checks.Definition) error
 	DeregisterCheck(id string) error
 	UpdateTTL(id, status, output string) error
 }
@@ -72,8 +74,8 @@ func (h *handler) catalogRead(c *call, read func(ws memdb.WatchSet) uint64) erro
 
 var errNoCatalog = &httpError{code: http.StatusInternalServerError, msg: "this agent has no service catalog"}
 
-// parseQueryFilter parses ?filter= into c.filter, Consul's error text
-// when it does not parse.
+// parseQueryFilter parses ?filter= into c.filter; one that does not
+// parse is a 400 with Consul's text.
 func parseQueryFilter(c *call) error {
 	expr := c.query.Get("filter")
 	if expr == "" {
@@ -81,26 +83,17 @@ func parseQueryFilter(c *call) error {
 	}
 	f, err := parseFilter(expr)
 	if err != nil {
-		return badRequest("Failed to create boolean expression evaluator: ?filter=%q: %v", expr, err)
+		return badRequest("%v", err)
 	}
 	c.filter = f
 	return nil
-}
-
-// writeUnfiltered answers an endpoint cairn does not filter; a ?filter=
-// there is refused rather than ignored.
-func writeUnfiltered(c *call, out any) error {
-	if c.filter != nil {
-		return badRequest("?filter= is not supported on %s; filter /v1/catalog/service/<name> or /v1/health/service/<name> instead", c.r.URL.Path)
-	}
-	return writeJSON(c.w, http.StatusOK, out)
 }
 
 // writeFiltered answers 200 with out, less what ?filter= leaves out.
 func writeFiltered(c *call, out any) error {
 	out, err := c.filter.apply(out)
 	if err != nil {
-		return fmt.Errorf("apply ?filter=: %w", err)
+		return err
 	}
 	return writeJSON(c.w, http.StatusOK, out)
 }
@@ -133,188 +126,6 @@ func queryFilter(q url.Values) (catalog.Filter, error) {
 	return f, nil
 }
 
-// ---- JSON shapes, Consul's ----
-
-type nodeJSON struct {
-	ID              string
-	Node            string
-	Address         string
-	Datacenter      string
-	TaggedAddresses map[string]string
-	Meta            map[string]string
-	CreateIndex     uint64
-	ModifyIndex     uint64
-}
-
-func toNodeJSON(n *catalog.Node) *nodeJSON {
-	return &nodeJSON{
-		ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: n.Datacenter,
-		TaggedAddresses: emptyMap(n.TaggedAddresses), Meta: emptyMap(n.Meta),
-		CreateIndex: n.CreateIndex, ModifyIndex: n.ModifyIndex,
-	}
-}
-
-type weightsJSON struct {
-	Passing int
-	Warning int
-}
-
-type serviceAddressJSON struct {
-	Address string
-	Port    int
-}
-
-// serviceJSON is Consul's NodeService (api.AgentService).
-type serviceJSON struct {
-	ID                string
-	Service           string
-	Tags              []string
-	Address           string
-	TaggedAddresses   map[string]serviceAddressJSON `json:",omitempty"`
-	Meta              map[string]string
-	Port              int
-	Weights           weightsJSON
-	EnableTagOverride bool
-	Datacenter        string `json:",omitempty"`
-	CreateIndex       uint64 `json:",omitempty"`
-	ModifyIndex       uint64 `json:",omitempty"`
-}
-
-func toServiceJSON(s *catalog.Service) *serviceJSON {
-	out := &serviceJSON{
-		ID: s.ID, Service: s.Name, Tags: emptySlice(s.Tags), Address: s.Address,
-		Meta: emptyMap(s.Meta), Port: s.Port,
-		Weights:           weightsJSON(s.Weights),
-		EnableTagOverride: s.EnableTagOverride,
-		CreateIndex:       s.CreateIndex, ModifyIndex: s.ModifyIndex,
-	}
-	if len(s.TaggedAddresses) > 0 {
-		out.TaggedAddresses = map[string]serviceAddressJSON{}
-		for k, v := range s.TaggedAddresses {
-			out.TaggedAddresses[k] = serviceAddressJSON(v)
-		}
-	}
-	return out
-}
-
-// catalogServiceJSON is Consul's ServiceNode (api.CatalogService).
-type catalogServiceJSON struct {
-	ID                       string
-	Node                     string
-	Address                  string
-	Datacenter               string
-	TaggedAddresses          map[string]string
-	NodeMeta                 map[string]string
-	ServiceKind              string
-	ServiceID                string
-	ServiceName              string
-	ServiceTags              []string
-	ServiceAddress           string
-	ServiceTaggedAddresses   map[string]serviceAddressJSON `json:",omitempty"`
-	ServiceWeights           weightsJSON
-	ServiceMeta              map[string]string
-	ServicePort              int
-	ServiceEnableTagOverride bool
-	CreateIndex              uint64
-	ModifyIndex              uint64
-}
-
-func toCatalogServiceJSON(in catalog.Instance) catalogServiceJSON {
-	s := toServiceJSON(in.Service)
-	n := in.Node
-	return catalogServiceJSON{
-		ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: n.Datacenter,
-		TaggedAddresses: emptyMap(n.TaggedAddresses), NodeMeta: emptyMap(n.Meta),
-		ServiceID: s.ID, ServiceName: s.Service, ServiceTags: s.Tags, ServiceAddress: s.Address,
-		ServiceTaggedAddresses: s.TaggedAddresses, ServiceWeights: s.Weights, ServiceMeta: s.Meta,
-		ServicePort: s.Port, ServiceEnableTagOverride: s.EnableTagOverride,
-		CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex,
-	}
-}
-
-// definitionJSON is Consul's HealthCheckDefinition, durations as text.
-type definitionJSON struct {
-	HTTP                           string              `json:",omitempty"`
-	Header                         map[string][]string `json:",omitempty"`
-	Method                         string              `json:",omitempty"`
-	Body                           string              `json:",omitempty"`
-	TLSServerName                  string              `json:",omitempty"`
-	TLSSkipVerify                  bool                `json:",omitempty"`
-	TCP                            string              `json:",omitempty"`
-	ScriptArgs                     []string            `json:",omitempty"`
-	Interval                       string              `json:",omitempty"`
-	Timeout                        string              `json:",omitempty"`
-	TTL                            string              `json:",omitempty"`
-	DeregisterCriticalServiceAfter string              `json:",omitempty"`
-}
-
-func durationText(d time.Duration) string {
-	if d == 0 {
-		return ""
-	}
-	return d.String()
-}
-
-// checkJSON is Consul's HealthCheck (api.HealthCheck, api.AgentCheck).
-type checkJSON struct {
-	Node        string
-	CheckID     string
-	Name        string
-	Status      string
-	Notes       string
-	Output      string
-	ServiceID   string
-	ServiceName string
-	ServiceTags []string
-	Type        string
-	Interval    string `json:",omitempty"`
-	Timeout     string `json:",omitempty"`
-	ExposedPort int
-	Definition  definitionJSON
-	CreateIndex uint64
-	ModifyIndex uint64
-}
-
-func toCheckJSON(c *catalog.Check) *checkJSON {
-	d := c.Definition
-	return &checkJSON{
-		Node: c.Node, CheckID: c.CheckID, Name: c.Name, Status: c.Status, Notes: c.Notes,
-		Output: c.Output, ServiceID: c.ServiceID, ServiceName: c.ServiceName,
-		ServiceTags: emptySlice(c.ServiceTags), Type: c.Type,
-		Interval: durationText(d.Interval), Timeout: durationText(d.Timeout),
-		Definition: definitionJSON{
-			HTTP: d.HTTP, Header: d.Header, Method: d.Method, Body: d.Body,
-			TLSServerName: d.TLSServerName, TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP,
-			ScriptArgs: d.Args, Interval: durationText(d.Interval), Timeout: durationText(d.Timeout),
-			TTL: durationText(d.TTL), DeregisterCriticalServiceAfter: durationText(d.DeregisterCriticalServiceAfter),
-		},
-		CreateIndex: c.CreateIndex, ModifyIndex: c.ModifyIndex,
-	}
-}
-
-func toChecksJSON(cs []*catalog.Check) []*checkJSON {
-	out := make([]*checkJSON, 0, len(cs))
-	for _, c := range cs {
-		out = append(out, toCheckJSON(c))
-	}
-	return out
-}
-
-// Consul answers empty collections as [] and {}, never null.
-func emptyMap[V any](m map[string]V) map[string]V {
-	if m == nil {
-		return map[string]V{}
-	}
-	return m
-}
-
-func emptySlice(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
 // ---- /v1/catalog ----
 
 // catalogDatacenters serves GET /v1/catalog/datacenters: cairn knows its
@@ -331,14 +142,50 @@ func (h *handler) catalogServices(c *call) error {
 		return err
 	}
 	var out map[string][]string
+	var insts []consuljson.CatalogService // every instance, read only for ?filter=
 	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
 		idx, m := h.catalog.Services(ws, f)
-		out = m
+		out, insts = m, nil
+		if c.filter != nil {
+			for name := range m {
+				_, in := h.catalog.ServiceNodes(ws, name, f)
+				for _, i := range in {
+					insts = append(insts, consuljson.FromInstance(i))
+				}
+			}
+		}
 		return idx
 	}); err != nil {
 		return err
 	}
-	return writeUnfiltered(c, out)
+	if c.filter == nil {
+		return writeJSON(c.w, http.StatusOK, out)
+	}
+	// As in Consul, ?filter= judges each instance (api.CatalogService's
+	// selectors: ServiceName, ServiceTags, NodeMeta, ...); a service is
+	// listed with the tags of the instances that pass.
+	kept, err := c.filter.apply(insts)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c.w, http.StatusOK, servicesWithTags(kept.([]consuljson.CatalogService)))
+}
+
+// servicesWithTags is /v1/catalog/services' answer for insts: each
+// service name with the union of its instances' tags, sorted.
+func servicesWithTags(insts []consuljson.CatalogService) map[string][]string {
+	out := map[string][]string{}
+	for _, in := range insts {
+		out[in.ServiceName] = append(out[in.ServiceName], in.ServiceTags...)
+	}
+	for name, tags := range out {
+		slices.Sort(tags)
+		out[name] = slices.Compact(tags)
+		if out[name] == nil {
+			out[name] = []string{}
+		}
+	}
+	return out
 }
 
 // catalogService serves GET /v1/catalog/service/<name>.
@@ -358,9 +205,9 @@ func (h *handler) catalogService(c *call) error {
 	}); err != nil {
 		return err
 	}
-	out := make([]catalogServiceJSON, 0, len(insts))
+	out := make([]consuljson.CatalogService, 0, len(insts))
 	for _, in := range insts {
-		out = append(out, toCatalogServiceJSON(in))
+		out = append(out, consuljson.FromInstance(in))
 	}
 	return writeFiltered(c, out)
 }
@@ -379,9 +226,9 @@ func (h *handler) catalogNodes(c *call) error {
 	}); err != nil {
 		return err
 	}
-	out := make([]*nodeJSON, 0, len(nodes))
+	out := make([]*consuljson.Node, 0, len(nodes))
 	for _, n := range nodes {
-		out = append(out, toNodeJSON(n))
+		out = append(out, consuljson.FromNode(n))
 	}
 	return writeFiltered(c, out)
 }
@@ -411,14 +258,14 @@ func (h *handler) catalogNode(c *call) error {
 	if err != nil || node == nil {
 		return nilOrErr(c, err)
 	}
-	out := struct {
-		Node     *nodeJSON
-		Services map[string]*serviceJSON
-	}{toNodeJSON(node), map[string]*serviceJSON{}}
-	for _, s := range svcs {
-		out.Services[s.ID] = toServiceJSON(s)
+	out := consuljson.FromNodeServices(node, svcs)
+	// ?filter= narrows the services (api.AgentService's selectors).
+	kept, err := c.filter.apply(out.Services)
+	if err != nil {
+		return err
 	}
-	return writeUnfiltered(c, out)
+	out.Services = kept.(map[string]*consuljson.Service)
+	return writeJSON(c.w, http.StatusOK, out)
 }
 
 // catalogNodeServices serves GET /v1/catalog/node-services/<node>: the
@@ -428,18 +275,18 @@ func (h *handler) catalogNodeServices(c *call) error {
 	if err != nil || node == nil {
 		return nilOrErr(c, err)
 	}
-	list := make([]*serviceJSON, 0, len(svcs))
+	list := make([]*consuljson.Service, 0, len(svcs))
 	for _, s := range svcs {
-		list = append(list, toServiceJSON(s))
+		list = append(list, consuljson.FromService(s))
 	}
 	kept, err := c.filter.apply(list)
 	if err != nil {
-		return fmt.Errorf("apply ?filter=: %w", err)
+		return err
 	}
 	return writeJSON(c.w, http.StatusOK, struct {
-		Node     *nodeJSON
-		Services []*serviceJSON
-	}{toNodeJSON(node), kept.([]*serviceJSON)})
+		Node     *consuljson.Node
+		Services []*consuljson.Service
+	}{consuljson.FromNode(node), kept.([]*consuljson.Service)})
 }
 
 // nilOrErr returns err, or answers Consul's 200 null for a missing node.
@@ -472,10 +319,10 @@ type serviceIn struct {
 	Service           string
 	Tags              []string
 	Address           string
-	TaggedAddresses   map[string]serviceAddressJSON
+	TaggedAddresses   map[string]consuljson.ServiceAddress
 	Meta              map[string]string
 	Port              int
-	Weights           weightsJSON
+	Weights           consuljson.Weights
 	EnableTagOverride bool
 	Kind              string
 	Connect           json.RawMessage

@@ -349,8 +349,8 @@ func TestRegistrationErrors(t *testing.T) {
 		{"catalog: no address", "/v1/catalog/register", `{"Node":"ext"}`, 400, `Must provide address: node "ext" needs an "Address"`},
 		{"catalog: other dc", "/v1/catalog/register", `{"Node":"ext","Address":"1.2.3.4","Datacenter":"dc2"}`, 400, `Datacenter "dc2" is not this agent's "dc1", and cairn does not federate datacenters; leave Datacenter out`},
 		{"catalog: own node", "/v1/catalog/deregister", `{"Node":"node-1"}`, 400, `node "node-1" is this agent's own node and cannot be deregistered; stop the agent with leave instead, or name a ServiceID or CheckID`},
-		{"filter", "/v1/agent/services?filter=Service%20%3D%3D", ``, 400, `Failed to create boolean expression evaluator: ?filter="Service ==": missing value after Service ==`},
-		{"filter on an unfiltered endpoint", "/v1/catalog/services?filter=Service%3D%3Dweb", ``, 400, `?filter= is not supported on /v1/catalog/services; filter /v1/catalog/service/<name> or /v1/health/service/<name> instead`},
+		{"filter", "/v1/agent/services?filter=Service%20%3D%3D", ``, 400, "Failed to create boolean expression evaluator: 1:11 (10): no match found, expected: \"-\", \"0\", \"\\\"\", \"`\", [ \\t\\r\\n], [1-9] or [a-zA-Z]"},
+		{"filter with an unknown selector", "/v1/catalog/nodes?filter=Nmae%3D%3D%22node-1%22", ``, 400, `error finding value in datum: /Nmae at part 0: couldn't find key: struct field with name "Nmae"`},
 		{"bad state", "/v1/health/state/broken", ``, 400, `Invalid state "broken": use /v1/health/state/ with any, passing, warning or critical`},
 		{"bad node-meta", "/v1/catalog/nodes?node-meta=rack", ``, 400, `Invalid node-meta: ?node-meta="rack" is not key:value; give e.g. ?node-meta=rack:r1`},
 	}

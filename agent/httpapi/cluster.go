@@ -186,6 +186,9 @@ func (h *handler) agentMembers(c *call) error {
 	if err != nil {
 		return err
 	}
+	if err := parseQueryFilter(c); err != nil {
+		return err
+	}
 	out := []agentMember{}
 	if c.query.Get("wan") != "" {
 		return writeJSON(c.w, http.StatusOK, out)
@@ -195,7 +198,8 @@ func (h *handler) agentMembers(c *call) error {
 	for _, m := range members {
 		out = append(out, toAgentMember(m, h.self.Datacenter))
 	}
-	return writeJSON(c.w, http.StatusOK, out)
+	// ?filter= judges api.AgentMember's selectors (Name, Addr, Tags, Status...).
+	return writeFiltered(c, out)
 }
 
 // agentJoin serves PUT /v1/agent/join/<address>: 200 with no body once

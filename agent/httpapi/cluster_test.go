@@ -404,3 +404,38 @@ func TestMemberStatusString(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentMembersFilter: /v1/agent/members takes ?filter= over
+// api.AgentMember's selectors, as `consul members -filter` sends it.
+func TestAgentMembersFilter(t *testing.T) {
+	t.Parallel()
+	ta := newClusterAPI(t, &fakeCluster{members: testMembers()})
+	tests := []struct {
+		filter  string
+		want    []string
+		wantErr string
+	}{
+		{filter: `Tags["role"] == "consul"`, want: []string{"server-2", "test-node"}},
+		{filter: `Status == 4`, want: []string{"server-2"}},
+		{filter: `Name matches "^web"`, want: []string{"web-1"}},
+		{filter: `Nmae == "web-1"`, wantErr: `Unexpected response code: 400 (error finding value in datum: /Nmae at part 0: couldn't find key: struct field with name "Nmae")`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.filter, func(t *testing.T) {
+			ms, err := ta.client.Agent().MembersOpts(api.MembersOpts{Filter: tc.filter})
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Errorf("MembersOpts(filter %s) = %v, want error %s", tc.filter, err, tc.wantErr)
+				}
+				return
+			}
+			var names []string
+			for _, m := range ms {
+				names = append(names, m.Name)
+			}
+			if err != nil || !slices.Equal(names, tc.want) {
+				t.Errorf("MembersOpts(filter %s) = %q, %v; want %q", tc.filter, names, err, tc.want)
+			}
+		})
+	}
+}

@@ -212,6 +212,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.query, err = parseQuery(r.URL.RawQuery)
 	}
 	if err == nil {
+		// The caller's ACL token travels with the request, to the servers
+		// too (kv.WithToken); nothing checks it yet.
+		c.ctx = kv.WithToken(c.ctx, requestToken(r, c.query))
+	}
+	if err == nil {
 		err = h.checkDatacenter(c.query)
 	}
 	if err == nil {
@@ -238,4 +243,16 @@ func (h *handler) checkDatacenter(q url.Values) error {
 		return fmt.Errorf("%w: ?dc=%s is not this agent's datacenter %q, and cairn does not federate datacenters", errNoDCPath, dc, h.self.Datacenter)
 	}
 	return nil
+}
+
+// requestToken is the caller's ACL token where Consul looks for it: the
+// X-Consul-Token header, an "Authorization: Bearer" header, or ?token=.
+func requestToken(r *http.Request, q url.Values) string {
+	if t := r.Header.Get("X-Consul-Token"); t != "" {
+		return t
+	}
+	if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && t != "" {
+		return strings.TrimSpace(t)
+	}
+	return q.Get("token")
 }

@@ -2,15 +2,9 @@ package httpapi
 
 import (
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/consuljson"
 	"github.com/hashicorp/go-memdb"
 )
-
-// serviceEntryJSON is Consul's CheckServiceNode (api.ServiceEntry).
-type serviceEntryJSON struct {
-	Node    *nodeJSON
-	Service *serviceJSON
-	Checks  []*checkJSON
-}
 
 // healthService serves GET /v1/health/service/<name>: every instance
 // with its node and checks; ?passing keeps the instances whose checks
@@ -31,13 +25,9 @@ func (h *handler) healthService(c *call) error {
 	}); err != nil {
 		return err
 	}
-	out := make([]serviceEntryJSON, 0, len(insts))
+	out := make([]consuljson.ServiceEntry, 0, len(insts))
 	for _, in := range insts {
-		out = append(out, serviceEntryJSON{
-			Node:    toNodeJSON(in.Node),
-			Service: toServiceJSON(in.Service),
-			Checks:  toChecksJSON(in.Checks),
-		})
+		out = append(out, consuljson.FromHealth(in))
 	}
 	return writeFiltered(c, out)
 }
@@ -60,7 +50,7 @@ func (h *handler) healthChecks(c *call) error {
 	}); err != nil {
 		return err
 	}
-	return writeFiltered(c, toChecksJSON(checks))
+	return writeFiltered(c, consuljson.FromChecks(checks))
 }
 
 // healthNode serves GET /v1/health/node/<node>: the node's checks and its
@@ -77,7 +67,7 @@ func (h *handler) healthNode(c *call) error {
 	}); err != nil {
 		return err
 	}
-	return writeFiltered(c, toChecksJSON(checks))
+	return writeFiltered(c, consuljson.FromChecks(checks))
 }
 
 // healthState serves GET /v1/health/state/<state>: every check in that
@@ -99,5 +89,5 @@ func (h *handler) healthState(c *call) error {
 	}); err != nil {
 		return err
 	}
-	return writeFiltered(c, toChecksJSON(checks))
+	return writeFiltered(c, consuljson.FromChecks(checks))
 }

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/cairn-dev/cairn/agent/membership"
 	"github.com/cairn-dev/cairn/kv"
 	"github.com/hashicorp/go-memdb"
 )
@@ -28,15 +29,16 @@ type Member struct {
 	Status   Status
 }
 
-// Status is a member's health as membership reports it.
-type Status string
+// Status is a member's health: membership's own type, which owns what
+// the statuses are.
+type Status = membership.Status
 
 // The statuses membership reports.
 const (
-	StatusAlive   Status = "alive"
-	StatusLeaving Status = "leaving"
-	StatusLeft    Status = "left"
-	StatusFailed  Status = "failed"
+	StatusAlive   = membership.StatusAlive
+	StatusLeaving = membership.StatusLeaving
+	StatusLeft    = membership.StatusLeft
+	StatusFailed  = membership.StatusFailed
 )
 
 // Members is the membership view. Safe for concurrent use.
@@ -50,6 +52,9 @@ type Members interface {
 type Raft interface {
 	NodeID() string
 	IsLeader() bool
+	// LeaderWatch reports whether this server leads and adds to ws a
+	// channel that closes when that changes (kv.Server.LeaderWatch).
+	LeaderWatch(ws memdb.WatchSet) bool
 	HasState() bool
 	BootstrapCluster([]kv.Peer) error
 	Configuration() ([]kv.Peer, error)
@@ -71,7 +76,11 @@ type Config struct {
 	// before the leader removes it (if quorum allows). Default 72h,
 	// Consul's reconnect_timeout.
 	FailedServerTimeout time.Duration
-	// ReconcileInterval re-checks time-based decisions (default 1s).
+	// ReconcileInterval is how long the manager waits before it retries
+	// a step that failed (a voter not added, a server that could not be
+	// asked for its state); default 1s. Nothing is polled: the manager
+	// wakes on membership and leadership changes, and when a failed
+	// server's FailedServerTimeout runs out.
 	ReconcileInterval time.Duration
 	Logger            *slog.Logger
 }
@@ -86,6 +95,9 @@ type Manager struct {
 
 	failedSince map[string]time.Time // server ID -> first seen failed
 	ended       map[string]Status    // node -> status whose sessions were ended
+	// recheck is when the current step wants to run again without a
+	// change to wake it (a retry, a timeout running out); zero for never.
+	recheck time.Time
 }
 
 // New returns a Manager; it does nothing until Run.
@@ -106,24 +118,21 @@ func New(cfg Config, members Members, r Raft, hasState HasStateFunc) (*Manager, 
 		failedSince: map[string]time.Time{}, ended: map[string]Status{}}, nil
 }
 
-// Run reconciles on every membership change and every ReconcileInterval
-// until ctx ends. It returns nil on a clean stop.
+// Run reconciles on every membership change and every change of this
+// server's leadership (a new leader reconciles at once), when a failed
+// server's timeout runs out, and ReconcileInterval after a step that
+// failed, until ctx ends. It returns nil on a clean stop.
 func (m *Manager) Run(ctx context.Context) error {
-	tick := time.NewTicker(m.cfg.ReconcileInterval)
-	defer tick.Stop()
 	for {
 		ws := memdb.NewWatchSet()
 		_, members := m.members.Members(ws)
-		m.step(ctx, members, time.Now())
+		m.raft.LeaderWatch(ws)
+		next := m.step(ctx, members, time.Now())
 
-		wctx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-tick.C:
-				cancel()
-			case <-wctx.Done():
-			}
-		}()
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if !next.IsZero() {
+			wctx, cancel = context.WithDeadline(ctx, next)
+		}
 		ws.WatchCtx(wctx)
 		cancel()
 		if ctx.Err() != nil {
@@ -132,20 +141,35 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-func (m *Manager) step(ctx context.Context, members []Member, now time.Time) {
-	if !m.raft.HasState() {
-		m.maybeBootstrap(ctx, members)
-		return
-	}
-	if !m.raft.IsLeader() {
+// step reconciles once with members as of now and returns when it wants
+// to run again if nothing changes before then (zero: not until something
+// does).
+func (m *Manager) step(ctx context.Context, members []Member, now time.Time) time.Time {
+	m.recheck = time.Time{}
+	switch {
+	case !m.raft.HasState():
+		m.maybeBootstrap(ctx, members, now)
+	case !m.raft.IsLeader():
 		clear(m.failedSince)
-		return
+	default:
+		m.reconcileRaft(members, now)
+		m.endSessions(ctx, members, now)
 	}
-	m.reconcileRaft(members, now)
-	m.endSessions(ctx, members)
+	return m.recheck
 }
 
-func (m *Manager) maybeBootstrap(ctx context.Context, members []Member) {
+// recheckAt asks for the next step no later than t.
+func (m *Manager) recheckAt(t time.Time) {
+	if m.recheck.IsZero() || t.Before(m.recheck) {
+		m.recheck = t
+	}
+}
+
+// retry asks for the next step after ReconcileInterval: something failed
+// that may work then.
+func (m *Manager) retry(now time.Time) { m.recheckAt(now.Add(m.cfg.ReconcileInterval)) }
+
+func (m *Manager) maybeBootstrap(ctx context.Context, members []Member, now time.Time) {
 	if m.cfg.BootstrapExpect == 0 {
 		return
 	}
@@ -170,6 +194,7 @@ func (m *Manager) maybeBootstrap(ctx context.Context, members []Member) {
 		has, err := m.hasState(ctx, p.Address)
 		if err != nil {
 			m.log.Info("servers: cannot ask server for its raft state yet; bootstrap waits", "server", p.Address, "err", err)
+			m.retry(now)
 			return
 		}
 		if has {
@@ -183,6 +208,7 @@ func (m *Manager) maybeBootstrap(ctx context.Context, members []Member) {
 	sort.Slice(peers, func(i, j int) bool { return peers[i].ID < peers[j].ID })
 	if err := m.raft.BootstrapCluster(peers); err != nil {
 		m.log.Error("servers: bootstrap", "err", err)
+		m.retry(now)
 		return
 	}
 	m.log.Info("servers: bootstrapped raft group", "servers", len(peers))
@@ -192,6 +218,7 @@ func (m *Manager) reconcileRaft(members []Member, now time.Time) {
 	cfg, err := m.raft.Configuration()
 	if err != nil {
 		m.log.Warn("servers: read raft configuration", "err", err)
+		m.retry(now)
 		return
 	}
 	inConfig := map[string]kv.Peer{}
@@ -215,13 +242,14 @@ func (m *Manager) reconcileRaft(members []Member, now time.Time) {
 			if !known || p.Address != mem.RaftAddr || !p.Voter {
 				if err := m.raft.AddVoter(mem.ID, mem.RaftAddr); err != nil {
 					m.log.Warn("servers: add voter", "node", mem.Name, "err", err)
+					m.retry(now)
 				} else {
 					m.log.Info("servers: added voter", "node", mem.Name, "addr", mem.RaftAddr)
 				}
 			}
 		case StatusLeft:
 			if known {
-				m.remove(mem, "left")
+				m.remove(mem, "left", now)
 			}
 		case StatusFailed:
 			if !known {
@@ -229,17 +257,18 @@ func (m *Manager) reconcileRaft(members []Member, now time.Time) {
 			}
 			since, ok := m.failedSince[mem.ID]
 			if !ok {
+				since = now
 				m.failedSince[mem.ID] = now
-				continue
 			}
 			if now.Sub(since) < m.cfg.FailedServerTimeout {
+				m.recheckAt(since.Add(m.cfg.FailedServerTimeout))
 				continue
 			}
 			if !keepsQuorum(cfg, byID, mem.ID) {
 				m.log.Warn("servers: failed server kept: removing it would lose quorum", "node", mem.Name)
 				continue
 			}
-			m.remove(mem, "failed for "+now.Sub(since).Round(time.Second).String())
+			m.remove(mem, "failed for "+now.Sub(since).Round(time.Second).String(), now)
 		}
 	}
 }
@@ -261,9 +290,10 @@ func keepsQuorum(cfg []kv.Peer, byID map[string]Member, id string) bool {
 	return voters > 0 && alive >= voters/2+1
 }
 
-func (m *Manager) remove(mem Member, why string) {
+func (m *Manager) remove(mem Member, why string, now time.Time) {
 	if err := m.raft.RemoveServer(mem.ID); err != nil {
 		m.log.Warn("servers: remove server", "node", mem.Name, "err", err)
+		m.retry(now)
 		return
 	}
 	delete(m.failedSince, mem.ID)
@@ -272,7 +302,7 @@ func (m *Manager) remove(mem Member, why string) {
 
 // endSessions invalidates the sessions of nodes that failed or left, once
 // per such transition, as Consul does when serfHealth goes critical.
-func (m *Manager) endSessions(ctx context.Context, members []Member) {
+func (m *Manager) endSessions(ctx context.Context, members []Member, now time.Time) {
 	for _, mem := range members {
 		switch mem.Status {
 		case StatusFailed, StatusLeft:
@@ -281,6 +311,7 @@ func (m *Manager) endSessions(ctx context.Context, members []Member) {
 			}
 			if err := m.raft.InvalidateNodeSessions(ctx, mem.Name); err != nil {
 				m.log.Warn("servers: end sessions of node", "node", mem.Name, "status", mem.Status, "err", err)
+				m.retry(now)
 				continue
 			}
 			m.ended[mem.Name] = mem.Status

@@ -2,27 +2,58 @@ package servers
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cairn-dev/cairn/kv"
 	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/go-memdb"
 )
 
 // fakeRaft records what the manager asked of Raft as text.
 type fakeRaft struct {
-	id     string
-	leader bool
-	peers  []kv.Peer
-	calls  []string
+	mu       *sync.Mutex // Run calls it from its own goroutine; nil in TestStep's single goroutine
+	id       string
+	leader   bool
+	leaderCh chan struct{} // closed and replaced by setLeader
+	peers    []kv.Peer
+	calls    []string
+	steps    int // HasState calls: one per step
 }
 
-func (f *fakeRaft) NodeID() string { return f.id }
-func (f *fakeRaft) IsLeader() bool { return f.leader }
-func (f *fakeRaft) HasState() bool { return len(f.peers) > 0 }
+func (f *fakeRaft) NodeID() string {
+	defer f.lock()()
+	return f.id
+}
+func (f *fakeRaft) IsLeader() bool {
+	defer f.lock()()
+	return f.leader
+}
+func (f *fakeRaft) LeaderWatch(ws memdb.WatchSet) bool {
+	defer f.lock()()
+	if f.leaderCh != nil {
+		ws.Add(f.leaderCh)
+	}
+	return f.leader
+}
+func (f *fakeRaft) setLeader(l bool) {
+	defer f.lock()()
+	f.leader = l
+	close(f.leaderCh)
+	f.leaderCh = make(chan struct{})
+}
+func (f *fakeRaft) HasState() bool {
+	defer f.lock()()
+	f.steps++
+	return len(f.peers) > 0
+}
 func (f *fakeRaft) BootstrapCluster(p []kv.Peer) error {
+	defer f.lock()()
 	var ids []string
 	for _, x := range p {
 		ids = append(ids, x.ID+"@"+x.Address)
@@ -31,13 +62,18 @@ func (f *fakeRaft) BootstrapCluster(p []kv.Peer) error {
 	f.peers = p
 	return nil
 }
-func (f *fakeRaft) Configuration() ([]kv.Peer, error) { return f.peers, nil }
+func (f *fakeRaft) Configuration() ([]kv.Peer, error) {
+	defer f.lock()()
+	return f.peers, nil
+}
 func (f *fakeRaft) AddVoter(id, addr string) error {
+	defer f.lock()()
 	f.calls = append(f.calls, "add-voter "+id+"@"+addr)
 	f.peers = append(f.peers, kv.Peer{ID: id, Address: addr, Voter: true})
 	return nil
 }
 func (f *fakeRaft) RemoveServer(id string) error {
+	defer f.lock()()
 	f.calls = append(f.calls, "remove "+id)
 	for i, p := range f.peers {
 		if p.ID == id {
@@ -48,6 +84,7 @@ func (f *fakeRaft) RemoveServer(id string) error {
 	return nil
 }
 func (f *fakeRaft) InvalidateNodeSessions(_ context.Context, node string) error {
+	defer f.lock()()
 	f.calls = append(f.calls, "end-sessions "+node)
 	return nil
 }
@@ -168,4 +205,76 @@ func TestNewRejectsNegativeExpect(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "-bootstrap-expect=-1 is negative") {
 		t.Fatalf("New(-1) = %v", err)
 	}
+}
+
+// fakeMembers is a membership that never changes.
+type fakeMembers struct{ ms []Member }
+
+// lock locks f.mu, if f has one, and returns its unlock.
+func (f *fakeRaft) lock() func() {
+	if f.mu == nil {
+		return func() {}
+	}
+	f.mu.Lock()
+	return f.mu.Unlock
+}
+
+// state is what the manager has done so far.
+func (f *fakeRaft) state() (steps int, calls []string) {
+	defer f.lock()()
+	return f.steps, slices.Clone(f.calls)
+}
+
+func (f *fakeMembers) Members(ws memdb.WatchSet) (uint64, []Member) {
+	ws.Add(make(chan struct{})) // never closes: membership stays as it is
+	return 1, f.ms
+}
+
+// TestRunWaitsOnSignals: Run polls nothing. A follower with nothing to do
+// sleeps through a day; it reconciles the moment it gains leadership (the
+// kv leadership signal), and removes a failed server when its timeout
+// runs out, with no other change to wake it. The clock is synctest's, so
+// the day takes no time.
+func TestRunWaitsOnSignals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		members := &fakeMembers{ms: []Member{srv("a", StatusAlive), srv("b", StatusAlive), srv("c", StatusFailed)}}
+		r := &fakeRaft{mu: new(sync.Mutex), id: "id-a", peers: voters("a", "b", "c"), leaderCh: make(chan struct{})}
+		m, err := New(Config{FailedServerTimeout: time.Hour}, members, r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		synctest.Wait()
+		if steps, calls := r.state(); steps != 1 || calls != nil {
+			t.Fatalf("a follower at start: %d steps, calls %q; want 1 step and no calls", steps, calls)
+		}
+
+		time.Sleep(24 * time.Hour) // synctest's clock: no real time passes
+		synctest.Wait()
+		if steps, _ := r.state(); steps != 1 {
+			t.Fatalf("a follower with nothing changing stepped %d times in a day; want 1 (no polling)", steps)
+		}
+
+		start := time.Now()
+		r.setLeader(true)
+		synctest.Wait()
+		if steps, calls := r.state(); steps != 2 || !slices.Equal(calls, []string{"end-sessions c"}) {
+			t.Fatalf("on gaining leadership: %d steps, calls %q; want 2 steps and [end-sessions c]", steps, calls)
+		}
+
+		time.Sleep(time.Hour) // FailedServerTimeout from when the leader first saw c failed
+		synctest.Wait()
+		if _, calls := r.state(); !slices.Equal(calls, []string{"end-sessions c", "remove id-c"}) {
+			t.Fatalf("after FailedServerTimeout: calls %q; want [end-sessions c remove id-c]", calls)
+		}
+		if d := time.Since(start); d != time.Hour {
+			t.Errorf("failed server removed %v after the leader saw it; want exactly FailedServerTimeout (1h)", d)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	})
 }

@@ -150,6 +150,7 @@ type catalog struct {
 	services []dns.Service
 	nodes    []dns.Node
 	ch       chan struct{}
+	last     int // the service the last churn step changed
 }
 
 func newCatalog(n int) *catalog {
@@ -182,6 +183,21 @@ func (c *catalog) Snapshot(ws memdb.WatchSet) (uint64, []dns.Service, []dns.Node
 	return c.index, c.services, c.nodes
 }
 
+// Changes answers from the last step only; older indexes read a
+// snapshot.
+func (c *catalog) Changes(ws memdb.WatchSet, since uint64) (dns.Delta, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ws.Add(c.ch)
+	switch since {
+	case c.index:
+		return dns.Delta{Index: c.index}, true
+	case c.index - 1:
+		return dns.Delta{Index: c.index, Services: c.services[c.last : c.last+1]}, true
+	}
+	return dns.Delta{}, false
+}
+
 // churn flips one instance's health perRate times a second until stopped.
 func (c *catalog) churn(rate float64) (stop func()) {
 	done := make(chan struct{})
@@ -211,6 +227,7 @@ func (c *catalog) churn(rate float64) (stop func()) {
 			}
 			services[k] = s
 			c.services = services
+			c.last = k
 			c.index++
 			close(c.ch)
 			c.ch = make(chan struct{})

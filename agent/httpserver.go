@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cairn-dev/cairn/agent/httpapi"
+)
+
+// listen binds the HTTP API's listener and DNS's socket and listener
+// before anything runs, so that a busy port fails the start and the
+// ports are known to membership (it advertises them).
+func (w *wiring) listen() error {
+	cfg := w.cfg
+	w.httpPort, w.dnsPort = cfg.Ports.HTTP, cfg.Ports.DNS
+	if cfg.Ports.HTTP >= 0 {
+		addr := net.JoinHostPort(cfg.ClientAddr, strconv.Itoa(cfg.Ports.HTTP))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen for the HTTP API on %s: %w (is another agent using -http-port=%d? move it with -http-port)", addr, err, cfg.Ports.HTTP)
+		}
+		w.httpLn = ln
+		w.onClose(func() error { ln.Close(); return nil }) // the HTTP part may have closed it
+		w.httpPort = ln.Addr().(*net.TCPAddr).Port
+	}
+	if cfg.Ports.DNS >= 0 {
+		pc, ln, err := listenDNS(cfg.ClientAddr, cfg.Ports.DNS)
+		if err != nil {
+			return err
+		}
+		// dns.Server.Run closes them; these are for the paths that never
+		// get there (a second Close is harmless).
+		w.dnsPC, w.dnsLn = pc, ln
+		w.onClose(func() error { pc.Close(); ln.Close(); return nil })
+		w.dnsPort = pc.LocalAddr().(*net.UDPAddr).Port
+	}
+	return nil
+}
+
+// httpPart returns the Consul-compatible HTTP API. Blocking queries
+// (?index=&wait=) hold requests for minutes: their contexts end as soon
+// as the part stops, so they answer at once; other requests get
+// ShutdownTimeout. Without a listener (-http-port=-1) the part only
+// waits.
+func (w *wiring) httpPart() (part, error) {
+	cfg := w.cfg
+	revision, _ := Revision()
+	serverPort := 0
+	if w.mux != nil {
+		serverPort = w.mux.Addr().(*net.TCPAddr).Port
+	}
+	handler, err := httpapi.NewHandler(httpapi.Config{
+		Store:   w.routerFor(),
+		Cluster: &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
+		Catalog: w.cat,
+		Self: httpapi.Self{
+			NodeName:    cfg.NodeName,
+			NodeID:      w.nodeID,
+			Datacenter:  cfg.Datacenter,
+			Version:     Version,
+			Revision:    revision,
+			Server:      cfg.Server,
+			BindAddr:    w.advertise,
+			SerfLANPort: w.ml.LocalMember().Port,
+			HTTPPort:    w.httpPort,
+			DNSPort:     w.dnsPort,
+			ServerPort:  serverPort,
+		},
+		Logger: w.log,
+	})
+	if err != nil {
+		return part{}, fmt.Errorf("build the HTTP API: %w", err)
+	}
+	ln := w.httpLn
+	return part{"HTTP API", func(ctx context.Context) error {
+		if ln == nil {
+			<-ctx.Done()
+			return nil
+		}
+		reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancelRequests()
+		srv := &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			BaseContext:       func(net.Listener) context.Context { return reqCtx },
+			ErrorLog:          slog.NewLogLogger(w.log.Handler(), slog.LevelDebug),
+		}
+		// HTTP/2 without TLS (h2c) besides HTTP/1.1: a watcher with many
+		// blocking queries (cairn template) multiplexes them over one
+		// connection instead of one socket per query.
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+		srv.RegisterOnShutdown(cancelRequests)
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		select {
+		case err := <-served:
+			return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			w.log.Warn("HTTP API: requests still running after the shutdown timeout; closing them", "timeout", cfg.ShutdownTimeout)
+			srv.Close()
+		}
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}}, nil
+}

@@ -1,0 +1,115 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/cairn-dev/cairn/agent/forward"
+	"github.com/cairn-dev/cairn/agent/servers"
+	"github.com/cairn-dev/cairn/kv"
+)
+
+// storeParts opens the Raft store on servers and returns its parts: the
+// store itself, the server port (Raft and forwarded requests on one
+// listener) and the server manager (bootstrap-expect, voters). The
+// router that answers KV requests locally or forwards them is made here
+// too, for clients as well.
+func (w *wiring) storeParts() ([]part, error) {
+	cfg := w.cfg
+	w.pool = forward.NewPool(5 * time.Second)
+	w.onClose(func() error { w.pool.Close(); return nil })
+	if !cfg.Server {
+		return nil, nil
+	}
+	mux, err := forward.Listen(net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Ports.Server)), w.advertise, w.log)
+	if err != nil {
+		return nil, err
+	}
+	w.mux = mux
+	w.onClose(func() error { mux.Close(); return nil })
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  mux.RaftLayer(),
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+	})
+	store, err := kv.Open(kv.Config{
+		NodeID:    w.nodeID,
+		NodeName:  cfg.NodeName,
+		DataDir:   w.dataDir,
+		Transport: trans,
+		Bootstrap: cfg.Dev || cfg.BootstrapExpect == 1,
+		Fast:      w.fast,
+		Logger:    w.log,
+	})
+	if err != nil {
+		trans.Close()
+		return nil, err
+	}
+	w.store = store
+	// Shutdown is idempotent: this one matters only when Run never got
+	// to run the store.
+	w.onClose(func() error { store.Shutdown(); return nil })
+
+	serveRPC, err := forward.ServeConn(w.routerFor())
+	if err != nil {
+		return nil, err
+	}
+	return []part{
+		{"kv store", func(ctx context.Context) error {
+			err := store.Run(ctx)
+			if err == nil && ctx.Err() == nil {
+				err = errors.New("stopped on its own")
+			}
+			return err
+		}},
+		{"server port", func(ctx context.Context) error {
+			served := make(chan error, 1)
+			go func() { served <- mux.Serve(serveRPC) }()
+			select {
+			case err := <-served:
+				return fmt.Errorf("stopped serving: %w", err)
+			case <-ctx.Done():
+			}
+			// Forwarded calls end once the store has stopped.
+			<-store.Done()
+			mux.Close()
+			<-served
+			return nil
+		}},
+		{"server manager", func(ctx context.Context) error {
+			mgr, err := servers.New(servers.Config{
+				BootstrapExpect:     w.agent.bootstrapExpect(),
+				FailedServerTimeout: cfg.ReconnectTimeout,
+				Logger:              w.log,
+			}, w.members, store, func(ctx context.Context, addr string) (bool, error) {
+				_, voters, err := w.pool.ServerStatus(ctx, addr)
+				return len(voters) > 0, err
+			})
+			if err != nil {
+				return err
+			}
+			return mgr.Run(ctx)
+		}},
+	}, nil
+}
+
+// routerFor returns the router, making it on first use: it needs the
+// store (nil on clients) and, for the server list, membership, which it
+// reads only when a request comes.
+func (w *wiring) routerFor() *forward.Router {
+	if w.router == nil {
+		w.router = forward.NewRouter(w.store, func() []string {
+			if w.members == nil {
+				return nil
+			}
+			return w.members.serverAddrs()
+		}, w.pool)
+	}
+	return w.router
+}
