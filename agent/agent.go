@@ -21,6 +21,9 @@ type Agent struct {
 	cfg  Config
 	log  *slog.Logger
 	tmpl template.Config // templates to render in-process; none without -template
+	// dataplanes are the kernel VIP data planes built in (vips.go);
+	// tests replace them so that they never touch the host's kernel.
+	dataplanes map[string]DataplaneFactory
 
 	ran     atomic.Bool
 	started chan struct{}
@@ -72,7 +75,13 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, log: logger, tmpl: tmpl, started: make(chan struct{})}, nil
+	if cfg.VIPCIDR != "" && cfg.VIPDataplane == "" {
+		cfg.VIPDataplane = DataplaneAuto
+	}
+	if cfg.VIPScheduler == "" {
+		cfg.VIPScheduler = DefaultConfig().VIPScheduler
+	}
+	return &Agent{cfg: cfg, log: logger, tmpl: tmpl, started: make(chan struct{}), dataplanes: dataplanes()}, nil
 }
 
 // Config returns the agent's configuration with the defaults New filled in.

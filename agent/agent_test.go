@@ -70,9 +70,19 @@ func start(t *testing.T, cfg Config) *running {
 // startAgent runs an agent until the test ends and waits until it serves.
 func startAgent(t *testing.T, cfg Config) *running {
 	t.Helper()
+	return startAgentWith(t, cfg, nil)
+}
+
+// startAgentWith is startAgent with a change to the agent before it
+// runs (tweak may be nil).
+func startAgentWith(t *testing.T, cfg Config, tweak func(*Agent)) *running {
+	t.Helper()
 	a, err := New(cfg, nil)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if tweak != nil {
+		tweak(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{Agent: a, cancel: cancel, done: make(chan struct{})}

@@ -106,6 +106,23 @@ type Config struct {
 	// LogLevel (-log-level, log_level): trace, debug, info, warn or err.
 	LogLevel string
 
+	// VIPCIDR (-vip-cidr, vip_cidr) is the range service VIPs come from,
+	// e.g. 10.200.0.0/16. Empty: no VIPs at all (DNS answers instances).
+	// Every agent of a cluster needs the same range: the servers
+	// allocate from it, the others use it to turn VIPs on.
+	VIPCIDR string
+	// VIPDataplane (-vip-dataplane, vip_dataplane) programs this host's
+	// kernel: auto (the default with -vip-cidr: ipvs when the kernel has
+	// it, else nftables, else none), ipvs, nftables, or none (DNS and
+	// HTTP only; removes the rules an earlier run left).
+	VIPDataplane string
+	// VIPScheduler (-vip-scheduler, vip_scheduler) is the IPVS scheduler,
+	// rr by default.
+	VIPScheduler string
+	// VIPGrace (vip_grace) is how long a VIP outlives its service's last
+	// instance, so a redeploy keeps it (default 1h). Not a flag.
+	VIPGrace time.Duration
+
 	// ShutdownTimeout bounds how long a graceful stop waits for HTTP
 	// requests in flight (default 5s). Not a flag.
 	ShutdownTimeout time.Duration
@@ -162,6 +179,7 @@ func DefaultConfig() Config {
 		},
 		ShutdownTimeout:  5 * time.Second,
 		ReconnectTimeout: 72 * time.Hour,
+		VIPScheduler:     "rr",
 		LeaveOnTerminate: true,
 	}
 }
@@ -222,6 +240,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("-client=%q is not an IP address; give one IP, such as 127.0.0.1 or 0.0.0.0", c.ClientAddr)
 	}
 	if err := c.Ports.validate(); err != nil {
+		return err
+	}
+	if err := c.validateVIP(); err != nil {
 		return err
 	}
 	if c.Encrypt != "" {

@@ -38,6 +38,11 @@ type fileConfig struct {
 	LogLevel        *string    `hcl:"log_level"`
 	LeaveOnTerm     *bool      `hcl:"leave_on_terminate"`
 	ScriptChecks    *bool      `hcl:"enable_script_checks"`
+	// cairn's own keys (Consul has no VIPs of this kind).
+	VIPCIDR      *string `hcl:"vip_cidr"`
+	VIPDataplane *string `hcl:"vip_dataplane"`
+	VIPScheduler *string `hcl:"vip_scheduler"`
+	VIPGrace     *string `hcl:"vip_grace"`
 }
 
 // fileDNS is Consul's dns_config block, in the part cairn reads.
@@ -212,6 +217,16 @@ func (fc *fileConfig) apply(c *Config) error {
 	set(&c.LogLevel, fc.LogLevel)
 	set(&c.LeaveOnTerminate, fc.LeaveOnTerm)
 	set(&c.EnableScriptChecks, fc.ScriptChecks)
+	set(&c.VIPCIDR, fc.VIPCIDR)
+	set(&c.VIPDataplane, fc.VIPDataplane)
+	set(&c.VIPScheduler, fc.VIPScheduler)
+	if fc.VIPGrace != nil {
+		v, err := time.ParseDuration(*fc.VIPGrace)
+		if err != nil {
+			return fmt.Errorf("vip_grace = %q is not a duration; give one with a unit, such as \"1h\"", *fc.VIPGrace)
+		}
+		c.VIPGrace = v
+	}
 	if d := fc.DNSConfig; d != nil {
 		for _, ttl := range []struct {
 			key string

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/cairn-dev/cairn/dns"
 	"github.com/hashicorp/go-memdb"
 )
@@ -24,20 +25,32 @@ import (
 // can have, and the counter lets Changes tell an index it handed out
 // (whose catalog index it remembers) from any other.
 type dnsCatalog struct {
-	cat *catalog.Catalog
-	log *slog.Logger
+	cat  *catalog.Catalog
+	vips *vip.VIPs // nil without -vip-cidr
+	log  *slog.Logger
 
 	mu          sync.Mutex
 	lastCatalog uint64 // the catalog index the counter was last bumped for
 	lastNodes   uint64 // the index of the nodes last returned
 	index       uint64 // what Snapshot and Changes return
+	// The allocations the answers were built with, and their index.
+	lastVIPIndex uint64
+	lastVIPs     map[string]vip.Allocation
 	// warned holds, by lower-case service name, the instances with a
 	// host name address that were logged, so each is logged once.
 	warned map[string]map[string]bool
 }
 
-func newDNSCatalog(cat *catalog.Catalog, log *slog.Logger) *dnsCatalog {
-	return &dnsCatalog{cat: cat, log: log, warned: map[string]map[string]bool{}}
+func newDNSCatalog(cat *catalog.Catalog, vips *vip.VIPs, log *slog.Logger) *dnsCatalog {
+	return &dnsCatalog{cat: cat, vips: vips, log: log, warned: map[string]map[string]bool{}}
+}
+
+// allocations reads the VIP allocations (none without -vip-cidr).
+func (d *dnsCatalog) allocations(ws memdb.WatchSet) (uint64, map[string]vip.Allocation) {
+	if d.vips == nil {
+		return 0, nil
+	}
+	return d.vips.Allocations(ws)
 }
 
 // Snapshot implements dns.Catalog. It adds the catalog's table-level
@@ -46,13 +59,15 @@ func (d *dnsCatalog) Snapshot(ws memdb.WatchSet) (uint64, []dns.Service, []dns.N
 	iidx, insts := d.cat.AllInstances(ws)
 	nidx, nodes := d.cat.Nodes(ws, catalog.Filter{})
 	feedIdx, _, _ := d.cat.Changes(nil, 0)
+	vidx, vips := d.allocations(ws)
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if idx := max(iidx, nidx, feedIdx); idx != d.lastCatalog || d.index == 0 {
+	if idx := max(iidx, nidx, feedIdx); idx != d.lastCatalog || vidx != d.lastVIPIndex || d.index == 0 {
 		d.lastCatalog = idx
 		d.index++
 	}
+	d.lastVIPIndex, d.lastVIPs = vidx, vips
 	d.lastNodes = nidx
 	warned := d.warned
 	d.warned = map[string]map[string]bool{}
@@ -71,8 +86,16 @@ func (d *dnsCatalog) Changes(ws memdb.WatchSet, since uint64) (dns.Delta, bool) 
 	if reset {
 		return dns.Delta{}, false
 	}
-	if idx == d.lastCatalog {
+	vidx, vips := d.allocations(ws)
+	if idx == d.lastCatalog && vidx == d.lastVIPIndex {
 		return dns.Delta{Index: d.index}, true
+	}
+	if vidx != d.lastVIPIndex {
+		// The services whose VIP came, went or moved change too.
+		names = append(names, vipChanges(d.lastVIPs, vips)...)
+		slices.Sort(names)
+		names = slices.Compact(names)
+		d.lastVIPIndex, d.lastVIPs = vidx, vips
 	}
 	d.lastCatalog = idx
 	d.index++
@@ -100,8 +123,12 @@ func (d *dnsCatalog) Changes(ws memdb.WatchSet, since uint64) (dns.Delta, bool) 
 // is logged now. Called with d.mu held.
 func (d *dnsCatalog) services(insts []catalog.Instance, warned map[string]map[string]bool) []dns.Service {
 	var services []dns.Service
-	at := map[string]int{} // service name -> its position in services
+	at := map[string]int{}     // service name -> its position in services
+	dnsrr := map[string]bool{} // lower-case names opted out of VIPs
 	for _, in := range insts {
+		if d.lastVIPs != nil && in.Service.Meta[vip.MetaEndpointMode] == vip.EndpointDNSRR {
+			dnsrr[strings.ToLower(in.Service.Name)] = true
+		}
 		inst, reason := dnsInstance(in)
 		if reason != "" {
 			lname := strings.ToLower(in.Service.Name)
@@ -125,7 +152,31 @@ func (d *dnsCatalog) services(insts []catalog.Instance, warned map[string]map[st
 		}
 		services[i].Instances = append(services[i].Instances, inst)
 	}
+	// web.cluster answers the VIP of a service in VIP mode (Swarm's
+	// default endpoint mode), else its instances.
+	for i := range services {
+		name := strings.ToLower(services[i].Name)
+		if a, ok := d.lastVIPs[name]; ok && !dnsrr[name] {
+			services[i].VIP = a.Addr
+		}
+	}
 	return services
+}
+
+// vipChanges lists the services whose VIP differs between two tables.
+func vipChanges(old, cur map[string]vip.Allocation) []string {
+	var names []string
+	for name, a := range cur {
+		if o, ok := old[name]; !ok || o.Addr != a.Addr {
+			names = append(names, name)
+		}
+	}
+	for name := range old {
+		if _, ok := cur[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 func dnsNodes(nodes []*catalog.Node) []dns.Node {
@@ -174,7 +225,7 @@ func (w *wiring) dnsPart() (part, bool, error) {
 	}
 	dc := w.cfg.dnsConfig()
 	dc.PacketConn, dc.Listener, dc.Logger = w.dnsPC, w.dnsLn, w.log
-	srv, err := dns.New(dc, newDNSCatalog(w.cat, w.log))
+	srv, err := dns.New(dc, newDNSCatalog(w.cat, w.vips, w.log))
 	if err != nil {
 		return part{}, false, err
 	}

@@ -58,7 +58,7 @@ func BenchmarkDNSOneChange(b *testing.B) {
 		version := uint64(1) // node-000's, across the sub-benchmarks
 		for _, mode := range []string{"full", "feed"} {
 			b.Run(fmt.Sprintf("services=%d/instances=%d/%s", size.services, size.instances, mode), func(b *testing.B) {
-				adapter := newDNSCatalog(cat, slog.New(slog.DiscardHandler))
+				adapter := newDNSCatalog(cat, nil, slog.New(slog.DiscardHandler))
 				var dc dns.Catalog = adapter
 				if mode == "full" {
 					// Changes that never answer: every rebuild reads

@@ -46,7 +46,7 @@ func TestDNSCatalogSnapshot(t *testing.T) {
 	reg("ext", "ext", "db.example.com", 443, "")
 
 	var logs bytes.Buffer
-	d := newDNSCatalog(cat, slog.New(slog.NewTextHandler(&logs, nil)))
+	d := newDNSCatalog(cat, nil, slog.New(slog.NewTextHandler(&logs, nil)))
 	ws := memdb.NewWatchSet()
 	idx, services, nodes := d.Snapshot(ws)
 	if idx == 0 {

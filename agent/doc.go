@@ -3,8 +3,8 @@
 // config files, then builds the parts (wiring.go), one constructor per
 // part in its own file: the kv store and the server port (store.go), the
 // HTTP API (httpserver.go), membership and the leave (membership.go), the
-// catalog and its check runner (catalog.go), DNS (dns.go) and in-process
-// templates (template.go). They run in layers (parts.go), started
+// catalog and its check runner (catalog.go), VIPs and their kernel data
+// plane (vips.go), DNS (dns.go) and in-process templates (template.go). They run in layers (parts.go), started
 // bottom-up and stopped top-down: store, HTTP API, membership, catalog,
 // services. Adding a part is a constructor and one entry in
 // wiring.build.

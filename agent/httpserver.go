@@ -58,7 +58,7 @@ func (w *wiring) httpPart() (part, error) {
 	handler, err := httpapi.NewHandler(httpapi.Config{
 		Store:   w.routerFor(),
 		Cluster: &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
-		Catalog: w.cat,
+		Catalog: w.httpCatalog(),
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      w.nodeID,
@@ -71,6 +71,7 @@ func (w *wiring) httpPart() (part, error) {
 			HTTPPort:    w.httpPort,
 			DNSPort:     w.dnsPort,
 			ServerPort:  serverPort,
+			Stats:       w.selfStats,
 		},
 		Logger: w.log,
 	})

@@ -2,14 +2,18 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/httpapi"
 	"github.com/cairn-dev/cairn/agent/vip"
+	"github.com/cairn-dev/cairn/agent/vip/nft"
 	"github.com/hashicorp/go-memdb"
 )
 
@@ -43,16 +47,18 @@ type DataplaneOptions struct {
 type DataplaneFactory func(DataplaneOptions) (vip.Dataplane, error)
 
 // dataplanes are the kernel data planes built into this cairn, by their
-// -vip-dataplane name; auto tries ipvs, then nftables. The ipvs and
-// nftables back ends (agent/vip/ipvs, agent/vip/nft) join this map
-// when they are merged:
+// -vip-dataplane name; auto tries ipvs, then nftables. The IPVS back end
+// (agent/vip/ipvs) joins this map when it is merged:
 //
-//	DataplaneIPVS:     func(o DataplaneOptions) (vip.Dataplane, error) { return ipvs.New(ipvs.Config{Scheduler: o.Scheduler, Logger: o.Logger}) },
-//	DataplaneNFTables: func(o DataplaneOptions) (vip.Dataplane, error) { return nft.New(nft.Config{Logger: o.Logger}) },
+//	DataplaneIPVS: func(o DataplaneOptions) (vip.Dataplane, error) { return ipvs.New(ipvs.Config{Scheduler: o.Scheduler, Logger: o.Logger}) },
 //
-// Tests replace it through Agent.dataplanes.
+// Tests replace the map through Agent.dataplanes.
 func dataplanes() map[string]DataplaneFactory {
-	return map[string]DataplaneFactory{}
+	return map[string]DataplaneFactory{
+		DataplaneNFTables: func(o DataplaneOptions) (vip.Dataplane, error) {
+			return nft.New(nft.Config{Logger: o.Logger})
+		},
+	}
 }
 
 // openDataplane opens the data plane -vip-dataplane names; nil means
@@ -154,4 +160,118 @@ func (c vipCatalog) tag(ws memdb.WatchSet, name string, insts []catalog.Instance
 		out[i] = in
 	}
 	return out
+}
+
+// validateVIP checks the -vip-* settings.
+func (c Config) validateVIP() error {
+	if c.VIPCIDR != "" {
+		if _, err := vip.ParseCIDR(c.VIPCIDR); err != nil {
+			return err
+		}
+	}
+	switch c.VIPDataplane {
+	case "", DataplaneNone:
+	case DataplaneAuto, DataplaneIPVS, DataplaneNFTables:
+		if c.VIPCIDR == "" {
+			return fmt.Errorf("-vip-dataplane=%s needs -vip-cidr: without a VIP range there are no VIPs to program; add -vip-cidr (e.g. 10.200.0.0/16) or drop -vip-dataplane", c.VIPDataplane)
+		}
+	default:
+		return fmt.Errorf("-vip-dataplane=%q is not one of auto, ipvs, nftables, none", c.VIPDataplane)
+	}
+	if c.VIPScheduler != "" && !validScheduler(c.VIPScheduler) {
+		return fmt.Errorf("-vip-scheduler=%q is not an IPVS scheduler; use rr (the default), wrr, lc, wlc, sh, mh, ... (see ipvsadm(8))", c.VIPScheduler)
+	}
+	if c.VIPGrace < 0 {
+		return fmt.Errorf("vip_grace %v is negative; drop it for the default %v", c.VIPGrace, vip.DefaultGrace)
+	}
+	return nil
+}
+
+// vipPart builds the VIP part when -vip-cidr is set: the allocation
+// table (every agent), the allocator (servers) and the reconciler (with
+// a data plane). Without -vip-cidr there are no VIPs; -vip-dataplane
+// none then still removes the rules an earlier run left.
+//
+// A leave that was asked for (cairn leave, /v1/agent/leave) removes
+// this host's VIP rules; a stop by signal keeps them, even when
+// leave_on_terminate makes it leave the cluster, because restarts and
+// upgrades stop the agent that way and must not break connections: the
+// next run adopts the rules.
+func (w *wiring) vipPart() (part, bool, error) {
+	cfg := w.cfg
+	opts := DataplaneOptions{Scheduler: cfg.VIPScheduler, Logger: w.log}
+	built := w.agent.dataplanes
+	if cfg.VIPDataplane == DataplaneNone {
+		flushDataplanes(context.Background(), built, opts)
+	}
+	if cfg.VIPCIDR == "" {
+		return part{}, false, nil
+	}
+	cidr, err := vip.ParseCIDR(cfg.VIPCIDR)
+	if err != nil {
+		return part{}, false, err
+	}
+	dp, err := openDataplane(cfg.VIPDataplane, built, opts)
+	if err != nil {
+		return part{}, false, err
+	}
+	if dp != nil {
+		w.onClose(dp.Close)
+	}
+	var leader vip.Leader
+	if w.store != nil {
+		leader = w.store
+	}
+	vc := vip.Config{
+		CIDR: cidr, Grace: cfg.VIPGrace,
+		Store: w.routerFor(), Leader: leader, Catalog: w.cat, Dataplane: dp, Logger: w.log,
+	}
+	if w.fast {
+		vc.LeaderCheck = 200 * time.Millisecond
+	}
+	v, err := vip.New(vc)
+	if err != nil {
+		return part{}, false, err
+	}
+	w.vips = v
+	agentStop := w.agent.stopCause
+	return part{"vip", func(ctx context.Context) error {
+		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- v.Run(runCtx) }()
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+		}
+		if errors.Is(agentStop(), errLeaveRequested) {
+			lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := v.Leave(lctx); err != nil {
+				w.log.Warn("vip: could not remove this host's VIP rules while leaving", "err", err)
+			}
+			lcancel()
+		}
+		cancel()
+		return <-done
+	}}, true, nil
+}
+
+// httpCatalog is the catalog as the HTTP API reads it: with the
+// consul-virtual tagged address when there are VIPs.
+func (w *wiring) httpCatalog() httpapi.Catalog {
+	if w.vips == nil {
+		return w.cat
+	}
+	return vipCatalog{Catalog: w.cat, vips: w.vips}
+}
+
+// selfStats adds the "vip" section to /v1/agent/self's Stats when there
+// are VIPs: the range, the data plane, the allocations and, on the
+// leader, exhausted services with the error.
+func (w *wiring) selfStats() map[string]map[string]string {
+	if w.vips == nil {
+		return nil
+	}
+	return map[string]map[string]string{"vip": w.vips.Stats()}
 }

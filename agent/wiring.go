@@ -12,6 +12,7 @@ import (
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/forward"
 	"github.com/cairn-dev/cairn/agent/membership"
+	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -46,6 +47,7 @@ type wiring struct {
 	checks   *checks.Runner
 	pool     *forward.Pool
 	router   *forward.Router
+	vips     *vip.VIPs // nil without -vip-cidr
 
 	closers []func() error
 }
@@ -85,11 +87,19 @@ func (w *wiring) build() ([]layer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// VIPs before the HTTP API and DNS, which answer them.
+	vips, withVIPs, err := w.vipPart()
+	if err != nil {
+		return nil, err
+	}
 	http, err := w.httpPart()
 	if err != nil {
 		return nil, err
 	}
 	var services []part
+	if withVIPs {
+		services = append(services, vips)
+	}
 	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart} {
 		p, ok, err := build()
 		if err != nil {

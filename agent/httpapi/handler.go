@@ -71,6 +71,10 @@ type Self struct {
 	HTTPPort    int
 	DNSPort     int
 	ServerPort  int
+
+	// Stats, when set, adds sections to /v1/agent/self's Stats (e.g.
+	// "vip": the VIP allocator's state); called once per request.
+	Stats func() map[string]map[string]string
 }
 
 // DefaultDatacenter is Consul's default datacenter name.

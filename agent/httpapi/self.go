@@ -58,6 +58,24 @@ func (h *handler) agentSelf(c *call) error {
 		ServerPort: s.ServerPort,
 		Build:      s.Version + ":" + s.Revision,
 	}, s.Datacenter)
+	stats := map[string]map[string]string{
+		"build": {"version": s.Version, "revision": s.Revision, "prerelease": ""},
+		"runtime": {
+			"os":         runtime.GOOS,
+			"arch":       runtime.GOARCH,
+			"version":    runtime.Version(),
+			"goroutines": strconv.Itoa(runtime.NumGoroutine()),
+			"max_procs":  strconv.Itoa(runtime.GOMAXPROCS(0)),
+			"cpu_count":  strconv.Itoa(runtime.NumCPU()),
+		},
+	}
+	if s.Stats != nil {
+		for k, v := range s.Stats() {
+			if _, taken := stats[k]; !taken {
+				stats[k] = v
+			}
+		}
+	}
 	return writeJSON(c.w, http.StatusOK, selfResponse{
 		Config: selfConfig{
 			Datacenter:        s.Datacenter,
@@ -82,17 +100,7 @@ func (h *handler) agentSelf(c *call) error {
 			Revision:    s.Revision,
 		},
 		Member: member,
-		Stats: map[string]map[string]string{
-			"build": {"version": s.Version, "revision": s.Revision, "prerelease": ""},
-			"runtime": {
-				"os":         runtime.GOOS,
-				"arch":       runtime.GOARCH,
-				"version":    runtime.Version(),
-				"goroutines": strconv.Itoa(runtime.NumGoroutine()),
-				"max_procs":  strconv.Itoa(runtime.GOMAXPROCS(0)),
-				"cpu_count":  strconv.Itoa(runtime.NumCPU()),
-			},
-		},
-		Meta: map[string]string{"consul-network-segment": ""},
+		Stats:  stats,
+		Meta:   map[string]string{"consul-network-segment": ""},
 	})
 }

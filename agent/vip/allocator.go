@@ -136,15 +136,12 @@ func usableRange(p netip.Prefix) (first, last netip.Addr, err error) {
 	first = p.Addr()
 	last = lastAddr(p)
 	hostBits := first.BitLen() - p.Bits()
+	// A /31 or /32 (RFC 3021) has no network or broadcast address.
 	switch {
 	case first.Is4() && hostBits >= 2:
 		first, last = first.Next(), last.Prev() // network and broadcast
 	case first.Is6() && hostBits >= 1:
 		first = first.Next() // subnet-router anycast
-	}
-	if hostBits < 1 && first.Is4() {
-		// a /32 is one address: usable
-		return first, last, nil
 	}
 	return first, last, nil
 }
@@ -269,8 +266,7 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 	var errs []error
 
 	// Release: services gone for longer than the grace, or opted out.
-	for _, name := range slices.Sorted(maps.Keys(table)) {
-		al := table[name]
+	for name, al := range table {
 		s, ok := a.present[name]
 		switch {
 		case ok && !s.dnsrr:
@@ -313,14 +309,18 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 		}
 		taken[p.addr] = true
 	}
-	full := false
-	for _, name := range slices.Sorted(maps.Keys(a.present)) {
-		s := a.present[name]
+	var want []string // without a VIP, in name order (a stable allocation order)
+	for name, s := range a.present {
 		_, mine := a.pending[name]
 		if _, ok := table[name]; ok || mine || s.dnsrr {
-			a.setExhausted(name, "")
 			continue
 		}
+		want = append(want, name)
+	}
+	slices.Sort(want)
+	full := false
+	for _, name := range want {
+		s := a.present[name]
 		if at, ok := a.conflicts[name]; ok && at == tableIndex {
 			continue // lost a race; wait for the table to show the winner
 		}
@@ -353,9 +353,12 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 			delete(a.conflicts, name)
 		}
 	}
+	// Exhaustion ends for services that got a VIP, went, or opted out.
 	a.mu.Lock()
 	for name := range a.exhausted {
-		if s, ok := a.present[name]; !ok || s.dnsrr {
+		_, allocated := table[name]
+		_, mine := a.pending[name]
+		if s, ok := a.present[name]; !ok || s.dnsrr || allocated || mine {
 			delete(a.exhausted, name)
 		}
 	}

@@ -102,3 +102,35 @@ func BenchmarkReconcileSync(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAllocatorPass is the leader's allocator work for one health
+// flip at 10,000 services × 10 instances, every service allocated.
+func BenchmarkAllocatorPass(b *testing.B) {
+	_, cat, tbl, _ := benchEnv(b, 10_000, 10)
+	a, err := NewAllocator(AllocatorConfig{
+		CIDR: netip.MustParsePrefix("10.200.0.0/16"), Store: noStore{}, Leader: leading(), Catalog: cat, Table: tbl,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := a.pass(ctx, memdb.NewWatchSet()); err != nil {
+		b.Fatal(err)
+	}
+	_, base := cat.ServiceHealth(nil, "svc04242", catalog.Filter{})
+	flipped := make([]catalog.Instance, len(base))
+	copy(flipped, base)
+	flipped[3] = inst("10.16.242.4", 8080, crit)
+	states := [2][]catalog.Instance{flipped, base}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		cat.set("svc04242", states[i%2]...)
+		i++
+		b.StartTimer()
+		if _, err := a.pass(ctx, memdb.NewWatchSet()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -96,9 +96,9 @@ func New(cfg Config) (*VIPs, error) {
 	return v, nil
 }
 
-// Run runs the parts until ctx is done, then closes the data plane
-// (its kernel state stays for the next run to adopt). It returns nil on
-// a clean stop.
+// Run runs the parts until ctx is done and returns nil then. The
+// kernel state stays for the next run to adopt; closing the data plane
+// is left to whoever opened it.
 func (v *VIPs) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return v.table.Run(ctx) })
@@ -108,11 +108,7 @@ func (v *VIPs) Run(ctx context.Context) error {
 	if v.rec != nil {
 		g.Go(func() error { return v.rec.Run(ctx) })
 	}
-	err := g.Wait()
-	if v.cfg.Dataplane != nil {
-		err = errors.Join(err, v.cfg.Dataplane.Close())
-	}
-	return err
+	return g.Wait()
 }
 
 // Leave removes this agent's VIP rules from the kernel (a graceful
@@ -129,12 +125,12 @@ func (v *VIPs) Leave(ctx context.Context) error {
 // that have the instances check the mode with InVIPMode.
 func (v *VIPs) Lookup(name string) (netip.Addr, bool) { return v.table.Lookup(name) }
 
-// Watch adds to ws a channel that closes when the allocations change,
-// and returns their index (for adapters that combine it with the
-// catalog's).
-func (v *VIPs) Watch(ws memdb.WatchSet) uint64 {
-	idx, _ := v.table.Snapshot(ws)
-	return idx
+// Allocations returns the allocations by lower-case service name with
+// their index, and adds to ws a channel that closes when they change
+// (Table.Snapshot). The map is shared: never modify it. A service in
+// dnsrr mode may still have one for a moment: check InVIPMode.
+func (v *VIPs) Allocations(ws memdb.WatchSet) (uint64, map[string]Allocation) {
+	return v.table.Snapshot(ws)
 }
 
 // InVIPMode reports whether a service with these instances wants a VIP:

@@ -135,6 +135,9 @@ func agentFlags(c *agent.Config, sources *[]configSource) *flag.FlagSet {
 	fs.StringVar(&c.TemplateCheck, "template-check", c.TemplateCheck, `Command that validates each result of the -template templates before it stays (e.g. "nginx -t"); $CAIRN_TEMPLATE_FILE names the destination.`)
 	fs.StringVar(&c.TemplateWait, "template-wait", c.TemplateWait, `Template quiescence "min:max" (or "min", max = 4*min): render after min without changes, at the latest max after the first.`)
 	fs.Var(listFlag{&c.TemplateConfigs}, "template-config", "consul-template config file (HCL or JSON) whose template {} blocks are rendered in-process; repeatable.")
+	fs.StringVar(&c.VIPCIDR, "vip-cidr", c.VIPCIDR, "Range service VIPs come from, e.g. 10.200.0.0/16 (the same on every agent); unset: no VIPs, <service>.<domain> answers the instances.")
+	fs.StringVar(&c.VIPDataplane, "vip-dataplane", c.VIPDataplane, "How this host balances VIPs: auto (the default with -vip-cidr: ipvs, else nftables, else none), ipvs, nftables, or none (DNS and HTTP only; removes rules an earlier run left).")
+	fs.StringVar(&c.VIPScheduler, "vip-scheduler", c.VIPScheduler, "IPVS scheduler of the VIPs (rr, wrr, lc, wlc, sh, mh, ...).")
 	fs.Var(sourceFlag{sources, false}, "config-file", "Config file (HCL or JSON, Consul's keys); repeatable, later files win, flags win over files.")
 	fs.Var(sourceFlag{sources, true}, "config-dir", "Directory whose *.hcl and *.json files are read in lexical order; repeatable.")
 	return fs
