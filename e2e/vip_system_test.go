@@ -24,7 +24,7 @@ import (
 // VIP, and connections to VIP:port from a node or from a container
 // behind it are balanced over the healthy instances on every node.
 //
-//	                      lan (bridge br0, gateway 10.98.0.254, no forwarding)
+//	                 lan (bridge br0, gateway 10.98.0.254 into a blackhole)
 //	       ┌──────────────────────┼───────────────────────┐
 //	node0 10.98.0.10       node1 10.98.0.11          node2 10.98.0.12
 //	(server)               │  b1 10.98.1.2:8080      │  b3 10.98.2.2:8080
@@ -34,8 +34,9 @@ import (
 // Each backend and client is a "container": a namespace behind its node
 // with a veth pair, its node as default gateway. The nodes forward and
 // route each other's container ranges (10.98.N.0/24 via node N); their
-// default route goes to a LAN gateway that drops what it is sent, as a
-// packet for an unprogrammed VIP would leave a real host. Agents listen
+// default route goes to a LAN gateway that silently drops what it is
+// sent, as a packet for an unprogrammed VIP would be lost leaving a real
+// host: only the node's own rules can make such a connection refused. Agents listen
 // on their node's address (HTTP 8500, DNS 8600); the test talks to them
 // from inside the node's namespace.
 
@@ -175,6 +176,11 @@ func newVIPCluster(t *testing.T) *vipCluster {
 	lan.ip(t, "link add br0 type bridge")
 	lan.ip(t, "addr add "+lanGW+"/24 dev br0")
 	lan.ip(t, "link set br0 up")
+	// The gateway forwards into a blackhole: silently, as the Internet
+	// would lose a packet for an unprogrammed VIP (an unreachable
+	// route would answer with ICMP, which looks like a refusal).
+	lan.sysctl(t, "net.ipv4.ip_forward", "1")
+	lan.ip(t, "route add blackhole default")
 	base := t.TempDir()
 	nodes := make([]*vipNode, 3)
 	for i := range nodes {
@@ -293,6 +299,11 @@ func TestSystemVIP(t *testing.T) {
 	allClients := []dialer{c.onNode1, c.inK1, c.onNode2}
 	step := func(name string, f func(t *testing.T)) {
 		if !t.Run(name, f) {
+			// What the kernels held when the step failed.
+			for _, n := range []*vipNode{c.node1, c.node2} {
+				out, err := n.ns.command("nft", "list", "table", "ip", "cairn").CombinedOutput()
+				t.Logf("nft list table ip cairn on %s (%v):\n%s", n.name, err, out)
+			}
 			t.FailNow()
 		}
 	}
@@ -439,7 +450,10 @@ func TestSystemVIP(t *testing.T) {
 	})
 
 	step("RemovedServiceRefuses", func(t *testing.T) {
-		for _, id := range []string{"b1", "b2", "b3", "b4"} {
+		// b4 goes first: it alone listens on 9090, and the VIP's port
+		// is the instances' most common one, so with b4 last the VIP
+		// would move to 9090 before it went.
+		for _, id := range []string{"b4", "b1", "b2", "b3"} {
 			c.backends[id].deregister(t)
 		}
 		t0 := time.Now()
