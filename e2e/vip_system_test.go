@@ -412,6 +412,10 @@ func TestSystemVIP(t *testing.T) {
 			}
 		}
 
+		// New connections from the container keep working through the
+		// restart, the restarted agent's first sync (which adopts the
+		// rules the killed one left) and its first updates.
+		probe := startProbe(c.inK1, vip)
 		c.node1.start()
 		c.node1.waitReady(t)
 		echo("after the restart")
@@ -427,6 +431,11 @@ func TestSystemVIP(t *testing.T) {
 		}
 		waitSpread(t, "b2 back in node1's balancing after the restart", 10*time.Second, vip, []string{"b1", "b2", "b3"}, allClients...)
 		echo("after the restarted agent changed the rules")
+		seen, failed := probe.stopAfter(0)
+		t.Logf("connections from k1 through the restart and the restarted agent's first changes: %v", seen)
+		if len(failed) > 0 {
+			t.Errorf("%d connections from k1 through the VIP failed while node1's agent restarted; first: %v", len(failed), failed[0])
+		}
 	})
 
 	step("NewInstanceGetsTraffic", func(t *testing.T) {
@@ -568,4 +577,60 @@ func measureConnectSetup(t *testing.T, c *vipCluster, vip string) {
 	vc, dc, vf, df := med(viaConn), med(dirConn), med(viaFirst), med(dirFirst)
 	t.Logf("connection setup from k1, %d each, medians: connect via VIP %v vs direct %v (ratio %.2f); connect+first byte via VIP %v vs direct %v (ratio %.2f)",
 		n, vc, dc, float64(vc)/float64(dc), vf, df, float64(vf)/float64(df))
+}
+
+// probe connects through a VIP from one client over and over, on its
+// own goroutine, and keeps what answered and what failed.
+type probe struct {
+	stop, done chan struct{}
+	after      int // connections to make after stop
+	seen       map[string]int
+	failed     []error
+}
+
+func startProbe(d dialer, addr string) *probe {
+	p := &probe{stop: make(chan struct{}), done: make(chan struct{}), seen: map[string]int{}}
+	go func() {
+		defer close(p.done)
+		err := d.ns.do(func() error {
+			left := -1
+			for left != 0 {
+				select {
+				case <-p.stop:
+					if left < 0 {
+						left = p.after
+					}
+				default:
+				}
+				if left > 0 {
+					left--
+				}
+				c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
+				if err == nil {
+					var name string
+					c, name, err = greet(c, addr)
+					if err == nil {
+						c.Close()
+						p.seen[name]++
+						continue
+					}
+				}
+				p.failed = append(p.failed, err)
+				time.Sleep(10 * time.Millisecond) // pace the retries of a failing dial
+			}
+			return nil
+		})
+		if err != nil {
+			p.failed = append(p.failed, err)
+		}
+	}()
+	return p
+}
+
+// stopAfter makes n more connections, stops, and returns the tallies.
+func (p *probe) stopAfter(n int) (map[string]int, []error) {
+	p.after = n
+	close(p.stop)
+	<-p.done
+	return p.seen, p.failed
 }
