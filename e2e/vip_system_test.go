@@ -347,6 +347,39 @@ func TestSystemVIP(t *testing.T) {
 		}
 	})
 
+	step("DNSRROptsOut", func(t *testing.T) {
+		// Meta endpoint_mode=dnsrr (Swarm's word): no VIP, the name
+		// answers the instances.
+		b3 := c.backends["b3"]
+		err := c.node2.api.Agent().ServiceRegister(&api.AgentServiceRegistration{
+			ID: "db1", Name: "db", Address: b3.addr, Port: 5432,
+			Meta:  map[string]string{"endpoint_mode": "dnsrr"},
+			Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthPassing},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := c.node2.api.Agent().ServiceDeregister("db1"); err != nil {
+				t.Errorf("deregister db1: %v", err)
+			}
+		}()
+		eventually(t, "db.cluster A at node1 answers db's instance", 10*time.Second, func() (bool, string) {
+			got, err := c.inK1.ns.lookupA(c.node1.dnsAddr(), "db.cluster")
+			if err != nil || !slices.Equal(got, []string{b3.addr}) {
+				return false, fmt.Sprintf("db.cluster A = %v %s, want [%s]", got, errText(err), b3.addr)
+			}
+			return true, ""
+		})
+		entries, _, err := c.node1.api.Health().Service("db", "", true, nil)
+		if err != nil || len(entries) != 1 {
+			t.Fatalf("node1's health of db = %d entries %s, want 1", len(entries), errText(err))
+		}
+		if v, ok := entries[0].Service.TaggedAddresses["consul-virtual"]; ok {
+			t.Errorf("db (endpoint_mode=dnsrr) has a consul-virtual address %v, want none", v)
+		}
+	})
+
 	step("BalancedOverAllHealthyBackends", func(t *testing.T) {
 		want := []string{"b1", "b2", "b3"}
 		waitSpread(t, "VIP balanced over b1, b2, b3 from every client", 20*time.Second, vip, want, allClients...)
