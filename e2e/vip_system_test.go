@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,9 +37,12 @@ import (
 // route each other's container ranges (10.98.N.0/24 via node N); their
 // default route goes to a LAN gateway that silently drops what it is
 // sent, as a packet for an unprogrammed VIP would be lost leaving a real
-// host: only the node's own rules can make such a connection refused. Agents listen
-// on their node's address (HTTP 8500, DNS 8600); the test talks to them
-// from inside the node's namespace.
+// host: only the node's own rules can make such a connection refused.
+// Agents listen on their node's address (HTTP 8500, DNS 8600); the test
+// talks to them from inside the node's namespace.
+//
+// Run it as root: go test -tags system -run '^TestSystemVIP' -v ./e2e/
+// (-v shows the figures the Measurements step logs).
 
 const (
 	vipCIDR  = "10.200.0.0/24"
@@ -191,11 +195,11 @@ func newVIPCluster(t *testing.T) *vipCluster {
 		lan.ip(t, fmt.Sprintf("link set p%d master br0", i))
 		n.ns.ip(t, "route add default via "+lanGW)
 		n.ns.sysctl(t, "net.ipv4.ip_forward", "1")
-		api, err := api.NewClient(&api.Config{Address: n.httpAddr(), HttpClient: n.ns.httpClient()})
+		cl, err := api.NewClient(&api.Config{Address: n.httpAddr(), HttpClient: n.ns.httpClient()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		n.api = api
+		n.api = cl
 		nodes[i] = n
 	}
 	for _, n := range nodes {
@@ -448,7 +452,7 @@ func TestSystemVIP(t *testing.T) {
 		// New connections from the container keep working through the
 		// restart, the restarted agent's first sync (which adopts the
 		// rules the killed one left) and its first updates.
-		probe := startProbe(c.inK1, vip)
+		probe := startProbe(t, c.inK1, vip)
 		c.node1.start()
 		c.node1.waitReady(t)
 		echo("after the restart")
@@ -527,15 +531,15 @@ func measureRegistrationToTraffic(t *testing.T, c *vipCluster, vip string) {
 		err := c.onNode1.ns.do(func() error {
 			deadline := t0.Add(15 * time.Second)
 			for time.Now().Before(deadline) {
-				c, err := net.DialTimeout("tcp4", vip, 2*time.Second)
+				conn, err := net.DialTimeout("tcp4", vip, 2*time.Second)
 				if err != nil {
 					return err
 				}
-				_, name, err := greet(c, vip)
+				conn, name, err := greet(conn, vip)
 				if err != nil {
 					return err
 				}
-				c.Close()
+				conn.Close()
 				if name == "b5" {
 					reached = time.Since(t0)
 					return nil
@@ -616,13 +620,16 @@ func measureConnectSetup(t *testing.T, c *vipCluster, vip string) {
 // own goroutine, and keeps what answered and what failed.
 type probe struct {
 	stop, done chan struct{}
+	once       sync.Once
 	after      int // connections to make after stop
 	seen       map[string]int
 	failed     []error
 }
 
-func startProbe(d dialer, addr string) *probe {
+// startProbe starts probing; it stops at the latest when t ends.
+func startProbe(t *testing.T, d dialer, addr string) *probe {
 	p := &probe{stop: make(chan struct{}), done: make(chan struct{}), seen: map[string]int{}}
+	t.Cleanup(func() { p.stopAfter(0) })
 	go func() {
 		defer close(p.done)
 		err := d.ns.do(func() error {
@@ -662,8 +669,10 @@ func startProbe(d dialer, addr string) *probe {
 
 // stopAfter makes n more connections, stops, and returns the tallies.
 func (p *probe) stopAfter(n int) (map[string]int, []error) {
-	p.after = n
-	close(p.stop)
+	p.once.Do(func() {
+		p.after = n
+		close(p.stop)
+	})
 	<-p.done
 	return p.seen, p.failed
 }
