@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -11,11 +12,13 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cairn-dev/cairn/systemtest"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -64,7 +67,8 @@ type vipNode struct {
 	proc    *proc
 	api     *api.Client
 	starts  int
-	ctrs    int // containers made behind it
+	ctrs    int    // containers made behind it
+	plane   string // -vip-dataplane; nftables when ""
 }
 
 func (n *vipNode) args() []string {
@@ -72,7 +76,7 @@ func (n *vipNode) args() []string {
 		"-bind", n.ip, "-client", n.ip,
 		"-http-port", strconv.Itoa(httpPort), "-dns-port", strconv.Itoa(dnsPort),
 		"-serf-lan-port", "8301", "-server-port", "8300",
-		"-vip-cidr", vipCIDR, "-vip-dataplane", "nftables"}
+		"-vip-cidr", vipCIDR, "-vip-dataplane", cmp.Or(n.plane, "nftables")}
 	if n.server {
 		args = append(args, "-server", "-bootstrap-expect", "1")
 	}
@@ -512,6 +516,41 @@ func TestSystemVIP(t *testing.T) {
 			})
 		}
 		t.Logf("VIP refused connections from every client %v after the deregistrations", time.Since(t0).Round(time.Millisecond))
+	})
+
+	step("LeaveOrDataplaneNoneRemovesRules", func(t *testing.T) {
+		systemtest.NeedCommand(t, "nft")
+		hasTable := func(n *vipNode) (bool, string) {
+			out, err := n.ns.command("nft", "list", "tables").CombinedOutput()
+			return err == nil && strings.Contains(string(out), "table ip cairn"), fmt.Sprintf("nft list tables on %s: %s %s", n.name, out, errText(err))
+		}
+		for _, n := range []*vipNode{c.node1, c.node2} {
+			if ok, state := hasTable(n); !ok {
+				t.Fatalf("before: want cairn's table; %s", state)
+			}
+		}
+		// `cairn leave` removes node2's rules (a SIGTERM keeps them,
+		// as a restart or an upgrade needs).
+		if out, err := c.node2.ns.command(cairnBin, "leave", "-http-addr", c.node2.httpAddr()).CombinedOutput(); err != nil {
+			t.Fatalf("cairn leave on node2: %v: %s", err, out)
+		}
+		if code := c.node2.proc.wait(30 * time.Second); code != 0 {
+			t.Fatalf("node2: exit code after cairn leave = %d, want 0", code)
+		}
+		if ok, state := hasTable(c.node2); ok {
+			t.Errorf("after cairn leave on node2, its table is still there; %s", state)
+		}
+		// Restarted with -vip-dataplane none, node1 removes what its
+		// earlier run left.
+		c.node1.proc.signal(syscall.SIGKILL)
+		c.node1.proc.wait(10 * time.Second)
+		c.node1.plane = "none"
+		c.node1.start()
+		c.node1.waitReady(t)
+		eventually(t, "node1 without cairn's table after a start with -vip-dataplane none", 10*time.Second, func() (bool, string) {
+			ok, state := hasTable(c.node1)
+			return !ok, state
+		})
 	})
 }
 
