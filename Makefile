@@ -28,7 +28,7 @@ test:
 ## qemu-booted kernel (run vmtest/prepare.sh once first, as root), and the registrator against the
 ## real Docker engine and Swarm. They need root; under CI=true a missing prerequisite fails.
 test-system:
-	$(GO) test -tags system -run '^TestSystem' -count=1 -p 1 -timeout 40m ./...
+	$(GO) test -tags system -run '^TestSystem' -count=1 -p 1 -timeout 60m ./...
 
 ## bench-system: in-VM benchmarks (IPVS at 10k services; minutes under emulation)
 bench-system:

@@ -27,8 +27,10 @@ func catalogCluster(t *testing.T, n int, tweak func(i int, c *Config)) []*runnin
 		}
 		agents = append(agents, startAgent(t, cfg))
 	}
+	// Ten agents with -race on a busy 2-core machine: suspicion and refutes
+	// can take a while to settle; the deadline is generous, the check strict.
 	for _, a := range agents {
-		eventually(t, "every member alive on "+a.Config().NodeName, 15*time.Second, func() (bool, string) {
+		eventually(t, "every member alive on "+a.Config().NodeName, 45*time.Second, func() (bool, string) {
 			ms, err := a.client.Agent().Members(false)
 			if err != nil {
 				return false, err.Error()

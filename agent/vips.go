@@ -13,6 +13,7 @@ import (
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/httpapi"
 	"github.com/cairn-dev/cairn/agent/vip"
+	"github.com/cairn-dev/cairn/agent/vip/ipvs"
 	"github.com/cairn-dev/cairn/agent/vip/nft"
 	"github.com/hashicorp/go-memdb"
 )
@@ -47,14 +48,15 @@ type DataplaneOptions struct {
 type DataplaneFactory func(DataplaneOptions) (vip.Dataplane, error)
 
 // dataplanes are the kernel data planes built into this cairn, by their
-// -vip-dataplane name; auto tries ipvs, then nftables. The IPVS back end
-// (agent/vip/ipvs) joins this map when it is merged:
-//
-//	DataplaneIPVS: func(o DataplaneOptions) (vip.Dataplane, error) { return ipvs.New(ipvs.Config{Scheduler: o.Scheduler, Logger: o.Logger}) },
-//
-// Tests replace the map through Agent.dataplanes.
+// -vip-dataplane name; auto tries ipvs, then nftables. Tests replace the
+// map through Agent.dataplanes, so that they never touch the host.
 func dataplanes() map[string]DataplaneFactory {
 	return map[string]DataplaneFactory{
+		DataplaneIPVS: func(o DataplaneOptions) (vip.Dataplane, error) {
+			// New probes the kernel first: moby/ipvs itself does not
+			// fail without IPVS.
+			return ipvs.New(ipvs.Config{Scheduler: o.Scheduler, Logger: o.Logger})
+		},
 		DataplaneNFTables: func(o DataplaneOptions) (vip.Dataplane, error) {
 			return nft.New(nft.Config{Logger: o.Logger})
 		},
@@ -225,9 +227,6 @@ func (w *wiring) vipPart() (part, bool, error) {
 	vc := vip.Config{
 		CIDR: cidr, Grace: cfg.VIPGrace,
 		Store: w.routerFor(), Leader: leader, Catalog: w.cat, Dataplane: dp, Logger: w.log,
-	}
-	if w.fast {
-		vc.LeaderCheck = 200 * time.Millisecond
 	}
 	v, err := vip.New(vc)
 	if err != nil {

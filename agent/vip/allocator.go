@@ -25,12 +25,16 @@ import (
 // gets the same address and clients' DNS caches stay right.
 const DefaultGrace = time.Hour
 
-// DefaultLeaderCheck is how often a server re-checks whether it leads.
-const DefaultLeaderCheck = 5 * time.Second
+// idlePass bounds how long the allocator waits with nothing to wake it:
+// a pass that finds nothing to do costs little, and it catches what a
+// lost wake-up would miss.
+const idlePass = 10 * time.Minute
 
-// Leader says whether this agent's kv server leads (*kv.Server does).
+// Leader is leadership as a watchable signal (*kv.Server satisfies it).
 type Leader interface {
-	IsLeader() bool
+	// LeaderWatch reports whether this server leads and adds to ws a
+	// channel that closes when that changes.
+	LeaderWatch(ws memdb.WatchSet) bool
 }
 
 // AllocatorConfig configures an Allocator.
@@ -42,12 +46,7 @@ type AllocatorConfig struct {
 	CIDR netip.Prefix
 	// Grace is how long a VIP outlives its service's last instance
 	// (default DefaultGrace).
-	Grace time.Duration
-	// LeaderCheck is how often leadership is re-checked (default
-	// DefaultLeaderCheck). Leadership has no watch channel yet; when kv
-	// gets one, it replaces this timer.
-	LeaderCheck time.Duration
-
+	Grace   time.Duration
 	Store   Store   // the KV store (required)
 	Leader  Leader  // this server's kv server (required)
 	Catalog Catalog // the local catalog (required)
@@ -93,9 +92,6 @@ func NewAllocator(cfg AllocatorConfig) (*Allocator, error) {
 	}
 	if cfg.Grace < 0 {
 		return nil, fmt.Errorf("vip: grace period %v is negative; use 0 for the default (%v)", cfg.Grace, DefaultGrace)
-	}
-	if cfg.LeaderCheck <= 0 {
-		cfg.LeaderCheck = DefaultLeaderCheck
 	}
 	first, last, err := usableRange(cfg.CIDR)
 	if err != nil {
@@ -217,7 +213,7 @@ func (a *Allocator) Run(ctx context.Context) error {
 // pass reads what changed and allocates and releases to match. It
 // returns how long the caller may wait on ws before the next pass.
 func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration, error) {
-	leading := a.cfg.Leader.IsLeader()
+	leading := a.cfg.Leader.LeaderWatch(ws)
 	a.mu.Lock()
 	was := a.leading
 	a.leading = leading
@@ -232,7 +228,7 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 		// Forget everything: a new term starts from a full read.
 		a.catIndex = 0
 		clear(a.emptySince)
-		return a.cfg.LeaderCheck, nil
+		return idlePass, nil
 	}
 	if !was {
 		a.log.Info("vip: raft leader: allocating VIPs", "range", a.cfg.CIDR.Masked(), "grace", a.cfg.Grace)
@@ -259,10 +255,10 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 	tableIndex, table := a.cfg.Table.Snapshot(ws)
 	if tableIndex == 0 {
 		// Nothing read yet: it would look as if nothing was allocated.
-		return a.cfg.LeaderCheck, nil
+		return idlePass, nil
 	}
 	now := time.Now()
-	next := a.cfg.LeaderCheck
+	next := idlePass
 	var errs []error
 
 	// Release: services gone for longer than the grace, or opted out.

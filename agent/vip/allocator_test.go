@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -13,6 +13,7 @@ import (
 	"github.com/cairn-dev/cairn/kv"
 	"github.com/cairn-dev/cairn/kvtest"
 	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
 )
 
@@ -27,15 +28,30 @@ func newKV(t *testing.T) *kv.Server {
 }
 
 // leader is a Leader the test flips.
-type leader struct{ yes atomic.Bool }
-
-func (l *leader) IsLeader() bool { return l.yes.Load() }
-
-func leading() *leader {
-	l := &leader{}
-	l.yes.Store(true)
-	return l
+type leader struct {
+	mu  sync.Mutex
+	yes bool
+	ch  chan struct{}
 }
+
+func (l *leader) LeaderWatch(ws memdb.WatchSet) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ws.Add(l.ch)
+	return l.yes
+}
+
+func (l *leader) set(yes bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.yes = yes
+	close(l.ch)
+	l.ch = make(chan struct{})
+}
+
+func newLeader(yes bool) *leader { return &leader{yes: yes, ch: make(chan struct{})} }
+
+func leading() *leader { return newLeader(true) }
 
 // allocAgent is one agent's table and allocator, run until cleanup.
 type allocAgent struct {
@@ -102,7 +118,7 @@ func TestAllocate(t *testing.T) {
 		cat.set("Web", inst("10.0.0.1", 80, pass), inst("10.0.0.2", 80, crit))
 		cat.set("db", inst("10.0.0.3", 5432, crit)) // unhealthy still gets a VIP
 		cat.set("dns", inst("10.0.0.4", 53, pass, "endpoint_mode=dnsrr"))
-		ag := startAllocator(t, s, cat, leading(), "10.200.0.0/16", 0)
+		ag := startAllocator(t, s, cat, s, "10.200.0.0/16", 0)
 		synctest.Wait()
 
 		want := map[string]string{
@@ -191,7 +207,7 @@ func TestExhausted(t *testing.T) {
 		cat.set("a", inst("10.0.0.1", 80, pass))
 		cat.set("b", inst("10.0.0.2", 80, pass))
 		cat.set("c", inst("10.0.0.3", 80, pass))
-		ag := startAllocator(t, s, cat, leading(), "10.200.0.0/30", time.Minute)
+		ag := startAllocator(t, s, cat, s, "10.200.0.0/30", time.Minute)
 		synctest.Wait()
 
 		if diff := cmp.Diff(map[string]string{"a": "10.200.0.1", "b": "10.200.0.2"}, vips(ag.tbl)); diff != "" {
@@ -232,7 +248,7 @@ func TestGrace(t *testing.T) {
 		cat := newFakeCatalog()
 		cat.set("web", inst("10.0.0.1", 80, pass))
 		cat.set("db", inst("10.0.0.2", 5432, pass))
-		ag := startAllocator(t, s, cat, leading(), "10.200.0.0/24", 0) // DefaultGrace
+		ag := startAllocator(t, s, cat, s, "10.200.0.0/24", 0) // DefaultGrace
 		synctest.Wait()
 		before := vips(ag.tbl)
 
@@ -265,13 +281,13 @@ func TestGrace(t *testing.T) {
 }
 
 // TestFollowerDoesNotAllocate: only the leader allocates; a server that
-// becomes leader starts within one leadership check.
+// becomes leader starts at once (woken by the leadership watch).
 func TestFollowerDoesNotAllocate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := newKV(t)
 		cat := newFakeCatalog()
 		cat.set("web", inst("10.0.0.1", 80, pass))
-		ldr := &leader{}
+		ldr := newLeader(false)
 		ag := startAllocator(t, s, cat, ldr, "10.200.0.0/24", 0)
 		synctest.Wait()
 		time.Sleep(time.Minute)
@@ -279,8 +295,7 @@ func TestFollowerDoesNotAllocate(t *testing.T) {
 		if got := vips(ag.tbl); len(got) != 0 {
 			t.Errorf("a follower allocated: %v", got)
 		}
-		ldr.yes.Store(true)
-		time.Sleep(DefaultLeaderCheck)
+		ldr.set(true)
 		synctest.Wait()
 		if diff := cmp.Diff(map[string]string{"web": "10.200.0.1"}, vips(ag.tbl)); diff != "" {
 			t.Errorf("after becoming leader (-want +got):\n%s", diff)

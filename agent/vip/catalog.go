@@ -151,14 +151,10 @@ func shapeOf(insts []catalog.Instance) *shape {
 	return s
 }
 
-// passing reports whether every check passes (Consul's ?passing).
+// passing reports whether an instance with these checks (its node's
+// included) is healthy: catalog.AggregateStatus, the one definition.
 func passing(checks []*catalog.Check) bool {
-	for _, c := range checks {
-		if c.Status != catalog.StatusPassing {
-			return false
-		}
-	}
-	return true
+	return catalog.AggregateStatus(checks) == catalog.StatusPassing
 }
 
 // instanceAddr is where an instance is reached: its own address, else

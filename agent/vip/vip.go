@@ -32,8 +32,6 @@ type Config struct {
 	// Resync is the period of the data plane's full Sync (default
 	// DefaultResync).
 	Resync time.Duration
-	// LeaderCheck: see AllocatorConfig.
-	LeaderCheck time.Duration
 
 	// Store is the KV store as the HTTP API sees it (forward.Router):
 	// the allocations are read, and written on the leader, through it.
@@ -78,7 +76,7 @@ func New(cfg Config) (*VIPs, error) {
 	v := &VIPs{cfg: cfg, table: tbl}
 	if cfg.Leader != nil {
 		v.alloc, err = NewAllocator(AllocatorConfig{
-			CIDR: cfg.CIDR, Grace: cfg.Grace, LeaderCheck: cfg.LeaderCheck,
+			CIDR: cfg.CIDR, Grace: cfg.Grace,
 			Store: cfg.Store, Leader: cfg.Leader, Catalog: cfg.Catalog, Table: tbl, Logger: log,
 		})
 		if err != nil {
