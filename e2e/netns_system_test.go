@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,9 +77,11 @@ func (n netNS) sysctl(t *testing.T, key, value string) {
 
 // command is name args run inside the namespace (`ip netns exec`, which
 // execs the program: the process is the program itself, so signals
-// reach it directly).
+// reach it directly). It is killed if the test process dies first.
 func (n netNS) command(name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", n.name, name}, args...)...)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.name, name}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
 }
 
 func runCmd(t *testing.T, name string, args ...string) {
