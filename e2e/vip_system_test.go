@@ -348,11 +348,15 @@ func TestSystemVIP(t *testing.T) {
 				return true, ""
 			})
 		}
-		// Another node's agent answers the same VIP.
-		got, err := c.onNode2.ns.lookupA(c.node2.dnsAddr(), "web.cluster")
-		if err != nil || !slices.Equal(got, []string{ap.Addr().String()}) {
-			t.Fatalf("web.cluster A at node2 = %v %s, want [%s]", got, errText(err), ap.Addr())
-		}
+		// Another node's agent answers the same VIP (once it has read
+		// the allocations; until then it answers the instances).
+		eventually(t, "web.cluster A at node2", 10*time.Second, func() (bool, string) {
+			got, err := c.onNode2.ns.lookupA(c.node2.dnsAddr(), "web.cluster")
+			if err != nil || !slices.Equal(got, []string{ap.Addr().String()}) {
+				return false, fmt.Sprintf("web.cluster A at node2 = %v %s, want [%s]", got, errText(err), ap.Addr())
+			}
+			return true, ""
+		})
 	})
 
 	step("DNSRROptsOut", func(t *testing.T) {
