@@ -121,12 +121,20 @@ type proc struct {
 // it is killed). When the test fails, its output is logged.
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startCommand(t, name, exec.Command(cairnBin, args...))
+}
+
+// startCommand is start for a command line of its own, such as cairn run
+// by `ip netns exec` inside a network namespace.
+func startCommand(t *testing.T, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
+	line := strings.Join(cmd.Args, " ")
 	p := &proc{t: t, name: name, out: &syncBuffer{}, errOut: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(cairnBin, args...)
+	p.cmd = cmd
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = teeWriter{p.out, p.errOut}
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start cairn %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("start %s: %v", line, err)
 	}
 	go func() {
 		defer close(p.done)
@@ -141,7 +149,7 @@ func start(t *testing.T, name string, args ...string) *proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("output of %s (cairn %s):\n%s", p.name, strings.Join(args, " "), p.out.String())
+			t.Logf("output of %s (%s):\n%s", p.name, line, p.out.String())
 		}
 	})
 	return p

@@ -29,7 +29,9 @@
 //     what an earlier run left), an Update naming only the services
 //     the catalog's change feed or the table changed, a Sync every
 //     Resync (default 1m) that repairs rules changed behind its back,
-//     and a Flush on leave. Only passing instances are backends.
+//     and a Flush on leave. Only passing instances are backends; a
+//     service whose last instance is gone keeps its ports, refusing
+//     connections, until its VIP is released.
 //
 // A VIP accepts the service's target ports (shapeOf: Meta vip_port on
 // the instances, else their most common registered Port, ties to the

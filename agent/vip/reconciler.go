@@ -198,6 +198,13 @@ func (r *Reconciler) sync(ctx context.Context, ws memdb.WatchSet, tIndex uint64,
 			desired[name] = s
 		}
 	}
+	for name := range r.applied { // services gone whose VIP still refuses
+		if _, ok := desired[name]; !ok {
+			if s, ok := r.desired(name); ok {
+				desired[name] = s
+			}
+		}
+	}
 	list := slices.SortedFunc(maps.Values(desired), func(a, b Service) int { return a.VIP.Compare(b.VIP) })
 	if err := r.dp.Sync(ctx, list); err != nil {
 		return fmt.Errorf("sync %d VIPs: %w", len(list), err)
@@ -300,14 +307,26 @@ func (r *Reconciler) read(name string) {
 }
 
 // desired is the data plane state a service should have, if any: it
-// needs instances, VIP mode and an allocation.
+// needs VIP mode and an allocation, and instances, or a VIP already
+// programmed: a service whose last instance is gone keeps its ports,
+// with no backends, while its VIP stays allocated (the grace period),
+// so that connections to it are refused at once instead of leaving
+// clients that still know the VIP waiting for a SYN timeout.
 func (r *Reconciler) desired(name string) (Service, bool) {
+	a, allocated := r.table[name]
 	s, ok := r.shapes[name]
-	if !ok || s.dnsrr {
-		return Service{}, false
-	}
-	a, ok := r.table[name]
 	if !ok {
+		old, had := r.applied[name]
+		if !allocated || !had || old.VIP != a.Addr {
+			return Service{}, false
+		}
+		ports := make([]Port, len(old.Ports))
+		for i, p := range old.Ports {
+			ports[i] = Port{Proto: p.Proto, Port: p.Port}
+		}
+		return Service{Name: old.Name, VIP: a.Addr, Ports: ports}, true
+	}
+	if s.dnsrr || !allocated {
 		return Service{}, false
 	}
 	return Service{Name: s.name, VIP: a.Addr, Ports: s.ports}, true

@@ -138,8 +138,9 @@ func TestReconciler(t *testing.T) {
 				e.cat.set("db", inst("10.0.0.5", 5432, pass))
 			},
 			steps: []step{
-				{"web's last instance deregisters (its VIP stays allocated)", func(e *env) { e.cat.set("web") }},
-				{"the leader releases web's VIP after the grace: nothing to do", func(e *env) { e.alloc("web", "") }},
+				{"web's last instance deregisters: its VIP stays allocated and refuses", func(e *env) { e.cat.set("web") }},
+				{"a resync keeps it refusing", func(e *env) { time.Sleep(DefaultResync) }},
+				{"the leader releases web's VIP after the grace: removed", func(e *env) { e.alloc("web", "") }},
 				{"db's VIP is released while db still runs", func(e *env) { e.alloc("db", "") }},
 			},
 		},

@@ -285,31 +285,80 @@ func (b *builder) commit() (int, error) {
 	d := b.d
 	p := b.planCounts()
 	c := d.conn
+	n := b.changes
+	if b.err != nil {
+		return 0, b.discard()
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	// Three transactions, so that no packet can meet a chain or a
+	// backend that is not there in its generation. The kernel walks a
+	// chain's rules in the generation the packet entered the hook with
+	// but looks set elements up in the current one; a commit that both
+	// adds balance-N-S and points a service-ips element at it lets a
+	// packet that entered before the commit jump into a chain with no
+	// rules yet (no DNAT: its connection goes to the VIP itself and
+	// times out), and one that removes backend N-1 while the element
+	// moves from balance-N-S lets a packet still in balance-N-S miss.
+	// So: 1. the skeleton, the chains and the backends that are new,
+	// 2. the service-ips and no-endpoint elements, and backends
+	// replaced in place, 3. what nothing points at any more.
+	added, replaced := map[beKey]netip.AddrPort{}, map[beKey]netip.AddrPort{}
+	for k, be := range b.addBackends {
+		if _, ok := b.delBackends[k]; ok {
+			replaced[k] = be
+		} else {
+			added[k] = be
+		}
+	}
+	deleted, replacedOld := map[beKey]netip.AddrPort{}, map[beKey]netip.AddrPort{}
+	for k, be := range b.delBackends {
+		if _, ok := b.addBackends[k]; ok {
+			replacedOld[k] = be
+		} else {
+			deleted[k] = be
+		}
+	}
+	flush := func(phase string) error {
+		if b.err != nil {
+			return b.discard()
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("netlink transaction of %d changes (%s): %w", n, phase, err)
+		}
+		return nil
+	}
+	for shard, elems := range backendElems(added) {
+		b.queueElems(c.SetAddElements, backendsMap(shard), elems)
+	}
+	if err := flush("new chains and backends"); err != nil {
+		return 0, err
+	}
 	b.queueElems(c.SetDeleteElements, mapServices, countElems(b.delCounts))
-	for shard, elems := range backendElems(b.delBackends) {
+	for shard, elems := range backendElems(replacedOld) {
 		b.queueElems(c.SetDeleteElements, backendsMap(shard), elems)
 	}
 	b.queueElems(c.SetDeleteElements, mapNoEndpoints, keyElems(b.delNoEp))
 	b.queueElems(c.SetAddElements, mapServices, countElems(b.addCounts))
-	for shard, elems := range backendElems(b.addBackends) {
+	for shard, elems := range backendElems(replaced) {
 		b.queueElems(c.SetAddElements, backendsMap(shard), elems)
 	}
 	b.queueElems(c.SetAddElements, mapNoEndpoints, keyElems(b.addNoEp))
+	if err := flush("service elements"); err != nil {
+		return 0, err
+	}
+	for shard, elems := range backendElems(deleted) {
+		b.queueElems(c.SetDeleteElements, backendsMap(shard), elems)
+	}
 	for _, k := range p.delChains {
 		c.DelChain(b.chain(balanceChainName(k)))
 	}
 	for _, name := range b.strays {
 		c.DelChain(b.chain(name))
 	}
-	if b.err != nil {
-		return 0, b.discard()
-	}
-	n := b.changes
-	if n == 0 {
-		return 0, nil
-	}
-	if err := c.Flush(); err != nil {
-		return 0, fmt.Errorf("netlink transaction of %d changes: %w", n, err)
+	if err := flush("unused backends and chains"); err != nil {
+		return 0, err
 	}
 	for k, ref := range p.refs {
 		if ref > 0 {
