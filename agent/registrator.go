@@ -47,7 +47,7 @@ func (c catalogRegistry) Ping(ctx context.Context) error { return nil }
 
 func (c catalogRegistry) Register(ctx context.Context, s *registrator.Service) error {
 	def := catalog.ServiceDefinition{Service: catalog.Service{
-		ID: s.ID, Name: s.Name, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta,
+		ID: s.ID, Name: s.Name, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.RegistryMeta(),
 	}}
 	if s.Check != nil {
 		d, err := registratorCheck(s.Check)

@@ -87,7 +87,7 @@ func (c *Consul) Ping(ctx context.Context) error {
 // registration is the agent registration for s.
 func registration(s *Service) *consulapi.AgentServiceRegistration {
 	reg := &consulapi.AgentServiceRegistration{
-		ID: s.ID, Name: s.Name, Port: s.Port, Address: s.Address, Tags: s.Tags, Meta: s.Meta,
+		ID: s.ID, Name: s.Name, Port: s.Port, Address: s.Address, Tags: s.Tags, Meta: s.RegistryMeta(),
 	}
 	var checks consulapi.AgentServiceChecks
 	if ch := s.Check; ch != nil {

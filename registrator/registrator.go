@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -115,6 +117,31 @@ type Service struct {
 	ContainerName string // without the leading "/"
 	ExposedPort   string // "80"
 	PortType      string // "tcp" or "udp"
+}
+
+// VIPPortMeta is the Meta key that names the port a cairn VIP accepts
+// for the service.
+const VIPPortMeta = "vip_port"
+
+// RegistryMeta is the Meta a registry stores for s: its SERVICE_*
+// attributes and, when the registered port is a published one, vip_port,
+// the container's own port. A published port differs from host to host
+// and from one deploy to the next; the container's does not, so cairn's
+// VIP for the service accepts it and every instance sits behind one
+// stable VIP:port, as with Swarm. SERVICE_VIP_PORT wins.
+func (s *Service) RegistryMeta() map[string]string {
+	if s.ExposedPort == "" || s.ExposedPort == strconv.Itoa(s.Port) || s.Meta[VIPPortMeta] != "" {
+		return s.Meta
+	}
+	m := maps.Clone(s.Meta)
+	if m == nil {
+		m = map[string]string{}
+	}
+	m[VIPPortMeta] = s.ExposedPort
+	if s.PortType == "udp" {
+		m[VIPPortMeta] += "/udp"
+	}
+	return m
 }
 
 // StatusCheckID is the ID of the check registrator heartbeats for service
