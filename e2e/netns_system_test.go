@@ -3,24 +3,17 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"runtime"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/cairn-dev/cairn/systemtest"
+	"github.com/cairn-dev/cairn/systemtest/netnstest"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
@@ -31,48 +24,22 @@ import (
 // them. Every address lives inside these namespaces (10.98.0.0/16 and
 // the VIP range); the host's own network is never touched.
 
-var nsCounter atomic.Int64
-
 // needNetNS stops the test unless it can make namespaces (root, ip).
-func needNetNS(t *testing.T) {
-	t.Helper()
-	systemtest.NeedRoot(t)
-	systemtest.NeedCommand(t, "ip")
-}
+func needNetNS(t *testing.T) { netnstest.Need(t) }
 
-// netNS is a named network namespace (/run/netns/NAME) that the test
-// created and deletes at cleanup.
+// netNS is a network namespace the test made (netnstest.New).
 type netNS struct{ name string }
 
 // newNS makes a namespace with loopback up.
-func newNS(t *testing.T, role string) netNS {
-	t.Helper()
-	n := netNS{name: fmt.Sprintf("cairn-e2e-%d-%d-%s", os.Getpid(), nsCounter.Add(1), role)}
-	runCmd(t, "ip", "netns", "add", n.name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", n.name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", n.name, err, out)
-		}
-	})
-	n.ip(t, "link set lo up")
-	return n
-}
+func newNS(t *testing.T, role string) netNS { return netNS{netnstest.New(t, "cairn-e2e", role)} }
 
 // ip runs `ip -n NS args...`.
-func (n netNS) ip(t *testing.T, args string) {
-	t.Helper()
-	runCmd(t, "ip", append([]string{"-n", n.name}, strings.Fields(args)...)...)
-}
+func (n netNS) ip(t *testing.T, args string) { t.Helper(); netnstest.IP(t, n.name, args) }
 
 // sysctl sets a sysctl inside the namespace.
 func (n netNS) sysctl(t *testing.T, key, value string) {
 	t.Helper()
-	err := n.do(func() error {
-		return os.WriteFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), []byte(value), 0o644)
-	})
-	if err != nil {
-		t.Fatalf("sysctl %s=%s in %s: %v", key, value, n.name, err)
-	}
+	netnstest.Sysctl(t, n.name, key, value)
 }
 
 // command is name args run inside the namespace (`ip netns exec`, which
@@ -84,46 +51,8 @@ func (n netNS) command(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func runCmd(t *testing.T, name string, args ...string) {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-// do runs fn on an OS thread that has entered the namespace. Sockets fn
-// opens stay in the namespace after it returns. The thread goes back to
-// its namespace afterwards, or is retired if it cannot.
-func (n netNS) do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			return // the locked thread is retired with the goroutine
-		}
-		defer orig.Close()
-		target, err := os.Open("/run/netns/" + n.name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		err = unix.Setns(int(target.Fd()), unix.CLONE_NEWNET)
-		target.Close()
-		if err != nil {
-			errc <- fmt.Errorf("setns %s: %w", n.name, err)
-			return
-		}
-		ferr := fn()
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
-}
+// do runs fn on an OS thread inside the namespace.
+func (n netNS) do(fn func() error) error { return netnstest.Do(n.name, fn) }
 
 // dialContext opens a connection from inside the namespace.
 func (n netNS) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -179,74 +108,14 @@ func (n netNS) lookupA(addr, name string) ([]string, error) {
 // address) in a, bName/bCIDR in b.
 func link(t *testing.T, a netNS, aName, aCIDR string, b netNS, bName, bCIDR string) {
 	t.Helper()
-	a.ip(t, fmt.Sprintf("link add %s type veth peer name %s netns %s", aName, bName, b.name))
-	if aCIDR != "" {
-		a.ip(t, fmt.Sprintf("addr add %s dev %s", aCIDR, aName))
-	}
-	b.ip(t, fmt.Sprintf("addr add %s dev %s", bCIDR, bName))
-	a.ip(t, "link set "+aName+" up")
-	b.ip(t, "link set "+bName+" up")
+	netnstest.Link(t, a.name, aName, aCIDR, b.name, bName, bCIDR)
 }
 
-// echoServer is a TCP server in a namespace, like a container's: to
-// each connection it first writes its name and a newline, then echoes
-// what it reads.
-type echoServer struct {
-	name string
-	ln   net.Listener
-	wg   sync.WaitGroup
-}
-
-func serveEcho(t *testing.T, ns netNS, name, addr string) *echoServer {
+// serveEcho starts a netnstest.EchoServer, like a container's: it
+// greets with its name, then echoes.
+func serveEcho(t *testing.T, ns netNS, name, addr string) *netnstest.EchoServer {
 	t.Helper()
-	s := &echoServer{name: name}
-	err := ns.do(func() error {
-		var err error
-		s.ln, err = net.Listen("tcp4", addr)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("listen %s in %s: %v", addr, ns.name, err)
-	}
-	var (
-		mu    sync.Mutex
-		conns = map[net.Conn]bool{}
-	)
-	s.wg.Go(func() {
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		for {
-			c, err := s.ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Go(func() {
-				defer func() {
-					mu.Lock()
-					delete(conns, c)
-					mu.Unlock()
-					c.Close()
-				}()
-				if _, err := io.WriteString(c, s.name+"\n"); err != nil {
-					return
-				}
-				_, _ = io.Copy(c, c)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		s.ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		s.wg.Wait()
-	})
-	return s
+	return netnstest.Serve(t, ns.name, name, addr)
 }
 
 // dialer opens TCP connections to echo servers from inside a namespace.
@@ -265,16 +134,7 @@ func (d dialer) dial(ctx context.Context, addr string) (net.Conn, string, error)
 }
 
 // greet reads the server's name from a new connection.
-func greet(c net.Conn, addr string) (net.Conn, string, error) {
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		c.Close()
-		return nil, "", fmt.Errorf("read greeting from %s: %w", addr, err)
-	}
-	_ = c.SetDeadline(time.Time{})
-	return c, strings.TrimSuffix(line, "\n"), nil
-}
+func greet(c net.Conn, addr string) (net.Conn, string, error) { return netnstest.Greet(c, addr) }
 
 // who makes one connection and returns which server answered.
 func (d dialer) who(addr string) (string, error) {
@@ -322,7 +182,7 @@ func (d dialer) refused(addr string, timeout time.Duration) error {
 		c.Close()
 		return fmt.Errorf("connection from %s to %s was answered by %s", d.label, addr, name)
 	}
-	if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.EHOSTUNREACH) || errors.Is(err, unix.ENETUNREACH) {
+	if netnstest.Refused(err) || errors.Is(err, unix.ENETUNREACH) {
 		return nil
 	}
 	return fmt.Errorf("connection from %s to %s failed but was not refused within %v: %w", d.label, addr, timeout, err)

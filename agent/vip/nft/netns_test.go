@@ -1,23 +1,14 @@
 package nft
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
-	"os/exec"
-	"runtime"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/cairn-dev/cairn/systemtest"
-	"golang.org/x/sys/unix"
+	"github.com/cairn-dev/cairn/systemtest/netnstest"
 )
 
 // This file is the test topology: network namespaces made with iproute2
@@ -25,10 +16,7 @@ import (
 // listening inside them. Only addresses in 10.99.0.0/16, inside these
 // namespaces, are used.
 
-var nsCounter atomic.Int64
-
-// netNS is a named network namespace (/run/netns/NAME) that the test
-// created and deletes at cleanup.
+// netNS is a network namespace the test made (netnstest.New).
 type netNS struct {
 	name string
 }
@@ -37,138 +25,35 @@ func (n netNS) path() string { return "/run/netns/" + n.name }
 
 // needNetNS skips (outside CI) unless the test can make namespaces and
 // program nftables in them.
-func needNetNS(t testing.TB) {
-	t.Helper()
-	systemtest.NeedRoot(t)
-	systemtest.NeedCommand(t, "ip")
-}
+func needNetNS(t testing.TB) { netnstest.Need(t) }
 
 // newNS makes a namespace with loopback up.
-func newNS(t testing.TB, role string) netNS {
-	t.Helper()
-	n := netNS{name: fmt.Sprintf("cairn-%d-%d-%s", os.Getpid(), nsCounter.Add(1), role)}
-	run(t, "ip", "netns", "add", n.name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", n.name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", n.name, err, out)
-		}
-	})
-	n.ip(t, "link set lo up")
-	return n
-}
+func newNS(t testing.TB, role string) netNS { return netNS{netnstest.New(t, "cairn", role)} }
 
 // ip runs `ip -n NS args...`.
-func (n netNS) ip(t testing.TB, args string) {
-	t.Helper()
-	run(t, "ip", append([]string{"-n", n.name}, strings.Fields(args)...)...)
-}
+func (n netNS) ip(t testing.TB, args string) { t.Helper(); netnstest.IP(t, n.name, args) }
 
 // sysctl sets a sysctl inside the namespace.
 func (n netNS) sysctl(t testing.TB, key, value string) {
 	t.Helper()
-	err := n.do(func() error {
-		return os.WriteFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), []byte(value), 0o644)
-	})
-	if err != nil {
-		t.Fatalf("sysctl %s=%s in %s: %v", key, value, n.name, err)
-	}
+	netnstest.Sysctl(t, n.name, key, value)
 }
 
-func run(t testing.TB, name string, args ...string) {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-// do runs fn on an OS thread that has entered the namespace. Sockets fn
-// opens stay in the namespace after it returns. The thread goes back to
-// its namespace afterwards, or is retired if it cannot.
-func (n netNS) do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			return // the locked thread is retired with the goroutine
-		}
-		defer orig.Close()
-		target, err := os.Open(n.path())
-		if err != nil {
-			errc <- err
-			return
-		}
-		err = unix.Setns(int(target.Fd()), unix.CLONE_NEWNET)
-		target.Close()
-		if err != nil {
-			errc <- fmt.Errorf("setns %s: %w", n.name, err)
-			return
-		}
-		ferr := fn()
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
-}
+// do runs fn on an OS thread inside the namespace.
+func (n netNS) do(fn func() error) error { return netnstest.Do(n.name, fn) }
 
 // link joins two namespaces with a veth pair: aName/aCIDR in a,
 // bName/bCIDR in b.
 func link(t testing.TB, a netNS, aName, aCIDR string, b netNS, bName, bCIDR string) {
 	t.Helper()
-	a.ip(t, fmt.Sprintf("link add %s type veth peer name %s netns %s", aName, bName, b.name))
-	if aCIDR != "" {
-		a.ip(t, fmt.Sprintf("addr add %s dev %s", aCIDR, aName))
-	}
-	b.ip(t, fmt.Sprintf("addr add %s dev %s", bCIDR, bName))
-	a.ip(t, "link set "+aName+" up")
-	b.ip(t, "link set "+bName+" up")
+	netnstest.Link(t, a.name, aName, aCIDR, b.name, bName, bCIDR)
 }
 
-// server is a TCP server in a namespace: to each connection it first
-// writes its name and a newline, then echoes what it reads.
-type server struct {
-	name string
-	ln   net.Listener
-	wg   sync.WaitGroup
-}
-
-func serve(t testing.TB, ns netNS, name, addr string) *server {
+// serve starts a netnstest.EchoServer: it greets with its name, then
+// echoes.
+func serve(t testing.TB, ns netNS, name, addr string) *netnstest.EchoServer {
 	t.Helper()
-	s := &server{name: name}
-	err := ns.do(func() error {
-		var err error
-		s.ln, err = net.Listen("tcp4", addr)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("listen %s in %s: %v", addr, ns.name, err)
-	}
-	s.wg.Go(func() {
-		var conns sync.WaitGroup
-		defer conns.Wait()
-		for {
-			c, err := s.ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Go(func() {
-				defer c.Close()
-				if _, err := io.WriteString(c, s.name+"\n"); err != nil {
-					return
-				}
-				_, _ = io.Copy(c, c)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		s.ln.Close()
-		s.wg.Wait()
-	})
-	return s
+	return netnstest.Serve(t, ns.name, name, addr)
 }
 
 // dialer opens TCP connections from inside a namespace.
@@ -185,14 +70,7 @@ func (d dialer) dial(ctx context.Context, addr string) (net.Conn, string, error)
 	if err != nil {
 		return nil, "", err
 	}
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		c.Close()
-		return nil, "", fmt.Errorf("read greeting from %s: %w", addr, err)
-	}
-	_ = c.SetDeadline(time.Time{})
-	return c, strings.TrimSuffix(line, "\n"), nil
+	return netnstest.Greet(c, addr)
 }
 
 // who makes one connection and returns which server answered.
@@ -228,7 +106,7 @@ func (d dialer) refused(addr string, timeout time.Duration) error {
 		c.Close()
 		return fmt.Errorf("connection to %s was answered by %s", addr, name)
 	}
-	if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.EHOSTUNREACH) {
+	if netnstest.Refused(err) {
 		return nil
 	}
 	return fmt.Errorf("connection to %s failed but was not refused: %w", addr, err)
@@ -246,7 +124,7 @@ func (d dialer) refused(addr string, timeout time.Duration) error {
 type cluster struct {
 	node1, node2, client netNS
 	b1, b2, b3           netNS
-	servers              map[string]*server
+	servers              map[string]*netnstest.EchoServer
 }
 
 const (
@@ -259,7 +137,7 @@ const (
 func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	needNetNS(t)
-	c := &cluster{servers: map[string]*server{}}
+	c := &cluster{servers: map[string]*netnstest.EchoServer{}}
 	lan := newNS(t, "lan")
 	lan.ip(t, "link add br0 type bridge")
 	lan.ip(t, "link set br0 up")
