@@ -12,7 +12,6 @@ package e2e
 // (the benchmark: -run '^$' -bench SystemStartToDNS -benchtime=200x).
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -21,12 +20,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairn-dev/cairn/registrator"
 	"github.com/cairn-dev/cairn/registrator/dockertest"
+	"github.com/cairn-dev/cairn/registrator/registratortest"
 	"github.com/cairn-dev/cairn/systemtest"
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
@@ -68,30 +67,7 @@ func (rc *regCluster) startRegistrator() (stop func()) {
 	cfg.Internal = true
 	cfg.HostIP = "127.0.0.1" // unused with -internal; saves a lookup of the per-test hostname
 	cfg.TTL = 15 * time.Second
-	r, err := registrator.New(cfg, eng, backend)
-	if err != nil {
-		rc.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					rc.t.Errorf("registrator.Run = %v, want nil on a clean stop", err)
-				}
-			case <-time.After(30 * time.Second):
-				rc.t.Errorf("registrator.Run still running 30s after its context was cancelled")
-			}
-			eng.Close()
-		})
-	}
-	rc.t.Cleanup(stop)
-	return stop
+	return registratortest.Start(rc.t, cfg, eng, backend, eng.Close)
 }
 
 // dnsA asks agent n's DNS server for name's A records, sorted.

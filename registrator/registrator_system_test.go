@@ -27,6 +27,7 @@ import (
 
 	"github.com/cairn-dev/cairn/registrator"
 	"github.com/cairn-dev/cairn/registrator/dockertest"
+	"github.com/cairn-dev/cairn/registrator/registratortest"
 	"github.com/cairn-dev/cairn/systemtest"
 	"github.com/google/go-cmp/cmp"
 )
@@ -237,30 +238,7 @@ func (s *sys) start(dockerHost string, edit func(*registrator.Config)) (stop fun
 	if edit != nil {
 		edit(&cfg)
 	}
-	r, err := registrator.New(cfg, eng, s.rec)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					s.t.Errorf("registrator.Run returned %v, want nil on a clean stop", err)
-				}
-			case <-time.After(30 * time.Second):
-				s.t.Errorf("registrator.Run still running 30s after its context was cancelled")
-			}
-			eng.Close()
-		})
-	}
-	s.t.Cleanup(stop)
-	return stop
+	return registratortest.Start(s.t, cfg, eng, s.rec, eng.Close)
 }
 
 // id is the service ID registrator gives a container's port.

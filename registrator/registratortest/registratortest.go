@@ -385,3 +385,34 @@ func (f *Registry) WaitFor(t testing.TB, what string, cond func() bool) {
 		}
 	}
 }
+
+// Start runs a registrator made of cfg, eng and reg until the returned
+// stop is called or the test ends. stop may be called more than once; it
+// waits up to 30 s for Run, reports a Run error or a hang as a test error,
+// then closes the engine's client with closeEngine (nil for none).
+func Start(t testing.TB, cfg registrator.Config, eng registrator.Engine, reg registrator.Registry, closeEngine func() error) (stop func()) {
+	t.Helper()
+	r, err := registrator.New(cfg, eng, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	stop = sync.OnceFunc(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("registrator.Run returned %v, want nil on a clean stop", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("registrator.Run still running 30s after its context was cancelled")
+		}
+		if closeEngine != nil {
+			_ = closeEngine() // a client's idle connections; nothing to act on
+		}
+	})
+	t.Cleanup(stop)
+	return stop
+}
