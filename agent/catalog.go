@@ -41,7 +41,7 @@ func (w *wiring) catalogParts() ([]part, error) {
 	}
 	w.gossip = gossip
 	checksCfg := checks.Config{
-		Sink:               checkSink{cat: cat, log: w.log},
+		Sink:               w.tel.checkSink(checkSink{cat: cat, log: w.log}),
 		EnableScriptChecks: cfg.EnableScriptChecks,
 		DisableStagger:     w.fast,
 		Logger:             w.log,
@@ -56,6 +56,7 @@ func (w *wiring) catalogParts() ([]part, error) {
 		return nil, err
 	}
 	w.checks = runner
+	w.tel.catalog(cat, w.ml)
 	return []part{
 		{"catalog", func(ctx context.Context) error { return cat.Run(ctx, gossip, checkRunner{runner}) }},
 		{"checks", runner.Run},

@@ -225,6 +225,9 @@ func (w *wiring) dnsPart() (part, bool, error) {
 	}
 	dc := w.cfg.dnsConfig()
 	dc.PacketConn, dc.Listener, dc.Logger = w.dnsPC, w.dnsLn, w.log
+	if w.tel != nil {
+		dc.Metrics = w.tel
+	}
 	srv, err := dns.New(dc, newDNSCatalog(w.cat, w.vips, w.log))
 	if err != nil {
 		return part{}, false, err

@@ -56,7 +56,7 @@ func (w *wiring) httpPart() (part, error) {
 		serverPort = w.mux.Addr().(*net.TCPAddr).Port
 	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
-		Store:   w.routerFor(),
+		Store:   w.tel.store(w.routerFor()),
 		Cluster: &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
 		Catalog: w.httpCatalog(),
 		Self: httpapi.Self{
@@ -74,6 +74,7 @@ func (w *wiring) httpPart() (part, error) {
 			Stats:       w.selfStats,
 		},
 		Logger: w.log,
+		Ops:    w.ops(),
 	})
 	if err != nil {
 		return part{}, fmt.Errorf("build the HTTP API: %w", err)

@@ -31,7 +31,7 @@ func (w *wiring) registratorPart() (part, bool, error) {
 	rc.Hostname = w.cfg.NodeName
 	rc.HostIP = w.advertise
 	rc.Logger = w.log.With("part", "registrator")
-	r, err := registrator.New(rc, engine, catalogRegistry{w.cat})
+	r, err := registrator.New(rc, engine, w.tel.registry(catalogRegistry{w.cat}))
 	if err != nil {
 		return part{}, false, fmt.Errorf("-docker: %w", err)
 	}

@@ -226,7 +226,7 @@ func (w *wiring) vipPart() (part, bool, error) {
 	}
 	vc := vip.Config{
 		CIDR: cidr, Grace: cfg.VIPGrace,
-		Store: w.routerFor(), Leader: leader, Catalog: w.cat, Dataplane: dp, Logger: w.log,
+		Store: w.routerFor(), Leader: leader, Catalog: w.cat, Dataplane: w.tel.dataplane(dp), Logger: w.log,
 	}
 	v, err := vip.New(vc)
 	if err != nil {

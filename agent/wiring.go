@@ -48,6 +48,7 @@ type wiring struct {
 	pool     *forward.Pool
 	router   *forward.Router
 	vips     *vip.VIPs // nil without -vip-cidr
+	tel      *telemetry // nil with -disable-metrics
 
 	closers []func() error
 }
@@ -75,6 +76,9 @@ func (w *wiring) build() ([]layer, error) {
 	store, err := w.storeParts()
 	if err != nil {
 		return nil, err
+	}
+	if p, ok := w.tel.raft(w.store); ok {
+		store = append(store, p)
 	}
 	if err := w.listen(); err != nil {
 		return nil, err
@@ -126,6 +130,9 @@ func (w *wiring) build() ([]layer, error) {
 func (w *wiring) prepare() error {
 	cfg := w.cfg
 	w.fast = cfg.Dev || cfg.Fast
+	if !cfg.DisableMetrics {
+		w.tel = newTelemetry("")
+	}
 	w.dataDir = cfg.DataDir
 	if cfg.Dev {
 		dir, err := os.MkdirTemp("", "cairn-dev-")

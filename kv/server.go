@@ -58,6 +58,11 @@ type Config struct {
 	TombstoneTTL time.Duration
 
 	Logger *slog.Logger
+
+	// OnCommit, when set, is told how long each Raft apply this server
+	// led took from submit to applied (Consul's consul.raft.commitTime),
+	// from the writing request's goroutine; it must not block.
+	OnCommit func(time.Duration)
 }
 
 // DefaultConfig returns the defaults for a server with the given identity.
@@ -683,8 +688,13 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	start := time.Now()
 	f := s.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	err = f.Error()
+	if err == nil && s.cfg.OnCommit != nil {
+		s.cfg.OnCommit(time.Since(start))
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)

@@ -55,6 +55,8 @@ type Config struct {
 	// Logger gets one line per failed request (5xx) and per recovered
 	// panic; nil discards.
 	Logger *slog.Logger
+	// Ops answers the operator endpoints (ops.go); optional.
+	Ops Ops
 }
 
 // Self is what the agent knows about itself, for /v1/agent/self.
@@ -87,6 +89,7 @@ type handler struct {
 	catalog Catalog // nil when the agent has none
 	self    Self
 	log     *slog.Logger
+	ops     Ops
 	routes  []route
 }
 
@@ -123,7 +126,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger}
+	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger, ops: cfg.Ops}
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
 		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
@@ -169,7 +172,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/agent/check/fail/", put, h.agentCheckStatus(catalog.StatusCritical)},
 		{"/v1/agent/check/update/", put, h.agentCheckUpdate},
 	}
-	return h, nil
+	h.routes = append(h.routes, h.opsRoutes()...)
+	return h.observed(cfg.Ops.Observer), nil
 }
 
 func (h *handler) match(path string) (*route, string, bool) {

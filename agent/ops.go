@@ -1,0 +1,206 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/cairn-dev/cairn/agent/httpapi"
+	"github.com/cairn-dev/cairn/agent/logging"
+	"github.com/cairn-dev/cairn/agent/membership"
+	"github.com/cairn-dev/cairn/agent/snapshot"
+	"github.com/cairn-dev/cairn/kv"
+)
+
+// ops is what the operator endpoints get (httpapi.Ops): the metrics
+// registry, snapshots and Raft operations on servers, reload, the log
+// stream and the host's description.
+func (w *wiring) ops() httpapi.Ops {
+	o := httpapi.Ops{
+		Observer: w.tel.observer(),
+		Reload:   w.agent.Reload,
+		Host:     func() (any, error) { return hostInfo(w.dataDir), nil },
+	}
+	if w.tel != nil {
+		o.Metrics = w.tel.reg.Handler()
+	}
+	if logs := logging.Of(w.log); logs != nil {
+		o.Logs = logs
+	}
+	if w.store != nil {
+		o.Snapshots = snapshots{store: w.store}
+		o.Raft = &raftOps{store: w.store, ml: w.ml, pool: w.pool, stable: map[string]time.Time{}}
+	}
+	return o
+}
+
+// snapshots implements httpapi.Snapshots on a server's store.
+type snapshots struct{ store *kv.Server }
+
+func (s snapshots) Save(ctx context.Context, w io.Writer, started func(index uint64)) error {
+	meta, state, err := s.store.Snapshot()
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+	started(meta.Index)
+	return snapshot.Write(w, snapshot.Meta{
+		ID: meta.ID, Index: meta.Index, Term: meta.Term, Size: meta.Size, Version: Version, Created: time.Now().UTC(),
+	}, state)
+}
+
+// Restore checks the whole archive (sums, then that the state loads)
+// before the store sees it, so a bad upload changes nothing.
+func (s snapshots) Restore(ctx context.Context, r io.Reader) error {
+	a, err := snapshot.Read(r)
+	if err != nil {
+		return badSnapshot(err)
+	}
+	defer a.Close()
+	st, err := a.State()
+	if err != nil {
+		return err
+	}
+	if _, err := kv.SummarizeState(st); err != nil {
+		return badSnapshot(fmt.Errorf("%w: %v", snapshot.ErrCorrupt, err))
+	}
+	if st, err = a.State(); err != nil {
+		return err
+	}
+	return s.store.Restore(ctx, a.Meta.Size, st)
+}
+
+func badSnapshot(err error) error {
+	return fmt.Errorf("%w: refused the snapshot, nothing was changed: %v", kv.ErrInvalidRequest, err)
+}
+
+// raftOps implements httpapi.RaftOperator on a server.
+type raftOps struct {
+	store *kv.Server
+	ml    *membership.Membership
+	pool  interface {
+		ServerStatus(ctx context.Context, addr string) (string, []string, error)
+	}
+
+	mu     sync.Mutex
+	stable map[string]time.Time // server ID -> healthy since
+}
+
+func (o *raftOps) RemovePeer(ctx context.Context, id, address string) error {
+	peers, err := o.store.Configuration()
+	if err != nil {
+		return err
+	}
+	for _, p := range peers {
+		if (id != "" && p.ID == id) || (address != "" && p.Address == address) {
+			return o.store.RemoveServer(p.ID)
+		}
+	}
+	if id != "" {
+		return fmt.Errorf("%w: no server with ID %q in the Raft configuration; see cairn operator raft list-peers", kv.ErrInvalidRequest, id)
+	}
+	return fmt.Errorf("%w: no server at address %q in the Raft configuration; see cairn operator raft list-peers", kv.ErrInvalidRequest, address)
+}
+
+func (o *raftOps) TransferLeader(ctx context.Context, id string) error {
+	r := o.store.Raft()
+	if r.State() != raft.Leader {
+		return kv.ErrNotLeader
+	}
+	if id == "" {
+		return r.LeadershipTransfer().Error()
+	}
+	peers, err := o.store.Configuration()
+	if err != nil {
+		return err
+	}
+	for _, p := range peers {
+		if p.ID == id {
+			if !p.Voter {
+				return fmt.Errorf("%w: server %q is not a voter and cannot lead", kv.ErrInvalidRequest, id)
+			}
+			return r.LeadershipTransferToServer(raft.ServerID(p.ID), raft.ServerAddress(p.Address)).Error()
+		}
+	}
+	return fmt.Errorf("%w: no server with ID %q in the Raft configuration; see cairn operator raft list-peers", kv.ErrInvalidRequest, id)
+}
+
+// Health is autopilot's server health as this server sees it: each
+// server's gossip status and whether it answers a status call naming the
+// same leader. LastContact is that call's round trip (0 for this
+// server); LastIndex and LastTerm are known for this server only.
+func (o *raftOps) Health(ctx context.Context) (httpapi.AutopilotHealth, error) {
+	peers, err := o.store.Configuration()
+	if err != nil {
+		return httpapi.AutopilotHealth{}, err
+	}
+	_, members := o.ml.Members(nil)
+	byID := map[string]membership.Member{}
+	for _, m := range members {
+		byID[m.Meta.NodeID] = m
+	}
+	leader := o.store.Leader()
+	stats := o.store.Stats()
+	var out httpapi.AutopilotHealth
+	healthyVoters, voters := 0, 0
+	now := time.Now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, p := range peers {
+		m, known := byID[p.ID]
+		sh := httpapi.ServerHealth{ID: p.ID, Address: p.Address, Leader: p.Leader, Voter: p.Voter, Version: Version, SerfStatus: "none", LastContact: "0s"}
+		if known {
+			sh.Name, sh.SerfStatus = m.Name, memberStatus[m.Status].String()
+		}
+		alive := known && m.Status == membership.StatusAlive
+		if p.ID == o.store.NodeID() {
+			sh.LastIndex, _ = strconv.ParseUint(stats["last_log_index"], 10, 64)
+			sh.LastTerm, _ = strconv.ParseUint(stats["term"], 10, 64)
+			sh.Healthy = alive && leader != ""
+		} else {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			start := time.Now()
+			theirs, _, err := o.pool.ServerStatus(cctx, p.Address)
+			cancel()
+			sh.LastContact = time.Since(start).Round(time.Microsecond).String()
+			sh.Healthy = alive && err == nil && theirs == leader && leader != ""
+		}
+		if sh.Healthy {
+			if _, ok := o.stable[p.ID]; !ok {
+				o.stable[p.ID] = now
+			}
+			sh.StableSince = o.stable[p.ID]
+		} else {
+			delete(o.stable, p.ID)
+		}
+		if p.Voter {
+			voters++
+			if sh.Healthy {
+				healthyVoters++
+			}
+		}
+		out.Servers = append(out.Servers, sh)
+	}
+	slices.SortFunc(out.Servers, func(a, b httpapi.ServerHealth) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	out.Healthy = voters > 0 && healthyVoters == voters
+	out.FailureTolerance = max(healthyVoters-(voters/2+1), 0)
+	return out, nil
+}
+
+// errReloadUnavailable is Reload called on an agent that is not running.
+var errReloadUnavailable = errors.New("the agent is not running")
