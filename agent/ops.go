@@ -74,7 +74,7 @@ func (s snapshots) Restore(ctx context.Context, r io.Reader) error {
 	if st, err = a.State(); err != nil {
 		return err
 	}
-	return s.store.Restore(ctx, a.Meta.Size, st)
+	return s.store.Restore(ctx, kv.SnapshotMeta{ID: a.Meta.ID, Index: a.Meta.Index, Term: a.Meta.Term, Size: a.Meta.Size}, st)
 }
 
 func badSnapshot(err error) error {

@@ -46,7 +46,10 @@ func (s *Server) Snapshot() (SnapshotMeta, io.ReadCloser, error) {
 // at an index above any it has used, so blocking queries see the change.
 // The state is checked before Raft gets it, so a damaged one changes
 // nothing. TTL sessions of the restored state get fresh timers.
-func (s *Server) Restore(ctx context.Context, size int64, state io.Reader) error {
+//
+// meta is the saved snapshot's (Index and Size are used): the restored
+// log continues above both its index and this cluster's own.
+func (s *Server) Restore(ctx context.Context, meta SnapshotMeta, state io.Reader) error {
 	if s.raft.State() != raft.Leader {
 		if s.Leader() == "" {
 			return ErrNoLeader
@@ -57,7 +60,7 @@ func (s *Server) Restore(ctx context.Context, size int64, state io.Reader) error
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	if err := s.raft.Restore(&raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}, state, timeout); err != nil {
+	if err := s.raft.Restore(&raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: meta.Index, Term: meta.Term, Size: meta.Size}, state, timeout); err != nil {
 		return fmt.Errorf("kv: restore snapshot: %w", err)
 	}
 	// Every entry committed before is applied; a barrier makes the new

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -111,6 +113,26 @@ func (h *handler) opsRoutes() []route {
 		{"/v1/operator/raft/peer", []string{http.MethodDelete}, h.operatorRaftPeer},
 		{"/v1/operator/raft/transfer-leader", []string{http.MethodPost, http.MethodPut}, h.operatorRaftTransfer},
 		{"/v1/operator/autopilot/health", get, h.operatorAutopilotHealth},
+		// Go's profiles, as Consul serves them for `consul debug`: the
+		// goroutine and heap ones only, which cost a moment to take (CPU
+		// profiles and traces run for seconds and stay off).
+		{"/debug/pprof/goroutine", get, pprofHandler("goroutine")},
+		{"/debug/pprof/heap", get, pprofHandler("heap")},
+	}
+}
+
+// pprofHandler writes a runtime profile (runtime/pprof rather than
+// net/http/pprof, whose import registers handlers on the default mux);
+// ?debug=1 or 2 asks for text, as net/http/pprof's does.
+func pprofHandler(name string) func(c *call) error {
+	return func(c *call) error {
+		debug, _ := strconv.Atoi(c.query.Get("debug"))
+		if debug > 0 {
+			c.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		} else {
+			c.w.Header().Set("Content-Type", "application/octet-stream")
+		}
+		return pprof.Lookup(name).WriteTo(c.w, debug)
 	}
 }
 
@@ -273,11 +295,19 @@ func (h *handler) operatorAutopilotHealth(c *call) error {
 
 // observed wraps the handler with the Observer: a status-recording
 // writer that keeps Flush (the monitor stream) and Unwrap.
+//
+// At debug level it also logs each request, as Consul's agent.http does
+// ("Request finished"); nothing is logged or wrapped when neither is on.
 func (h *handler) observed(o Observer) http.Handler {
-	if o == nil {
-		return h
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		debug := h.log.Enabled(r.Context(), slog.LevelDebug)
+		if o == nil && !debug {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if o == nil {
+			o = nopObserver{}
+		}
 		start := time.Now()
 		route := "other"
 		if rt, _, ok := h.match(r.URL.Path); ok {
@@ -289,10 +319,21 @@ func (h *handler) observed(o Observer) http.Handler {
 			defer o.Blocking(-1)
 		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		defer func() { o.Request(r.Method, route, sw.status, time.Since(start)) }()
+		defer func() {
+			d := time.Since(start)
+			o.Request(r.Method, route, sw.status, d)
+			if debug && route != "/v1/agent/monitor" {
+				h.log.Debug("agent.http: Request finished", "method", r.Method, "url", r.URL.Path, "from", r.RemoteAddr, "status", sw.status, "latency", d)
+			}
+		}()
 		h.ServeHTTP(sw, r)
 	})
 }
+
+type nopObserver struct{}
+
+func (nopObserver) Request(string, string, int, time.Duration) {}
+func (nopObserver) Blocking(int)                                {}
 
 type statusWriter struct {
 	http.ResponseWriter
