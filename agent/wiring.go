@@ -47,7 +47,7 @@ type wiring struct {
 	checks   *checks.Runner
 	pool     *forward.Pool
 	router   *forward.Router
-	vips     *vip.VIPs // nil without -vip-cidr
+	vips     *vip.VIPs  // nil without -vip-cidr
 	tel      *telemetry // nil with -disable-metrics
 
 	closers []func() error

@@ -333,7 +333,7 @@ func (h *handler) observed(o Observer) http.Handler {
 type nopObserver struct{}
 
 func (nopObserver) Request(string, string, int, time.Duration) {}
-func (nopObserver) Blocking(int)                                {}
+func (nopObserver) Blocking(int)                               {}
 
 type statusWriter struct {
 	http.ResponseWriter

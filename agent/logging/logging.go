@@ -1,9 +1,11 @@
 // Package logging owns the agent's log output: a slog.Handler that
-// writes Consul's (hclog's) line format, or its JSON form with
-// -log-json, to the agent's stderr, and hands the same records to
-// streaming readers (/v1/agent/monitor, `cairn monitor`, `cairn debug`),
-// each with its own level and format. The level can change while the
-// agent runs (a reload). It knows nothing of the agent.
+// writes the agent's stderr (slog's text, or slog's JSON with
+// -log-json) and hands the same records to streaming readers
+// (/v1/agent/monitor, `cairn monitor`, `cairn debug`), each with its own
+// level and format: Consul's (hclog's) line "... [INFO]  msg: k=v" or
+// its JSON form, which is what Consul's clients of the monitor expect.
+// The level can change while the agent runs (a reload). It knows
+// nothing of the agent.
 package logging
 
 import (
@@ -45,9 +47,10 @@ func ParseLevel(s string) (slog.Level, error) {
 // Logs is the output side: the main writer and the streams. Safe for
 // concurrent use.
 type Logs struct {
+	base     slog.Handler // the main output; nil: none
+	levelVar slog.LevelVar
+
 	mu     sync.Mutex
-	out    io.Writer // nil: no main output
-	json   bool
 	level  slog.Level
 	subs   map[*sub]struct{}
 	minLvl atomic.Int64 // the lowest level any sink takes
@@ -63,19 +66,29 @@ type sub struct {
 // New returns the log output writing records at level and above to out
 // (hclog's text, or JSON); out nil writes nowhere but the streams.
 func New(out io.Writer, level slog.Level, jsonFormat bool) *Logs {
-	l := &Logs{out: out, json: jsonFormat, level: level, subs: map[*sub]struct{}{}}
+	l := &Logs{level: level, subs: map[*sub]struct{}{}}
+	l.levelVar.Set(level)
+	if out != nil {
+		opts := &slog.HandlerOptions{Level: &l.levelVar}
+		if jsonFormat {
+			l.base = slog.NewJSONHandler(out, opts)
+		} else {
+			l.base = slog.NewTextHandler(out, opts)
+		}
+	}
 	l.recompute()
 	return l
 }
 
 // Logger is a slog.Logger over these logs.
-func (l *Logs) Logger() *slog.Logger { return slog.New(&handler{logs: l}) }
+func (l *Logs) Logger() *slog.Logger { return slog.New(&handler{logs: l, base: l.base}) }
 
 // SetLevel changes the level of the main output (a reload's
 // log_level).
 func (l *Logs) SetLevel(level slog.Level) {
 	l.mu.Lock()
 	l.level = level
+	l.levelVar.Set(level)
 	l.recompute()
 	l.mu.Unlock()
 }
@@ -90,7 +103,7 @@ func (l *Logs) Level() slog.Level {
 // recompute sets minLvl; called with l.mu held.
 func (l *Logs) recompute() {
 	m := slog.Level(math.MaxInt32)
-	if l.out != nil {
+	if l.base != nil {
 		m = l.level
 	}
 	for s := range l.subs {
@@ -126,8 +139,9 @@ func (l *Logs) Subscribe(level slog.Level, jsonFormat bool) (lines <-chan []byte
 // formatted once per format whatever the number of readers.
 type handler struct {
 	logs   *Logs
-	attrs  []slog.Attr // flattened, keys qualified
-	prefix string      // the open groups, "a.b."
+	base   slog.Handler // the main output's handler with the same attrs and groups; nil: none
+	attrs  []slog.Attr  // flattened, keys qualified
+	prefix string       // the open groups, "a.b."
 }
 
 func (h *handler) Enabled(_ context.Context, level slog.Level) bool {
@@ -137,6 +151,9 @@ func (h *handler) Enabled(_ context.Context, level slog.Level) bool {
 func (h *handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	h2 := *h
 	h2.attrs = append(append([]slog.Attr(nil), h.attrs...), flatten(h.prefix, attrs)...)
+	if h.base != nil {
+		h2.base = h.base.WithAttrs(attrs)
+	}
 	return &h2
 }
 
@@ -146,10 +163,23 @@ func (h *handler) WithGroup(name string) slog.Handler {
 	}
 	h2 := *h
 	h2.prefix = h.prefix + name + "."
+	if h.base != nil {
+		h2.base = h.base.WithGroup(name)
+	}
 	return &h2
 }
 
-func (h *handler) Handle(_ context.Context, r slog.Record) error {
+func (h *handler) Handle(ctx context.Context, r slog.Record) error {
+	var err error
+	if h.base != nil && h.base.Enabled(ctx, r.Level) {
+		err = h.base.Handle(ctx, r)
+	}
+	h.logs.mu.Lock()
+	n := len(h.logs.subs)
+	h.logs.mu.Unlock()
+	if n == 0 {
+		return err
+	}
 	attrs := h.attrs
 	if r.NumAttrs() > 0 {
 		attrs = append([]slog.Attr(nil), attrs...)
@@ -174,11 +204,6 @@ func (h *handler) Handle(_ context.Context, r slog.Record) error {
 	l := h.logs
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var err error
-	if l.out != nil && r.Level >= l.level {
-		line := format(l.json)
-		_, err = l.out.Write(append(line[:len(line):len(line)], '\n'))
-	}
 	for s := range l.subs {
 		if r.Level < s.level {
 			continue
