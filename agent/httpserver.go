@@ -71,7 +71,7 @@ func (w *wiring) httpPart() (part, error) {
 			HTTPPort:    w.httpPort,
 			DNSPort:     w.dnsPort,
 			ServerPort:  serverPort,
-			Stats:       w.selfStats,
+			Stats:       w.infoStats,
 		},
 		Logger: w.log,
 		Ops:    w.ops(),

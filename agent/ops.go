@@ -204,3 +204,33 @@ func (o *raftOps) Health(ctx context.Context) (httpapi.AutopilotHealth, error) {
 
 // errReloadUnavailable is Reload called on an agent that is not running.
 var errReloadUnavailable = errors.New("the agent is not running")
+
+// infoStats is /v1/agent/self's Stats beyond build and runtime, as
+// `consul info` shows them: agent, raft (servers), serf_lan, and the
+// parts' own sections (vip).
+func (w *wiring) infoStats() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for k, v := range w.selfStats() {
+		out[k] = v
+	}
+	out["agent"] = map[string]string{
+		"services": strconv.Itoa(len(w.cat.LocalServices())),
+		"checks":   strconv.Itoa(len(w.cat.LocalChecks())),
+		"server":   strconv.FormatBool(w.cfg.Server),
+	}
+	_, members := w.ml.Members(nil)
+	counts := map[membership.Status]int{}
+	for _, m := range members {
+		counts[m.Status]++
+	}
+	out["serf_lan"] = map[string]string{
+		"members": strconv.Itoa(len(members)),
+		"alive":   strconv.Itoa(counts[membership.StatusAlive]),
+		"failed":  strconv.Itoa(counts[membership.StatusFailed]),
+		"left":    strconv.Itoa(counts[membership.StatusLeft]),
+	}
+	if w.store != nil {
+		out["raft"] = w.store.Stats()
+	}
+	return out
+}

@@ -60,6 +60,11 @@ func (s *Server) Restore(ctx context.Context, meta SnapshotMeta, state io.Reader
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	// A leader just elected may not have committed its configuration
+	// yet, which Restore needs: a barrier waits for it.
+	if err := s.raft.Barrier(timeout).Error(); err != nil {
+		return fmt.Errorf("kv: barrier before restore: %w", err)
+	}
 	if err := s.raft.Restore(&raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: meta.Index, Term: meta.Term, Size: meta.Size}, state, timeout); err != nil {
 		return fmt.Errorf("kv: restore snapshot: %w", err)
 	}
