@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/httpapi"
+	"github.com/cairn-dev/cairn/agent/ui"
 )
 
 // listen binds the HTTP API's listener and DNS's socket and listener
@@ -88,7 +89,7 @@ func (w *wiring) httpPart() (part, error) {
 		reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancelRequests()
 		srv := &http.Server{
-			Handler:           handler,
+			Handler:           ui.Handler(handler), // the web view at /ui/, beside /v1
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			BaseContext:       func(net.Listener) context.Context { return reqCtx },
