@@ -29,7 +29,8 @@ test:
 ## qemu-booted kernel (run vmtest/prepare.sh once first, as root), and the registrator against the
 ## real Docker engine and Swarm. They need root; under CI=true a missing prerequisite fails.
 test-system:
-	$(GO) test -tags system -run '^TestSystem' -count=1 -p 1 -timeout 60m ./...
+	mkdir -p $(CURDIR)/test-artifacts
+	$(GO) test -tags system -run '^TestSystem' -count=1 -p 1 -timeout 60m -artifacts -outputdir $(CURDIR)/test-artifacts ./...
 
 ## bench-system: in-VM benchmarks (IPVS at 10k services; minutes under emulation)
 bench-system:
