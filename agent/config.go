@@ -105,7 +105,7 @@ type Config struct {
 	TemplateConfigs []string
 	// LogLevel (-log-level, log_level): trace, debug, info, warn or err.
 	LogLevel string
-	// LogJSON (-log-json, log_json) writes the log as JSON lines.
+	// LogJSON (-log-json) writes the log as JSON lines.
 	LogJSON bool
 	// ReloadConfig, when set, reads the configuration again for Reload
 	// (SIGHUP, PUT /v1/agent/reload): cmd/cairn re-parses the same

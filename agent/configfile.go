@@ -36,7 +36,6 @@ type fileConfig struct {
 	DNSConfig       *fileDNS   `hcl:"dns_config"`
 	Recursors       []string   `hcl:"recursors"`
 	LogLevel        *string    `hcl:"log_level"`
-	LogJSON         *bool      `hcl:"log_json"`
 	LeaveOnTerm     *bool      `hcl:"leave_on_terminate"`
 	ScriptChecks    *bool      `hcl:"enable_script_checks"`
 	// cairn's own keys (Consul has no VIPs of this kind).
@@ -216,7 +215,6 @@ func (fc *fileConfig) apply(c *Config) error {
 	set(&c.AltDomain, fc.AltDomain)
 	c.Recursors = append(c.Recursors, fc.Recursors...)
 	set(&c.LogLevel, fc.LogLevel)
-	set(&c.LogJSON, fc.LogJSON)
 	set(&c.LeaveOnTerminate, fc.LeaveOnTerm)
 	set(&c.EnableScriptChecks, fc.ScriptChecks)
 	set(&c.VIPCIDR, fc.VIPCIDR)
