@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -99,7 +100,15 @@ func (t *telemetry) Query(rcode int, d time.Duration) {
 }
 
 // Request implements httpapi.Observer.
+//
+// Methods outside HTTP's own count as OTHER, so a client cannot grow the
+// label set without bound (routes and status codes are bounded already).
 func (t *telemetry) Request(method, route string, status int, d time.Duration) {
+	switch method {
+	case http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete, http.MethodHead, http.MethodOptions, http.MethodPatch:
+	default:
+		method = "OTHER"
+	}
 	t.httpTime.With(method, route, strconv.Itoa(status)).Observe(d)
 }
 
