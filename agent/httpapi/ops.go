@@ -313,7 +313,7 @@ func (h *handler) observed(o Observer) http.Handler {
 		if rt, _, ok := h.match(r.URL.Path); ok {
 			route = rt.path
 		}
-		blocking := r.Method == http.MethodGet && strings.Contains(r.URL.RawQuery, "index=") && !strings.Contains(r.URL.RawQuery, "index=0&") && !strings.HasSuffix(r.URL.RawQuery, "index=0")
+		blocking := r.Method == http.MethodGet && blockingIndex(r.URL.RawQuery)
 		if blocking {
 			o.Blocking(1)
 			defer o.Blocking(-1)
@@ -328,6 +328,19 @@ func (h *handler) observed(o Observer) http.Handler {
 		}()
 		h.ServeHTTP(sw, r)
 	})
+}
+
+// blockingIndex reports whether a raw query has ?index= with a value
+// other than 0 (a blocking query), without parsing the whole query.
+func blockingIndex(raw string) bool {
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		if v, ok := strings.CutPrefix(kv, "index="); ok {
+			return v != "" && v != "0"
+		}
+	}
+	return false
 }
 
 type nopObserver struct{}
