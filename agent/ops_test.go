@@ -75,6 +75,51 @@ func TestAPIAgentMetrics(t *testing.T) {
 	}
 }
 
+// TestMetricsBlockingQueries: a parked blocking query shows in
+// consul.rpc.queries_blocking until it is answered.
+func TestMetricsBlockingQueries(t *testing.T) {
+	r := start(t, devConfig())
+	if _, err := r.client.KV().Put(&api.KVPair{Key: "watched", Value: []byte("1")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, qm, err := r.client.KV().Get("watched", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan error, 1)
+	go func() {
+		_, _, err := r.client.KV().Get("watched", &api.QueryOptions{WaitIndex: qm.LastIndex, WaitTime: time.Minute})
+		answered <- err
+	}()
+	hostname, _ := os.Hostname()
+	parked := func() float32 {
+		m, err := r.client.Agent().Metrics()
+		if err != nil {
+			return -1
+		}
+		for _, g := range m.Gauges {
+			if g.Name == "consul."+hostname+".rpc.queries_blocking" {
+				return g.Value
+			}
+		}
+		return -1
+	}
+	eventually(t, "the parked query is counted", 10*time.Second, func() (bool, string) {
+		v := parked()
+		return v == 1, fmt.Sprint(v)
+	})
+	if _, err := r.client.KV().Put(&api.KVPair{Key: "watched", Value: []byte("2")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the answered query is no longer counted", 10*time.Second, func() (bool, string) {
+		v := parked()
+		return v == 0, fmt.Sprint(v)
+	})
+}
+
 // TestMetricsPrometheus is ?format=prometheus: the text format, Consul's
 // names with underscores.
 func TestMetricsPrometheus(t *testing.T) {
@@ -270,11 +315,9 @@ func TestSnapshotRoundTripBetweenClusters(t *testing.T) {
 		t.Errorf("lock/leader after destroying its restored session = %+v, want it deleted", p)
 	}
 	// New writes index above everything restored.
-	meta, err := dst.client.KV().Put(&api.KVPair{Key: "after", Value: []byte("1")}, nil)
-	if err != nil {
+	if _, err := dst.client.KV().Put(&api.KVPair{Key: "after", Value: []byte("1")}, nil); err != nil {
 		t.Fatal(err)
 	}
-	_ = meta
 	after, _, err := dst.client.KV().Get("after", nil)
 	if err != nil || after == nil || after.ModifyIndex <= want[len(want)-1].ModifyIndex {
 		t.Errorf("a write after the restore has index %v, want above the restored ones", after)
