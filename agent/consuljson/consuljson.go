@@ -14,6 +14,7 @@
 package consuljson
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
@@ -54,8 +55,23 @@ type ServiceAddress struct {
 	Port    int
 }
 
+// ServicePort is one named port of a multi-port service
+// (api.ServicePort).
+type ServicePort struct {
+	Name    string
+	Port    int
+	Default bool `json:",omitempty"`
+}
+
+// Locality is api.Locality.
+type Locality struct {
+	Region string
+	Zone   string
+}
+
 // Service is Consul's NodeService (api.AgentService).
 type Service struct {
+	Kind              string `json:",omitempty"`
 	ID                string
 	Service           string
 	Tags              []string
@@ -63,11 +79,18 @@ type Service struct {
 	TaggedAddresses   map[string]ServiceAddress `json:",omitempty"`
 	Meta              map[string]string
 	Port              int
+	Ports             []ServicePort `json:",omitempty" bexpr:"-"`
+	SocketPath        string        `json:",omitempty"`
 	Weights           Weights
 	EnableTagOverride bool
-	Datacenter        string `json:",omitempty"`
-	CreateIndex       uint64 `json:",omitempty"`
-	ModifyIndex       uint64 `json:",omitempty"`
+	Proxy             json.RawMessage `json:",omitempty" bexpr:"-"`
+	Connect           json.RawMessage `json:",omitempty" bexpr:"-"`
+	Locality          *Locality       `json:",omitempty" bexpr:"-"`
+	// ContentHash is set by /v1/agent/service/<id> only (?hash= blocking).
+	ContentHash string `json:",omitempty" bexpr:"-"`
+	Datacenter  string `json:",omitempty"`
+	CreateIndex uint64 `json:",omitempty"`
+	ModifyIndex uint64 `json:",omitempty"`
 }
 
 // FromService is s in Consul's JSON shape; Datacenter is left for the
@@ -78,7 +101,16 @@ func FromService(s *catalog.Service) *Service {
 		Meta: emptyMap(s.Meta), Port: s.Port,
 		Weights:           Weights(s.Weights),
 		EnableTagOverride: s.EnableTagOverride,
-		CreateIndex:       s.CreateIndex, ModifyIndex: s.ModifyIndex,
+		Kind:              s.Kind, SocketPath: s.SocketPath,
+		Proxy: s.Proxy, Connect: s.Connect,
+		CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex,
+	}
+	for _, p := range s.Ports {
+		out.Ports = append(out.Ports, ServicePort(p))
+	}
+	if s.Locality != nil {
+		l := Locality(*s.Locality)
+		out.Locality = &l
 	}
 	if len(s.TaggedAddresses) > 0 {
 		out.TaggedAddresses = map[string]ServiceAddress{}
@@ -106,7 +138,12 @@ type CatalogService struct {
 	ServiceWeights           Weights
 	ServiceMeta              map[string]string
 	ServicePort              int
+	ServicePorts             []ServicePort `json:",omitempty" bexpr:"-"`
+	ServiceSocketPath        string        `json:",omitempty"`
 	ServiceEnableTagOverride bool
+	ServiceProxy             json.RawMessage `json:",omitempty" bexpr:"-"`
+	ServiceConnect           json.RawMessage `json:",omitempty" bexpr:"-"`
+	ServiceLocality          *Locality       `json:",omitempty" bexpr:"-"`
 	CreateIndex              uint64
 	ModifyIndex              uint64
 }
@@ -121,6 +158,8 @@ func FromInstance(in catalog.Instance) CatalogService {
 		ServiceID: s.ID, ServiceName: s.Service, ServiceTags: s.Tags, ServiceAddress: s.Address,
 		ServiceTaggedAddresses: s.TaggedAddresses, ServiceWeights: s.Weights, ServiceMeta: s.Meta,
 		ServicePort: s.Port, ServiceEnableTagOverride: s.EnableTagOverride,
+		ServiceKind: s.Kind, ServicePorts: s.Ports, ServiceSocketPath: s.SocketPath,
+		ServiceProxy: s.Proxy, ServiceConnect: s.Connect, ServiceLocality: s.Locality,
 		CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex,
 	}
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/consuljson"
 )
 
@@ -32,7 +33,7 @@ func (h *handler) agentCheckRegister(c *call) error {
 	if err := decodeJSONBody(c, &in, "a check registration"); err != nil {
 		return err
 	}
-	d, err := in.definition("", "")
+	d, err := in.checkRegistration()
 	if err != nil {
 		return err
 	}
@@ -84,4 +85,10 @@ func (h *handler) agentCheckUpdate(c *call) error {
 		return badRequest("Invalid check status: '%s'; use passing, warning or critical", in.Status)
 	}
 	return h.catalog.UpdateTTL(c.arg, in.Status, in.Output)
+}
+
+// checkRegistration is a check of /v1/agent/check/register in the
+// catalog's form.
+func (in *checkDefinitionIn) checkRegistration() (checks.Definition, error) {
+	return in.definition("", "")
 }

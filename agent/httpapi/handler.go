@@ -52,6 +52,10 @@ type Config struct {
 	// and checks (/v1/agent/service*, /v1/agent/check*). Optional:
 	// without it those endpoints answer 500.
 	Catalog Catalog
+	// ConnectRoot is the Connect CA root that /v1/agent/connect/ca/roots
+	// answers (nil: an empty list), TrustDomain its trust domain.
+	ConnectRoot *CARoot
+	TrustDomain string
 	// Logger gets one line per failed request (5xx) and per recovered
 	// panic; nil discards.
 	Logger *slog.Logger
@@ -88,6 +92,9 @@ type handler struct {
 	self    Self
 	log     *slog.Logger
 	routes  []route
+
+	connectRoot *CARoot
+	trustDomain string
 }
 
 // route is one Consul endpoint. A path ending in "/" matches every path
@@ -123,7 +130,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger}
+	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger,
+		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain}
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
 		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
@@ -142,6 +150,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/agent/leave", put, h.agentLeave},
 		{"/v1/agent/force-leave/", put, h.agentForceLeave},
 		{"/v1/operator/raft/configuration", get, h.operatorRaftConfiguration},
+		{"/v1/agent/connect/ca/roots", get, h.connectCARoots},
+		{"/v1/connect/ca/roots", get, h.connectCARoots},
 
 		// The catalog, answered from this agent's memory (catalog.go,
 		// health.go). Exact paths before the prefixes they share.
