@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,7 @@ func (w *wiring) catalogParts() ([]part, error) {
 		Datacenter:         cfg.Datacenter,
 		Address:            w.advertise,
 		NodeMeta:           nodeMeta(cfg),
+		ServerService:      w.serverService(),
 		DataDir:            w.dataDir,
 		EnableScriptChecks: cfg.EnableScriptChecks || cfg.EnableLocalScriptChecks,
 		ValidateCheck: func(d checks.Definition) error {
@@ -113,6 +115,25 @@ func nodeMeta(cfg Config) map[string]string {
 	m := map[string]string{"consul-network-segment": "", "consul-version": ConsulVersion}
 	maps.Copy(m, cfg.NodeMeta)
 	return m
+}
+
+// serverService is the "consul" service that Consul's servers register
+// for themselves (tools find the servers with it), at the server RPC
+// port; nil on client agents.
+func (w *wiring) serverService() *catalog.Service {
+	if !w.cfg.Server || w.mux == nil {
+		return nil
+	}
+	return &catalog.Service{
+		Node: w.cfg.NodeName, ID: "consul", Name: "consul",
+		Port:    w.mux.Addr().(*net.TCPAddr).Port,
+		Weights: catalog.Weights{Passing: 1, Warning: 1},
+		Meta: map[string]string{
+			"non_voter": "false", "read_replica": "false", "raft_version": "3",
+			"serf_protocol_current": "2", "serf_protocol_min": "1", "serf_protocol_max": "5",
+			"version": ConsulVersion,
+		},
+	}
 }
 
 // loadDefinitions registers the service and check definitions of the

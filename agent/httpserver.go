@@ -82,6 +82,11 @@ func (w *wiring) httpPart() (part, error) {
 			DNSPort:     w.dnsPort,
 			ServerPort:  serverPort,
 			Stats:       w.selfStats,
+
+			ClientAddr:         cfg.ClientAddr,
+			NodeMeta:           nodeMeta(cfg),
+			BootstrapExpect:    cfg.BootstrapExpect,
+			EnableScriptChecks: cfg.EnableScriptChecks,
 		},
 		Logger: w.log,
 	})

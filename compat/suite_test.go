@@ -93,21 +93,33 @@ func TestConsulAPISuite(t *testing.T) {
 	if parallel == "" {
 		parallel = "4"
 	}
-	cmd := exec.Command("go", "test", "-json", "-count=1", "-timeout=30m", "-parallel="+parallel,
-		"-run", "^("+strings.Join(run, "|")+")$", ".")
-	cmd.Dir = mod
-	cmd.Env = append(os.Environ(), env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	// A test that panics ends the test binary, and with it the tests
+	// running beside it: those are run again, until every test has an
+	// outcome or a run decides none.
+	results := map[string]string{}
+	outputs := map[string]*strings.Builder{}
+	pending := run
+	for len(pending) > 0 {
+		res, outs, err := goTest(mod, env, parallel, pending)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rest []string
+		for _, n := range pending {
+			if o := outs[n]; o != nil {
+				outputs[n] = o
+			}
+			if r, ok := res[n]; ok {
+				results[n] = r
+			} else {
+				rest = append(rest, n)
+			}
+		}
+		if len(rest) == len(pending) {
+			break // no progress: the binary did not run (its output says why)
+		}
+		pending = rest
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	results, outputs := readResults(t, out)
-	waitErr := cmd.Wait()
 
 	var passed, failed, skipped, unexpected []string
 	for _, n := range run {
@@ -132,9 +144,34 @@ func TestConsulAPISuite(t *testing.T) {
 	for _, n := range unexpected {
 		t.Errorf("%s failed:\n%s", n, tail(outputs[n], 60))
 	}
-	if len(results) == 0 && waitErr != nil {
-		t.Fatalf("go test in %s: %v\n%s", mod, waitErr, stderr.String())
+}
+
+// goTest runs the named tests of the module in dir with go test -json and
+// returns each top-level test's outcome and output. A test that the run
+// did not finish has no outcome.
+func goTest(dir string, env []string, parallel string, names []string) (map[string]string, map[string]*strings.Builder, error) {
+	cmd := exec.Command("go", "test", "-json", "-count=1", "-timeout=30m", "-parallel="+parallel,
+		"-run", "^("+strings.Join(names, "|")+")$", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
 	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	results, outputs, readErr := readResults(out)
+	waitErr := cmd.Wait()
+	if readErr != nil {
+		return nil, nil, readErr
+	}
+	if len(results) == 0 && waitErr != nil {
+		return nil, nil, fmt.Errorf("go test in %s: %v\n%s", dir, waitErr, stderr.String())
+	}
+	return results, outputs, nil
 }
 
 // readOutOfScope reads the "- `TestName`: reason" lines of path.
@@ -213,7 +250,7 @@ func goCmd(t *testing.T, dir string, env []string, args ...string) string {
 
 // readResults reads go test -json: the outcome and output of every
 // top-level test.
-func readResults(t *testing.T, r io.Reader) (map[string]string, map[string]*strings.Builder) {
+func readResults(r io.Reader) (map[string]string, map[string]*strings.Builder, error) {
 	results := map[string]string{}
 	outputs := map[string]*strings.Builder{}
 	sc := bufio.NewScanner(r)
@@ -240,10 +277,7 @@ func readResults(t *testing.T, r io.Reader) (map[string]string, map[string]*stri
 			}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return results, outputs
+	return results, outputs, sc.Err()
 }
 
 // tail is the last n lines of b.

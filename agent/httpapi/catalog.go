@@ -43,6 +43,7 @@ type Catalog interface {
 	RegisterCheck(def checks.Definition) error
 	DeregisterCheck(id string) error
 	UpdateTTL(id, status, output string) error
+	SetMaintenance(serviceID string, enable bool, reason string) error
 }
 
 // catalogRead answers a catalog read as a Consul blocking query: read runs
@@ -212,6 +213,32 @@ func (h *handler) catalogService(c *call) error {
 	return writeFiltered(c, out)
 }
 
+// catalogConnect serves GET /v1/catalog/connect/<service>: the
+// Connect-capable instances for the service (health.go's
+// connectCapable).
+func (h *handler) catalogConnect(c *call) error {
+	if c.arg == "" {
+		return badRequest("Missing service name: use /v1/catalog/connect/<service>")
+	}
+	f, err := queryFilter(c.query)
+	if err != nil {
+		return err
+	}
+	var insts []catalog.Instance
+	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+		idx, in := h.connectCapable(ws, c.arg, f, h.catalog.ServiceNodes)
+		insts = in
+		return idx
+	}); err != nil {
+		return err
+	}
+	out := make([]consuljson.CatalogService, 0, len(insts))
+	for _, in := range insts {
+		out = append(out, consuljson.FromInstance(in))
+	}
+	return writeFiltered(c, out)
+}
+
 // catalogNodes serves GET /v1/catalog/nodes.
 func (h *handler) catalogNodes(c *call) error {
 	f, err := queryFilter(c.query)
@@ -315,6 +342,7 @@ type catalogRegistration struct {
 // serviceIn is a service as a catalog registration gives it
 // (api.AgentService).
 type serviceIn struct {
+	Kind              string
 	ID                string
 	Service           string
 	Tags              []string
@@ -322,11 +350,15 @@ type serviceIn struct {
 	TaggedAddresses   map[string]consuljson.ServiceAddress
 	Meta              map[string]string
 	Port              int
+	Ports             []consuljson.ServicePort
+	SocketPath        string
 	Weights           consuljson.Weights
 	EnableTagOverride bool
-	Kind              string
 	Connect           json.RawMessage
 	Proxy             json.RawMessage
+	Locality          *consuljson.Locality
+	Namespace         string
+	Partition         string
 }
 
 // checkIn is a check as a catalog registration gives it (api.AgentCheck,
@@ -344,20 +376,20 @@ type checkIn struct {
 }
 
 func (s *serviceIn) service() (*catalog.Service, error) {
-	if s.Kind != "" || len(s.Connect) > 0 && string(s.Connect) != "null" || len(s.Proxy) > 0 && string(s.Proxy) != "null" {
-		return nil, badRequest("service %q: Connect, proxies and service kinds (Kind=%q) are not supported by cairn; register a plain service", s.ID, s.Kind)
+	// The agent API's rules (kinds, namespaces, Ports) hold here too.
+	reg := serviceRegistration{
+		Kind: s.Kind, ID: s.ID, Name: s.Service, Tags: s.Tags, Address: s.Address, Port: s.Port,
+		Ports: s.Ports, SocketPath: s.SocketPath, TaggedAddresses: s.TaggedAddresses, Meta: s.Meta,
+		EnableTagOverride: s.EnableTagOverride, Proxy: s.Proxy, Connect: s.Connect, Locality: s.Locality,
+		Namespace: s.Namespace, Partition: s.Partition,
 	}
-	out := &catalog.Service{
-		ID: s.ID, Name: s.Service, Tags: s.Tags, Address: s.Address, Meta: s.Meta, Port: s.Port,
-		Weights: catalog.Weights(s.Weights), EnableTagOverride: s.EnableTagOverride,
+	def, _, err := reg.definition()
+	if err != nil {
+		return nil, err
 	}
-	if len(s.TaggedAddresses) > 0 {
-		out.TaggedAddresses = map[string]catalog.ServiceAddress{}
-		for k, v := range s.TaggedAddresses {
-			out.TaggedAddresses[k] = catalog.ServiceAddress(v)
-		}
-	}
-	return out, nil
+	out := def.Service
+	out.Weights = catalog.Weights(s.Weights)
+	return &out, nil
 }
 
 // catalogRegister serves PUT /v1/catalog/register. The entries belong to

@@ -71,6 +71,14 @@ type Self struct {
 	Server     bool
 	BindAddr   string
 
+	// ClientAddr is the IP of the HTTP API and DNS; NodeMeta the node's
+	// meta (Consul's own keys included); BootstrapExpect and
+	// EnableScriptChecks as configured.
+	ClientAddr         string
+	NodeMeta           map[string]string
+	BootstrapExpect    int
+	EnableScriptChecks bool
+
 	SerfLANPort int
 	HTTPPort    int
 	DNSPort     int
@@ -163,6 +171,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/catalog/node-services/", get, h.catalogNodeServices},
 		{"/v1/catalog/register", put, h.catalogRegister},
 		{"/v1/catalog/deregister", put, h.catalogDeregister},
+		{"/v1/catalog/connect/", get, h.catalogConnect},
+		{"/v1/health/connect/", get, h.healthConnect},
 		{"/v1/health/service/", get, h.healthService},
 		{"/v1/health/checks/", get, h.healthChecks},
 		{"/v1/health/node/", get, h.healthNode},
@@ -170,6 +180,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/agent/services", get, h.agentServices},
 		{"/v1/agent/service/register", put, h.agentServiceRegister},
 		{"/v1/agent/service/deregister/", put, h.agentServiceDeregister},
+		{"/v1/agent/service/maintenance/", put, h.agentServiceMaintenance},
+		{"/v1/agent/maintenance", put, h.agentMaintenance},
+		{"/v1/agent/health/service/id/", get, h.agentHealthServiceByID},
+		{"/v1/agent/health/service/name/", get, h.agentHealthServiceByName},
 		{"/v1/agent/service/", get, h.agentService},
 		{"/v1/agent/checks", get, h.agentChecks},
 		{"/v1/agent/check/register", put, h.agentCheckRegister},
