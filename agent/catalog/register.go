@@ -116,7 +116,8 @@ func fixedCheck(in *Check, node string, service func(id string) *Service) (*Chec
 		return nil, invalid("check %q: ServiceID %q is not a service of node %q; register the service first (or in the same request)", chk.CheckID, chk.ServiceID, node)
 	}
 	chk.Node = node
-	chk.Type = ""
+	// A registered check runs nowhere; its Type and Definition are kept
+	// as the registration gave them (Consul's catalog does the same).
 	chk.Output = truncateOutput(chk.Output)
 	chk.CreateIndex, chk.ModifyIndex = 0, 0
 	normalizeCheck(chk)

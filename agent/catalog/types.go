@@ -151,6 +151,11 @@ type Definition struct {
 	TLSServerName                  string              `json:",omitempty"`
 	TLSSkipVerify                  bool                `json:",omitempty"`
 	TCP                            string              `json:",omitempty"`
+	TCPUseTLS                      bool                `json:",omitempty"`
+	UDP                            string              `json:",omitempty"`
+	GRPC                           string              `json:",omitempty"`
+	GRPCUseTLS                     bool                `json:",omitempty"`
+	OSService                      string              `json:",omitempty"`
 	Args                           []string            `json:",omitempty"`
 	TTL                            time.Duration       `json:",omitempty"`
 	Interval                       time.Duration       `json:",omitempty"`

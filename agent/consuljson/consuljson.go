@@ -173,6 +173,11 @@ type Definition struct {
 	TLSServerName                  string              `json:",omitempty"`
 	TLSSkipVerify                  bool                `json:",omitempty"`
 	TCP                            string              `json:",omitempty"`
+	TCPUseTLS                      bool                `json:",omitempty"`
+	UDP                            string              `json:",omitempty"`
+	GRPC                           string              `json:",omitempty"`
+	GRPCUseTLS                     bool                `json:",omitempty"`
+	OSService                      string              `json:",omitempty"`
 	ScriptArgs                     []string            `json:",omitempty"`
 	Interval                       string              `json:",omitempty"`
 	Timeout                        string              `json:",omitempty"`
@@ -219,6 +224,7 @@ func FromCheck(c *catalog.Check) *Check {
 		Definition: Definition{
 			HTTP: d.HTTP, Header: d.Header, Method: d.Method, Body: d.Body,
 			TLSServerName: d.TLSServerName, TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP,
+			TCPUseTLS: d.TCPUseTLS, UDP: d.UDP, GRPC: d.GRPC, GRPCUseTLS: d.GRPCUseTLS, OSService: d.OSService,
 			ScriptArgs: d.Args, Interval: durationText(d.Interval), Timeout: durationText(d.Timeout),
 			TTL: durationText(d.TTL), DeregisterCriticalServiceAfter: durationText(d.DeregisterCriticalServiceAfter),
 		},

@@ -372,7 +372,83 @@ type checkIn struct {
 	Output      string
 	ServiceID   string
 	ServiceName string
-	Definition  json.RawMessage
+	Type        string
+	Definition  *checkDefinitionRead
+}
+
+// checkDefinitionRead is a HealthCheckDefinition as a catalog
+// registration carries it: kept and answered, never run.
+type checkDefinitionRead struct {
+	HTTP                                   string
+	Header                                 map[string][]string
+	Method                                 string
+	Body                                   string
+	TLSServerName                          string
+	TLSSkipVerify                          bool
+	TCP                                    string
+	TCPUseTLS                              bool
+	UDP                                    string
+	GRPC                                   string
+	GRPCUseTLS                             bool
+	OSService                              string
+	Interval                               durationIn
+	Timeout                                durationIn
+	DeregisterCriticalServiceAfter         durationIn
+	IntervalDuration                       durationIn
+	TimeoutDuration                        durationIn
+	DeregisterCriticalServiceAfterDuration durationIn
+}
+
+// definitionType is the Type Consul reports for a registered check
+// whose registration names none: the kind its definition describes.
+func definitionType(d catalog.Definition) string {
+	switch {
+	case d.HTTP != "":
+		return "http"
+	case d.TCP != "":
+		return "tcp"
+	case d.UDP != "":
+		return "udp"
+	case d.GRPC != "":
+		return "grpc"
+	case d.OSService != "":
+		return "os_service"
+	}
+	return ""
+}
+
+// definition is d in the catalog's form; the *Duration fields (the
+// client's newer names) win over the older ones, as Consul reads them.
+func (d *checkDefinitionRead) definition(check string) (catalog.Definition, error) {
+	if d == nil {
+		return catalog.Definition{}, nil
+	}
+	out := catalog.Definition{
+		HTTP: d.HTTP, Header: d.Header, Method: d.Method, Body: d.Body, TLSServerName: d.TLSServerName,
+		TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP, TCPUseTLS: d.TCPUseTLS, UDP: d.UDP, GRPC: d.GRPC,
+		GRPCUseTLS: d.GRPCUseTLS, OSService: d.OSService,
+	}
+	for _, f := range []struct {
+		name     string
+		old, new durationIn
+		dst      *time.Duration
+	}{
+		{"Interval", d.Interval, d.IntervalDuration, &out.Interval},
+		{"Timeout", d.Timeout, d.TimeoutDuration, &out.Timeout},
+		{"DeregisterCriticalServiceAfter", d.DeregisterCriticalServiceAfter, d.DeregisterCriticalServiceAfterDuration, &out.DeregisterCriticalServiceAfter},
+	} {
+		v, err := f.new.get(check, f.name+"Duration")
+		if err != nil {
+			return out, err
+		}
+		if v == 0 {
+			if v, err = f.old.get(check, f.name); err != nil {
+				return out, err
+			}
+		}
+		*f.dst = v
+	}
+	return out, nil
 }
 
 func (s *serviceIn) service() (*catalog.Service, error) {
@@ -437,9 +513,17 @@ func (h *handler) catalogRegister(c *call) error {
 				serviceID = reg.Service.Name
 			}
 		}
+		def, err := ch.Definition.definition(ch.CheckID)
+		if err != nil {
+			return err
+		}
+		typ := ch.Type
+		if typ == "" {
+			typ = definitionType(def)
+		}
 		reg.Checks = append(reg.Checks, &catalog.Check{
 			CheckID: ch.CheckID, Name: ch.Name, Status: ch.Status, Notes: ch.Notes,
-			Output: ch.Output, ServiceID: serviceID,
+			Output: ch.Output, ServiceID: serviceID, Type: typ, Definition: def,
 		})
 	}
 	if err := h.catalog.Register(reg); err != nil {

@@ -32,7 +32,6 @@ func TestSessionEndpoints(t *testing.T) {
 		LockDelay:  250 * time.Millisecond,
 		Behavior:   api.SessionBehaviorRelease,
 		TTL:        "10s",
-		Checks:     []string{"serfHealth"},
 		NodeChecks: []string{"serfHealth"},
 	}
 	if diff := cmp.Diff(want, info, cmpopts.IgnoreFields(api.SessionEntry{}, "CreateIndex")); diff != "" {
