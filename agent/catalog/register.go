@@ -100,9 +100,6 @@ func fixedCheck(in *Check, node string, service func(id string) *Service) (*Chec
 	if chk.CheckID == "" {
 		return nil, invalid("Missing check ID: a check of node %q has neither CheckID nor Name", node)
 	}
-	if chk.Name == "" {
-		chk.Name = chk.CheckID
-	}
 	if chk.Status == "" {
 		chk.Status = StatusCritical
 	}

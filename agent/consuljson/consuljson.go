@@ -14,6 +14,7 @@
 package consuljson
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 
@@ -83,9 +84,12 @@ type Service struct {
 	SocketPath        string        `json:",omitempty"`
 	Weights           Weights
 	EnableTagOverride bool
-	Proxy             json.RawMessage `json:",omitempty" bexpr:"-"`
-	Connect           json.RawMessage `json:",omitempty" bexpr:"-"`
-	Locality          *Locality       `json:",omitempty" bexpr:"-"`
+	// Proxy and Connect are kept as registered (api's
+	// AgentServiceConnectProxyConfig and AgentServiceConnect), as maps so
+	// that ?filter= reaches their fields (Proxy.DestinationServiceName).
+	Proxy    map[string]any `json:",omitempty"`
+	Connect  map[string]any `json:",omitempty"`
+	Locality *Locality      `json:",omitempty" bexpr:"-"`
 	// ContentHash is set by /v1/agent/service/<id> only (?hash= blocking).
 	ContentHash string `json:",omitempty" bexpr:"-"`
 	Datacenter  string `json:",omitempty"`
@@ -102,7 +106,7 @@ func FromService(s *catalog.Service) *Service {
 		Weights:           Weights(s.Weights),
 		EnableTagOverride: s.EnableTagOverride,
 		Kind:              s.Kind, SocketPath: s.SocketPath,
-		Proxy: s.Proxy, Connect: s.Connect,
+		Proxy: object(s.Proxy), Connect: object(s.Connect),
 		CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex,
 	}
 	for _, p := range s.Ports {
@@ -141,8 +145,8 @@ type CatalogService struct {
 	ServicePorts             []ServicePort `json:",omitempty" bexpr:"-"`
 	ServiceSocketPath        string        `json:",omitempty"`
 	ServiceEnableTagOverride bool
-	ServiceProxy             json.RawMessage `json:",omitempty" bexpr:"-"`
-	ServiceConnect           json.RawMessage `json:",omitempty" bexpr:"-"`
+	ServiceProxy             map[string]any `json:",omitempty"`
+	ServiceConnect           map[string]any `json:",omitempty"`
 	ServiceLocality          *Locality       `json:",omitempty" bexpr:"-"`
 	CreateIndex              uint64
 	ModifyIndex              uint64
@@ -239,6 +243,22 @@ func FromChecks(cs []*catalog.Check) []*Check {
 		out = append(out, FromCheck(c))
 	}
 	return out
+}
+
+// object is a JSON object kept as registered, decoded for answers and
+// filters; nil for none. Numbers stay json.Number, so they are written
+// back as they came.
+func object(b json.RawMessage) map[string]any {
+	if len(b) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if dec.Decode(&m) != nil {
+		return nil
+	}
+	return m
 }
 
 // Consul answers empty collections as [] and {}, never null.

@@ -2,9 +2,11 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"strconv"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/consuljson"
+	"github.com/hashicorp/go-memdb"
 )
 
 // This agent's own services: Consul's /v1/agent/service* endpoints.
@@ -305,7 +308,7 @@ func (d durationIn) get(check, field string) (time.Duration, error) {
 		}
 		v, err := time.ParseDuration(s)
 		if err != nil {
-			return 0, badRequest("check %q: %s=%q is not a duration; give one with a unit, such as \"10s\" or \"1m30s\"", check, field, s)
+			return 0, badRequest("check %q: %s=%q: invalid duration; give one with a unit, such as \"10s\" or \"1m30s\"", check, field, s)
 		}
 		return v, nil
 	}
@@ -313,7 +316,7 @@ func (d durationIn) get(check, field string) (time.Duration, error) {
 	if err := json.Unmarshal(d.raw, &n); err == nil {
 		return time.Duration(n), nil
 	}
-	return 0, badRequest("check %q: %s=%s is not a duration; give one with a unit, such as \"10s\"", check, field, d.raw)
+	return 0, badRequest("check %q: %s=%s: invalid duration; give one with a unit, such as \"10s\"", check, field, d.raw)
 }
 
 // definition turns the check into the catalog's form; serviceID is the
@@ -459,7 +462,10 @@ func (h *handler) agentServices(c *call) error {
 	return writeFiltered(c, out)
 }
 
-// agentService serves GET /v1/agent/service/<id>.
+// agentService serves GET /v1/agent/service/<id>, with its ContentHash
+// (also in X-Consul-ContentHash). ?hash= makes it a hash-based blocking
+// query, as in Consul: while the service's hash is the one given, the
+// answer waits (up to ?wait=, 5 minutes by default) for it to change.
 func (h *handler) agentService(c *call) error {
 	if h.catalog == nil {
 		return errNoCatalog
@@ -467,11 +473,58 @@ func (h *handler) agentService(c *call) error {
 	if c.arg == "" {
 		return badRequest("Missing service ID: use /v1/agent/service/<id>")
 	}
-	s := h.catalog.LocalService(c.arg)
-	if s == nil {
+	o, err := readOptions(c.query)
+	if err != nil {
+		return err
+	}
+	read := func() (*consuljson.Service, string) {
+		s := h.catalog.LocalService(c.arg)
+		if s == nil {
+			return nil, ""
+		}
+		j := consuljson.FromService(s)
+		j.Datacenter = h.self.Datacenter
+		j.CreateIndex, j.ModifyIndex = 0, 0 // Consul's agent answer has none
+		return j, contentHash(j)
+	}
+	j, hash := read()
+	if want := c.query.Get("hash"); want != "" && j != nil && hash == want {
+		wait := o.MaxWait
+		if wait <= 0 {
+			wait = 5 * time.Minute
+		}
+		wait = min(wait, 10*time.Minute)
+		ctx, cancel := context.WithTimeout(c.ctx, wait)
+		defer cancel()
+		for j != nil && hash == want && ctx.Err() == nil {
+			idx, _, _ := h.catalog.Node(nil, h.self.NodeName)
+			if _, err := h.catalog.Block(ctx, idx, wait, func(ws memdb.WatchSet) uint64 {
+				i, _, _ := h.catalog.Node(ws, h.self.NodeName)
+				return i
+			}); err != nil && ctx.Err() == nil {
+				return err
+			}
+			j, hash = read()
+		}
+	}
+	if j == nil {
 		return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("unknown service ID: %s", c.arg)}
 	}
-	j := consuljson.FromService(s)
-	j.Datacenter = h.self.Datacenter
+	j.ContentHash = hash
+	c.w.Header().Set("X-Consul-ContentHash", hash)
 	return writeJSON(c.w, http.StatusOK, j)
+}
+
+// contentHash is a service's hash for hash-based blocking: 16 hex digits
+// of FNV-64a over its JSON, ContentHash left out. It changes whenever any
+// field does; it is not Consul's value (Consul hashes its own internal
+// struct), which clients only ever compare with the hashes the same agent
+// gave.
+func contentHash(j *consuljson.Service) string {
+	c := *j
+	c.ContentHash = ""
+	b, _ := json.Marshal(&c)
+	f := fnv.New64a()
+	f.Write(b)
+	return fmt.Sprintf("%016x", f.Sum64())
 }

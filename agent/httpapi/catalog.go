@@ -70,6 +70,13 @@ func (h *handler) catalogRead(c *call, read func(ws memdb.WatchSet) uint64) erro
 		return err
 	}
 	setMeta(c.w, kv.QueryMeta{Index: idx, KnownLeader: true}, o)
+	if has(c.query, "cached") {
+		// Consul's agent cache: every catalog read here is answered from
+		// the agent's own copy, kept current by gossip, so it is always a
+		// hit and never older than the last change it has heard of.
+		c.w.Header().Set("X-Cache", "HIT")
+		c.w.Header().Set("Age", "0")
+	}
 	return nil
 }
 
@@ -359,6 +366,7 @@ type serviceIn struct {
 	Locality          *consuljson.Locality
 	Namespace         string
 	Partition         string
+	ModifyIndex       uint64 // for CAS in /v1/txn
 }
 
 // checkIn is a check as a catalog registration gives it (api.AgentCheck,
@@ -374,6 +382,7 @@ type checkIn struct {
 	ServiceName string
 	Type        string
 	Definition  *checkDefinitionRead
+	ModifyIndex uint64 // for CAS in /v1/txn
 }
 
 // checkDefinitionRead is a HealthCheckDefinition as a catalog
@@ -397,6 +406,22 @@ type checkDefinitionRead struct {
 	IntervalDuration                       durationIn
 	TimeoutDuration                        durationIn
 	DeregisterCriticalServiceAfterDuration durationIn
+}
+
+// check is the check in the catalog's form, of service serviceID.
+func (ch *checkIn) check(serviceID string) (*catalog.Check, error) {
+	def, err := ch.Definition.definition(ch.CheckID)
+	if err != nil {
+		return nil, err
+	}
+	typ := ch.Type
+	if typ == "" {
+		typ = definitionType(def)
+	}
+	return &catalog.Check{
+		CheckID: ch.CheckID, Name: ch.Name, Status: ch.Status, Notes: ch.Notes,
+		Output: ch.Output, ServiceID: serviceID, Type: typ, Definition: def,
+	}, nil
 }
 
 // definitionType is the Type Consul reports for a registered check
@@ -513,18 +538,11 @@ func (h *handler) catalogRegister(c *call) error {
 				serviceID = reg.Service.Name
 			}
 		}
-		def, err := ch.Definition.definition(ch.CheckID)
+		chk, err := ch.check(serviceID)
 		if err != nil {
 			return err
 		}
-		typ := ch.Type
-		if typ == "" {
-			typ = definitionType(def)
-		}
-		reg.Checks = append(reg.Checks, &catalog.Check{
-			CheckID: ch.CheckID, Name: ch.Name, Status: ch.Status, Notes: ch.Notes,
-			Output: ch.Output, ServiceID: serviceID, Type: typ, Definition: def,
-		})
+		reg.Checks = append(reg.Checks, chk)
 	}
 	if err := h.catalog.Register(reg); err != nil {
 		return err

@@ -335,7 +335,7 @@ func TestRegistrationErrors(t *testing.T) {
 		{"empty body", "/v1/agent/service/register", ``, 400, "Request decode failed: the body is empty; send a service registration as JSON"},
 		{"no name", "/v1/agent/service/register", `{"Port": 80}`, 400, `Missing service name: give the service a "Name"`},
 		{"bad port", "/v1/agent/service/register", `{"Name":"web","Port":65536}`, 400, `Invalid service port 65536 for service "web": a port is 0-65535 (0: none)`},
-		{"bad interval", "/v1/agent/service/register", `{"Name":"web","Check":{"HTTP":"http://127.0.0.1/","Interval":"often"}}`, 400, `check "service:web": Interval="often" is not a duration; give one with a unit, such as "10s" or "1m30s"`},
+		{"bad interval", "/v1/agent/service/register", `{"Name":"web","Check":{"HTTP":"http://127.0.0.1/","Interval":"often"}}`, 400, `check "service:web": Interval="often": invalid duration; give one with a unit, such as "10s" or "1m30s"`},
 		{"no check type", "/v1/agent/service/register", `{"Name":"web","Check":{"Interval":"10s"}}`, 400, `Must provide TTL or Script/DockerContainerID/HTTP/TCP and Interval: check "service:web" has none of TTL, HTTP, TCP and ScriptArgs`},
 		{"tcp without interval", "/v1/agent/service/register", `{"Name":"web","Check":{"TCP":"127.0.0.1:80"}}`, 400, `check "service:web": TCP checks need an Interval, such as "10s"`},
 		{"script disabled", "/v1/agent/service/register", `{"Name":"web","Check":{"ScriptArgs":["/bin/true"],"Interval":"10s"}}`, 400, `check "service:web": script checks are disabled on this agent; start it with -enable-script-checks to run ScriptArgs, or use an HTTP, TCP or TTL check`},

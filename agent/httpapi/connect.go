@@ -7,7 +7,7 @@ import "time"
 // proxies. With connect { enabled = true } the agent still has a root of
 // its own (made at start), so that tools which wait for Connect to be
 // bootstrapped (consul/sdk's testutil, some schedulers) start; without
-// it the list is empty.
+// it the endpoint answers Consul's "Connect must be enabled" error.
 
 // CARoot is one Connect CA root certificate (api.CARoot).
 type CARoot struct {
@@ -35,12 +35,12 @@ type caRootList struct {
 // connectCARoots serves GET /v1/agent/connect/ca/roots and
 // /v1/connect/ca/roots.
 func (h *handler) connectCARoots(c *call) error {
-	out := caRootList{Roots: []CARoot{}}
-	if r := h.connectRoot; r != nil {
-		out.ActiveRootID = r.ID
-		out.TrustDomain = h.trustDomain
-		out.Roots = append(out.Roots, *r)
+	r := h.connectRoot
+	if r == nil {
+		// Consul's answer when Connect is off.
+		return badRequest("Connect must be enabled in order to use this endpoint")
 	}
+	out := caRootList{ActiveRootID: r.ID, TrustDomain: h.trustDomain, Roots: []CARoot{*r}}
 	c.w.Header().Set("X-Consul-Index", "1")
 	return writeJSON(c.w, 200, out)
 }
