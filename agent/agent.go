@@ -50,7 +50,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	seen := map[string]bool{}
-	for _, w := range cfg.warnings {
+	for _, w := range cfg.ConfigWarnings {
 		if !seen[w] {
 			seen[w] = true
 			logger.Warn(w)

@@ -94,9 +94,9 @@ type Config struct {
 	// the Connect CA roots endpoints with a root of its own. cairn runs
 	// no proxies and signs no leaf certificates.
 	ConnectEnabled bool
-	// warnings are the config files' keys that have no effect in cairn;
+	// ConfigWarnings are about the config files' keys that have no effect in cairn;
 	// New logs each once.
-	warnings []string
+	ConfigWarnings []string
 	// Fast shortens Raft and gossip timings for agents that share one
 	// machine (-dev sets it; tests do). Not a flag: never across networks.
 	Fast bool

@@ -113,7 +113,7 @@ func LoadConfigFile(cfg *Config, path string) error {
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
 	for _, k := range ignored {
-		cfg.warnings = append(cfg.warnings, fmt.Sprintf("config key %s (in %s) has no effect in cairn; it is accepted so that Consul's config files load unchanged", k, path))
+		cfg.ConfigWarnings = append(cfg.ConfigWarnings, fmt.Sprintf("config key %s (in %s) has no effect in cairn; it is accepted so that Consul's config files load unchanged", k, path))
 	}
 	// Decode key by key, so that a bad value is reported with its key
 	// (hcl's own errors name neither).
@@ -125,7 +125,7 @@ func LoadConfigFile(cfg *Config, path string) error {
 		}
 		if isDefinitionKey(key) {
 			if err := readDefinitions(cfg, key, item); err != nil {
-				return fmt.Errorf("config file %s: %s%s: %w", path, at(item), key, err)
+				return fmt.Errorf("config file %s: %s%w", path, at(item), err)
 			}
 			continue
 		}

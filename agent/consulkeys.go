@@ -47,6 +47,12 @@ var consulKeys = setOf(
 	// Behaviour cairn fixes: interrupts and remote exec.
 	"skip_leave_on_interrupt", "disable_remote_exec", "check_output_max_size",
 	"discard_check_output", "enable_agent_tls_for_checks", "auto_reload_config", "watches",
+	// DNS tuning beyond TTLs and only_passing.
+	"dns_config.allow_stale", "dns_config.max_stale", "dns_config.udp_answer_limit",
+	"dns_config.enable_truncate", "dns_config.recursor_timeout", "dns_config.disable_compression",
+	"dns_config.a_record_limit", "dns_config.enable_additional_node_meta_txt", "dns_config.soa",
+	"dns_config.use_cache", "dns_config.cache_max_age", "dns_config.prefer_namespace",
+	"dns_config.recursor_strategy",
 	// The version testutil (consul/sdk) writes into its configs.
 	"version",
 )

@@ -59,7 +59,7 @@ func readDefinitions(cfg *Config, key string, item *ast.ObjectItem) error {
 			return err
 		}
 		what := key
-		if len(defs) > 1 || key == "services" || key == "checks" {
+		if key == "services" || key == "checks" {
 			what = fmt.Sprintf("%s[%d]", key, i)
 		}
 		if strings.HasPrefix(key, "service") {
@@ -110,7 +110,7 @@ func apiKeys(v any, key string) (any, error) {
 		}
 		out := make([]any, len(x))
 		for i, e := range x {
-			n, err := apiKeys(e, key)
+			n, err := apiKeys(e, "") // an element: its own keys decide
 			if err != nil {
 				return nil, err
 			}

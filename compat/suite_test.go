@@ -291,4 +291,3 @@ func tail(b *strings.Builder, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
-

@@ -147,7 +147,7 @@ type CatalogService struct {
 	ServiceEnableTagOverride bool
 	ServiceProxy             map[string]any `json:",omitempty"`
 	ServiceConnect           map[string]any `json:",omitempty"`
-	ServiceLocality          *Locality       `json:",omitempty" bexpr:"-"`
+	ServiceLocality          *Locality      `json:",omitempty" bexpr:"-"`
 	CreateIndex              uint64
 	ModifyIndex              uint64
 }

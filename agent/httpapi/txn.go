@@ -57,6 +57,9 @@ func (h *handler) txn(c *call) error {
 	if err := dec.Decode(&in); err != nil {
 		return badRequest("Failed to parse body: %v", err)
 	}
+	if len(in) == 0 {
+		return badRequest("the transaction has no operations; give at least one, e.g. [{\"KV\":{\"Verb\":\"get\",\"Key\":\"foo\"}}]")
+	}
 	if len(in) > maxTxnOps {
 		return tooLarge("Transaction contains too many operations (%d > %d)", len(in), maxTxnOps)
 	}
