@@ -106,9 +106,9 @@ func FromService(s *catalog.Service) *Service {
 		Weights:           Weights(s.Weights),
 		EnableTagOverride: s.EnableTagOverride,
 		Kind:              s.Kind, SocketPath: s.SocketPath,
-		Proxy: object(s.Proxy), Connect: object(s.Connect),
 		CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex,
 	}
+	out.Proxy, out.Connect = object(s.Proxy), object(s.Connect)
 	for _, p := range s.Ports {
 		out.Ports = append(out.Ports, ServicePort(p))
 	}
@@ -288,6 +288,33 @@ type ServiceEntry struct {
 // answers it.
 func FromHealth(in catalog.Instance) ServiceEntry {
 	return ServiceEntry{Node: FromNode(in.Node), Service: FromService(in.Service), Checks: FromChecks(in.Checks)}
+}
+
+// MarshalJSON writes the entry as Consul does: the service's Proxy and
+// Connect are always there, {} when it has none (Consul's NodeService
+// holds them as values). The Go value keeps them nil, so that ?filter=
+// sees an absent field.
+func (e ServiceEntry) MarshalJSON() ([]byte, error) {
+	type service struct {
+		*Service
+		Proxy   map[string]any
+		Connect map[string]any
+	}
+	var svc *service
+	if e.Service != nil {
+		svc = &service{Service: e.Service, Proxy: e.Service.Proxy, Connect: e.Service.Connect}
+		if svc.Proxy == nil {
+			svc.Proxy = map[string]any{}
+		}
+		if svc.Connect == nil {
+			svc.Connect = map[string]any{}
+		}
+	}
+	return json.Marshal(struct {
+		Node    *Node
+		Service *service
+		Checks  []*Check
+	}{e.Node, svc, e.Checks})
 }
 
 // CatalogNode is Consul's NodeServices (api.CatalogNode): a node and its

@@ -458,8 +458,11 @@ func TestHealthServiceShape(t *testing.T) {
 		Node: &api.Node{ID: "0d1c8a1e-6a35-4b2c-9f0e-2f4b1c3d5e6f", Node: "node-1", Address: "10.0.0.1", Datacenter: "dc1",
 			TaggedAddresses: map[string]string{"lan": "10.0.0.1", "lan_ipv4": "10.0.0.1", "wan": "10.0.0.1", "wan_ipv4": "10.0.0.1"},
 			Meta:            map[string]string{"consul-network-segment": ""}},
+		// Consul's health answers carry Proxy and Connect, empty, on
+		// every service (consul/api's TestAPI_ClientTxnWrite pins it).
 		Service: &api.AgentService{ID: "web-1", Service: "web", Tags: []string{"a"}, Port: 80, Meta: map[string]string{},
-			Weights: api.AgentWeights{Passing: 1, Warning: 1}},
+			Weights: api.AgentWeights{Passing: 1, Warning: 1},
+			Proxy:   &api.AgentServiceConnectProxyConfig{}, Connect: &api.AgentServiceConnect{}},
 		Checks: api.HealthChecks{
 			{Node: "node-1", CheckID: "serfHealth", Name: "Serf Health Status", Status: "passing", Output: "Agent alive and reachable", ServiceTags: []string{}},
 			{Node: "node-1", CheckID: "web-http", Name: "Service 'web' check", Status: "critical", ServiceID: "web-1", ServiceName: "web",

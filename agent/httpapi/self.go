@@ -123,7 +123,7 @@ func (h *handler) agentSelf(c *call) error {
 			SerfAdvertiseAddrLAN: "tcp://" + net.JoinHostPort(s.BindAddr, strconv.Itoa(s.SerfLANPort)),
 			SerfBindAddrLAN:      "tcp://" + net.JoinHostPort(s.BindAddr, strconv.Itoa(s.SerfLANPort)),
 			RPCAdvertiseAddr:     "tcp://" + net.JoinHostPort(s.BindAddr, strconv.Itoa(s.ServerPort)),
-			ClientAddrs:          []string{s.ClientAddr},
+			ClientAddrs:          nonEmpty(s.ClientAddr),
 			HTTPAddrs:            listenAddrs(s.ClientAddr, s.HTTPPort),
 			DNSAddrs:             listenAddrs(s.ClientAddr, s.DNSPort),
 			NodeMeta:             meta,
@@ -144,4 +144,11 @@ func listenAddrs(ip string, port int) []string {
 		return []string{}
 	}
 	return []string{"tcp://" + net.JoinHostPort(ip, strconv.Itoa(port))}
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return []string{s}
 }
