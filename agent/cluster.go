@@ -101,6 +101,16 @@ func (c *cluster) Leave() error {
 // leave to reach the other members.
 const leaveTimeout = 5 * time.Second
 
+// Prune is ForceLeave that also forgets the member at once
+// (force-leave -prune); a live member is left alone, as in Consul.
+func (c *cluster) Prune(node string) error {
+	err := c.ml.Prune(node)
+	if errors.Is(err, membership.ErrNotFailed) {
+		return nil
+	}
+	return err
+}
+
 // ForceLeave forces a failed member out. A live member is left alone and
 // the call succeeds, as in Consul (serf only acts on failed members).
 func (c *cluster) ForceLeave(node string) error {
