@@ -314,7 +314,7 @@ func TestLoadConfigFileErrors(t *testing.T) {
 		{"unknown json port", "a.json", `{"ports": {"grcp": 8502}}`,
 			`config file %s: unknown key "ports.grcp"; it is neither one of cairn's keys in ports (dns, http, serf_lan, server) nor one of Consul's`},
 		{"bad service", "a.hcl", "service {\n  name = \"web\"\n  prot = 80\n}\n",
-			`config file %s: line 1: service: json: unknown field "prot"`},
+			`config file %s: line 1: service: json: unknown field "Prot"`},
 		{"bad check", "a.json", `{"checks": [{"id": "a", "ttl": "soon"}]}`,
 			`config file %s: checks[0]: check "a": TTL="soon": invalid duration; give one with a unit, such as "10s" or "1m30s"`},
 		{"wrong type", "a.hcl", `bootstrap_expect = "three"`,

@@ -118,8 +118,8 @@ service {
 			}
 		case "db-proxy":
 			var p map[string]any
-			if err := json.Unmarshal(def.Service.Proxy, &p); err != nil || p["destinationservicename"] != "db" && p["DestinationServiceName"] != "db" {
-				t.Errorf("db-proxy Proxy = %s (%v); want its destination kept", def.Service.Proxy, err)
+			if err := json.Unmarshal(def.Service.Proxy, &p); err != nil || p["DestinationServiceName"] != "db" || p["LocalServicePort"] != float64(5432) {
+				t.Errorf("db-proxy Proxy = %s (%v); want it in the API's field names", def.Service.Proxy, err)
 			}
 		}
 	}

@@ -88,9 +88,10 @@ var userKeys = setOf("meta", "node_meta", "header", "tagged_addresses", "taggeda
 
 // apiKeys turns a definition decoded from HCL or JSON, with Consul's
 // config-file keys (snake_case: service_id, deregister_critical_service_after),
-// into the agent API's JSON, whose field names are the same words
-// without underscores (encoding/json matches them without regard to case).
-// Nested blocks decoded as lists of one become objects.
+// into the agent API's JSON, whose field names are the same words in
+// CamelCase (ServiceID, DeregisterCriticalServiceAfter), so that what is
+// kept as written (Proxy, Connect) reads as the API writes it. Nested
+// blocks decoded as lists of one become objects.
 func apiKeys(v any, key string) (any, error) {
 	switch x := v.(type) {
 	case []map[string]any:
@@ -129,7 +130,7 @@ func apiKeys(v any, key string) (any, error) {
 		for k, e := range x {
 			nk := k
 			if !userKeys[key] {
-				nk = strings.ReplaceAll(k, "_", "")
+				nk = camel(k)
 			}
 			childKey := k
 			if userKeys[key] {
@@ -191,4 +192,25 @@ func parseServiceDefinition(b []byte) (catalog.ServiceDefinition, error) {
 
 func parseCheckDefinition(b []byte) (checks.Definition, error) {
 	return httpapi.ParseCheckRegistration(b)
+}
+
+// acronyms are the words Consul's field names write in capitals.
+var acronyms = setOf("id", "ip", "http", "https", "tcp", "udp", "ttl", "tls", "grpc", "dns", "url", "os", "sni", "h2ping", "acl")
+
+// camel is a snake_case key in CamelCase with Consul's acronyms
+// (service_id: ServiceID); a key without underscores keeps its letters
+// and gets a capital first one.
+func camel(k string) string {
+	var b strings.Builder
+	for _, part := range strings.Split(k, "_") {
+		if part == "" {
+			continue
+		}
+		if acronyms[part] {
+			b.WriteString(strings.ToUpper(part))
+			continue
+		}
+		b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+	}
+	return b.String()
 }
