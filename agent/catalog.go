@@ -13,6 +13,7 @@ import (
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/membership"
+	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/hashicorp/go-memdb"
 )
 
@@ -132,6 +133,9 @@ func (w *wiring) serverService() *catalog.Service {
 			"non_voter": "false", "read_replica": "false", "raft_version": "3",
 			"serf_protocol_current": "2", "serf_protocol_min": "1", "serf_protocol_max": "5",
 			"version": ConsulVersion,
+			// No VIP for the servers: clients reach them at their own
+			// addresses, and a cluster's VIP range is for its services.
+			vip.MetaEndpointMode: vip.EndpointDNSRR,
 		},
 	}
 }
