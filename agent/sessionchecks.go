@@ -22,6 +22,12 @@ func (w *wiring) sessionChecksPart() (part, bool, error) {
 	}
 	store, cat, log := w.store, w.cat, w.log
 	return part{"session checks", func(ctx context.Context) error {
+		// seen holds the checks each session's node has been seen to
+		// have: the catalog here is a gossip replica, so a check that a
+		// session was just created with on another agent may not have
+		// arrived yet. Only a check that was here and went away ends the
+		// session.
+		seen := map[string]map[string]bool{}
 		for {
 			ws := memdb.NewWatchSet()
 			if store.LeaderWatch(ws) {
@@ -29,12 +35,22 @@ func (w *wiring) sessionChecksPart() (part, bool, error) {
 				if err != nil {
 					return err
 				}
+				live := map[string]bool{}
 				for _, s := range sessions {
-					if why := sessionUnhealthy(ws, cat, s); why != "" {
+					live[s.ID] = true
+					if seen[s.ID] == nil {
+						seen[s.ID] = map[string]bool{}
+					}
+					if why := sessionUnhealthy(ws, cat, s, seen[s.ID]); why != "" {
 						log.Info("ending session: a check it depends on is not healthy", "session", s.ID, "node", s.Node, "reason", why)
 						if err := store.DestroySession(ctx, s.ID); err != nil && ctx.Err() == nil {
 							log.Warn("could not end a session", "session", s.ID, "err", err)
 						}
+					}
+				}
+				for id := range seen {
+					if !live[id] {
+						delete(seen, id)
 					}
 				}
 			}
@@ -46,9 +62,10 @@ func (w *wiring) sessionChecksPart() (part, bool, error) {
 }
 
 // sessionUnhealthy says why s must end ("" when it may live): one of its
-// checks, other than serfHealth (membership's business), is critical or
-// gone from its node.
-func sessionUnhealthy(ws memdb.WatchSet, cat *catalog.Catalog, s *kv.Session) string {
+// checks, other than serfHealth (membership's business), is critical, or
+// is gone from its node after having been seen there (seen, which it
+// updates).
+func sessionUnhealthy(ws memdb.WatchSet, cat *catalog.Catalog, s *kv.Session, seen map[string]bool) string {
 	ids := make([]string, 0, len(s.NodeChecks)+len(s.ServiceChecks))
 	for _, id := range s.NodeChecks {
 		if id != kv.NodeHealthCheck {
@@ -71,10 +88,13 @@ func sessionUnhealthy(ws memdb.WatchSet, cat *catalog.Catalog, s *kv.Session) st
 			}
 		}
 		switch {
-		case found == nil:
+		case found == nil && seen[id]:
 			return fmt.Sprintf("check %q was deregistered", id)
+		case found == nil:
 		case found.Status == catalog.StatusCritical:
 			return fmt.Sprintf("check %q is critical", id)
+		default:
+			seen[id] = true
 		}
 	}
 	return ""
