@@ -31,6 +31,9 @@ func (w *wiring) ops() httpapi.Ops {
 	if w.tel != nil {
 		o.Metrics = w.tel.reg.Handler()
 	}
+	if w.cat != nil {
+		w.agent.onReload("definitions", w.definitionsReloader())
+	}
 	if logs := logging.Of(w.log); logs != nil {
 		o.Logs = logs
 	}

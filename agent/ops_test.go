@@ -355,6 +355,71 @@ func TestSnapshotRestoreRefusesDamage(t *testing.T) {
 	}
 }
 
+// TestAPIAgentReload is consul/api's TestAPI_AgentReload (and its
+// _MultiPort twin's shape): a service written into the config file after
+// the start is registered by Reload; one dropped from the file goes,
+// and one registered through the API stays.
+func TestAPIAgentReload(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "reload.json")
+	if err := os.WriteFile(cfgFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := devConfig()
+	base.ReloadConfig = func() (Config, error) {
+		c := devConfig()
+		err := LoadConfigFile(&c, cfgFile)
+		return c, err
+	}
+	r := start(t, base)
+	agent := r.client.Agent()
+	if err := agent.ServiceRegister(&api.AgentServiceRegistration{Name: "by-api"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgFile, []byte(`{"service":{"name":"redis", "port":1234, "Meta": {"some": "meta"}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Reload(); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	services, err := agent.Services()
+	if err != nil {
+		t.Fatal(err)
+	}
+	service, ok := services["redis"]
+	if !ok || service.Port != 1234 || service.Meta["some"] != "meta" {
+		t.Fatalf("services after reload: redis = %+v; want redis on 1234 with Meta some=meta", service)
+	}
+
+	// The file now defines another service: redis goes, by-api stays.
+	if err := os.WriteFile(cfgFile, []byte(`{"services":[{"name":"memcached", "port":11211}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Reload(); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	services, err = agent.Services()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, hasRedis := services["redis"]
+	_, hasMemcached := services["memcached"]
+	_, hasAPI := services["by-api"]
+	if hasRedis || !hasMemcached || !hasAPI {
+		t.Errorf("services after the second reload = %v; want memcached and by-api, not redis", services)
+	}
+
+	// A definition that does not parse is refused; nothing changes.
+	if err := os.WriteFile(cfgFile, []byte(`{"services":[{"name":"memcached", "port":"eleven"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Reload(); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("Reload with a bad service definition = %v, want a refusal", err)
+	}
+	if services, _ := agent.Services(); services["memcached"] == nil {
+		t.Errorf("memcached is gone after a refused reload: %v", services)
+	}
+}
+
 // TestReload: a new log level and templates take effect without a
 // restart; an invalid new configuration is refused and the old one keeps
 // running.

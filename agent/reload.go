@@ -1,9 +1,14 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+
+	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 
 	"github.com/cairn-dev/cairn/agent/logging"
 	"github.com/cairn-dev/cairn/template"
@@ -28,9 +33,10 @@ func (a *Agent) onReload(name string, r reloader) {
 
 // Reload re-reads the configuration (Config.ReloadConfig: the same
 // flags and files the agent started with) and applies what can change
-// while running: the log level, the templates (-template,
-// -template-config, -template-check, -template-wait), and whatever parts
-// register a reloader. Everything is checked first; an invalid new
+// while running: the log level, the service and check definitions of
+// the config files, the templates (-template, -template-config,
+// -template-check, -template-wait), and whatever parts register a
+// reloader. Everything is checked first; an invalid new
 // configuration is refused with the reason and the old one keeps running.
 // SIGHUP, `cairn reload` and PUT /v1/agent/reload call it. Settings that
 // need a restart (ports, addresses, data dir, server) keep their
@@ -141,5 +147,73 @@ func (s *templateSupervisor) run(ctx context.Context) error {
 			}
 			cur = r
 		}
+	}
+}
+
+// definitionsReloader re-reads the service and check definitions of the
+// config files, as consul reload does: new and changed ones are
+// registered, the ones the files no longer hold are deregistered, and
+// whatever was registered through the API is left alone. Every
+// definition is parsed before anything changes.
+func (w *wiring) definitionsReloader() reloader {
+	type fromFiles struct{ services, checks map[string]bool }
+	ids := func(cfg Config) (fromFiles, []catalog.ServiceDefinition, []checks.Definition, error) {
+		f := fromFiles{services: map[string]bool{}, checks: map[string]bool{}}
+		var svcs []catalog.ServiceDefinition
+		var chks []checks.Definition
+		for _, b := range cfg.Services {
+			def, err := parseServiceDefinition(b)
+			if err != nil {
+				return f, nil, nil, fmt.Errorf("service definition: %w", err)
+			}
+			f.services[cmp.Or(def.Service.ID, def.Service.Name)] = true
+			svcs = append(svcs, def)
+		}
+		for _, b := range cfg.Checks {
+			def, err := parseCheckDefinition(b)
+			if err != nil {
+				return f, nil, nil, fmt.Errorf("check definition: %w", err)
+			}
+			f.checks[cmp.Or(def.ID, def.Name)] = true
+			chks = append(chks, def)
+		}
+		return f, svcs, chks, nil
+	}
+	var mu sync.Mutex
+	current, _, _, _ := ids(w.cfg) // the start registered them (loadDefinitions)
+	return func(cfg Config) (func(), error) {
+		next, svcs, chks, err := ids(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return func() {
+			mu.Lock()
+			defer mu.Unlock()
+			for id := range current.services {
+				if !next.services[id] {
+					if err := w.cat.DeregisterService(id); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+						w.log.Warn("reload: deregister a service the config files dropped", "service", id, "err", err)
+					}
+				}
+			}
+			for id := range current.checks {
+				if !next.checks[id] {
+					if err := w.cat.DeregisterCheck(id); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+						w.log.Warn("reload: deregister a check the config files dropped", "check", id, "err", err)
+					}
+				}
+			}
+			for _, def := range svcs {
+				if err := w.cat.RegisterService(def, false); err != nil {
+					w.log.Error("reload: register a service of the config files", "service", def.Service.Name, "err", err)
+				}
+			}
+			for _, def := range chks {
+				if err := w.cat.RegisterCheck(def); err != nil {
+					w.log.Error("reload: register a check of the config files", "check", def.Name, "err", err)
+				}
+			}
+			current = next
+		}, nil
 	}
 }
