@@ -57,6 +57,21 @@ type Config struct {
 	// blocking prefix queries before the leader reaps them (default 15m).
 	TombstoneTTL time.Duration
 
+	// MaxBlockingQueries bounds the blocking queries parked on this
+	// server at once (default DefaultMaxBlockingQueries); one more is
+	// refused with ErrTooManyQueries instead of growing without bound.
+	MaxBlockingQueries int
+
+	// DiskReserve is the free space the data dir's file system must
+	// keep (default DefaultDiskReserve): below it writes are refused as
+	// "disk full" before Raft meets a full disk, so the leader keeps
+	// leading and answering reads.
+	DiskReserve uint64
+
+	// wrapLogStore, when set, wraps the Raft log store (tests inject
+	// disk faults at that boundary with it).
+	wrapLogStore func(raft.LogStore) raft.LogStore
+
 	Logger *slog.Logger
 }
 
@@ -87,6 +102,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TombstoneTTL == 0 {
 		c.TombstoneTTL = d.TombstoneTTL
+	}
+	if c.MaxBlockingQueries == 0 {
+		c.MaxBlockingQueries = DefaultMaxBlockingQueries
+	}
+	if c.DiskReserve == 0 {
+		c.DiskReserve = DefaultDiskReserve
 	}
 	if c.SessionTTLMin == 0 {
 		c.SessionTTLMin = SessionTTLMin
@@ -132,6 +153,16 @@ type Server struct {
 
 	sessions *sessionTimers
 	blocking blocking.Tracker // the blocking queries in flight
+	parked   atomic.Int64     // the same, for MaxBlockingQueries
+	disk     *diskGuard
+
+	// leaderSeen is the Raft leader as Run last observed it, and a
+	// channel closed (and replaced) when it changes.
+	leaderSeen struct {
+		sync.Mutex
+		addr    string
+		changed chan struct{}
+	}
 
 	// leadership is the signal LeaderWatch serves: whether Run last saw
 	// this server lead, and a channel closed (and replaced) when that
@@ -164,6 +195,12 @@ func Open(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	disk := newDiskGuard(raftDir, cfg.DiskReserve, cfg.Logger)
+	if cfg.wrapLogStore != nil {
+		st.logs = cfg.wrapLogStore(st.logs)
+	}
+	st.logs = disk.logStore(st.logs)
+	st.stable = disk.stableStore(st.stable)
 
 	trans := cfg.Transport
 	if trans == nil {
@@ -224,12 +261,15 @@ func Open(cfg Config) (*Server, error) {
 		raft:       r,
 		trans:      trans,
 		stores:     st,
+		disk:       disk,
 		shutdownCh: make(chan struct{}),
 		doneCh:     make(chan struct{}),
 	}
 	s.sessions = newSessionTimers(s)
 	s.resetReady()
 	s.leadership.changed = make(chan struct{})
+	s.leaderSeen.changed = make(chan struct{})
+	disk.patient(s.shutdownCh)
 	return s, nil
 }
 
@@ -294,6 +334,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 		checkLead()
+		s.noteLeader()
 	}
 }
 
@@ -405,6 +446,30 @@ func (s *Server) setLeading(leading bool) {
 	s.leadership.leading = leading
 	close(s.leadership.changed)
 	s.leadership.changed = make(chan struct{})
+}
+
+// noteLeader records the leader Raft names now and wakes LeaderChanged's
+// waiters when it differs from the last one seen.
+func (s *Server) noteLeader() {
+	addr := s.Leader()
+	s.leaderSeen.Lock()
+	defer s.leaderSeen.Unlock()
+	if addr == s.leaderSeen.addr {
+		return
+	}
+	s.leaderSeen.addr = addr
+	close(s.leaderSeen.changed)
+	s.leaderSeen.changed = make(chan struct{})
+}
+
+// LeaderChanged returns a channel that closes when the leader this
+// server knows changes (a new one elected, or the old one lost), as Run
+// observes it. Requests held while there is no leader wait on it, and a
+// request forwarded to a leader that has been replaced stops waiting.
+func (s *Server) LeaderChanged() <-chan struct{} {
+	s.leaderSeen.Lock()
+	defer s.leaderSeen.Unlock()
+	return s.leaderSeen.changed
 }
 
 // IsLeader reports whether this server currently leads.
@@ -521,6 +586,14 @@ func (s *Server) blockingQuery(ctx context.Context, q QueryOptions, m *QueryMeta
 	if err := s.checkRead(ctx, q); err != nil {
 		return err
 	}
+	if q.MinIndex > 0 {
+		limit := int64(s.cfg.MaxBlockingQueries)
+		if n := s.parked.Add(1); n > limit {
+			s.parked.Add(-1)
+			return fmt.Errorf("%w: this server already holds %d blocking queries (the limit); retry later, spread watchers over more agents, or raise limits.max_blocking_queries", ErrTooManyQueries, limit)
+		}
+		defer s.parked.Add(-1)
+	}
 	woken := false
 	idx, err := s.blocking.Run(ctx, blocking.Query{MinIndex: q.MinIndex, Wait: q.MaxWait}, func(ws memdb.WatchSet) (uint64, error) {
 		if woken {
@@ -601,6 +674,9 @@ func (s *Server) Apply(ctx context.Context, op Op) (bool, error) {
 	if err := validateWrite(op); err != nil {
 		return false, err
 	}
+	if err := ValidateKey(op.Key); err != nil {
+		return false, err
+	}
 	if op.Verb == VerbLock {
 		if s.fsm.lockDelay.blocked(op.Key, time.Now()) {
 			return false, nil
@@ -635,6 +711,9 @@ func (s *Server) Txn(ctx context.Context, q QueryOptions, ops []Op) (QueryMeta, 
 		if op.Key == "" && op.Verb != VerbDeleteTree && op.Verb != VerbGetTree {
 			return m, nil, nil, fmt.Errorf("%w: operation %d (%s): key is empty", ErrInvalidRequest, i, op.Verb)
 		}
+		if err := ValidateKey(op.Key); err != nil {
+			return m, nil, nil, fmt.Errorf("operation %d (%s): %w", i, op.Verb, err)
+		}
 		if !op.Verb.IsRead() {
 			readOnly = false
 		}
@@ -663,6 +742,10 @@ func (s *Server) Txn(ctx context.Context, q QueryOptions, ops []Op) (QueryMeta, 
 }
 
 // raftApply submits a command on the leader and returns the FSM's result.
+// Its errors tell whether the command may have been applied: ErrNotLeader
+// and ErrNoLeader (and a DiskError) promise it was not, ErrOutcomeUnknown
+// says it may have been. The command carries ctx's write ID, so sending
+// it again is safe either way.
 func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 	select {
 	case <-s.shutdownCh:
@@ -675,23 +758,43 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 		}
 		return nil, ErrNotLeader
 	}
+	if err := s.disk.check(); err != nil {
+		return nil, err
+	}
+	c.WriteID = WriteID(ctx)
 	data, err := c.encode()
 	if err != nil {
 		return nil, err
 	}
-	timeout := 30 * time.Second
+	// The timeout bounds only the hand-over to Raft's loop; once
+	// taken, the entry is decided by commit or loss of leadership.
+	enqueue := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
+		enqueue = min(enqueue, max(time.Until(dl), time.Millisecond))
 	}
-	f := s.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	f := s.raft.Apply(data, enqueue)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: the entry was handed to Raft but not committed when the request's deadline ran out (%v)", ErrOutcomeUnknown, ctx.Err())
+	}
+	if err != nil {
+		var de *DiskError
 		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
-		case errors.Is(err, raft.ErrRaftShutdown):
-			return nil, ErrShutdown
+		case errors.As(err, &de):
+			// The leader could not store the entry, so it never
+			// replicated it: not applied.
+			return nil, err
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return nil, fmt.Errorf("%w: %v (the write was not applied)", ErrNotLeader, err)
 		case errors.Is(err, raft.ErrEnqueueTimeout):
-			return nil, fmt.Errorf("%w: raft apply timed out: %v", ErrNoLeader, err)
+			return nil, fmt.Errorf("%w: raft did not take the write within %v (it was not applied)", ErrNotLeader, enqueue)
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return nil, fmt.Errorf("%w: leadership was lost after the entry was appended", ErrOutcomeUnknown)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, fmt.Errorf("%w: the server shut down with the entry in flight", ErrOutcomeUnknown)
 		}
 		return nil, err
 	}
@@ -715,3 +818,8 @@ func newTCPTransport(bind, advertise string, log *slog.Logger) (raft.Transport, 
 	}
 	return t, nil
 }
+
+// DiskCondition is the disk fault this server is in (disk full,
+// read-only, I/O error), nil when its disk is fine. /v1/agent/self and
+// the agent's health show it.
+func (s *Server) DiskCondition() *DiskCondition { return s.disk.Condition() }
