@@ -18,26 +18,28 @@ import (
 // reads: the same keys, in HCL or JSON. Pointers tell "not set" from a
 // zero value, so a file only overrides what it names.
 type fileConfig struct {
-	NodeName        *string    `hcl:"node_name"`
-	NodeID          *string    `hcl:"node_id"`
-	Datacenter      *string    `hcl:"datacenter"`
-	DataDir         *string    `hcl:"data_dir"`
-	Server          *bool      `hcl:"server"`
-	BootstrapExpect *int       `hcl:"bootstrap_expect"`
-	BindAddr        *string    `hcl:"bind_addr"`
-	AdvertiseAddr   *string    `hcl:"advertise_addr"`
-	ClientAddr      *string    `hcl:"client_addr"`
-	Ports           *filePorts `hcl:"ports"`
-	StartJoin       []string   `hcl:"start_join"`
-	RetryJoin       []string   `hcl:"retry_join"`
-	Encrypt         *string    `hcl:"encrypt"`
-	Domain          *string    `hcl:"domain"`
-	AltDomain       *string    `hcl:"alt_domain"`
-	DNSConfig       *fileDNS   `hcl:"dns_config"`
-	Recursors       []string   `hcl:"recursors"`
-	LogLevel        *string    `hcl:"log_level"`
-	LeaveOnTerm     *bool      `hcl:"leave_on_terminate"`
-	ScriptChecks    *bool      `hcl:"enable_script_checks"`
+	NodeName        *string          `hcl:"node_name"`
+	NodeID          *string          `hcl:"node_id"`
+	Datacenter      *string          `hcl:"datacenter"`
+	DataDir         *string          `hcl:"data_dir"`
+	Server          *bool            `hcl:"server"`
+	BootstrapExpect *int             `hcl:"bootstrap_expect"`
+	BindAddr        *string          `hcl:"bind_addr"`
+	AdvertiseAddr   *string          `hcl:"advertise_addr"`
+	ClientAddr      *string          `hcl:"client_addr"`
+	Ports           *filePorts       `hcl:"ports"`
+	StartJoin       []string         `hcl:"start_join"`
+	RetryJoin       []string         `hcl:"retry_join"`
+	Encrypt         *string          `hcl:"encrypt"`
+	Domain          *string          `hcl:"domain"`
+	AltDomain       *string          `hcl:"alt_domain"`
+	DNSConfig       *fileDNS         `hcl:"dns_config"`
+	Recursors       []string         `hcl:"recursors"`
+	LogLevel        *string          `hcl:"log_level"`
+	LeaveOnTerm     *bool            `hcl:"leave_on_terminate"`
+	ScriptChecks    *bool            `hcl:"enable_script_checks"`
+	Performance     *filePerformance `hcl:"performance"`
+	Limits          *fileLimits      `hcl:"limits"`
 	// cairn's own keys (Consul has no VIPs of this kind).
 	VIPCIDR      *string `hcl:"vip_cidr"`
 	VIPDataplane *string `hcl:"vip_dataplane"`
@@ -51,6 +53,18 @@ type fileDNS struct {
 	ServiceTTL  *string `hcl:"service_ttl"`
 	NodeTTL     *string `hcl:"node_ttl"`
 	OnlyPassing *bool   `hcl:"only_passing"`
+}
+
+// filePerformance is Consul's performance block, in the part cairn reads.
+type filePerformance struct {
+	RPCHoldTimeout *string `hcl:"rpc_hold_timeout"`
+}
+
+// fileLimits is Consul's limits block, in the part cairn reads, plus
+// max_blocking_queries (cairn's).
+type fileLimits struct {
+	HTTPMaxConnsPerClient *int `hcl:"http_max_conns_per_client"`
+	MaxBlockingQueries    *int `hcl:"max_blocking_queries"`
 }
 
 type filePorts struct {
@@ -226,6 +240,17 @@ func (fc *fileConfig) apply(c *Config) error {
 			return fmt.Errorf("vip_grace = %q is not a duration; give one with a unit, such as \"1h\"", *fc.VIPGrace)
 		}
 		c.VIPGrace = v
+	}
+	if p := fc.Performance; p != nil && p.RPCHoldTimeout != nil {
+		v, err := time.ParseDuration(*p.RPCHoldTimeout)
+		if err != nil {
+			return fmt.Errorf("performance.rpc_hold_timeout = %q is not a duration; give one with a unit, such as \"7s\"", *p.RPCHoldTimeout)
+		}
+		c.RPCHoldTimeout = v
+	}
+	if l := fc.Limits; l != nil {
+		set(&c.Limits.HTTPMaxConnsPerClient, l.HTTPMaxConnsPerClient)
+		set(&c.Limits.MaxBlockingQueries, l.MaxBlockingQueries)
 	}
 	if d := fc.DNSConfig; d != nil {
 		for _, ttl := range []struct {

@@ -123,9 +123,9 @@ func (r *Router) holdRequest(ctx context.Context, write bool, wait time.Duration
 		return fmt.Errorf("%w: no leader confirmed it within the hold time (%v): %v", kv.ErrOutcomeUnknown, r.hold, last)
 	}
 	if errors.Is(last, kv.ErrNoLeader) || errors.Is(last, kv.ErrNotLeader) {
-		return fmt.Errorf("%w (held %v, the hold time): %v", kv.ErrNoLeader, r.hold, trimSentinel(last))
+		return fmt.Errorf("%w: none within the hold time (%v): %v", kv.ErrNoLeader, r.hold, trimSentinel(last))
 	}
-	return fmt.Errorf("%w: held %v without an answer: %v", kv.ErrNoLeader, r.hold, last)
+	return fmt.Errorf("%w: no answer within the hold time (%v): %v", kv.ErrNoLeader, r.hold, last)
 }
 
 // errAttemptTimeout: one try got no answer within its bound (a paused or

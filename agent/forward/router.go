@@ -26,7 +26,7 @@ type Router struct {
 	servers func() []string // server RPC addresses known from membership
 	pool    *Pool
 
-	hold       time.Duration           // see HoldTimeout
+	hold       time.Duration          // see HoldTimeout
 	nodeExists func(node string) bool // see NodeExists; nil: any node
 
 	mu  sync.Mutex
