@@ -74,6 +74,9 @@ type DiskCondition struct {
 	Kind  string
 	Since time.Time
 	Error string
+	// fromStore: a store's write failed (cleared by the next one that
+	// succeeds), rather than the file system check (cleared by a check).
+	fromStore bool
 }
 
 // diskKind names the disk condition err is, or "" when it is none.
@@ -134,20 +137,51 @@ func (g *diskGuard) note(err error) error {
 		return err
 	}
 	de := &DiskError{Kind: kind, Path: g.dir, Err: err}
-	g.set(de)
+	g.set(de, true)
 	return de
 }
 
-func (g *diskGuard) set(de *DiskError) {
+// stored records a store write that succeeded: a condition a store's
+// error set is over.
+func (g *diskGuard) stored() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cond != nil && g.cond.fromStore {
+		g.clearLocked()
+	}
+}
+
+func (g *diskGuard) set(de *DiskError, fromStore bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.cond == nil || g.cond.Kind != de.Kind {
 		g.log.Error("kv: disk condition: writes are refused until it is fixed; reads still answer", "kind", de.Kind, "dir", g.dir, "err", de.Err)
 		g.cond = &DiskCondition{Kind: de.Kind, Since: time.Now()}
 	}
+	g.cond.fromStore = g.cond.fromStore || fromStore
 	g.cond.Error = de.Error()
 	g.lastErr = de
 	g.lastCheck = time.Now()
+}
+
+func (g *diskGuard) clearLocked() {
+	g.log.Info("kv: disk condition over; writes resume", "kind", g.cond.Kind, "dir", g.dir, "lasted", time.Since(g.cond.Since).Round(time.Millisecond))
+	g.cond = nil
+	g.lastErr = nil
+}
+
+// refusal is the error for a write this server cannot lead because of
+// its disk: the condition, checked again first; nil when there is none.
+func (g *diskGuard) refusal() error {
+	if err := g.check(); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cond == nil {
+		return nil
+	}
+	return &DiskError{Kind: g.cond.Kind, Path: g.dir, Text: g.cond.Error}
 }
 
 // check decides whether a write may go to Raft: the file system must be
@@ -165,21 +199,19 @@ func (g *diskGuard) check() error {
 	g.mu.Unlock()
 
 	err := g.examine(hadCond)
-	if err != nil {
-		var de *DiskError
-		if errors.As(err, &de) {
-			g.set(de)
-			return de
-		}
-		// The check itself failed for another reason: let Raft try.
-		err = nil
+	var de *DiskError
+	if errors.As(err, &de) {
+		g.set(de, false)
+		return de
 	}
+	// The disk takes writes (or the check itself failed for another
+	// reason): let Raft try. A condition a store's error set lasts
+	// until a store write succeeds.
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.lastErr = nil
-	if g.cond != nil {
-		g.log.Info("kv: disk condition over; writes resume", "kind", g.cond.Kind, "dir", g.dir, "lasted", time.Since(g.cond.Since).Round(time.Millisecond))
-		g.cond = nil
+	if g.cond != nil && !g.cond.fromStore {
+		g.clearLocked()
 	}
 	return nil
 }
@@ -229,9 +261,21 @@ type guardedLogs struct {
 	g *diskGuard
 }
 
-func (l *guardedLogs) StoreLog(log *raft.Log) error { return l.g.note(l.LogStore.StoreLog(log)) }
+func (l *guardedLogs) StoreLog(log *raft.Log) error {
+	return l.g.result(l.LogStore.StoreLog(log))
+}
+
 func (l *guardedLogs) StoreLogs(logs []*raft.Log) error {
-	return l.g.note(l.LogStore.StoreLogs(logs))
+	return l.g.result(l.LogStore.StoreLogs(logs))
+}
+
+// result notes a store write's outcome.
+func (g *diskGuard) result(err error) error {
+	if err == nil {
+		g.stored()
+		return nil
+	}
+	return g.note(err)
 }
 func (l *guardedLogs) DeleteRange(min, max uint64) error {
 	return l.g.note(l.LogStore.DeleteRange(min, max))

@@ -150,10 +150,19 @@ type Server struct {
 	// index the new term establishes). A fresh, open channel replaces it
 	// whenever leadership ends.
 	ready atomic.Pointer[chan struct{}]
+	// wasReady: this process has led with every earlier entry applied,
+	// so its state holds everything committed up to then.
+	wasReady atomic.Bool
 
 	sessions *sessionTimers
 	blocking blocking.Tracker // the blocking queries in flight
 	parked   atomic.Int64     // the same, for MaxBlockingQueries
+
+	// quorumAt is when a quorum last confirmed this server's leadership
+	// (a verify, or the submission time of a committed write), as
+	// UnixNano; lease is how long a default read trusts it.
+	quorumAt atomic.Int64
+	lease    time.Duration
 	disk     *diskGuard
 
 	// leaderSeen is the Raft leader as Run last observed it, and a
@@ -262,6 +271,7 @@ func Open(cfg Config) (*Server, error) {
 		trans:      trans,
 		stores:     st,
 		disk:       disk,
+		lease:      rc.LeaderLeaseTimeout,
 		shutdownCh: make(chan struct{}),
 		doneCh:     make(chan struct{}),
 	}
@@ -358,6 +368,7 @@ func (s *Server) lead(ctx context.Context) {
 		}
 	}
 	close(*s.ready.Load())
+	s.wasReady.Store(true)
 	s.sessions.start(ctx)
 	defer s.sessions.stopAll()
 	s.reapTombstones(ctx)
@@ -541,6 +552,13 @@ func (s *Server) checkRead(ctx context.Context, q QueryOptions) error {
 		return nil
 	}
 	if s.raft.State() != raft.Leader {
+		if s.soleVoterOnBadDisk() {
+			// A lone server whose disk fails cannot lead (a new
+			// term's first entry must be stored), yet nothing can
+			// have been committed anywhere but here: its memory is
+			// the whole committed state, so reads keep answering.
+			return nil
+		}
 		if s.Leader() == "" {
 			return ErrNoLeader
 		}
@@ -554,12 +572,29 @@ func (s *Server) checkRead(ctx context.Context, q QueryOptions) error {
 			return err
 		}
 	}
-	if q.Consistent {
+	// ?consistent always confirms leadership with a quorum; a default
+	// read does when no quorum has confirmed it within the leader lease,
+	// so a leader that was paused or cut off (and may have been
+	// replaced meanwhile) does not answer from its old state.
+	if q.Consistent || time.Since(time.Unix(0, s.quorumAt.Load())) > s.lease {
+		at := time.Now()
 		if err := s.raft.VerifyLeader().Error(); err != nil {
 			return fmt.Errorf("%w: verify leadership: %v", ErrNotLeader, err)
 		}
+		s.confirmed(at)
 	}
 	return nil
+}
+
+// confirmed records that a quorum followed this leader at time at.
+func (s *Server) confirmed(at time.Time) {
+	n := at.UnixNano()
+	for {
+		old := s.quorumAt.Load()
+		if old >= n || s.quorumAt.CompareAndSwap(old, n) {
+			return
+		}
+	}
 }
 
 // waitReady waits for a new leader's barrier, bounded by readyTimeout.
@@ -753,6 +788,13 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 	default:
 	}
 	if s.raft.State() != raft.Leader {
+		if s.disk.Condition() != nil {
+			// Not leading because of its own disk (it steps down
+			// when it cannot store an entry): say that.
+			if err := s.disk.refusal(); err != nil {
+				return nil, err
+			}
+		}
 		if s.Leader() == "" {
 			return nil, ErrNoLeader
 		}
@@ -772,6 +814,7 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		enqueue = min(enqueue, max(time.Until(dl), time.Millisecond))
 	}
+	submitted := time.Now()
 	f := s.raft.Apply(data, enqueue)
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
@@ -798,6 +841,7 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 		}
 		return nil, err
 	}
+	s.confirmed(submitted)
 	return f.Response(), nil
 }
 
@@ -823,3 +867,24 @@ func newTCPTransport(bind, advertise string, log *slog.Logger) (raft.Transport, 
 // read-only, I/O error), nil when its disk is fine. /v1/agent/self and
 // the agent's health show it.
 func (s *Server) DiskCondition() *DiskCondition { return s.disk.Condition() }
+
+// soleVoterOnBadDisk reports whether this server is the only voter, has
+// led since it started (its state holds every committed entry), and is
+// in a disk condition.
+func (s *Server) soleVoterOnBadDisk() bool {
+	if !s.wasReady.Load() || s.disk.Condition() == nil {
+		return false
+	}
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	voters, self := 0, false
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters++
+			self = self || srv.ID == raft.ServerID(s.cfg.NodeID)
+		}
+	}
+	return voters == 1 && self
+}
