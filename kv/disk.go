@@ -97,9 +97,9 @@ func diskKind(err error) string {
 // over, at most every probeEvery), and sees a nearly full or read-only
 // file system before Raft does.
 type diskGuard struct {
-	dir      string
-	reserve  uint64
-	log      *slog.Logger
+	dir     string
+	reserve uint64
+	log     *slog.Logger
 
 	mu        sync.Mutex
 	stopping  <-chan struct{} // the server's shutdown; nil while opening
