@@ -92,17 +92,18 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// withBodyTimeout gives a request that has a body bodyReadTimeout to send
-// it; the deadline is lifted once the body is read, so a handler that
-// then waits (a write riding out an election) keeps its connection.
-func withBodyTimeout(next http.Handler) http.Handler {
+// withBodyTimeout gives a request that has a body d to send it (the
+// agent uses bodyReadTimeout); the deadline is lifted once the body is
+// read, so a handler that then waits (a write riding out an election)
+// keeps its connection.
+func withBodyTimeout(next http.Handler, d time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
 		rc := http.NewResponseController(w)
-		if rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil {
+		if rc.SetReadDeadline(time.Now().Add(d)) == nil {
 			r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { rc.SetReadDeadline(time.Time{}) }}
 		}
 		next.ServeHTTP(w, r)

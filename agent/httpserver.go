@@ -87,7 +87,7 @@ func (w *wiring) httpPart() (part, error) {
 		reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancelRequests()
 		srv := &http.Server{
-			Handler:           withBodyTimeout(handler),
+			Handler:           withBodyTimeout(handler, bodyReadTimeout),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			BaseContext:       func(net.Listener) context.Context { return reqCtx },
