@@ -185,11 +185,19 @@ func (g *diskGuard) refusal() error {
 }
 
 // check decides whether a write may go to Raft: the file system must be
-// writable with the reserve free, and after a disk error a probe write
-// must succeed. The answer is kept for probeEvery.
+// writable with the reserve free (a statfs, on every write: it is
+// cheap), and after a disk error a probe write must succeed (at most
+// every probeEvery; the answer is kept until then).
 func (g *diskGuard) check() error {
+	if err := g.examineFS(); err != nil {
+		var de *DiskError
+		if errors.As(err, &de) {
+			g.set(de, false)
+			return de
+		}
+	}
 	g.mu.Lock()
-	if time.Since(g.lastCheck) < probeEvery {
+	if g.cond != nil && time.Since(g.lastCheck) < probeEvery {
 		err := g.lastErr
 		g.mu.Unlock()
 		return err
@@ -198,7 +206,10 @@ func (g *diskGuard) check() error {
 	hadCond := g.cond != nil
 	g.mu.Unlock()
 
-	err := g.examine(hadCond)
+	var err error
+	if hadCond {
+		err = g.probe()
+	}
 	var de *DiskError
 	if errors.As(err, &de) {
 		g.set(de, false)
@@ -216,9 +227,8 @@ func (g *diskGuard) check() error {
 	return nil
 }
 
-// examine looks at the file system, and with probe also writes and
-// syncs a small file, as Raft would.
-func (g *diskGuard) examine(probe bool) error {
+// examineFS looks at the file system: read-only, or below the reserve.
+func (g *diskGuard) examineFS() error {
 	if kind, free, ok := fsState(g.dir); ok {
 		if kind != "" {
 			return &DiskError{Kind: kind, Path: g.dir}
@@ -227,9 +237,11 @@ func (g *diskGuard) examine(probe bool) error {
 			return &DiskError{Kind: DiskFull, Path: g.dir, Err: fmt.Errorf("%d bytes free, below the %d bytes kept in reserve", free, g.reserve)}
 		}
 	}
-	if !probe {
-		return nil
-	}
+	return nil
+}
+
+// probe writes and syncs a small file, as Raft would.
+func (g *diskGuard) probe() error {
 	path := filepath.Join(g.dir, ".disk-probe")
 	defer os.Remove(path)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
