@@ -255,3 +255,39 @@ func (m *memSink) ID() string            { return "mem" }
 func (m *memSink) Cancel() error         { return nil }
 func (m *memSink) Close() error          { return nil }
 func (m *memSink) reader() io.ReadCloser { return io.NopCloser(bytes.NewReader(m.Bytes())) }
+
+// TestBlockingQueryLimit: past MaxBlockingQueries parked queries, one
+// more is refused with ErrTooManyQueries; a query that does not block
+// is not counted.
+func TestBlockingQueryLimit(t *testing.T) {
+	cfg := DefaultConfig("s1", t.TempDir(), "127.0.0.1:0")
+	cfg.Bootstrap, cfg.Fast = true, true
+	cfg.MaxBlockingQueries = 1
+	s := startServer(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, _, err := s.Get(ctx, QueryOptions{}, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parked := make(chan error, 1)
+	go func() {
+		_, _, err := s.Get(ctx, QueryOptions{MinIndex: m.Index, MaxWait: time.Minute}, "k")
+		parked <- err
+	}()
+	waitFor(t, "the first query parked", 10*time.Second, func() error {
+		if s.parked.Load() != 1 {
+			return errors.New("not parked yet")
+		}
+		return nil
+	})
+	_, _, err = s.Get(ctx, QueryOptions{MinIndex: m.Index, MaxWait: time.Minute}, "k")
+	if !errors.Is(err, ErrTooManyQueries) || !strings.Contains(err.Error(), "max_blocking_queries") {
+		t.Fatalf("second blocking query = %v; want ErrTooManyQueries naming the limit", err)
+	}
+	if _, _, err := s.Get(ctx, QueryOptions{}, "k"); err != nil {
+		t.Fatalf("a plain read past the limit: %v", err)
+	}
+	cancel()
+	<-parked
+}
