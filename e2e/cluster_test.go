@@ -234,15 +234,21 @@ func TestMinorityAndMajorityLoss(t *testing.T) {
 	survivor.kill()
 	lone := leader
 	for _, n := range []*clusterNode{lone, c.clients[0]} {
-		for i := range 5 {
+		// Each waits out the hold time (rpc_hold_timeout, 7 s) for a
+		// leader that cannot come.
+		for i := range 2 {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			resp, err := rawPut(ctx, n.ports.httpAddr(), "after-majority-loss", fmt.Sprintf("%s-%d", n.name, i))
 			cancel()
 			if err != nil {
 				t.Fatalf("PUT through %s with two of three servers dead: %v; want an answer (a 5xx)", n.name, err)
 			}
-			if resp.code < 500 || !strings.HasPrefix(resp.body, "No cluster leader") {
-				t.Fatalf("PUT through %s with two of three servers dead = %v; want a 5xx saying \"No cluster leader...\"", n.name, resp)
+			// A write the lone leader appended before it stepped down
+			// may still commit once the others return: it is
+			// reported as such, never as "no leader".
+			unknown := resp.code == 503 && strings.HasPrefix(resp.body, "the write may have been applied")
+			if !unknown && (resp.code < 500 || !strings.HasPrefix(resp.body, "No cluster leader")) {
+				t.Fatalf("PUT through %s with two of three servers dead = %v; want a 5xx saying \"No cluster leader...\" (or 503 \"the write may have been applied...\")", n.name, resp)
 			}
 			if i == 0 {
 				t.Logf("PUT through %s with two of three servers dead = %v", n.name, resp)

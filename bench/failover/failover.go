@@ -108,7 +108,11 @@ func failoverRound(ctx context.Context, c *cluster, mode stopMode, n int) (round
 		}
 	}
 	// Its own connections, so no request waits behind another's.
-	cl, err := api.NewClient(&api.Config{Address: addr(c.clients[0].ports.http), HttpClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}})
+	// Its connections are closed at the end of the round: the agent
+	// limits how many one client holds (http_max_conns_per_client, 200).
+	tr := &http.Transport{MaxIdleConnsPerHost: 256}
+	defer tr.CloseIdleConnections()
+	cl, err := api.NewClient(&api.Config{Address: addr(c.clients[0].ports.http), HttpClient: &http.Client{Transport: tr}})
 	if err != nil {
 		return round{}, err
 	}
