@@ -483,6 +483,10 @@ func (s *Server) LeaderChanged() <-chan struct{} {
 	return s.leaderSeen.changed
 }
 
+// LeaderContact is when this server last heard from the leader (zero
+// when never, or when it leads).
+func (s *Server) LeaderContact() time.Time { return s.raft.LastContact() }
+
 // IsLeader reports whether this server currently leads.
 func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
 

@@ -108,6 +108,8 @@ func (r *Router) forward(ctx context.Context, stale bool, req *Request) (*Respon
 			// No answer in time: a paused or cut-off server. The
 			// next try (the hold's) goes to the others first.
 			r.markBad(addr)
+		} else if !errors.Is(err, ErrUnreachable) && !errors.Is(err, ErrConnectionLost) {
+			r.markGood(addr) // it answered
 		}
 		// A stopping server refuses before doing anything: safe to resend.
 		retry := errors.Is(err, ErrUnreachable) || errors.Is(err, kv.ErrShutdown) ||
@@ -131,13 +133,30 @@ func (r *Router) toLeader(ctx context.Context, addr string, req *Request) (*Resp
 		// Changed between target and here: let the hold try again.
 		return nil, true, fmt.Errorf("%w: leader is no longer %s", kv.ErrNotLeader, addr)
 	}
+	if r.leaderSilent() {
+		// A leader that sends no heartbeats is paused or cut off:
+		// do not wait on it; the caller's hold tries again (this
+		// server or another) until a new leader is elected.
+		return nil, true, fmt.Errorf("%w: the leader %s has not been heard from for %v", kv.ErrNotLeader, addr, leaderSilence)
+	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
-		select {
-		case <-changed:
-			cancel()
-		case <-cctx.Done():
+		tick := time.NewTicker(leaderSilence / 4)
+		defer tick.Stop()
+		for {
+			select {
+			case <-changed:
+				cancel()
+				return
+			case <-tick.C:
+				if r.leaderSilent() {
+					cancel()
+					return
+				}
+			case <-cctx.Done():
+				return
+			}
 		}
 	}()
 	resp, err := r.pool.Call(cctx, addr, req)
@@ -148,6 +167,20 @@ func (r *Router) toLeader(ctx context.Context, addr string, req *Request) (*Resp
 		return nil, true, fmt.Errorf("%w: %w (was %s)", kv.ErrOutcomeUnknown, errLeaderChanged, addr)
 	}
 	return resp, true, err
+}
+
+// leaderSilence is how long a follower goes without hearing from the
+// leader before it stops forwarding to it. Leaders send heartbeats ten
+// times per heartbeat timeout (every 100 ms by default), so this much
+// silence means a paused or cut-off leader, one that a new election is
+// about to replace.
+const leaderSilence = 750 * time.Millisecond
+
+// leaderSilent reports whether this follower has not heard from its
+// leader for leaderSilence.
+func (r *Router) leaderSilent() bool {
+	last := r.local.LeaderContact()
+	return !last.IsZero() && time.Since(last) > leaderSilence
 }
 
 // order shuffles the servers and puts those that failed lately last.
@@ -162,18 +195,30 @@ func (r *Router) order(servers []string) []string {
 			delete(r.bad, a)
 		}
 	}
+	// Servers that failed go last, the one that failed most recently
+	// last of all: when every server has failed lately (one paused after
+	// another), the freshest failure is the likeliest to still be down.
 	slices.SortStableFunc(out, func(a, b string) int {
-		_, badA := r.bad[a]
-		_, badB := r.bad[b]
+		atA, badA := r.bad[a]
+		atB, badB := r.bad[b]
 		switch {
-		case badA == badB:
+		case !badA && !badB:
 			return 0
-		case badA:
+		case !badA:
+			return -1
+		case !badB:
 			return 1
 		}
-		return -1
+		return atA.Compare(atB)
 	})
 	return out
+}
+
+// markGood forgets that addr failed: it answered.
+func (r *Router) markGood(addr string) {
+	r.mu.Lock()
+	delete(r.bad, addr)
+	r.mu.Unlock()
 }
 
 func (r *Router) markBad(addr string) {

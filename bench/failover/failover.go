@@ -17,6 +17,7 @@ import (
 type attempt struct {
 	sent, done time.Duration
 	ok         bool
+	err        string
 }
 
 // round is one measured leader stop.
@@ -25,6 +26,7 @@ type round struct {
 	elected  time.Duration // a remaining server first names a new leader
 	recovery time.Duration // see recovery
 	failed   int           // PUTs that failed on the way
+	firstErr string        // the first failed PUT's error
 	slowest  time.Duration // the longest any PUT of the round took
 }
 
@@ -50,6 +52,9 @@ func failover(ctx context.Context, cfg config, dir string) error {
 			}
 			if cfg.verbose {
 				fmt.Printf("  %s round %2d: leader %s, recovery %v, elected %v, %d failed PUTs, slowest PUT %v\n", mode.name, i+1, r.leader, ms(r.recovery), ms(r.elected), r.failed, ms(r.slowest))
+				if r.firstErr != "" {
+					fmt.Printf("    first error: %s\n", r.firstErr)
+				}
 			}
 			rounds = append(rounds, r)
 		}
@@ -194,7 +199,11 @@ func failoverRound(ctx context.Context, c *cluster, mode stopMode, n int) (round
 			_, err := cl.KV().Put(&api.KVPair{Key: "bench/failover", Value: fmt.Appendf(nil, "round-%d-%d", n, i)}, (&api.WriteOptions{}).WithContext(actx))
 			answered := time.Since(t0)
 			mu.Lock()
-			attempts = append(attempts, attempt{sent: sent, done: answered, ok: err == nil})
+			a := attempt{sent: sent, done: answered, ok: err == nil}
+			if err != nil {
+				a.err = err.Error()
+			}
+			attempts = append(attempts, a)
 			mu.Unlock()
 		})
 	}
@@ -205,6 +214,9 @@ func failoverRound(ctx context.Context, c *cluster, mode stopMode, n int) (round
 	r.recovery, r.failed = recovery(attempts)
 	for _, a := range attempts {
 		r.slowest = max(r.slowest, a.done-a.sent)
+		if !a.ok && r.firstErr == "" {
+			r.firstErr = a.err
+		}
 	}
 
 	if mode.sig == syscall.SIGSTOP {
