@@ -165,7 +165,9 @@ func TestLeaderKilledElectsNewLeaderAndRejoins(t *testing.T) {
 // success), and the survivor still answers stale reads.
 func TestMinorityAndMajorityLoss(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, 3, 1)
+	// A short hold: with two of three servers dead, every write waits
+	// it out before failing.
+	c := newCluster(t, 3, 1, "-rpc-hold-timeout", "2s")
 	leader := c.leader()
 	followers := c.followers(leader)
 	victim, survivor := followers[0], followers[1]
@@ -234,7 +236,7 @@ func TestMinorityAndMajorityLoss(t *testing.T) {
 	survivor.kill()
 	lone := leader
 	for _, n := range []*clusterNode{lone, c.clients[0]} {
-		// Each waits out the hold time (rpc_hold_timeout, 7 s) for a
+		// Each waits out the hold time (-rpc-hold-timeout) for a
 		// leader that cannot come.
 		for i := range 2 {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
