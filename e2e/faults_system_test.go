@@ -498,7 +498,7 @@ func TestSystemFaultInjection(t *testing.T) {
 	}
 	sort.Strings(counts)
 	t.Logf("%d fault rounds; outcomes: %s", faultRounds, strings.Join(counts, ", "))
-	t.Logf("own-key writes: %d acknowledged, %d refused, %d unknown (%d of those applied)", len(h.acked), len(h.refused), len(h.unknown), appliedUnknown)
+	t.Logf("own-key writes: %d acknowledged, %d failed saying nothing was written (or never sent), %d unknown (%d of those applied)", len(h.acked), len(h.refused), len(h.unknown), appliedUnknown)
 	if len(lost) > 0 {
 		t.Errorf("%d acknowledged writes lost: %v", len(lost), lost[:min(10, len(lost))])
 	}
