@@ -291,3 +291,59 @@ func TestBlockingQueryLimit(t *testing.T) {
 	cancel()
 	<-parked
 }
+
+// TestFullDiskLeaderHandsOver: a leader whose disk is below the reserve
+// hands leadership to a server whose disk takes writes; the write it
+// refused says so (not-leader: send it again), and the cluster goes on
+// taking writes.
+func TestFullDiskLeaderHandsOver(t *testing.T) {
+	var servers []*Server
+	var peers []Peer
+	for i := range 3 {
+		cfg := DefaultConfig(fmt.Sprintf("s%d", i), t.TempDir(), "127.0.0.1:0")
+		cfg.Fast = true
+		if i == 0 {
+			cfg.DiskReserve = 1 << 62 // no disk has that much free: s0's is "full"
+		}
+		s, err := Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		servers = append(servers, s)
+		peers = append(peers, Peer{ID: s.NodeID(), Address: s.Addr()})
+	}
+	for _, s := range servers {
+		if err := s.BootstrapCluster(peers); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := servers[0]
+	waitFor(t, "s0 leading", 20*time.Second, func() error {
+		if full.IsLeader() {
+			return nil
+		}
+		for _, s := range servers {
+			if s.IsLeader() {
+				s.raft.LeadershipTransferToServer(raft.ServerID(full.NodeID()), raft.ServerAddress(full.Addr()))
+			}
+		}
+		return errors.New("s0 does not lead yet")
+	})
+	_, err := full.Apply(context.Background(), Op{Verb: VerbSet, Key: "k", Value: []byte("v")})
+	if !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), DiskFull) || !strings.Contains(err.Error(), "handed") {
+		t.Fatalf("write on a leader with a full disk = %v; want not-leader naming the full disk and the hand-over", err)
+	}
+	waitFor(t, "a write through the new leader", 20*time.Second, func() error {
+		for _, s := range servers[1:] {
+			if s.IsLeader() {
+				_, err := s.Apply(context.Background(), Op{Verb: VerbSet, Key: "k", Value: []byte("v")})
+				return err
+			}
+		}
+		return errors.New("no leader among the servers with room")
+	})
+}

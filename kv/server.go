@@ -150,6 +150,13 @@ type Server struct {
 	// index the new term establishes). A fresh, open channel replaces it
 	// whenever leadership ends.
 	ready atomic.Pointer[chan struct{}]
+	// handedOver is when leadership was last handed over because of
+	// this server's disk.
+	handedOver struct {
+		sync.Mutex
+		at time.Time
+	}
+
 	// wasReady: this process has led with every earlier entry applied,
 	// so its state holds everything committed up to then.
 	wasReady atomic.Bool
@@ -805,6 +812,9 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 		return nil, ErrNotLeader
 	}
 	if err := s.disk.check(); err != nil {
+		if s.handOver() {
+			return nil, fmt.Errorf("%w: %v; leadership is being handed to a server whose disk takes writes (send the write again)", ErrNotLeader, err)
+		}
 		return nil, err
 	}
 	c.WriteID = WriteID(ctx)
@@ -891,4 +901,45 @@ func (s *Server) soleVoterOnBadDisk() bool {
 		}
 	}
 	return voters == 1 && self
+}
+
+// handOverEvery spaces leadership hand-overs for a bad disk.
+const handOverEvery = 10 * time.Second
+
+// handOver starts a leadership transfer when this leader's disk refuses
+// writes and other voters may take them: the cluster keeps taking writes
+// on a majority of good disks. It tries at most every handOverEvery
+// (every server's disk may be full) and reports whether a transfer
+// started.
+func (s *Server) handOver() bool {
+	c := s.disk.Condition()
+	if c == nil {
+		return false
+	}
+	s.handedOver.Lock()
+	defer s.handedOver.Unlock()
+	if time.Since(s.handedOver.at) < handOverEvery {
+		return false
+	}
+	s.handedOver.at = time.Now()
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	voters := 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if voters < 2 {
+		return false
+	}
+	s.log.Warn("kv: this leader's disk refuses writes; handing leadership over", "kind", c.Kind)
+	go func() {
+		if err := s.raft.LeadershipTransfer().Error(); err != nil {
+			s.log.Warn("kv: leadership transfer after a disk condition failed", "err", err)
+		}
+	}()
+	return true
 }
