@@ -269,8 +269,15 @@ func (w *wiring) httpCatalog() httpapi.Catalog {
 // are VIPs: the range, the data plane, the allocations and, on the
 // leader, exhausted services with the error.
 func (w *wiring) selfStats() map[string]map[string]string {
-	if w.vips == nil {
+	out := map[string]map[string]string{}
+	if w.vips != nil {
+		out["vip"] = w.vips.Stats()
+	}
+	if d := w.diskStats(); d != nil {
+		out["disk"] = d
+	}
+	if len(out) == 0 {
 		return nil
 	}
-	return map[string]map[string]string{"vip": w.vips.Stats()}
+	return out
 }
