@@ -20,18 +20,25 @@ import (
 // write under "_cairn/": a leading underscore keeps it out of the way
 // of ordinary key names, and cairn owns everything below it.
 //
-//	_cairn/vip/service/<lower-case service name>  {"Service":"Web","Address":"10.200.0.7"}
+//	_cairn/vip/service/<lower-case service name>  {"Service":"Web","Address":"10.200.0.7","Ports":"80/tcp","PortMeta":"80"}
 //	_cairn/vip/address/<address>                  <lower-case service name>
+//	_cairn/vip/error/<lower-case service name>    why the service has no VIP (the range is full)
 //
 // The address key makes the store itself refuse a second owner of an
 // address: an allocation is one transaction that checks that neither
 // key exists and sets both; a release deletes both, each only at the
-// index it was read at.
+// index it was read at. The ports in the service key are decided once
+// by the leader (pin) and read by every node, so all nodes program the
+// same ports. Records written before ports were kept there have none:
+// readers then derive the ports from the instances they see, and the
+// leader fills them in. The error key lets every node show why a
+// service has no VIP; the leader writes and deletes it.
 const (
 	// Prefix is the KV prefix every agent watches.
 	Prefix        = "_cairn/vip/"
 	servicePrefix = Prefix + "service/"
 	addressPrefix = Prefix + "address/"
+	errorPrefix   = Prefix + "error/"
 )
 
 // ServiceKey is the KV key of a service's allocation.
@@ -39,16 +46,32 @@ func ServiceKey(name string) string { return servicePrefix + strings.ToLower(nam
 
 func addressKey(a netip.Addr) string { return addressPrefix + a.String() }
 
+func errorKey(name string) string { return errorPrefix + strings.ToLower(name) }
+
 // record is the JSON value of a service key.
 type record struct {
 	Service string // the service name as first seen (for people reading the KV)
 	Address string
+	// Ports are the VIP's target ports as vip_port spells them
+	// ("53/udp,80/tcp"); "" while undecided (no instance had a port) and
+	// in records from before cairn kept them here.
+	Ports string `json:",omitempty"`
+	// PortMeta and ProtoMeta are the vip_port and vip_proto Meta the
+	// ports were decided from ("" when none): the ports change only when
+	// the instances' Meta changes to another value.
+	PortMeta  string `json:",omitempty"`
+	ProtoMeta string `json:",omitempty"`
 }
 
 // Allocation is one service's VIP as the store holds it.
 type Allocation struct {
 	Service string // lower-case service name
+	Name    string // the service name as first seen
 	Addr    netip.Addr
+	// Pinned are the target ports the leader decided; no Ports when
+	// undecided or in a record from before ports were kept (then the
+	// ports come from the instances this node sees).
+	Pinned Pinned
 	// ModifyIndex is the service key's index: a release deletes it only
 	// at this index.
 	ModifyIndex uint64
@@ -88,6 +111,7 @@ type Table struct {
 type tableSnap struct {
 	index  uint64 // the KV index it was read at; 0 until the first read
 	byName map[string]Allocation
+	errs   map[string]string     // lower-case service name -> why it has no VIP
 	owners map[netip.Addr]string // every address a key under Prefix claims
 	ch     chan struct{}         // closed when the next snapshot replaces this one
 }
@@ -101,7 +125,21 @@ func NewTable(cfg TableConfig) (*Table, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Table{store: cfg.Store, log: log, snap: &tableSnap{byName: map[string]Allocation{}, owners: map[netip.Addr]string{}, ch: make(chan struct{})}}, nil
+	return &Table{store: cfg.Store, log: log, snap: &tableSnap{byName: map[string]Allocation{}, errs: map[string]string{}, owners: map[netip.Addr]string{}, ch: make(chan struct{})}}, nil
+}
+
+// Errors returns, by lower-case service name, why a service that wants
+// a VIP has none (the range is full), as the leader recorded it; every
+// agent reads it. It adds to ws a channel that closes on the next change.
+// The map is shared: never modify it.
+func (t *Table) Errors(ws memdb.WatchSet) map[string]string {
+	t.mu.Lock()
+	s := t.snap
+	t.mu.Unlock()
+	if ws != nil {
+		ws.Add(s.ch)
+	}
+	return s.errs
 }
 
 // Lookup returns a service's VIP, if it has one.
@@ -186,6 +224,7 @@ func (t *Table) Run(ctx context.Context) error {
 // apply replaces the table with what the entries under Prefix say.
 func (t *Table) apply(index uint64, entries []*kv.Entry) {
 	byName := map[string]Allocation{}
+	errs := map[string]string{}
 	owners := map[netip.Addr]string{}
 	addrIndex := map[netip.Addr]uint64{}
 	for _, e := range entries {
@@ -210,7 +249,23 @@ func (t *Table) apply(index uint64, entries []*kv.Entry) {
 				continue
 			}
 			owners[a] = name
-			byName[name] = Allocation{Service: name, Addr: a, ModifyIndex: e.ModifyIndex}
+			al := Allocation{Service: name, Name: r.Service, Addr: a, ModifyIndex: e.ModifyIndex,
+				Pinned: Pinned{PortMeta: r.PortMeta, ProtoMeta: r.ProtoMeta}}
+			if al.Name == "" {
+				al.Name = name
+			}
+			if r.Ports != "" {
+				ps, err := parsePorts(r.Ports, TCP)
+				if err != nil {
+					t.log.Warn("vip: ignoring the ports of an allocation; the leader decides them again", "key", e.Key, "err", err)
+					al.Pinned = Pinned{}
+				} else {
+					al.Pinned.Ports = ps
+				}
+			}
+			byName[name] = al
+		case strings.HasPrefix(e.Key, errorPrefix):
+			errs[strings.TrimPrefix(e.Key, errorPrefix)] = string(e.Value)
 		case strings.HasPrefix(e.Key, addressPrefix):
 			a, err := netip.ParseAddr(strings.TrimPrefix(e.Key, addressPrefix))
 			if err != nil {
@@ -229,7 +284,21 @@ func (t *Table) apply(index uint64, entries []*kv.Entry) {
 	if index == 0 {
 		index = 1 // 0 means "not read yet"
 	}
-	t.set(&tableSnap{index: index, byName: byName, owners: owners})
+	t.mu.Lock()
+	old := t.snap.errs
+	t.mu.Unlock()
+	for name, msg := range errs {
+		if old[name] != msg {
+			// Once per node and change: every node says why.
+			t.log.Error(msg, "service", name)
+		}
+	}
+	for name := range old {
+		if _, ok := errs[name]; !ok {
+			t.log.Info("vip: the service's VIP error is resolved", "service", name)
+		}
+	}
+	t.set(&tableSnap{index: index, byName: byName, errs: errs, owners: owners})
 }
 
 func (t *Table) set(s *tableSnap) {

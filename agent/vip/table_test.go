@@ -1,6 +1,7 @@
 package vip
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/cairn-dev/cairn/kv"
@@ -24,22 +25,33 @@ func TestTableApply(t *testing.T) {
 		{Key: "_cairn/vip/service/dup", Value: []byte(`{"Address":"10.200.0.1"}`), ModifyIndex: 4},
 		{Key: "_cairn/vip/service/noip", Value: []byte(`{"Address":"web.local"}`), ModifyIndex: 4},
 		{Key: "_cairn/vip/service/web", Value: []byte(`{"Service":"Web","Address":"10.200.0.1"}`), ModifyIndex: 5},
+		{Key: "_cairn/vip/service/dns", Value: []byte(`{"Service":"dns","Address":"10.200.0.2","Ports":"53/udp,53/tcp","ProtoMeta":"udp"}`), ModifyIndex: 6},
+		{Key: "_cairn/vip/service/badports", Value: []byte(`{"Service":"badports","Address":"10.200.0.3","Ports":"http"}`), ModifyIndex: 6},
+		{Key: "_cairn/vip/error/full", Value: []byte("vip: the range is full"), ModifyIndex: 7},
 		{Key: "_cairn/vip/other", Value: []byte("x"), ModifyIndex: 7},
 	})
 	idx, m := tbl.Snapshot(nil)
 	want := map[string]Allocation{
 		// dup claims web's address by hand; the address key says
 		// who owns it.
-		"web": {Service: "web", Addr: mustAddr("10.200.0.1"), ModifyIndex: 5, AddrIndex: 5},
+		// A record from before ports were kept: none pinned.
+		"web": {Service: "web", Name: "Web", Addr: mustAddr("10.200.0.1"), ModifyIndex: 5, AddrIndex: 5},
+		"dns": {Service: "dns", Name: "dns", Addr: mustAddr("10.200.0.2"), ModifyIndex: 6,
+			Pinned: Pinned{Ports: []Port{{Proto: TCP, Port: 53}, {Proto: UDP, Port: 53}}, ProtoMeta: "udp"}},
+		// Ports that do not parse are ignored: the leader decides again.
+		"badports": {Service: "badports", Name: "badports", Addr: mustAddr("10.200.0.3"), ModifyIndex: 6},
 	}
 	if idx != 7 {
 		t.Errorf("index = %d, want 7", idx)
 	}
-	if diff := cmp.Diff(want, m, cmp.Comparer(func(a, b Allocation) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(want, m, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("table (-want +got):\n%s", diff)
 	}
 	owners := tbl.owners()
-	if len(owners) != 2 || owners[mustAddr("10.200.0.9")] != "orphan" {
-		t.Errorf("owners = %v, want 10.200.0.1 and the orphan address key 10.200.0.9", owners)
+	if len(owners) != 4 || owners[mustAddr("10.200.0.9")] != "orphan" {
+		t.Errorf("owners = %v, want 10.200.0.1-3 and the orphan address key 10.200.0.9", owners)
+	}
+	if diff := cmp.Diff(map[string]string{"full": "vip: the range is full"}, tbl.Errors(nil)); diff != "" {
+		t.Errorf("Errors (-want +got):\n%s", diff)
 	}
 }

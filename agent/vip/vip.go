@@ -143,10 +143,10 @@ func InVIPMode(insts []catalog.Instance) bool {
 }
 
 // Virtual returns the address a service's VIP tagged address carries:
-// the VIP and its first target port (by the same rule the data plane
-// uses, over all the service's instances), adding to ws the channels of
-// the allocations and of the service. ok is false when the service has
-// no VIP or is in dnsrr mode.
+// the VIP and its first target port (the allocation's, as the data
+// plane uses them), adding to ws the channels of the allocations and of
+// the service. ok is false when the service has no VIP or is in dnsrr
+// mode.
 func (v *VIPs) Virtual(ws memdb.WatchSet, name string) (netip.AddrPort, bool) {
 	_, table := v.table.Snapshot(ws)
 	a, ok := table[strings.ToLower(name)]
@@ -158,9 +158,14 @@ func (v *VIPs) Virtual(ws memdb.WatchSet, name string) (netip.AddrPort, bool) {
 	if s == nil || s.dnsrr {
 		return netip.AddrPort{}, false
 	}
+	ports := a.Pinned.Ports
+	if len(ports) == 0 {
+		p, _ := pin(Pinned{}, s) // a record from before ports were kept
+		ports = p.Ports
+	}
 	var port uint16
-	if len(s.ports) > 0 {
-		port = s.ports[0].Port
+	if len(ports) > 0 {
+		port = ports[0].Port
 	}
 	return netip.AddrPortFrom(a.Addr, port), true
 }
@@ -196,10 +201,12 @@ func (v *VIPs) Stats() map[string]string {
 		"released":        strconv.FormatUint(st.Released, 10),
 		"exhausted_total": strconv.FormatUint(st.ExhaustedTotal, 10),
 	}
-	if len(st.Exhausted) > 0 {
-		names := slices.Sorted(maps.Keys(st.Exhausted))
+	// Every agent shows why a service has no VIP: the leader records it
+	// in the table.
+	if errs := v.table.Errors(nil); len(errs) > 0 {
+		names := slices.Sorted(maps.Keys(errs))
 		out["exhausted"] = strings.Join(names, ",")
-		out["error"] = st.Exhausted[names[0]]
+		out["error"] = errs[names[0]]
 	}
 	return out
 }
