@@ -121,9 +121,10 @@ func flushDataplanes(ctx context.Context, built map[string]DataplaneFactory, o D
 // of the HTTP API, as the tagged address Consul uses for its virtual
 // IPs: "consul-virtual": {"Address": VIP, "Port": target port}.
 //
-// The answer's index stays the catalog's: a VIP allocated later shows
-// with the service's next change (the watch set wakes the query, but
-// an index that did not move does not end it).
+// The answer's index stays the catalog's: the VIP part touches a
+// service in the catalog (Catalog.Touch) when its VIP or ports change,
+// which moves that index, so a blocking query wakes when only the VIP
+// appears or changes.
 type vipCatalog struct {
 	*catalog.Catalog
 	vips *vip.VIPs
@@ -227,6 +228,7 @@ func (w *wiring) vipPart() (part, bool, error) {
 	vc := vip.Config{
 		CIDR: cidr, Grace: cfg.VIPGrace,
 		Store: w.routerFor(), Leader: leader, Catalog: w.cat, Dataplane: dp, Logger: w.log,
+		Touch: w.cat.Touch,
 	}
 	v, err := vip.New(vc)
 	if err != nil {

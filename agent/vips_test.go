@@ -328,3 +328,82 @@ func TestVIPClientAgent(t *testing.T) {
 		t.Errorf("client's Stats.vip = %v, want not allocating, 1 allocation", st)
 	}
 }
+
+// TestVIPBlockingQueryWakes: a service that gets its VIP later (the
+// range was full until another service's VIP was released) wakes a
+// blocking health query on it, with the consul-virtual tagged address,
+// though nothing else about it changed; while it had none,
+// /v1/agent/self said why.
+func TestVIPBlockingQueryWakes(t *testing.T) {
+	cfg := devConfig()
+	cfg.VIPCIDR = "10.200.0.0/31" // two addresses
+	cfg.VIPGrace = time.Second
+	dp := &memDataplane{}
+	r := startAgentWith(t, cfg, func(a *Agent) { a.dataplanes = inMemory(dp) })
+	waitLeader(t, r.client)
+	for _, name := range []string{"a", "b", "c"} {
+		if err := r.client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: name, Name: name, Address: "127.0.0.31", Port: 80}); err != nil {
+			t.Fatal(err)
+		}
+		if name == "b" {
+			eventually(t, "a and b have VIPs", 10*time.Second, func() (bool, string) {
+				got := dp.String()
+				return strings.Count(got, "10.200.0.") == 2, got
+			})
+		}
+	}
+	eventually(t, "/v1/agent/self says c has no VIP and why", 10*time.Second, func() (bool, string) {
+		self, err := r.client.Agent().Self()
+		if err != nil {
+			return false, err.Error()
+		}
+		st, _ := self["Stats"]["vip"].(map[string]any)
+		errText, _ := st["error"].(string)
+		return st["exhausted"] == "c" && strings.Contains(errText, "the VIP range is exhausted"), fmt.Sprint(st)
+	})
+	entries, meta, err := r.client.Health().Service("c", "", false, nil)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("health of c = %v, %v", entries, err)
+	}
+	if v, ok := entries[0].Service.TaggedAddresses["consul-virtual"]; ok {
+		t.Fatalf("c has a consul-virtual tagged address %+v while the range is full", v)
+	}
+
+	type answer struct {
+		entries []*api.ServiceEntry
+		meta    *api.QueryMeta
+		err     error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		e, m, err := r.client.Health().Service("c", "", false, &api.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: 20 * time.Second})
+		done <- answer{e, m, err}
+	}()
+	if err := r.client.Agent().ServiceDeregister("a"); err != nil {
+		t.Fatal(err)
+	}
+	var got answer
+	select {
+	case got = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the blocking query on c did not return within 15s of a's VIP being released (grace 1s): the VIP appeared without moving c's index")
+	}
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if got.meta.LastIndex <= meta.LastIndex {
+		t.Errorf("blocking query returned index %d, want above %d", got.meta.LastIndex, meta.LastIndex)
+	}
+	if len(got.entries) != 1 || got.entries[0].Service.TaggedAddresses["consul-virtual"].Address == "" {
+		t.Errorf("the blocking query's answer has no consul-virtual tagged address: %+v", got.entries)
+	}
+	eventually(t, "the error is gone from /v1/agent/self", 10*time.Second, func() (bool, string) {
+		self, err := r.client.Agent().Self()
+		if err != nil {
+			return false, err.Error()
+		}
+		st, _ := self["Stats"]["vip"].(map[string]any)
+		_, has := st["exhausted"]
+		return !has, fmt.Sprint(st)
+	})
+}

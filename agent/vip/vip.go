@@ -44,7 +44,12 @@ type Config struct {
 	// Dataplane programs the kernel; nil for -vip-dataplane none (DNS
 	// and the HTTP tagged address only).
 	Dataplane Dataplane
-	Logger    *slog.Logger
+	// Touch, when set, is called with the services whose allocation
+	// (VIP or ports) came, went or changed, so that the catalog moves
+	// their index: a blocking query on a service then wakes when only
+	// its VIP (the consul-virtual tagged address) changes.
+	Touch  func(names ...string)
+	Logger *slog.Logger
 }
 
 // VIPs runs the allocation table (every agent), the allocator (servers)
@@ -106,7 +111,47 @@ func (v *VIPs) Run(ctx context.Context) error {
 	if v.rec != nil {
 		g.Go(func() error { return v.rec.Run(ctx) })
 	}
+	if v.cfg.Touch != nil {
+		g.Go(func() error { return v.touchChanges(ctx) })
+	}
 	return g.Wait()
+}
+
+// touchChanges calls Touch with the services whose allocation changed,
+// each time the table moves, until ctx is done.
+func (v *VIPs) touchChanges(ctx context.Context) error {
+	var last map[string]Allocation
+	for {
+		ws := memdb.NewWatchSet()
+		idx, cur := v.table.Snapshot(ws)
+		if idx != 0 {
+			if names := changedAllocations(last, cur); len(names) > 0 {
+				v.cfg.Touch(names...)
+			}
+			last = cur
+		}
+		if err := ws.WatchCtx(ctx); err != nil {
+			return nil
+		}
+	}
+}
+
+// changedAllocations lists the services whose allocation differs
+// between two tables: added, removed, another VIP or other ports.
+func changedAllocations(old, cur map[string]Allocation) []string {
+	var names []string
+	for name, a := range cur {
+		if o, ok := old[name]; !ok || o.Addr != a.Addr || !equalPinned(o.Pinned, a.Pinned) {
+			names = append(names, name)
+		}
+	}
+	for name := range old {
+		if _, ok := cur[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Leave removes this agent's VIP rules from the kernel (a graceful
@@ -169,6 +214,12 @@ func (v *VIPs) Virtual(ws memdb.WatchSet, name string) (netip.AddrPort, bool) {
 	}
 	return netip.AddrPortFrom(a.Addr, port), true
 }
+
+// Errors returns, by lower-case service name, why a service in VIP
+// mode has no VIP (the range is full), as every agent reads it from the
+// leader's record; it adds to ws a channel that closes on a change. The
+// map is shared: never modify it.
+func (v *VIPs) Errors(ws memdb.WatchSet) map[string]string { return v.table.Errors(ws) }
 
 // Status reports the allocator's state (see Status); on a client, only
 // Range is set.
