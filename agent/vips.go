@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +18,9 @@ import (
 	"github.com/cairn-dev/cairn/agent/vip/nft"
 	"github.com/hashicorp/go-memdb"
 )
+
+// vipCacheFile keeps the last VIP allocations read, in the data dir.
+const vipCacheFile = "vip-allocations.json"
 
 // The -vip-dataplane values.
 const (
@@ -227,6 +231,8 @@ func (w *wiring) vipPart() (part, bool, error) {
 	}
 	vc := vip.Config{
 		CIDR: cidr, Grace: cfg.VIPGrace,
+		// DNS answers VIPs from here until the first read of the store.
+		CachePath: filepath.Join(w.dataDir, vipCacheFile),
 		Store: w.routerFor(), Leader: leader, Catalog: w.cat, Dataplane: dp, Logger: w.log,
 		Touch: w.cat.Touch,
 	}

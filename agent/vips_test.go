@@ -407,3 +407,59 @@ func TestVIPBlockingQueryWakes(t *testing.T) {
 		return !has, fmt.Sprint(st)
 	})
 }
+
+// TestVIPDNSBeforeFirstRead: an agent that has not read the allocations
+// (here: restarted with no server to ask) never answers a VIP-mode
+// service's instances for <name>.cluster: the VIP it kept in its data
+// dir, else SERVFAIL until it knows.
+func TestVIPDNSBeforeFirstRead(t *testing.T) {
+	scfg := clusterConfig(t, "s0", true, 1)
+	scfg.VIPCIDR = "10.200.0.0/24"
+	s := startAgentWith(t, scfg, func(a *Agent) { a.dataplanes = inMemory(&memDataplane{}) })
+	ccfg := clusterConfig(t, "c0", false, 0, s.SerfAddr())
+	ccfg.VIPCIDR = "10.200.0.0/24"
+	ccfg.Ports.DNS = 0
+	c := startAgentWith(t, ccfg, func(a *Agent) { a.dataplanes = inMemory(&memDataplane{}) })
+	waitLeader(t, c.client)
+	if err := c.client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-1", Name: "web", Address: "127.0.0.21", Port: 8080}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the client's DNS answers web's VIP", 15*time.Second, func() (bool, string) {
+		m, err := dnsQuery(c.DNSAddr().String(), "web.cluster", mdns.TypeA)
+		if err != nil {
+			return false, err.Error()
+		}
+		got := records(m.Answer)
+		return got == "A 10.200.0.1", got
+	})
+	c.cancel()
+	<-c.done
+	s.cancel()
+	<-s.done
+
+	// Again, with no server: it never reads the allocations.
+	ccfg.Join = nil
+	c = startAgentWith(t, ccfg, func(a *Agent) { a.dataplanes = inMemory(&memDataplane{}) })
+	if err := c.client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "api-1", Name: "api", Address: "127.0.0.22", Port: 9000}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		q     string
+		rcode int
+		want  string
+	}{
+		{"web.cluster", mdns.RcodeSuccess, "A 10.200.0.1"},      // kept in the data dir
+		{"tasks.web.cluster", mdns.RcodeSuccess, "A 127.0.0.21"}, // the local service, restored
+		{"api.cluster", mdns.RcodeServerFailure, ""},             // may have a VIP: held
+		{"tasks.api.cluster", mdns.RcodeSuccess, "A 127.0.0.22"},
+	} {
+		eventually(t, "DNS "+tt.q, 10*time.Second, func() (bool, string) {
+			m, err := dnsQuery(c.DNSAddr().String(), tt.q, mdns.TypeA)
+			if err != nil {
+				return false, err.Error()
+			}
+			got := records(m.Answer)
+			return m.Rcode == tt.rcode && got == tt.want, mdns.RcodeToString[m.Rcode] + " " + got
+		})
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -91,6 +93,12 @@ type Store interface {
 type TableConfig struct {
 	// Store is where the allocations are read from (required).
 	Store Store
+	// CachePath, when set, is a file (in the agent's data dir) that
+	// keeps the last allocations read: NewTable loads it, so that a
+	// restarted agent answers VIPs in DNS before its first read of the
+	// store (which takes a moment, or long when no server answers), and
+	// Run rewrites it after each read.
+	CachePath string
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -102,6 +110,7 @@ type TableConfig struct {
 type Table struct {
 	store Store
 	log   *slog.Logger
+	cache string // CachePath
 
 	mu   sync.Mutex
 	snap *tableSnap
@@ -125,7 +134,11 @@ func NewTable(cfg TableConfig) (*Table, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Table{store: cfg.Store, log: log, snap: &tableSnap{byName: map[string]Allocation{}, errs: map[string]string{}, owners: map[netip.Addr]string{}, ch: make(chan struct{})}}, nil
+	t := &Table{store: cfg.Store, log: log, cache: cfg.CachePath, snap: &tableSnap{byName: map[string]Allocation{}, errs: map[string]string{}, owners: map[netip.Addr]string{}, ch: make(chan struct{})}}
+	if t.cache != "" {
+		t.loadCache()
+	}
+	return t, nil
 }
 
 // Errors returns, by lower-case service name, why a service that wants
@@ -218,11 +231,27 @@ func (t *Table) Run(ctx context.Context) error {
 		}
 		index = m.Index
 		t.apply(m.Index, entries)
+		if t.cache != "" {
+			if err := t.saveCache(m.Index, entries); err != nil {
+				t.log.Warn("vip: cannot keep the VIP allocations in the data dir; a restart answers VIPs in DNS only after its first read", "path", t.cache, "err", err)
+			}
+		}
 	}
 }
 
 // apply replaces the table with what the entries under Prefix say.
 func (t *Table) apply(index uint64, entries []*kv.Entry) {
+	s := t.parse(entries)
+	if index == 0 {
+		index = 1 // 0 means "not read yet"
+	}
+	s.index = index
+	t.logErrors(s.errs)
+	t.set(s)
+}
+
+// parse reads the entries under Prefix into a snapshot (index 0).
+func (t *Table) parse(entries []*kv.Entry) *tableSnap {
 	byName := map[string]Allocation{}
 	errs := map[string]string{}
 	owners := map[netip.Addr]string{}
@@ -281,9 +310,11 @@ func (t *Table) apply(index uint64, entries []*kv.Entry) {
 		a.AddrIndex = addrIndex[a.Addr]
 		byName[name] = a
 	}
-	if index == 0 {
-		index = 1 // 0 means "not read yet"
-	}
+	return &tableSnap{byName: byName, errs: errs, owners: owners}
+}
+
+// logErrors logs each service's VIP error once per node and change.
+func (t *Table) logErrors(errs map[string]string) {
 	t.mu.Lock()
 	old := t.snap.errs
 	t.mu.Unlock()
@@ -298,7 +329,63 @@ func (t *Table) apply(index uint64, entries []*kv.Entry) {
 			t.log.Info("vip: the service's VIP error is resolved", "service", name)
 		}
 	}
-	t.set(&tableSnap{index: index, byName: byName, errs: errs, owners: owners})
+}
+
+// cacheFile is the JSON of CachePath: the entries under Prefix as the
+// store listed them, and the index they were read at.
+type cacheFile struct {
+	Index   uint64
+	Entries []cacheEntry
+}
+
+type cacheEntry struct {
+	Key         string
+	Value       []byte
+	ModifyIndex uint64
+}
+
+// loadCache fills the table from CachePath. The snapshot keeps index 0
+// (not read from the store): DNS answers from it, while the allocator
+// and the reconciler wait for a real read. A missing or unreadable file
+// is an empty table.
+func (t *Table) loadCache() {
+	b, err := os.ReadFile(t.cache)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	var f cacheFile
+	if err == nil {
+		err = json.Unmarshal(b, &f)
+	}
+	if err != nil {
+		t.log.Warn("vip: ignoring the kept VIP allocations; DNS holds VIP answers until the first read of the store", "path", t.cache, "err", err)
+		return
+	}
+	entries := make([]*kv.Entry, len(f.Entries))
+	for i, e := range f.Entries {
+		entries[i] = &kv.Entry{Key: e.Key, Value: e.Value, ModifyIndex: e.ModifyIndex}
+	}
+	s := t.parse(entries)
+	t.logErrors(s.errs)
+	t.set(s)
+	t.log.Info("vip: loaded the VIP allocations kept in the data dir, until the first read of the store", "allocations", len(s.byName), "index", f.Index)
+}
+
+// saveCache writes the entries to CachePath, replacing it whole.
+func (t *Table) saveCache(index uint64, entries []*kv.Entry) error {
+	f := cacheFile{Index: index, Entries: make([]cacheEntry, len(entries))}
+	for i, e := range entries {
+		f.Entries[i] = cacheEntry{Key: e.Key, Value: e.Value, ModifyIndex: e.ModifyIndex}
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	tmp := t.cache + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, t.cache)
 }
 
 func (t *Table) set(s *tableSnap) {

@@ -32,6 +32,9 @@ type Config struct {
 	// Resync is the period of the data plane's full Sync (default
 	// DefaultResync).
 	Resync time.Duration
+	// CachePath keeps the last allocations read (TableConfig.CachePath);
+	// "" keeps none.
+	CachePath string
 
 	// Store is the KV store as the HTTP API sees it (forward.Router):
 	// the allocations are read, and written on the leader, through it.
@@ -74,7 +77,7 @@ func New(cfg Config) (*VIPs, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	tbl, err := NewTable(TableConfig{Store: cfg.Store, Logger: log})
+	tbl, err := NewTable(TableConfig{Store: cfg.Store, CachePath: cfg.CachePath, Logger: log})
 	if err != nil {
 		return nil, err
 	}
