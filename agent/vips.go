@@ -233,7 +233,7 @@ func (w *wiring) vipPart() (part, bool, error) {
 		CIDR: cidr, Grace: cfg.VIPGrace,
 		// DNS answers VIPs from here until the first read of the store.
 		CachePath: filepath.Join(w.dataDir, vipCacheFile),
-		Store: w.routerFor(), Leader: leader, Catalog: w.cat, Dataplane: dp, Logger: w.log,
+		Store:     w.routerFor(), Leader: leader, Catalog: w.cat, Dataplane: dp, Logger: w.log,
 		Touch: w.cat.Touch,
 	}
 	v, err := vip.New(vc)

@@ -448,7 +448,7 @@ func TestVIPDNSBeforeFirstRead(t *testing.T) {
 		rcode int
 		want  string
 	}{
-		{"web.cluster", mdns.RcodeSuccess, "A 10.200.0.1"},      // kept in the data dir
+		{"web.cluster", mdns.RcodeSuccess, "A 10.200.0.1"},       // kept in the data dir
 		{"tasks.web.cluster", mdns.RcodeSuccess, "A 127.0.0.21"}, // the local service, restored
 		{"api.cluster", mdns.RcodeServerFailure, ""},             // may have a VIP: held
 		{"tasks.api.cluster", mdns.RcodeSuccess, "A 127.0.0.22"},
