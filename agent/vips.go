@@ -230,10 +230,12 @@ func (w *wiring) vipPart() (part, bool, error) {
 		leader = w.store
 	}
 	vc := vip.Config{
-		CIDR: cidr, Grace: cfg.VIPGrace,
+		CIDR:  cidr,
+		Grace: cfg.VIPGrace,
+		Store: w.routerFor(), Leader: leader, Catalog: w.cat, Dataplane: dp, Logger: w.log,
 		// DNS answers VIPs from here until the first read of the store.
 		CachePath: filepath.Join(w.dataDir, vipCacheFile),
-		Store:     w.routerFor(), Leader: leader, Catalog: w.cat, Dataplane: dp, Logger: w.log,
+		// A VIP that appears or changes wakes blocking queries on its service.
 		Touch: w.cat.Touch,
 	}
 	v, err := vip.New(vc)
