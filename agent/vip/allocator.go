@@ -73,6 +73,7 @@ type Allocator struct {
 	cursor     netip.Addr           // where the search for a free address starts
 	errWritten map[string]string    // error keys written this term: name -> value ("" deleted)
 	warned     map[string]string    // service -> the port problem last logged
+	pinnedAt   uint64               // the table index every allocation's ports were checked at
 
 	// What Status reports.
 	mu        sync.Mutex
@@ -232,6 +233,7 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 		a.catIndex = 0
 		clear(a.emptySince)
 		clear(a.errWritten)
+		a.pinnedAt = 0
 		return idlePass, nil
 	}
 	if !was {
@@ -299,10 +301,18 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 
 	// Pin: the target ports of allocated services, decided once and
 	// changed only by their Meta (pin); records without ports (written
-	// before cairn kept them) are filled in here.
-	for name, al := range table {
+	// before cairn kept them) are filled in here. Every service when
+	// the table moved (or on a full read), else those that changed.
+	check := names
+	if reset || tableIndex != a.pinnedAt {
+		check = slices.Collect(maps.Keys(table))
+		a.pinnedAt = tableIndex
+	}
+	for _, name := range check {
+		name = strings.ToLower(name)
+		al, allocated := table[name]
 		s, ok := a.present[name]
-		if !ok || s.dnsrr {
+		if !allocated || !ok || s.dnsrr {
 			continue
 		}
 		p, problem := pin(al.Pinned, s)
@@ -312,6 +322,7 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 		}
 		if err := a.repin(ctx, al, s.name, p); err != nil {
 			errs = append(errs, err)
+			a.pinnedAt = 0 // check every one again next pass
 		}
 	}
 
