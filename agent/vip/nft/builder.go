@@ -306,7 +306,8 @@ func (b *builder) commit() (int, error) {
 	// replaced in place, 3. what nothing points at any more.
 	// TestSystemGenerationRace measures it: datagrams sent to a VIP
 	// while its backend count changes leave without DNAT with one
-	// transaction (3 to 21 in 5 s runs), never with three.
+	// transaction (74 in eight 5 s runs, 0 to 21 a run), never with
+	// three (nor without updates).
 	added, replaced := map[beKey]netip.AddrPort{}, map[beKey]netip.AddrPort{}
 	for k, be := range b.addBackends {
 		if _, ok := b.delBackends[k]; ok {
