@@ -104,7 +104,7 @@ func (w *wiring) httpPart() (part, error) {
 		reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancelRequests()
 		srv := &http.Server{
-			Handler:           ui.Handler(handler), // the web view at /ui/, beside /v1
+			Handler:           ui.Handler(withBodyTimeout(handler, bodyReadTimeout)), // the web view at /ui/, beside /v1
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			BaseContext:       func(net.Listener) context.Context { return reqCtx },
@@ -118,7 +118,7 @@ func (w *wiring) httpPart() (part, error) {
 		srv.Protocols.SetUnencryptedHTTP2(true)
 		srv.RegisterOnShutdown(cancelRequests)
 		served := make(chan error, 1)
-		go func() { served <- srv.Serve(ln) }()
+		go func() { served <- srv.Serve(limitConnsPerClient(ln, cfg.Limits.HTTPMaxConnsPerClient)) }()
 		select {
 		case err := <-served:
 			return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
