@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
@@ -27,15 +28,145 @@ func (w *wiring) registratorPart() (part, bool, error) {
 		return part{}, false, fmt.Errorf("-docker: %w", err)
 	}
 	w.onClose(engine.Close)
-	rc := registrator.DefaultConfig()
-	rc.Hostname = w.cfg.NodeName
-	rc.HostIP = w.advertise
+	rc := w.cfg.DockerOptions.registratorConfig(w.cfg.NodeName, w.advertise)
 	rc.Logger = w.log.With("part", "registrator")
 	r, err := registrator.New(rc, engine, catalogRegistry{w.cat})
 	if err != nil {
 		return part{}, false, fmt.Errorf("-docker: %w", err)
 	}
 	return part{"registrator", r.Run}, true, nil
+}
+
+// DockerOptions are registrator's options for the in-process registrator
+// (-docker): the flags of `registrator` as -docker-<flag>, and the keys
+// of a config file's docker { } block. The zero value is registrator's
+// defaults.
+type DockerOptions struct {
+	// Internal (-docker-internal, internal) registers the container's own
+	// address and exposed port instead of the host's and the published one.
+	Internal bool
+	// IP (-docker-ip, ip) is the address of published ports; "" means
+	// the agent's advertise address.
+	IP string
+	// Tags (-docker-tags, tags) are added to every service: a comma list
+	// or a Go template over the container's inspect data.
+	Tags string
+	// Explicit (-docker-explicit, explicit) registers only containers
+	// with SERVICE_NAME or SERVICE_<port>_NAME.
+	Explicit bool
+	// UseIPFromLabel (-docker-use-ip-from-label, use_ip_from_label) names
+	// a container label whose value is the address to register.
+	UseIPFromLabel string
+	// Resync (-docker-resync, resync) is the period of a full resync; 0
+	// means only at start and after the engine comes back.
+	Resync time.Duration
+	// Cleanup (-docker-cleanup, cleanup) removes, on every resync, this
+	// node's registrations whose containers are gone (the start-up sweep
+	// always does).
+	Cleanup bool
+	// Deregister (-docker-deregister, deregister) is "always" ("" too) or
+	// "on-success".
+	Deregister string
+	// TTL and TTLRefresh (-docker-ttl, -docker-ttl-refresh; ttl,
+	// ttl_refresh) size the container-state check (Docker HEALTHCHECK and
+	// drain); 0 means registrator's defaults (30s, TTL/3).
+	TTL, TTLRefresh time.Duration
+}
+
+// validate reports the first option that cannot work, naming its flag.
+func (o DockerOptions) validate() error {
+	switch o.Deregister {
+	case "", "always", "on-success":
+	default:
+		return fmt.Errorf("-docker-deregister=%q: use always or on-success", o.Deregister)
+	}
+	if o.IP != "" {
+		if _, err := netip.ParseAddr(o.IP); err != nil {
+			return fmt.Errorf("-docker-ip=%q is not an IP address; give the address published ports are reached on, e.g. 10.0.0.5, or drop it for the advertise address", o.IP)
+		}
+	}
+	if err := registrator.TagTemplateError(o.Tags); err != nil {
+		return fmt.Errorf("-docker-tags=%q is not a valid Go template (%v); give a comma list, or a template like '{{.Config.Hostname}},prod'", o.Tags, err)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"-docker-resync", o.Resync}, {"-docker-ttl", o.TTL}, {"-docker-ttl-refresh", o.TTLRefresh}} {
+		if d.v < 0 {
+			return fmt.Errorf("%s=%v is negative; use 0 for the default", d.flag, d.v)
+		}
+	}
+	ttl := o.TTL
+	if ttl == 0 {
+		ttl = registrator.DefaultStatusTTL
+	}
+	if o.TTLRefresh >= ttl {
+		return fmt.Errorf("-docker-ttl-refresh=%v must be shorter than -docker-ttl=%v, or the container-state check expires between renewals", o.TTLRefresh, ttl)
+	}
+	return nil
+}
+
+// registratorConfig is the registrator's Config for this agent: service
+// IDs start with the node name, published ports are at the advertise
+// address unless IP says otherwise.
+func (o DockerOptions) registratorConfig(nodeName, advertise string) registrator.Config {
+	rc := registrator.DefaultConfig()
+	rc.Hostname = nodeName
+	rc.HostIP = advertise
+	if o.IP != "" {
+		rc.HostIP = o.IP
+	}
+	rc.Internal, rc.Explicit, rc.UseIPFromLabel, rc.Tags = o.Internal, o.Explicit, o.UseIPFromLabel, o.Tags
+	rc.Resync, rc.Cleanup, rc.TTL, rc.TTLRefresh = o.Resync, o.Cleanup, o.TTL, o.TTLRefresh
+	if o.Deregister != "" {
+		rc.Deregister = o.Deregister
+	}
+	return rc
+}
+
+// fileDocker is a config file's docker { } block: -docker (enabled),
+// -docker-host (host) and DockerOptions. Durations are strings ("30s").
+type fileDocker struct {
+	Enabled        *bool   `hcl:"enabled"`
+	Host           *string `hcl:"host"`
+	Internal       *bool   `hcl:"internal"`
+	IP             *string `hcl:"ip"`
+	Tags           *string `hcl:"tags"`
+	Explicit       *bool   `hcl:"explicit"`
+	UseIPFromLabel *string `hcl:"use_ip_from_label"`
+	Resync         *string `hcl:"resync"`
+	Cleanup        *bool   `hcl:"cleanup"`
+	Deregister     *string `hcl:"deregister"`
+	TTL            *string `hcl:"ttl"`
+	TTLRefresh     *string `hcl:"ttl_refresh"`
+}
+
+func (d *fileDocker) apply(c *Config) error {
+	set(&c.Docker, d.Enabled)
+	set(&c.DockerHost, d.Host)
+	o := &c.DockerOptions
+	set(&o.Internal, d.Internal)
+	set(&o.IP, d.IP)
+	set(&o.Tags, d.Tags)
+	set(&o.Explicit, d.Explicit)
+	set(&o.UseIPFromLabel, d.UseIPFromLabel)
+	set(&o.Cleanup, d.Cleanup)
+	set(&o.Deregister, d.Deregister)
+	for _, f := range []struct {
+		key string
+		v   *string
+		dst *time.Duration
+	}{{"docker.resync", d.Resync, &o.Resync}, {"docker.ttl", d.TTL, &o.TTL}, {"docker.ttl_refresh", d.TTLRefresh, &o.TTLRefresh}} {
+		if f.v == nil {
+			continue
+		}
+		v, err := time.ParseDuration(*f.v)
+		if err != nil {
+			return fmt.Errorf("%s = %q is not a duration; give one with a unit, such as \"30s\"", f.key, *f.v)
+		}
+		*f.dst = v
+	}
+	return nil
 }
 
 // catalogRegistry is registrator.Registry over this agent's catalog: the

@@ -131,6 +131,7 @@ func agentFlags(c *agent.Config, sources *[]configSource) *flag.FlagSet {
 	fs.Var(listFlag{&c.Recursors}, "recursor", "DNS server (IP or IP:port) for names outside -domain; repeatable.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Log level: trace, debug, info, warn or err.")
 	fs.BoolVar(&c.Docker, "docker", c.Docker, "Register this host's Docker containers and Swarm tasks as services, by registrator's rules and SERVICE_* labels ($DOCKER_HOST, else unix:///var/run/docker.sock).")
+	dockerFlags(fs, c)
 	fs.BoolVar(&c.EnableScriptChecks, "enable-script-checks", c.EnableScriptChecks, "Allow health checks that run a program (ScriptArgs); off by default.")
 	fs.Var(listFlag{&c.Templates}, "template", `Template to render in-process from this agent's catalog and KV, "source[:destination[:command]]" (as cairn template); repeatable.`)
 	fs.StringVar(&c.TemplateCheck, "template-check", c.TemplateCheck, `Command that validates each result of the -template templates before it stays (e.g. "nginx -t"); $CAIRN_TEMPLATE_FILE names the destination.`)
