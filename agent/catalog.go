@@ -44,6 +44,7 @@ func (w *wiring) catalogParts() ([]part, error) {
 		Sink:               checkSink{cat: cat, log: w.log},
 		EnableScriptChecks: cfg.EnableScriptChecks,
 		DisableStagger:     w.fast,
+		Docker:             w.dockerExec(),
 		Logger:             w.log,
 	}
 	if cfg.Fast {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
@@ -180,35 +183,57 @@ func (c catalogRegistry) Register(ctx context.Context, s *registrator.Service) e
 	def := catalog.ServiceDefinition{Service: catalog.Service{
 		ID: s.ID, Name: s.Name, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.RegistryMeta(),
 	}}
-	if s.Check != nil {
-		d, err := registratorCheck(s.Check)
-		if err != nil {
-			return fmt.Errorf("service %s: %w", s.ID, err)
-		}
-		d.ID = "service:" + s.ID // registrator's ID, also beside the status check
-		def.Checks = append(def.Checks, d)
-	}
 	if s.Status != registrator.StatusNone {
 		def.Checks = append(def.Checks, checks.Definition{
 			ID: registrator.StatusCheckID(s.ID), Name: "Docker container state (registrator)",
 			TTL: s.StatusTTL, Status: checks.Status(s.Status), Notes: s.StatusNote,
 		})
 	}
+	if s.Check == nil {
+		return c.cat.RegisterService(def, true)
+	}
+	d, err := registratorCheck(s.Check)
+	if err == nil {
+		d.ID = "service:" + s.ID // registrator's ID, also beside the status check
+		withCheck := def
+		withCheck.Checks = append(slices.Clone(def.Checks), d)
+		err = c.cat.RegisterService(withCheck, true)
+		if !errors.Is(err, catalog.ErrInvalid) {
+			return err
+		}
+		// Refused for its check (say, a Docker check on an agent
+		// without -enable-script-checks): registered all the same,
+		// below, so the container is not lost.
+	}
+	def.Checks = append(def.Checks, unrunnableCheck(s, err))
 	return c.cat.RegisterService(def, true)
 }
 
-// registratorCheck converts a SERVICE_CHECK_* check; the kinds cairn does
-// not run (gRPC, docker exec) are refused, as the HTTP API refuses them.
+// unrunnableCheck stands in for a SERVICE_CHECK_* check this agent
+// refused: the service is registered all the same, critical, with the
+// reason as the check's output, instead of being dropped (a dropped
+// service looks like a container registrator never saw). It is a TTL
+// check nobody renews: its status stays what it is given.
+func unrunnableCheck(s *registrator.Service, why error) checks.Definition {
+	return checks.Definition{
+		ID: "service:" + s.ID, Name: fmt.Sprintf("Service '%s' check (not run)", s.Name),
+		TTL: unrunnableTTL, Status: checks.Critical,
+		Output: "registrator: the container's SERVICE_CHECK_* check cannot run on this agent: " + why.Error(),
+	}
+}
+
+// unrunnableTTL is the TTL of unrunnableCheck: longer than any container
+// lives, so the check keeps its output.
+const unrunnableTTL = 10 * 365 * 24 * time.Hour
+
+// registratorCheck converts a SERVICE_CHECK_* check to the agent's.
+// Docker checks (SERVICE_CHECK_DOCKER) run through the engine's exec API
+// and, like script checks, need -enable-script-checks.
 func registratorCheck(ch *registrator.Check) (checks.Definition, error) {
 	d := checks.Definition{
 		HTTP: ch.HTTP, Method: ch.Method, TLSSkipVerify: ch.TLSSkipVerify, TCP: ch.TCP, Args: ch.Args,
+		GRPC: ch.GRPC, GRPCUseTLS: ch.GRPCUseTLS, DockerContainerID: ch.DockerID, Shell: ch.Shell,
 		Status: checks.Status(ch.InitialStatus),
-	}
-	switch {
-	case ch.GRPC != "":
-		return d, errors.New("SERVICE_CHECK_GRPC: gRPC checks are not supported by cairn; use SERVICE_CHECK_TCP or SERVICE_CHECK_HTTP")
-	case ch.DockerID != "":
-		return d, errors.New("SERVICE_CHECK_DOCKER: docker exec checks are not supported by cairn; use SERVICE_CHECK_SCRIPT or a Docker HEALTHCHECK")
 	}
 	for _, f := range []struct {
 		name string
@@ -253,4 +278,45 @@ func (c catalogRegistry) Services(ctx context.Context) ([]*registrator.Service, 
 		out = append(out, &registrator.Service{ID: s.ID, Name: s.Name, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta})
 	}
 	return out, nil
+}
+
+// dockerExec runs the agent's Docker checks (DockerContainerID) on the
+// engine at -docker-host ($DOCKER_HOST, else the usual socket), with or
+// without -docker. The client is made at the first Docker check: an
+// agent that has none never touches Docker, and a DOCKER_HOST it cannot
+// use only fails those checks, saying why.
+func (w *wiring) dockerExec() checks.DockerExec {
+	l := &lazyDocker{host: w.cfg.DockerHost}
+	w.onClose(l.close)
+	return l
+}
+
+type lazyDocker struct {
+	host string
+	mu   sync.Mutex
+	eng  *registrator.DockerEngine
+}
+
+func (l *lazyDocker) Exec(ctx context.Context, id string, cmd []string, out io.Writer) (int, error) {
+	l.mu.Lock()
+	if l.eng == nil {
+		eng, err := registrator.NewDockerEngine(l.host)
+		if err != nil {
+			l.mu.Unlock()
+			return 0, err
+		}
+		l.eng = eng
+	}
+	eng := l.eng
+	l.mu.Unlock()
+	return eng.Exec(ctx, id, cmd, out)
+}
+
+func (l *lazyDocker) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.eng == nil {
+		return nil
+	}
+	return l.eng.Close()
 }

@@ -480,35 +480,73 @@ func (s *sys) matchesDockerPS(timeout time.Duration) {
 	})
 }
 
-// TestSystemEngineGoesAway: the engine's socket goes away and comes back
-// (a dockerd restart, as registrator sees it: the event stream ends,
-// connections are refused, then it answers again) while containers
-// change; registrator resubscribes, resyncs, and the registry matches
-// docker ps. The engine itself is not restarted: it is shared with
-// everything else on the machine (see dockertest.Proxy).
-func TestSystemEngineGoesAway(t *testing.T) {
-	s := newSys(t)
-	p := s.e.Proxy()
-	s.start(p.Host, nil)
-	spec := func(n string) dockertest.ContainerSpec {
-		return dockertest.ContainerSpec{Name: n, TCP: []int{80}, Publish: true}
+// TestSystemEngineRestart: the engine itself crashes and comes back. The
+// test runs its own dockerd (dockertest.StartDaemon: the machine's engine
+// is shared and is never restarted), kills it with SIGKILL while
+// containers are being started and removed, and starts it again.
+// registrator resubscribes, resyncs, and the registry matches docker ps
+// of that daemon exactly: containers with a restart policy are back and
+// registered, the ones dockerd stopped at its restart and the ones removed
+// are not. Then events flow again.
+func TestSystemEngineRestart(t *testing.T) {
+	d := dockertest.StartDaemon(t)
+	e := d.Engine()
+	e.Image()
+	s := &sys{t: t, e: e, rec: newRecorder(e.Prefix), hostname: strings.TrimSuffix(e.Prefix, "-")}
+	// The daemon has no bridge: containers run with network none and
+	// say their address in a label (-useIpFromLabel).
+	s.start(d.Host, func(c *registrator.Config) { c.Internal, c.UseIPFromLabel = true, "addr" })
+	spec := func(n, restart string) dockertest.ContainerSpec {
+		return dockertest.ContainerSpec{Name: n, TCP: []int{80}, Network: "none", Restart: restart,
+			Labels: map[string]string{"addr": "192.0.2.1"}}
 	}
-	a := s.e.RunMany([]dockertest.ContainerSpec{spec("a0"), spec("a1"), spec("a2"), spec("a3")}, 4)
+	cs := e.RunMany([]dockertest.ContainerSpec{
+		spec("always0", "always"), spec("always1", "always"), spec("plain0", ""), spec("plain1", ""), spec("gone", "always"),
+	}, 5)
 	s.matchesDockerPS(60 * time.Second)
 
-	p.Cut()
-	a[0].Remove()
-	a[1].Stop(0)
-	s.e.Run(spec("b0"))
-	s.e.Run(spec("b1"))
-	if got, want := slices.Sorted(maps.Keys(s.rec.view())), s.dockerPSIDs(); slices.Equal(got, want) {
-		t.Fatalf("the registry already matches docker ps while the engine is unreachable: %v", got)
+	// Containers come and go while the daemon dies: starts in flight
+	// (they may fail with the daemon), a removal just before the kill.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 4 {
+			if _, err := e.TryRun(t.Context(), spec(fmt.Sprintf("inflight%d", i), "")); err != nil {
+				t.Logf("start racing the kill: %v", err)
+				return
+			}
+		}
+	}()
+	cs[4].Remove()
+	d.Kill()
+	wg.Wait()
+	t.Logf("registry while dockerd is down: %d registrations", len(s.rec.view()))
+
+	d.Start()
+	cs[2].Remove() // removed after the restart, before registrator has resynced
+	// dockerd restarts the containers with a restart policy as it comes
+	// up; wait until docker ps shows them, then for the registry.
+	dockertest.WaitFor(t, 60*time.Second, "dockerd to restart the containers with a restart policy", func() (bool, string) {
+		running := e.Running()
+		return slices.Contains(running, cs[0].Name) && slices.Contains(running, cs[1].Name), fmt.Sprint(running)
+	})
+	s.matchesDockerPS(90 * time.Second)
+	got := s.rec.view()
+	for _, c := range cs[:2] {
+		if _, ok := got[s.id(c, "80")]; !ok {
+			t.Errorf("%s (restart policy) is not registered after the daemon restart; registry %v", c.Name, slices.Sorted(maps.Keys(got)))
+		}
 	}
-	p.Restore()
-	s.matchesDockerPS(60 * time.Second)
+	for _, c := range cs[2:] {
+		if _, ok := got[s.id(c, "80")]; ok {
+			t.Errorf("%s is registered after the daemon restart, but is not running", c.Name)
+		}
+	}
 
 	// And events flow again afterwards.
-	a[2].Remove()
+	e.Run(spec("after", ""))
+	cs[0].Remove()
 	s.matchesDockerPS(30 * time.Second)
 }
 
