@@ -10,7 +10,8 @@ package registrator_test
 // engine is shared with whatever else runs on the machine.
 //
 // Run them with: go test -tags system -run '^TestSystem' -count=1 ./registrator/
-// CAIRN_SYSTEM_BURST sets the burst size (default 500 under CI=true, else 50).
+// The container burst is e2e's TestSystemBurst, which watches one burst
+// with this registrator, registrator consul:// and cairn agent -docker.
 
 import (
 	"context"
@@ -28,7 +29,6 @@ import (
 	"github.com/cairn-dev/cairn/registrator"
 	"github.com/cairn-dev/cairn/registrator/dockertest"
 	"github.com/cairn-dev/cairn/registrator/registratortest"
-	"github.com/cairn-dev/cairn/systemtest"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -548,59 +548,6 @@ func TestSystemEngineRestart(t *testing.T) {
 	e.Run(spec("after", ""))
 	cs[0].Remove()
 	s.matchesDockerPS(30 * time.Second)
-}
-
-// burstSize is CAIRN_SYSTEM_BURST, else 500 under CI and 50 elsewhere.
-func burstSize(t *testing.T) int {
-	if v := os.Getenv("CAIRN_SYSTEM_BURST"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("CAIRN_SYSTEM_BURST=%q: want a positive number of containers", v)
-		}
-		return n
-	}
-	if systemtest.InCI() {
-		return 500
-	}
-	return 50
-}
-
-// TestSystemBurst: N containers started as fast as the engine takes them,
-// then all removed: N registered at once, then none left, none lost.
-// Containers publish nothing (500 docker-proxy processes would cost more
-// than the test), so registrator runs with -internal.
-func TestSystemBurst(t *testing.T) {
-	s := newSys(t)
-	n := burstSize(t)
-	s.start("", func(c *registrator.Config) { c.Internal = true })
-	s.e.Image()
-	specs := make([]dockertest.ContainerSpec, n)
-	for i := range specs {
-		specs[i] = dockertest.ContainerSpec{Name: fmt.Sprintf("b%03d", i), TCP: []int{80}}
-	}
-	// The engine serialises much of a start; more than a few at once
-	// only queues on 2 cores.
-	const parallel = 4
-	t0 := time.Now()
-	cs := s.e.RunMany(specs, parallel)
-	started := time.Since(t0)
-	want := make([]string, n)
-	for i, c := range cs {
-		want[i] = s.id(c, "80")
-	}
-	s.rec.waitIDs(t, 2*time.Minute, fmt.Sprintf("all %d containers registered", n), want...)
-	registered := time.Since(t0)
-
-	t1 := time.Now()
-	s.e.RemoveMany(cs, parallel)
-	removed := time.Since(t1)
-	s.rec.waitIDs(t, 2*time.Minute, "every registration gone")
-	t.Logf("burst of %d: started in %v (%.1f/s), all registered %v after the first start; removed in %v, all deregistered %v after the first removal",
-		n, started.Round(time.Millisecond), float64(n)/started.Seconds(), registered.Round(time.Millisecond),
-		removed.Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
-	for _, id := range want {
-		checkLifecycle(t, s.rec.transcript(id), id)
-	}
 }
 
 // TestSystemSwarm: a Swarm service's tasks are registered under the

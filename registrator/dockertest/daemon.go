@@ -22,9 +22,10 @@ import (
 // Daemon is a Docker engine (dockerd) the test runs itself, with its own
 // socket, data root, exec root and pid file under a temporary directory,
 // so that it can be killed and restarted without touching the machine's
-// engine. It has no default bridge and touches no iptables rules
-// (--bridge=none, --iptables=false, --ip6tables=false): its containers
-// run with network "none", and nothing about the host's network changes.
+// engine. It runs in a network namespace of its own, has no default
+// bridge and touches no iptables rules (--bridge=none, --iptables=false,
+// --ip6tables=false): its containers run with network "none", and
+// nothing about the host's network changes.
 type Daemon struct {
 	// Host is the daemon's socket, as DOCKER_HOST spells it.
 	Host string
@@ -89,8 +90,13 @@ func (d *Daemon) Start() {
 		"--bridge=none", "--iptables=false", "--ip6tables=false",
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Dies with the test process: a killed test leaves no daemon behind.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// In a network namespace of its own: dockerd changes the network it
+	// runs in (with --bridge=none it deletes the docker0 interface, which
+	// belongs to the machine's engine), so it must not run in the host's.
+	// Its containers run with network none; its socket is a file, which
+	// the namespace does not hide. And it dies with the test process: a
+	// killed test leaves no daemon behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Cloneflags: syscall.CLONE_NEWNET}
 	if err := cmd.Start(); err != nil {
 		d.t.Fatalf("dockertest: start dockerd: %v", err)
 	}
