@@ -300,7 +300,7 @@ func TestLoadConfigFileKeepsWhatItDoesNotName(t *testing.T) {
 
 func TestLoadConfigFileErrors(t *testing.T) {
 	dir := t.TempDir()
-	const keys = "advertise_addr, alt_domain, bind_addr, bootstrap_expect, client_addr, data_dir, datacenter, dns_config, domain, enable_script_checks, encrypt, leave_on_terminate, log_level, node_id, node_name, ports, recursors, retry_join, server, start_join, vip_cidr, vip_dataplane, vip_grace, vip_scheduler"
+	const keys = "advertise_addr, alt_domain, bind_addr, bootstrap_expect, client_addr, data_dir, datacenter, dns_config, docker, domain, enable_script_checks, encrypt, leave_on_terminate, log_level, node_id, node_name, ports, recursors, retry_join, server, start_join, vip_cidr, vip_dataplane, vip_grace, vip_scheduler"
 	tests := []struct {
 		name, file, body string
 		wantErr          string // with %s for the file's path
