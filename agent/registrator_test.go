@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/registrator"
 	"github.com/cairn-dev/cairn/registrator/registratortest"
 	"github.com/hashicorp/consul/api"
@@ -157,7 +158,7 @@ func TestRegistratorChecks(t *testing.T) {
 	cfg := catalog.DefaultConfig()
 	cfg.NodeName, cfg.Address = "node-1", "10.0.0.1"
 	// As the agent validates without -enable-script-checks.
-	cfg.ValidateCheck = validateCheck(false)
+	cfg.ValidateCheck = func(d checks.Definition) error { return d.Validate(false) }
 	cat, err := catalog.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -383,7 +383,7 @@ func TestConsulBackendRefusedCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := checks["service:host1:dock:80"]
-	if ch == nil || ch.Status != "critical" || ch.ServiceID != "host1:dock:80" || !strings.Contains(ch.Notes, "script checks are disabled on this agent") {
+	if ch == nil || ch.Status != "critical" || ch.ServiceID != "host1:dock:80" || !strings.Contains(ch.Notes, "script checks are disabled") {
 		t.Errorf("refused Docker check: check = %+v\nwant critical with the agent's reason in Notes", ch)
 	}
 	if ch := checks["service:host1:grpc:80"]; ch == nil || ch.Type != "grpc" {
