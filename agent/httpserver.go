@@ -56,9 +56,11 @@ func (w *wiring) httpPart() (part, error) {
 		serverPort = w.mux.Addr().(*net.TCPAddr).Port
 	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
-		Store:   w.routerFor(),
-		Cluster: &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
-		Catalog: w.httpCatalog(),
+		Store:       w.routerFor(),
+		Cluster:     &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
+		Catalog:     w.httpCatalog(),
+		Events:      w.events,
+		Coordinates: w.ml,
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      w.nodeID,

@@ -48,6 +48,7 @@ type wiring struct {
 	pool     *forward.Pool
 	router   *forward.Router
 	vips     *vip.VIPs // nil without -vip-cidr
+	events   *membership.Events
 
 	closers []func() error
 }
@@ -87,6 +88,11 @@ func (w *wiring) build() ([]layer, error) {
 	if err != nil {
 		return nil, err
 	}
+	events, err := w.eventsPart()
+	if err != nil {
+		return nil, err
+	}
+	cat = append(cat, events)
 	// VIPs before the HTTP API and DNS, which answer them.
 	vips, withVIPs, err := w.vipPart()
 	if err != nil {

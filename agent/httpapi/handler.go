@@ -52,6 +52,12 @@ type Config struct {
 	// and checks (/v1/agent/service*, /v1/agent/check*). Optional:
 	// without it those endpoints answer 500.
 	Catalog Catalog
+	// Events answers /v1/event/fire and /v1/event/list. Optional:
+	// without it those endpoints answer 500.
+	Events Events
+	// Coordinates answers /v1/coordinate/* and ?near=. Optional:
+	// without it /v1/coordinate/* answers 500 and ?near= sorts nothing.
+	Coordinates Coordinates
 	// Logger gets one line per failed request (5xx) and per recovered
 	// panic; nil discards.
 	Logger *slog.Logger
@@ -82,12 +88,14 @@ const DefaultDatacenter = "dc1"
 
 // handler routes /v1/* requests to the endpoint functions.
 type handler struct {
-	store   Store
-	cluster Cluster // nil when the agent has none
-	catalog Catalog // nil when the agent has none
-	self    Self
-	log     *slog.Logger
-	routes  []route
+	store       Store
+	cluster     Cluster     // nil when the agent has none
+	catalog     Catalog     // nil when the agent has none
+	events      Events      // nil when the agent has none
+	coordinates Coordinates // nil when the agent has none
+	self        Self
+	log         *slog.Logger
+	routes      []route
 }
 
 // route is one Consul endpoint. A path ending in "/" matches every path
@@ -124,6 +132,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger}
+	h.events, h.coordinates = cfg.Events, cfg.Coordinates
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
 		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
@@ -168,6 +177,14 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/agent/check/warn/", put, h.agentCheckStatus(catalog.StatusWarning)},
 		{"/v1/agent/check/fail/", put, h.agentCheckStatus(catalog.StatusCritical)},
 		{"/v1/agent/check/update/", put, h.agentCheckUpdate},
+		{"/v1/event/fire/", put, h.eventFire},
+		{"/v1/event/list", get, h.eventList},
+		{"/v1/coordinate/datacenters", get, h.coordinateDatacenters},
+		{"/v1/coordinate/nodes", get, h.coordinateNodes},
+		{"/v1/coordinate/node/", get, h.coordinateNode},
+		{"/v1/coordinate/update", put, h.coordinateUpdate},
+		{"/v1/agent/connect/ca/roots", get, h.connectCARoots},
+		{"/v1/connect/ca/roots", get, h.connectCARoots},
 	}
 	return h, nil
 }
