@@ -55,12 +55,17 @@ func (w *wiring) httpPart() (part, error) {
 	if w.mux != nil {
 		serverPort = w.mux.Addr().(*net.TCPAddr).Port
 	}
+	queries, err := w.queryRegistry()
+	if err != nil {
+		return part{}, err
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
-		Store:       w.routerFor(),
-		Cluster:     &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
-		Catalog:     w.httpCatalog(),
-		Events:      w.events,
-		Coordinates: w.ml,
+		Store:           w.routerFor(),
+		Cluster:         &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
+		Catalog:         w.httpCatalog(),
+		Events:          w.events,
+		Coordinates:     w.ml,
+		PreparedQueries: queries,
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      w.nodeID,

@@ -12,6 +12,7 @@ import (
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/forward"
 	"github.com/cairn-dev/cairn/agent/membership"
+	"github.com/cairn-dev/cairn/agent/preparedquery"
 	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/cairn-dev/cairn/kv"
 )
@@ -49,6 +50,7 @@ type wiring struct {
 	router   *forward.Router
 	vips     *vip.VIPs // nil without -vip-cidr
 	events   *membership.Events
+	queries  *preparedquery.Registry // made by queryRegistry
 
 	closers []func() error
 }

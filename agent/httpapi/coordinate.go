@@ -1,10 +1,8 @@
 package httpapi
 
 import (
-	"cmp"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/cairn-dev/cairn/agent/membership"
 	"github.com/cairn-dev/cairn/blocking"
@@ -176,29 +174,6 @@ func sortNear[T any](h *handler, c *call, out []T, node func(T) string) {
 	if near == "" || h.coordinates == nil {
 		return
 	}
-	SortByDistance(h.coordinates, near, out, node)
-}
-
-// SortByDistance orders items by the estimated round trip time from the
-// node named from, nearest first (items whose node has no coordinate
-// last, in their order); it leaves items as they are when from has no
-// coordinate. Prepared queries and DNS sort with it too.
-func SortByDistance[T any](coords Coordinates, from string, items []T, node func(T) string) {
-	_, all := coords.Coordinates(nil)
-	byNode := make(map[string]*coordinate.Coordinate, len(all))
-	for _, nc := range all {
-		byNode[nc.Node] = nc.Coord
-	}
-	origin, ok := byNode[from]
-	if !ok {
-		return
-	}
-	const unknown = time.Duration(1<<63 - 1)
-	dist := func(t T) time.Duration {
-		if c, ok := byNode[node(t)]; ok && c.IsCompatibleWith(origin) {
-			return origin.DistanceTo(c)
-		}
-		return unknown
-	}
-	slices.SortStableFunc(items, func(a, b T) int { return cmp.Compare(dist(a), dist(b)) })
+	_, coords := h.coordinates.Coordinates(nil)
+	membership.SortByDistance(coords, near, out, node)
 }

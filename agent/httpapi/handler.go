@@ -58,6 +58,9 @@ type Config struct {
 	// Coordinates answers /v1/coordinate/* and ?near=. Optional:
 	// without it /v1/coordinate/* answers 500 and ?near= sorts nothing.
 	Coordinates Coordinates
+	// PreparedQueries answers /v1/query. Optional: without it those
+	// endpoints answer 500.
+	PreparedQueries PreparedQueries
 	// Logger gets one line per failed request (5xx) and per recovered
 	// panic; nil discards.
 	Logger *slog.Logger
@@ -89,10 +92,11 @@ const DefaultDatacenter = "dc1"
 // handler routes /v1/* requests to the endpoint functions.
 type handler struct {
 	store       Store
-	cluster     Cluster     // nil when the agent has none
-	catalog     Catalog     // nil when the agent has none
-	events      Events      // nil when the agent has none
-	coordinates Coordinates // nil when the agent has none
+	cluster     Cluster         // nil when the agent has none
+	catalog     Catalog         // nil when the agent has none
+	events      Events          // nil when the agent has none
+	coordinates Coordinates     // nil when the agent has none
+	queries     PreparedQueries // nil when the agent has none
 	self        Self
 	log         *slog.Logger
 	routes      []route
@@ -132,7 +136,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger}
-	h.events, h.coordinates = cfg.Events, cfg.Coordinates
+	h.events, h.coordinates, h.queries = cfg.Events, cfg.Coordinates, cfg.PreparedQueries
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
 		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
@@ -185,6 +189,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/coordinate/update", put, h.coordinateUpdate},
 		{"/v1/agent/connect/ca/roots", get, h.connectCARoots},
 		{"/v1/connect/ca/roots", get, h.connectCARoots},
+		{"/v1/query", []string{http.MethodGet, http.MethodPost}, h.preparedQueries},
+		{"/v1/query/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.preparedQuery},
 	}
 	return h, nil
 }

@@ -1,8 +1,10 @@
 package membership
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -140,4 +142,33 @@ func (m *Membership) SetCoordinate(node string, coord *coordinate.Coordinate) er
 	}
 	c.set(node, coord.Clone())
 	return nil
+}
+
+// SortByDistance orders items by the estimated round trip time from the
+// node named from to each item's node, by coords: nearest first, items
+// whose node has no coordinate last, in their order. It leaves items as
+// they are when from has no coordinate. This is Consul's ?near= order.
+func SortByDistance[T any](coords []NodeCoordinate, from string, items []T, node func(T) string) {
+	byNode := make(map[string]*coordinate.Coordinate, len(coords))
+	for _, nc := range coords {
+		byNode[nc.Node] = nc.Coord
+	}
+	origin, ok := byNode[from]
+	if !ok {
+		return
+	}
+	const unknown = time.Duration(1<<63 - 1)
+	dist := make(map[string]time.Duration, len(coords))
+	for n, c := range byNode {
+		if c.IsCompatibleWith(origin) {
+			dist[n] = origin.DistanceTo(c)
+		}
+	}
+	of := func(t T) time.Duration {
+		if d, ok := dist[node(t)]; ok {
+			return d
+		}
+		return unknown
+	}
+	slices.SortStableFunc(items, func(a, b T) int { return cmp.Compare(of(a), of(b)) })
 }
