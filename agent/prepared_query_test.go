@@ -2,12 +2,14 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/consul/api"
+	mdns "github.com/miekg/dns"
 )
 
 // registerInstances registers web instances on a dev agent: tags, meta
@@ -207,5 +209,60 @@ func getJSON(t *testing.T, r *running, path string, out any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		t.Fatalf("GET %s: decode: %v", path, err)
+	}
+}
+
+// TestPreparedQueryDNS asks <query>.query.consul with a real DNS client:
+// the query's own health rule (warning counts unless OnlyPassing), its
+// DNS TTL, the datacenter form, templates, and NXDOMAIN for no query.
+func TestPreparedQueryDNS(t *testing.T) {
+	cfg := devConfig()
+	cfg.Ports.DNS = 0
+	r := start(t, cfg)
+	c := r.client
+	for i, st := range []string{api.HealthPassing, api.HealthWarning} {
+		id := fmt.Sprintf("web-%d", i+1)
+		err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{
+			ID: id, Name: "web", Address: fmt.Sprintf("127.0.0.%d", 21+i), Port: 8001 + i,
+			Check: &api.AgentServiceCheck{CheckID: id, TTL: "1h", Status: st},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pq := c.PreparedQuery()
+	mustCreate(t, pq, &api.PreparedQueryDefinition{Name: "myq", Service: api.ServiceQuery{Service: "web"}, DNS: api.QueryDNSOptions{TTL: "7s"}})
+	mustCreate(t, pq, &api.PreparedQueryDefinition{Name: "strict", Service: api.ServiceQuery{Service: "web", OnlyPassing: true}})
+	mustCreate(t, pq, &api.PreparedQueryDefinition{Name: "", Template: api.QueryTemplate{Type: "name_prefix_match"}, Service: api.ServiceQuery{Service: "${name.full}"}})
+
+	dnsAddr := r.DNSAddr().String()
+	tests := []struct {
+		question string
+		qtype    uint16
+		rcode    int
+		answer   string
+		ttl      uint32
+	}{
+		{"myq.query.consul", mdns.TypeA, mdns.RcodeSuccess, "A 127.0.0.21, A 127.0.0.22", 7},
+		{"myq.query.dc1.consul", mdns.TypeSRV, mdns.RcodeSuccess, "SRV 8001 7f000015.addr.dc1.consul., SRV 8002 7f000016.addr.dc1.consul.", 7},
+		{"strict.query.cluster", mdns.TypeA, mdns.RcodeSuccess, "A 127.0.0.21", 0},
+		{"web.query.consul", mdns.TypeA, mdns.RcodeSuccess, "A 127.0.0.21, A 127.0.0.22", 0},
+		{"nosuchservice.query.consul", mdns.TypeA, mdns.RcodeNameError, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.question, func(t *testing.T) {
+			m, err := dnsQuery(dnsAddr, tt.question, tt.qtype)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Rcode != tt.rcode || records(m.Answer) != tt.answer {
+				t.Fatalf("%s = %s [%s], want %s [%s]", tt.question, mdns.RcodeToString[m.Rcode], records(m.Answer), mdns.RcodeToString[tt.rcode], tt.answer)
+			}
+			for _, rr := range m.Answer {
+				if rr.Header().Ttl != tt.ttl {
+					t.Errorf("%s: TTL %d, want %d", rr.Header().Name, rr.Header().Ttl, tt.ttl)
+				}
+			}
+		})
 	}
 }
