@@ -66,6 +66,7 @@ func (w *wiring) httpPart() (part, error) {
 		Events:          w.events,
 		Coordinates:     w.ml,
 		PreparedQueries: queries,
+		Autopilot:       &autopilot{ml: w.ml, router: w.routerFor()},
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      w.nodeID,

@@ -61,6 +61,9 @@ type Config struct {
 	// PreparedQueries answers /v1/query. Optional: without it those
 	// endpoints answer 500.
 	PreparedQueries PreparedQueries
+	// Autopilot answers /v1/operator/autopilot/health. Optional:
+	// without it that endpoint answers 500.
+	Autopilot Autopilot
 	// Logger gets one line per failed request (5xx) and per recovered
 	// panic; nil discards.
 	Logger *slog.Logger
@@ -97,6 +100,7 @@ type handler struct {
 	events      Events          // nil when the agent has none
 	coordinates Coordinates     // nil when the agent has none
 	queries     PreparedQueries // nil when the agent has none
+	autopilot   Autopilot       // nil when the agent has none
 	self        Self
 	log         *slog.Logger
 	routes      []route
@@ -136,7 +140,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger}
-	h.events, h.coordinates, h.queries = cfg.Events, cfg.Coordinates, cfg.PreparedQueries
+	h.events, h.coordinates, h.queries, h.autopilot = cfg.Events, cfg.Coordinates, cfg.PreparedQueries, cfg.Autopilot
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
 		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
@@ -191,6 +195,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/connect/ca/roots", get, h.connectCARoots},
 		{"/v1/query", []string{http.MethodGet, http.MethodPost}, h.preparedQueries},
 		{"/v1/query/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.preparedQuery},
+		{"/v1/operator/autopilot/health", get, h.operatorAutopilotHealth},
 	}
 	return h, nil
 }
