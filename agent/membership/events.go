@@ -70,6 +70,7 @@ type Events struct {
 
 	mu    sync.Mutex
 	ltime uint64              // Lamport clock of the events seen
+	minLT uint64              // events at or before this Lamport time predate the join: not kept
 	ring  []UserEvent         // the kept events, oldest first, at most EventBufferSize
 	seen  map[string]struct{} // IDs of events already handled
 	order []string            // seen's IDs in arrival order, to bound it
@@ -144,11 +145,9 @@ func (e *Events) Fire(ev UserEvent) (UserEvent, error) {
 		return UserEvent{}, fmt.Errorf("fire event %q: %w", ev.Name, err)
 	}
 	e.sendDirect(msg)
-	select {
-	case e.in <- ev:
-	default:
-		e.log.Warn("user events arrive faster than they are handled; this agent dropped one it fired (the others still get it)", "event", ev.Name, "id", ev.ID)
-	}
+	// This agent handles its own event at once, on the caller's
+	// goroutine, like any that arrives (its filters apply here too).
+	e.handle(ev)
 	return ev, nil
 }
 
@@ -205,7 +204,11 @@ func (e *Events) handle(ev UserEvent) {
 	}
 	e.markSeenLocked(ev.ID)
 	e.ltime = max(e.ltime, ev.LTime)
+	old := ev.LTime <= e.minLT
 	e.mu.Unlock()
+	if old {
+		return // from before this agent joined (serf's eventMinTime)
+	}
 
 	// Pass it on: a broadcast reaches only a few members per round, and
 	// every agent that learns it must send it further (see Broadcast).
@@ -290,11 +293,7 @@ func (h eventHandler) MergeRemoteState(buf []byte, join bool) {
 	if join {
 		e.mu.Lock()
 		e.ltime = max(e.ltime, state.LTime)
-		for _, ev := range state.Events {
-			if _, dup := e.seen[ev.ID]; !dup && ev.ID != "" {
-				e.markSeenLocked(ev.ID)
-			}
-		}
+		e.minLT = max(e.minLT, state.LTime)
 		e.mu.Unlock()
 		return
 	}
