@@ -146,23 +146,74 @@ func TestCoordinatesFromGossip(t *testing.T) {
 		t.Errorf("Coordinate().Datacenters() = %+v, %v; want dc1 with server s0.dc1", dcs, err)
 	}
 
-	// Move c1 far away: ?near=_agent on c0 puts it last.
-	far := *one[0].Coord
-	far.Vec = slices.Clone(far.Vec)
-	far.Vec[0] += 10 // seconds
-	if _, err := cl.Coordinate().Update(&api.CoordinateEntry{Node: "c1", Coord: &far}, nil); err != nil {
-		t.Fatalf("Coordinate().Update(c1): %v", err)
+	// Move c1 far away: ?near=_agent on c0 puts it last, in the catalog,
+	// in health and in prepared queries. c0's next probe of c1 measures
+	// its real coordinate again (as Consul's next update would), so the
+	// move is repeated until a read sees it.
+	for _, a := range c.all() {
+		if err := a.client.Agent().ServiceRegister(&api.AgentServiceRegistration{Name: "web", Port: 80}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	nodes, _, err := cl.Catalog().Nodes(&api.QueryOptions{Near: "_agent"})
+	qid, _, err := cl.PreparedQuery().Create(&api.PreparedQueryDefinition{Service: api.ServiceQuery{Service: "web", Near: "_agent"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var order []string
-	for _, n := range nodes {
-		order = append(order, n.Node)
+	far := *one[0].Coord
+	far.Vec = slices.Clone(far.Vec)
+	far.Vec[0] += 10 // seconds
+	near := &api.QueryOptions{Near: "_agent"}
+	reads := []struct {
+		what string
+		read func() ([]string, error)
+	}{
+		{"Catalog().Nodes", func() ([]string, error) {
+			ns, _, err := cl.Catalog().Nodes(near)
+			var out []string
+			for _, n := range ns {
+				out = append(out, n.Node)
+			}
+			return out, err
+		}},
+		{"Catalog().Service", func() ([]string, error) {
+			ss, _, err := cl.Catalog().Service("web", "", near)
+			var out []string
+			for _, s := range ss {
+				out = append(out, s.Node)
+			}
+			return out, err
+		}},
+		{"Health().Service", func() ([]string, error) {
+			es, _, err := cl.Health().Service("web", "", false, near)
+			var out []string
+			for _, e := range es {
+				out = append(out, e.Node.Node)
+			}
+			return out, err
+		}},
+		{"PreparedQuery().Execute (Near _agent)", func() ([]string, error) {
+			r, _, err := cl.PreparedQuery().Execute(qid, nil)
+			if err != nil {
+				return nil, err
+			}
+			var out []string
+			for _, e := range r.Nodes {
+				out = append(out, e.Node.Node)
+			}
+			return out, nil
+		}},
 	}
-	if len(order) != 3 || order[0] != "c0" || order[2] != "c1" {
-		t.Errorf("Catalog().Nodes(near=_agent) on c0 = %v, want c0 first and c1 last", order)
+	for _, rd := range reads {
+		eventually(t, rd.what+" near _agent on c0 puts the far c1 last", 10*time.Second, func() (bool, string) {
+			if _, err := cl.Coordinate().Update(&api.CoordinateEntry{Node: "c1", Coord: &far}, nil); err != nil {
+				return false, err.Error()
+			}
+			order, err := rd.read()
+			if err != nil {
+				return false, err.Error()
+			}
+			return len(order) == 3 && order[2] == "c1", fmt.Sprint(order)
+		})
 	}
 	if _, err := cl.Coordinate().Update(&api.CoordinateEntry{Node: "ghost", Coord: &far}, nil); err == nil || !strings.Contains(err.Error(), "Unknown node") {
 		t.Errorf("Coordinate().Update(ghost) = %v, want Unknown node", err)
