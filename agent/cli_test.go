@@ -20,6 +20,15 @@ import (
 func TestConsulCLICalls(t *testing.T) {
 	cl := startCluster(t, 3, 1)
 	c := cl.clients[0].client // c0
+	// Let the elections of the start end (autopilot: every server healthy)
+	// so that the writes below are not refused for want of a leader.
+	eventually(t, "three healthy servers", 30*time.Second, func() (bool, string) {
+		h, err := c.Operator().AutopilotServerHealth(nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		return h.Healthy && len(h.Servers) == 3, fmt.Sprintf("healthy %v, %d servers", h.Healthy, len(h.Servers))
+	})
 
 	tests := []struct {
 		cmd string // what the user types
@@ -142,15 +151,15 @@ func TestConsulCLICalls(t *testing.T) {
 		{"consul operator raft list-peers", func(t *testing.T) {
 			// command/operator/raft/listpeers: the configuration, then the
 			// autopilot health for Commit Index and Trails Leader By.
-			cfg, err := c.Operator().RaftGetConfiguration(nil)
-			if err != nil || len(cfg.Servers) != 3 {
-				t.Fatalf("RaftGetConfiguration = %+v, %v", cfg, err)
-			}
-			// Write something so the indexes move.
-			if _, err := c.KV().Put(&api.KVPair{Key: "list-peers", Value: []byte("x")}, nil); err != nil {
-				t.Fatal(err)
-			}
 			eventually(t, "every server healthy with its commit index", 15*time.Second, func() (bool, string) {
+				cfg, err := c.Operator().RaftGetConfiguration(nil)
+				if err != nil || len(cfg.Servers) != 3 {
+					return false, fmt.Sprintf("configuration %+v, %v", cfg, err)
+				}
+				// Write something so the indexes move.
+				if _, err := c.KV().Put(&api.KVPair{Key: "list-peers", Value: []byte("x")}, nil); err != nil {
+					return false, err.Error()
+				}
 				h, err := c.Operator().AutopilotServerHealth(nil)
 				if err != nil {
 					return false, err.Error()
