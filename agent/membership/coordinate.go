@@ -109,6 +109,18 @@ func (m *Membership) Coordinates(ws memdb.WatchSet) (uint64, []NodeCoordinate) {
 		ws.Add(c.watch)
 	}
 	out := make([]NodeCoordinate, 0, len(members))
+	known := make(map[string]bool, len(members))
+	for _, mem := range members {
+		known[mem.Name] = true
+	}
+	for node := range c.others {
+		if !known[node] {
+			// Reaped: forget it, so that a cluster whose nodes come and
+			// go does not keep every name it ever saw.
+			delete(c.others, node)
+			c.client.ForgetNode(node)
+		}
+	}
 	for _, mem := range members {
 		if mem.Name == m.cfg.NodeName {
 			out = append(out, NodeCoordinate{Node: mem.Name, Coord: c.client.GetCoordinate()})
