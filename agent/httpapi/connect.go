@@ -1,36 +1,46 @@
 package httpapi
 
-import (
-	"net/http"
+import "time"
 
-	"github.com/cairn-dev/cairn/blocking"
-	"github.com/cairn-dev/cairn/kv"
-	"github.com/hashicorp/go-memdb"
-)
+// Connect's CA roots: /v1/agent/connect/ca/roots and /v1/connect/ca/roots.
+// cairn runs no service mesh: it signs no leaf certificates and starts no
+// proxies. With connect { enabled = true } the agent still has a root of
+// its own (made at start), so that tools which wait for Connect to be
+// bootstrapped (consul/sdk's testutil, some schedulers) start; without
+// it the endpoint answers Consul's "Connect must be enabled" error.
 
-// caRootList is Consul's api.CARootList.
+// CARoot is one Connect CA root certificate (api.CARoot).
+type CARoot struct {
+	ID             string
+	Name           string
+	SerialNumber   uint64
+	SigningKeyID   string
+	NotBefore      time.Time
+	NotAfter       time.Time
+	RootCertPEM    string `json:"RootCert"`
+	Active         bool
+	PrivateKeyType string
+	PrivateKeyBits int
+	CreateIndex    uint64
+	ModifyIndex    uint64
+}
+
+// caRootList is api.CARootList.
 type caRootList struct {
 	ActiveRootID string
 	TrustDomain  string
-	Roots        []struct{}
+	Roots        []CARoot
 }
 
 // connectCARoots serves GET /v1/agent/connect/ca/roots and
-// /v1/connect/ca/roots. cairn has no Connect service mesh and so no
-// certificate authority: it answers Consul's shape with no root, so that
-// tools that only wait for the endpoint to answer 200 start, and tools
-// that need a root see at once that there is none (rather than a 404
-// they would retry).
+// /v1/connect/ca/roots.
 func (h *handler) connectCARoots(c *call) error {
-	o, err := readOptions(c.query)
-	if err != nil {
-		return err
+	r := h.connectRoot
+	if r == nil {
+		// Consul's answer when Connect is off.
+		return badRequest("Connect must be enabled in order to use this endpoint")
 	}
-	// The list never changes: a blocking query waits out its wait.
-	idx, err := blocking.Run(c.ctx, blocking.Query{MinIndex: o.MinIndex, Wait: o.MaxWait}, func(memdb.WatchSet) (uint64, error) { return 1, nil })
-	if err != nil {
-		return err
-	}
-	setMeta(c.w, kv.QueryMeta{Index: idx, KnownLeader: true}, o)
-	return writeJSON(c.w, http.StatusOK, caRootList{Roots: []struct{}{}})
+	out := caRootList{ActiveRootID: r.ID, TrustDomain: h.trustDomain, Roots: []CARoot{*r}}
+	c.w.Header().Set("X-Consul-Index", "1")
+	return writeJSON(c.w, 200, out)
 }

@@ -90,7 +90,7 @@ func TestEventJSONAndIndex(t *testing.T) {
 	}
 }
 
-func TestCoordinateAndCARootsJSON(t *testing.T) {
+func TestCoordinateJSON(t *testing.T) {
 	ta, ml := newGossipAPI(t)
 	resp, body := ta.do(t, http.MethodGet, "/v1/coordinate/nodes", nil)
 	own, _ := json.Marshal(ml.Coordinate())
@@ -99,9 +99,5 @@ func TestCoordinateAndCARootsJSON(t *testing.T) {
 	}
 	if !strings.Contains(string(own), `"Vec":[0,0,0,0,0,0,0,0],"Error":1.5,"Adjustment":0,"Height":0.00001`) {
 		t.Errorf("a fresh coordinate is %s; want serf's origin with 8 dimensions", own)
-	}
-	resp, body = ta.do(t, http.MethodGet, "/v1/agent/connect/ca/roots", nil)
-	if want := `{"ActiveRootID":"","TrustDomain":"","Roots":[]}`; resp.StatusCode != 200 || body != want || resp.Header.Get("X-Consul-Index") == "" {
-		t.Errorf("connect CA roots = %d %s, want 200 %s with an index", resp.StatusCode, body, want)
 	}
 }
