@@ -195,6 +195,54 @@ func TestConsulCLICalls(t *testing.T) {
 				}
 			}
 		}},
+		{"consul maint -enable -reason=upgrade; consul maint -enable -service=web-1; consul maint -disable", func(t *testing.T) {
+			if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-1", Name: "web", Port: 80}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Agent().EnableNodeMaintenance("upgrade"); err != nil {
+				t.Fatalf("EnableNodeMaintenance: %v", err)
+			}
+			if err := c.Agent().EnableServiceMaintenance("web-1", ""); err != nil {
+				t.Fatalf("EnableServiceMaintenance: %v", err)
+			}
+			// `consul maint` (no flags) prints these two checks.
+			checks, err := c.Agent().Checks()
+			if err != nil {
+				t.Fatal(err)
+			}
+			node, svc := checks["_node_maintenance"], checks["_service_maintenance:web-1"]
+			if node == nil || node.Status != api.HealthCritical || node.Notes != "upgrade" || svc == nil || svc.ServiceID != "web-1" {
+				t.Errorf("maintenance checks = node %+v, service %+v; want both critical, the node's with the reason", node, svc)
+			}
+			if err := c.Agent().DisableNodeMaintenance(); err != nil {
+				t.Fatalf("DisableNodeMaintenance: %v", err)
+			}
+			if err := c.Agent().DisableServiceMaintenance("web-1"); err != nil {
+				t.Fatalf("DisableServiceMaintenance: %v", err)
+			}
+			checks, _ = c.Agent().Checks()
+			for id := range checks {
+				if strings.Contains(id, "maintenance") {
+					t.Errorf("check %s after -disable", id)
+				}
+			}
+		}},
+		{"consul force-leave s2 (alive); consul force-leave nosuch", func(t *testing.T) {
+			// Consul leaves a live member alone and succeeds (serf only
+			// acts on failed members); an unknown name is an error.
+			if err := c.Agent().ForceLeave("s2"); err != nil {
+				t.Errorf("ForceLeave(s2) = %v, want nil", err)
+			}
+			ms, _ := c.Agent().Members(false)
+			for _, m := range ms {
+				if m.Name == "s2" && m.Status != 1 {
+					t.Errorf("s2 status %d after force-leave of a live member, want alive (1)", m.Status)
+				}
+			}
+			if err := c.Agent().ForceLeave("nosuch"); err == nil || !strings.Contains(err.Error(), "nosuch") {
+				t.Errorf("ForceLeave(nosuch) = %v, want an error naming it", err)
+			}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.cmd, tc.run)
