@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -39,7 +37,7 @@ func (w *wiring) ops() httpapi.Ops {
 	}
 	if w.store != nil {
 		o.Snapshots = snapshots{store: w.store}
-		o.Raft = &raftOps{store: w.store, ml: w.ml, pool: w.pool, stable: map[string]time.Time{}}
+		o.Raft = &raftOps{store: w.store}
 	}
 	return o
 }
@@ -85,16 +83,7 @@ func badSnapshot(err error) error {
 }
 
 // raftOps implements httpapi.RaftOperator on a server.
-type raftOps struct {
-	store *kv.Server
-	ml    *membership.Membership
-	pool  interface {
-		ServerStatus(ctx context.Context, addr string) (string, []string, error)
-	}
-
-	mu     sync.Mutex
-	stable map[string]time.Time // server ID -> healthy since
-}
+type raftOps struct{ store *kv.Server }
 
 func (o *raftOps) RemovePeer(ctx context.Context, id, address string) error {
 	peers, err := o.store.Configuration()
@@ -133,76 +122,6 @@ func (o *raftOps) TransferLeader(ctx context.Context, id string) error {
 		}
 	}
 	return fmt.Errorf("%w: no server with ID %q in the Raft configuration; see cairn operator raft list-peers", kv.ErrInvalidRequest, id)
-}
-
-// Health is autopilot's server health as this server sees it: each
-// server's gossip status and whether it answers a status call naming the
-// same leader. LastContact is that call's round trip (0 for this
-// server); LastIndex and LastTerm are known for this server only.
-func (o *raftOps) Health(ctx context.Context) (httpapi.AutopilotHealth, error) {
-	peers, err := o.store.Configuration()
-	if err != nil {
-		return httpapi.AutopilotHealth{}, err
-	}
-	_, members := o.ml.Members(nil)
-	byID := map[string]membership.Member{}
-	for _, m := range members {
-		byID[m.Meta.NodeID] = m
-	}
-	leader := o.store.Leader()
-	stats := o.store.Stats()
-	var out httpapi.AutopilotHealth
-	healthyVoters, voters := 0, 0
-	now := time.Now()
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, p := range peers {
-		m, known := byID[p.ID]
-		sh := httpapi.ServerHealth{ID: p.ID, Address: p.Address, Leader: p.Leader, Voter: p.Voter, Version: Version, SerfStatus: "none", LastContact: "0s"}
-		if known {
-			sh.Name, sh.SerfStatus = m.Name, memberStatus[m.Status].String()
-		}
-		alive := known && m.Status == membership.StatusAlive
-		if p.ID == o.store.NodeID() {
-			sh.LastIndex, _ = strconv.ParseUint(stats["last_log_index"], 10, 64)
-			sh.LastTerm, _ = strconv.ParseUint(stats["term"], 10, 64)
-			sh.Healthy = alive && leader != ""
-		} else {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			start := time.Now()
-			theirs, _, err := o.pool.ServerStatus(cctx, p.Address)
-			cancel()
-			sh.LastContact = time.Since(start).Round(time.Microsecond).String()
-			sh.Healthy = alive && err == nil && theirs == leader && leader != ""
-		}
-		if sh.Healthy {
-			if _, ok := o.stable[p.ID]; !ok {
-				o.stable[p.ID] = now
-			}
-			sh.StableSince = o.stable[p.ID]
-		} else {
-			delete(o.stable, p.ID)
-		}
-		if p.Voter {
-			voters++
-			if sh.Healthy {
-				healthyVoters++
-			}
-		}
-		out.Servers = append(out.Servers, sh)
-	}
-	slices.SortFunc(out.Servers, func(a, b httpapi.ServerHealth) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
-	out.Healthy = voters > 0 && healthyVoters == voters
-	out.FailureTolerance = max(healthyVoters-(voters/2+1), 0)
-	return out, nil
 }
 
 // errReloadUnavailable is Reload called on an agent that is not running.

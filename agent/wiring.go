@@ -12,6 +12,7 @@ import (
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/forward"
 	"github.com/cairn-dev/cairn/agent/membership"
+	"github.com/cairn-dev/cairn/agent/preparedquery"
 	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/cairn-dev/cairn/kv"
 )
@@ -47,8 +48,10 @@ type wiring struct {
 	checks   *checks.Runner
 	pool     *forward.Pool
 	router   *forward.Router
-	vips     *vip.VIPs  // nil without -vip-cidr
-	tel      *telemetry // nil with -disable-metrics
+	vips     *vip.VIPs // nil without -vip-cidr
+	events   *membership.Events
+	queries  *preparedquery.Registry // made by queryRegistry
+	tel      *telemetry              // nil with -disable-metrics
 
 	closers []func() error
 }
@@ -91,6 +94,11 @@ func (w *wiring) build() ([]layer, error) {
 	if err != nil {
 		return nil, err
 	}
+	events, err := w.eventsPart()
+	if err != nil {
+		return nil, err
+	}
+	cat = append(cat, events)
 	// VIPs before the HTTP API and DNS, which answer them.
 	vips, withVIPs, err := w.vipPart()
 	if err != nil {

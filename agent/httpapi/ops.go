@@ -17,7 +17,7 @@ import (
 )
 
 // Ops is what the operator endpoints need (metrics, snapshots, reload,
-// monitor, host, Raft peers, autopilot health). Every field is
+// monitor, host, Raft peer removal and leadership transfer). Every field is
 // optional: an endpoint whose part is missing answers 501 and says so.
 type Ops struct {
 	// Metrics serves GET /v1/agent/metrics (JSON, ?format=prometheus).
@@ -61,38 +61,13 @@ type LogStream interface {
 	Subscribe(level slog.Level, json bool) (lines <-chan []byte, dropped func() uint64, cancel func())
 }
 
-// RaftOperator is what /v1/operator/raft/peer, transfer-leader and
-// /v1/operator/autopilot/health need.
+// RaftOperator is what /v1/operator/raft/peer and transfer-leader need
+// (autopilot health is autopilot.go's).
 type RaftOperator interface {
 	RemovePeer(ctx context.Context, id, address string) error
 	// TransferLeader hands leadership to id, or to the most up-to-date
 	// follower when id is "".
 	TransferLeader(ctx context.Context, id string) error
-	Health(ctx context.Context) (AutopilotHealth, error)
-}
-
-// AutopilotHealth is api.OperatorHealthReply.
-type AutopilotHealth struct {
-	Healthy          bool
-	FailureTolerance int
-	Servers          []ServerHealth
-}
-
-// ServerHealth is api.ServerHealth. LastContact is a duration string
-// ("12ms"; Consul's ReadableDuration).
-type ServerHealth struct {
-	ID          string
-	Name        string
-	Address     string
-	SerfStatus  string
-	Version     string
-	Leader      bool
-	LastContact string
-	LastTerm    uint64
-	LastIndex   uint64
-	Healthy     bool
-	Voter       bool
-	StableSince time.Time
 }
 
 var errNotHere = errors.New("not available on this agent")
@@ -112,7 +87,6 @@ func (h *handler) opsRoutes() []route {
 		{"/v1/snapshot", []string{http.MethodGet, http.MethodPut}, h.snapshot},
 		{"/v1/operator/raft/peer", []string{http.MethodDelete}, h.operatorRaftPeer},
 		{"/v1/operator/raft/transfer-leader", []string{http.MethodPost, http.MethodPut}, h.operatorRaftTransfer},
-		{"/v1/operator/autopilot/health", get, h.operatorAutopilotHealth},
 		// Go's profiles, as Consul serves them for `consul debug`: the
 		// goroutine and heap ones only, which cost a moment to take (CPU
 		// profiles and traces run for seconds and stay off).
@@ -273,24 +247,6 @@ func (h *handler) operatorRaftTransfer(c *call) error {
 		return err
 	}
 	return writeJSON(c.w, http.StatusOK, struct{ Success bool }{true})
-}
-
-func (h *handler) operatorAutopilotHealth(c *call) error {
-	if h.ops.Raft == nil {
-		return notHere("autopilot health (a server's)")
-	}
-	health, err := h.ops.Raft.Health(c.ctx)
-	if err != nil {
-		return err
-	}
-	if health.Servers == nil {
-		health.Servers = []ServerHealth{}
-	}
-	code := http.StatusOK
-	if !health.Healthy {
-		code = http.StatusTooManyRequests // Consul's answer when unhealthy
-	}
-	return writeJSON(c.w, code, health)
 }
 
 // observed wraps the handler with the Observer: a status-recording

@@ -158,6 +158,7 @@ func agentFlags(c *agent.Config, sources *[]configSource) *flag.FlagSet {
 	fs.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "Write the log as JSON lines (hclog's @timestamp, @level, @message).")
 	fs.BoolVar(&c.DisableMetrics, "disable-metrics", c.DisableMetrics, "Record no metrics; /v1/agent/metrics answers 501.")
 	fs.BoolVar(&c.Docker, "docker", c.Docker, "Register this host's Docker containers and Swarm tasks as services, by registrator's rules and SERVICE_* labels ($DOCKER_HOST, else unix:///var/run/docker.sock).")
+	dockerFlags(fs, c)
 	fs.Var(metaFlag{&c.NodeMeta}, "node-meta", `Node meta "key:value" for this node's catalog entry; repeatable.`)
 	fs.BoolVar(&c.EnableLocalScriptChecks, "enable-local-script-checks", c.EnableLocalScriptChecks, "Allow script checks defined in config files (not over the HTTP API).")
 	fs.BoolVar(&c.EnableScriptChecks, "enable-script-checks", c.EnableScriptChecks, "Allow health checks that run a program (ScriptArgs); off by default.")
