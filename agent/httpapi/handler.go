@@ -90,8 +90,8 @@ type handler struct {
 	routes  []route
 }
 
-// route is one Consul endpoint. A path ending in "/" matches every path
-// under it and passes the rest to fn as call.arg (Consul registers them
+// route is one Consul endpoint. A path ending in "/" (other than "/"
+// itself) matches every path under it and passes the rest to fn as call.arg (Consul registers them
 // the same way on its ServeMux); any other path matches exactly.
 type route struct {
 	path    string
@@ -168,6 +168,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/agent/check/warn/", put, h.agentCheckStatus(catalog.StatusWarning)},
 		{"/v1/agent/check/fail/", put, h.agentCheckStatus(catalog.StatusCritical)},
 		{"/v1/agent/check/update/", put, h.agentCheckUpdate},
+		{"/", get, h.index}, // exactly "/": the page a browser opens first
 	}
 	return h, nil
 }
@@ -175,7 +176,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 func (h *handler) match(path string) (*route, string, bool) {
 	for i := range h.routes {
 		rt := &h.routes[i]
-		if strings.HasSuffix(rt.path, "/") {
+		if strings.HasSuffix(rt.path, "/") && rt.path != "/" {
 			if rest, ok := strings.CutPrefix(path, rt.path); ok {
 				return rt, rest, true
 			}
