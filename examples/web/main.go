@@ -1,7 +1,8 @@
-// Command web is the compose example's demo app: a static HTTP server
-// that answers every request with the name of the host (container) that
-// served it, so a client can see which replica a load balancer picked.
-// It is built with CGO_ENABLED=0 and runs in an image FROM scratch.
+// Command web is the examples' demo app: a static HTTP server that
+// answers every request with "hello from <name>", the host (container)
+// name unless -name says otherwise, so a client can see which instance a
+// load balancer picked. The compose example builds it with
+// CGO_ENABLED=0 into an image FROM scratch.
 package main
 
 import (
@@ -18,11 +19,15 @@ import (
 
 func main() {
 	addr := flag.String("addr", ":8080", "Address to listen on.")
+	name := flag.String("name", "", "Name to answer with; the host name by default.")
 	flag.Parse()
-	host, err := os.Hostname()
-	if err != nil {
-		slog.Error("hostname", "err", err)
-		os.Exit(1)
+	host := *name
+	if host == "" {
+		var err error
+		if host, err = os.Hostname(); err != nil {
+			slog.Error("hostname", "err", err)
+			os.Exit(1)
+		}
 	}
 	srv := &http.Server{
 		Addr:              *addr,
