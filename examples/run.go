@@ -5,9 +5,12 @@ package examples
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -56,13 +59,35 @@ func RunREADME(t testing.TB, path string, opt RunOptions) string {
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
 	}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	err = cmd.Run()
-	if cmd.Process != nil {
-		// Whatever the README left running in the background.
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	// A daemon the README started (nginx) leaves the process group and
+	// may hold the output pipe: stop reading a while after bash exits.
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: start bash: %v", path, err)
+	}
+	netns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid))
+	err = cmd.Wait()
+	// Whatever the README left running in the background: its process
+	// group and, in a namespace of the test's own, everything in it.
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if own, _ := os.Readlink("/proc/self/ns/net"); opt.NetNS && netns != "" && netns != own {
+		killNetNS(netns)
 	}
 	if err != nil {
 		t.Fatalf("%s: the README's commands failed (%v; timeout %v):\n%s", path, err, opt.Timeout, out.String())
 	}
 	return out.String()
+}
+
+// killNetNS kills every process in the network namespace named by the
+// /proc/<pid>/ns/net link target netns (one RunREADME created).
+func killNetNS(netns string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/ns/net")
+	for _, p := range procs {
+		if ns, err := os.Readlink(p); err == nil && ns == netns {
+			if pid, err := strconv.Atoi(strings.Split(p, "/")[2]); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
 }
