@@ -12,6 +12,9 @@ import (
 // the language, so readers see an ordinary sh block.
 const TestedFence = "```sh test"
 
+// failTrap names the command that stopped the script.
+const failTrap = `trap 'echo "README command failed (exit $?): $BASH_COMMAND" >&2' ERR` + "\n"
+
 // Script returns the blocks of the markdown file at path that open with
 // TestedFence, in order, as one bash script that stops at the first
 // failing command (set -euo pipefail). The blocks run in one shell, so a
@@ -23,7 +26,7 @@ func Script(path string) (string, error) {
 	}
 	defer f.Close()
 	var b strings.Builder
-	b.WriteString("set -euo pipefail\n")
+	b.WriteString("set -euo pipefail\n" + failTrap)
 	in, blocks, line := false, 0, 0
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {

@@ -22,7 +22,7 @@ func TestScript(t *testing.T) {
 		{
 			name: "tested blocks only, in order",
 			md:   "# T\n```sh test\necho one\n```\n```sh\nnot run\n```\ntext\n```sh test\necho two\n```\n",
-			want: "set -euo pipefail\n# DIR/a.md:2\necho one\n# DIR/a.md:9\necho two\n",
+			want: "set -euo pipefail\n" + failTrap + "# DIR/a.md:2\necho one\n# DIR/a.md:9\necho two\n",
 		},
 		{name: "none", md: "```sh\nls\n```\n", wantErr: `DIR/a.md has no "` + "```sh test" + `" blocks to run`},
 		{name: "unclosed", md: "```sh test\nls\n", wantErr: `DIR/a.md: the last "` + "```sh test" + `" block is not closed`},
