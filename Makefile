@@ -52,7 +52,8 @@ test:
 
 ## test-system: the slow real-system suites (build tag "system", tests named TestSystem*): IPVS in a
 ## qemu-booted kernel (run vmtest/prepare.sh once first, as root), and the registrator against the
-## real Docker engine and Swarm. They need root; under CI=true a missing prerequisite fails.
+## real Docker engine and Swarm, and the examples (their READMEs as written, the Compose cluster, the
+## release image). They need root; under CI=true a missing prerequisite fails.
 test-system:
 	$(GO) test -tags system -run '^TestSystem' -count=1 -p 1 -timeout 60m ./...
 
