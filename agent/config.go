@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/cairn-dev/cairn/dns"
@@ -77,6 +78,25 @@ type Config struct {
 	// allows checks that run a program (ScriptArgs). Off by default, as
 	// in Consul: anyone who can register a check could run anything.
 	EnableScriptChecks bool
+	// EnableLocalScriptChecks (-enable-local-script-checks,
+	// enable_local_script_checks) allows script checks defined in config
+	// files only, not those registered over the HTTP API.
+	EnableLocalScriptChecks bool
+	// NodeMeta (-node-meta key:value, node_meta) is this node's Node.Meta,
+	// besides Consul's own keys (consul-network-segment, consul-version).
+	NodeMeta map[string]string
+	// Services and Checks are the service and check definitions of the
+	// config files (service {}, services [], check {}, checks []), in the
+	// JSON of Consul's agent API; they are registered at start.
+	Services []json.RawMessage
+	Checks   []json.RawMessage
+	// ConnectEnabled (connect { enabled = true }) makes the agent answer
+	// the Connect CA roots endpoints with a root of its own. cairn runs
+	// no proxies and signs no leaf certificates.
+	ConnectEnabled bool
+	// ConfigWarnings are about the config files' keys that have no effect in cairn;
+	// New logs each once.
+	ConfigWarnings []string
 	// Fast shortens Raft and gossip timings for agents that share one
 	// machine (-dev sets it; tests do). Not a flag: never across networks.
 	Fast bool

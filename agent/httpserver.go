@@ -55,10 +55,20 @@ func (w *wiring) httpPart() (part, error) {
 	if w.mux != nil {
 		serverPort = w.mux.Addr().(*net.TCPAddr).Port
 	}
+	var root *httpapi.CARoot
+	var trustDomain string
+	if cfg.ConnectEnabled && cfg.Server {
+		var err error
+		if root, trustDomain, err = connectRoot(w.nodeID, cfg.Datacenter); err != nil {
+			return part{}, err
+		}
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
-		Store:   w.routerFor(),
-		Cluster: &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
-		Catalog: w.httpCatalog(),
+		ConnectRoot: root,
+		TrustDomain: trustDomain,
+		Store:       w.routerFor(),
+		Cluster:     &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
+		Catalog:     w.httpCatalog(),
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      w.nodeID,
@@ -72,6 +82,11 @@ func (w *wiring) httpPart() (part, error) {
 			DNSPort:     w.dnsPort,
 			ServerPort:  serverPort,
 			Stats:       w.selfStats,
+
+			ClientAddr:         cfg.ClientAddr,
+			NodeMeta:           nodeMeta(cfg),
+			BootstrapExpect:    cfg.BootstrapExpect,
+			EnableScriptChecks: cfg.EnableScriptChecks,
 		},
 		Logger: w.log,
 	})

@@ -131,6 +131,8 @@ func agentFlags(c *agent.Config, sources *[]configSource) *flag.FlagSet {
 	fs.Var(listFlag{&c.Recursors}, "recursor", "DNS server (IP or IP:port) for names outside -domain; repeatable.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Log level: trace, debug, info, warn or err.")
 	fs.BoolVar(&c.Docker, "docker", c.Docker, "Register this host's Docker containers and Swarm tasks as services, by registrator's rules and SERVICE_* labels ($DOCKER_HOST, else unix:///var/run/docker.sock).")
+	fs.Var(metaFlag{&c.NodeMeta}, "node-meta", `Node meta "key:value" for this node's catalog entry; repeatable.`)
+	fs.BoolVar(&c.EnableLocalScriptChecks, "enable-local-script-checks", c.EnableLocalScriptChecks, "Allow script checks defined in config files (not over the HTTP API).")
 	fs.BoolVar(&c.EnableScriptChecks, "enable-script-checks", c.EnableScriptChecks, "Allow health checks that run a program (ScriptArgs); off by default.")
 	fs.Var(listFlag{&c.Templates}, "template", `Template to render in-process from this agent's catalog and KV, "source[:destination[:command]]" (as cairn template); repeatable.`)
 	fs.StringVar(&c.TemplateCheck, "template-check", c.TemplateCheck, `Command that validates each result of the -template templates before it stays (e.g. "nginx -t"); $CAIRN_TEMPLATE_FILE names the destination.`)
@@ -169,5 +171,23 @@ func (f sourceFlag) String() string { return "" }
 
 func (f sourceFlag) Set(v string) error {
 	*f.list = append(*f.list, configSource{path: v, dir: f.dir})
+	return nil
+}
+
+// metaFlag adds each "key:value" of a repeatable flag to a map, as
+// Consul's -node-meta does.
+type metaFlag struct{ m *map[string]string }
+
+func (f metaFlag) String() string { return "" }
+
+func (f metaFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, ":")
+	if !ok || k == "" {
+		return fmt.Errorf("%q is not key:value; give the node meta as -node-meta key:value", v)
+	}
+	if *f.m == nil {
+		*f.m = map[string]string{}
+	}
+	(*f.m)[k] = val
 	return nil
 }
