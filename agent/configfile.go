@@ -46,6 +46,8 @@ type fileConfig struct {
 	Reconnect       *string           `hcl:"reconnect_timeout"`
 	Addresses       *fileAddresses    `hcl:"addresses"`
 	Connect         *fileConnect      `hcl:"connect"`
+	Performance     *filePerformance  `hcl:"performance"`
+	Limits          *fileLimits       `hcl:"limits"`
 	// Service and check definitions (service {}, services [], check {},
 	// checks []) are read by definitions.go, not decoded here; the
 	// fields only declare the keys.
@@ -66,6 +68,18 @@ type fileDNS struct {
 	ServiceTTL  *string `hcl:"service_ttl"`
 	NodeTTL     *string `hcl:"node_ttl"`
 	OnlyPassing *bool   `hcl:"only_passing"`
+}
+
+// filePerformance is Consul's performance block, in the part cairn reads.
+type filePerformance struct {
+	RPCHoldTimeout *string `hcl:"rpc_hold_timeout"`
+}
+
+// fileLimits is Consul's limits block, in the part cairn reads, plus
+// max_blocking_queries (cairn's).
+type fileLimits struct {
+	HTTPMaxConnsPerClient *int `hcl:"http_max_conns_per_client"`
+	MaxBlockingQueries    *int `hcl:"max_blocking_queries"`
 }
 
 type filePorts struct {
@@ -314,6 +328,17 @@ func (fc *fileConfig) apply(c *Config) error {
 			return fmt.Errorf("vip_grace = %q is not a duration; give one with a unit, such as \"1h\"", *fc.VIPGrace)
 		}
 		c.VIPGrace = v
+	}
+	if p := fc.Performance; p != nil && p.RPCHoldTimeout != nil {
+		v, err := time.ParseDuration(*p.RPCHoldTimeout)
+		if err != nil {
+			return fmt.Errorf("performance.rpc_hold_timeout = %q is not a duration; give one with a unit, such as \"7s\"", *p.RPCHoldTimeout)
+		}
+		c.RPCHoldTimeout = v
+	}
+	if l := fc.Limits; l != nil {
+		set(&c.Limits.HTTPMaxConnsPerClient, l.HTTPMaxConnsPerClient)
+		set(&c.Limits.MaxBlockingQueries, l.MaxBlockingQueries)
 	}
 	if d := fc.DNSConfig; d != nil {
 		for _, ttl := range []struct {

@@ -34,7 +34,11 @@ var consulKeys = setOf(
 	"reporting", "cloud", "locality", "default_intention_policy", "config_entries",
 	"enable_central_service_config", "xds", "experiments",
 	// Raft, gossip and server tuning that cairn sets itself.
-	"performance", "limits", "autopilot", "raft_protocol", "raft_snapshot_interval",
+	"performance.leave_drain_time", "performance.raft_multiplier",
+	"performance.grpc_keepalive_interval", "performance.grpc_keepalive_timeout",
+	"limits.https_handshake_timeout", "limits.request_limits", "limits.rpc_handshake_timeout",
+	"limits.rpc_client_timeout", "limits.rpc_max_burst", "limits.rpc_max_conns_per_client",
+	"limits.rpc_rate", "limits.kv_max_value_size", "limits.txn_max_req_len", "autopilot", "raft_protocol", "raft_snapshot_interval",
 	"raft_snapshot_threshold", "raft_trailing_logs", "raft_boltdb", "raft_logstore",
 	"server_rejoin_age_max", "session_ttl_min", "check_update_interval", "protocol", "rpc",
 	"discovery_max_stale", "default_query_time", "max_query_time", "disable_coordinates",

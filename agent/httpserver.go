@@ -102,7 +102,7 @@ func (w *wiring) httpPart() (part, error) {
 		reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancelRequests()
 		srv := &http.Server{
-			Handler:           handler,
+			Handler:           withBodyTimeout(handler, bodyReadTimeout),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			BaseContext:       func(net.Listener) context.Context { return reqCtx },
@@ -116,7 +116,7 @@ func (w *wiring) httpPart() (part, error) {
 		srv.Protocols.SetUnencryptedHTTP2(true)
 		srv.RegisterOnShutdown(cancelRequests)
 		served := make(chan error, 1)
-		go func() { served <- srv.Serve(ln) }()
+		go func() { served <- srv.Serve(limitConnsPerClient(ln, cfg.Limits.HTTPMaxConnsPerClient)) }()
 		select {
 		case err := <-served:
 			return fmt.Errorf("serve on %s: %w", ln.Addr(), err)

@@ -36,7 +36,16 @@ func (s *Server) CreateSession(ctx context.Context, sess Session) (string, error
 		return "", err
 	}
 	sess.ID = uuid.NewString()
-	if _, err := s.raftApply(ctx, command{Type: cmdSessionCreate, Session: &sess}); err != nil {
+	res, err := s.raftApply(ctx, command{Type: cmdSessionCreate, Session: &sess})
+	if err != nil {
+		return "", err
+	}
+	// A create sent again (same write ID) answers the session the first
+	// one made, not this attempt's ID.
+	if id, ok := res.(string); ok && id != "" {
+		sess.ID = id
+	}
+	if err, ok := res.(error); ok {
 		return "", err
 	}
 	s.sessions.reset(sess.ID, sess.TTL)

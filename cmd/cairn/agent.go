@@ -127,6 +127,7 @@ func agentFlags(c *agent.Config, sources *[]configSource) *flag.FlagSet {
 	fs.DurationVar(&c.DNS.ServiceTTL, "dns-ttl", c.DNS.ServiceTTL, "TTL of service records in DNS answers (0 by default, as Swarm's DNS: clients always ask again); dns_config.service_ttl.")
 	fs.DurationVar(&c.DNS.NodeTTL, "dns-node-ttl", c.DNS.NodeTTL, "TTL of node records in DNS answers; dns_config.node_ttl.")
 	fs.DurationVar(&c.ReconnectTimeout, "reconnect-timeout", c.ReconnectTimeout, "How long a failed member stays (its services answered as critical) before it is purged, and a failed server stays a Raft voter.")
+	fs.DurationVar(&c.RPCHoldTimeout, "rpc-hold-timeout", c.RPCHoldTimeout, "How long a KV or session request waits for a leader (during an election, or when a server stops answering) before it fails; performance.rpc_hold_timeout.")
 	fs.StringVar(&c.AltDomain, "alt-domain", c.AltDomain, `Second DNS domain answering the same names, for clients written for Consul; "" turns it off.`)
 	fs.Var(listFlag{&c.Recursors}, "recursor", "DNS server (IP or IP:port) for names outside -domain; repeatable.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Log level: trace, debug, info, warn or err.")
