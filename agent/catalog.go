@@ -19,12 +19,18 @@ import (
 // handler is registered before any join, so nothing is missed.
 func (w *wiring) catalogParts() ([]part, error) {
 	cfg := w.cfg
+	catalogDir := w.dataDir
+	if cfg.Dev {
+		// -dev's data dir is removed on exit: keeping registrations in
+		// it (and syncing each) would buy nothing.
+		catalogDir = ""
+	}
 	cat, err := catalog.New(catalog.Config{
 		NodeName:           cfg.NodeName,
 		NodeID:             w.nodeID,
 		Datacenter:         cfg.Datacenter,
 		Address:            w.advertise,
-		DataDir:            w.dataDir,
+		DataDir:            catalogDir,
 		EnableScriptChecks: cfg.EnableScriptChecks,
 		ValidateCheck:      validateCheck(cfg.EnableScriptChecks),
 		Members:            catalogMembers{w.ml},
