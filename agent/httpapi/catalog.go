@@ -197,19 +197,23 @@ func (h *handler) catalogService(c *call) error {
 	if err != nil {
 		return err
 	}
-	var insts []catalog.Instance
+	var (
+		insts []catalog.Instance
+		index uint64
+	)
 	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
-		idx, in := h.catalog.ServiceNodes(ws, c.arg, f)
-		insts = in
-		return idx
+		index, insts = h.catalog.ServiceNodes(ws, c.arg, f)
+		return index
 	}); err != nil {
 		return err
 	}
-	out := make([]consuljson.CatalogService, 0, len(insts))
-	for _, in := range insts {
-		out = append(out, consuljson.FromInstance(in))
-	}
-	return writeFiltered(c, out)
+	return h.writeCached(c, answerKey("catalog", c.arg, f), index, func() any {
+		out := make([]consuljson.CatalogService, 0, len(insts))
+		for _, in := range insts {
+			out = append(out, consuljson.FromInstance(in))
+		}
+		return out
+	})
 }
 
 // catalogNodes serves GET /v1/catalog/nodes.

@@ -88,6 +88,7 @@ type handler struct {
 	self    Self
 	log     *slog.Logger
 	routes  []route
+	answers answerCache // encoded catalog answers (answercache.go)
 }
 
 // route is one Consul endpoint. A path ending in "/" matches every path
