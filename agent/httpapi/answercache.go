@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/kv"
 )
 
 // answerCache keeps the JSON of recent catalog answers (health and
@@ -26,8 +27,9 @@ type answerCache struct {
 }
 
 type cachedAnswer struct {
-	index uint64
-	body  []byte
+	index   uint64
+	entries []*kv.Entry // for KV lists: the entries encoded (see getList)
+	body    []byte
 }
 
 // Bounds of the cache; past them, arbitrary entries make room.
@@ -43,6 +45,35 @@ func (a *answerCache) get(key string, index uint64) []byte {
 		return e.body
 	}
 	return nil
+}
+
+// getList returns the cached encoding of entries, a KV list. A list's
+// index does not identify it (reaping a tombstone lowers it again), but
+// its entries do: stored entries are never changed in place, so the same
+// pointers are the same bytes.
+func (a *answerCache) getList(key string, entries []*kv.Entry) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.m[key]
+	if !ok || len(e.entries) != len(entries) {
+		return nil
+	}
+	for i, x := range entries {
+		if e.entries[i] != x {
+			return nil
+		}
+	}
+	return e.body
+}
+
+func (a *answerCache) putList(key string, entries []*kv.Entry, body []byte) {
+	a.put(key, 0, body)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e, ok := a.m[key]; ok {
+		e.entries = slices.Clone(entries)
+		a.m[key] = e
+	}
 }
 
 func (a *answerCache) put(key string, index uint64, body []byte) {
@@ -114,6 +145,24 @@ func (h *handler) writeCached(c *call, key string, index uint64, build func() an
 			return fmt.Errorf("encode %T answer: %w", v, err)
 		}
 		h.answers.put(key, index, body)
+	}
+	c.w.Header()["Content-Type"] = []string{"application/json"}
+	c.w.WriteHeader(http.StatusOK)
+	_, _ = c.w.Write(body)
+	return nil
+}
+
+// writeEntries answers a KV list (?recurse) with its cached encoding
+// when the entries are the same as when it was encoded.
+func (h *handler) writeEntries(c *call, entries []*kv.Entry) error {
+	key := "kv\x00" + c.arg
+	body := h.answers.getList(key, entries)
+	if body == nil {
+		var err error
+		if body, err = json.Marshal(entries); err != nil {
+			return fmt.Errorf("encode KV answer: %w", err)
+		}
+		h.answers.putList(key, entries, body)
 	}
 	c.w.Header()["Content-Type"] = []string{"application/json"}
 	c.w.WriteHeader(http.StatusOK)

@@ -92,3 +92,67 @@ func TestCachedAnswersFollowChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestCachedKVListFollowsChanges: ?recurse answers, read again and again
+// (so served from the cache of encoded answers), follow every write
+// under the prefix: a new key, a new value, a deletion, a lock.
+func TestCachedKVListFollowsChanges(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, nil)
+	kvc := ta.client.KV()
+	sid, _, err := ta.client.Session().Create(&api.SessionEntry{Name: "holder"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name   string
+		change func() error
+		want   string
+	}{
+		{"two keys", func() error {
+			if _, err := kvc.Put(&api.KVPair{Key: "app/a", Value: []byte("1")}, nil); err != nil {
+				return err
+			}
+			_, err := kvc.Put(&api.KVPair{Key: "app/b", Value: []byte("2")}, nil)
+			return err
+		}, "app/a=1 app/b=2"},
+		{"a new value", func() error {
+			_, err := kvc.Put(&api.KVPair{Key: "app/b", Value: []byte("3")}, nil)
+			return err
+		}, "app/a=1 app/b=3"},
+		{"a deletion", func() error {
+			_, err := kvc.Delete("app/b", nil)
+			return err
+		}, "app/a=1"},
+		{"a lock", func() error {
+			_, _, err := kvc.Acquire(&api.KVPair{Key: "app/a", Value: []byte("1"), Session: sid}, nil)
+			return err
+		}, "app/a=1@" + sid},
+		{"outside the prefix", func() error {
+			_, err := kvc.Put(&api.KVPair{Key: "other", Value: []byte("x")}, nil)
+			return err
+		}, "app/a=1@" + sid},
+	}
+	for _, s := range steps {
+		if err := s.change(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		for range 3 {
+			pairs, _, err := kvc.List("app/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range pairs {
+				v := p.Key + "=" + string(p.Value)
+				if p.Session != "" {
+					v += "@" + p.Session
+				}
+				got = append(got, v)
+			}
+			if g := strings.Join(got, " "); g != s.want {
+				t.Errorf("%s: list = %q, want %q", s.name, g, s.want)
+			}
+		}
+	}
+}
