@@ -49,6 +49,13 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	seen := map[string]bool{}
+	for _, w := range cfg.ConfigWarnings {
+		if !seen[w] {
+			seen[w] = true
+			logger.Warn(w)
+		}
+	}
 	if cfg.NodeName == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/membership"
+	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/hashicorp/go-memdb"
 )
 
@@ -25,17 +29,29 @@ func (w *wiring) catalogParts() ([]part, error) {
 		// it (and syncing each) would buy nothing.
 		catalogDir = ""
 	}
+	// Script checks of config files run with enable_local_script_checks
+	// too; the HTTP API's only with enable_script_checks. Config files
+	// register before the API serves (loadDefinitions), while local is set.
+	var local atomic.Bool
+	scripts := func() bool { return cfg.EnableScriptChecks || cfg.EnableLocalScriptChecks && local.Load() }
 	cat, err := catalog.New(catalog.Config{
 		NodeName:           cfg.NodeName,
 		NodeID:             w.nodeID,
 		Datacenter:         cfg.Datacenter,
 		Address:            w.advertise,
+		NodeMeta:           nodeMeta(cfg),
+		ServerService:      w.serverService(),
 		DataDir:            catalogDir,
-		EnableScriptChecks: cfg.EnableScriptChecks,
-		ValidateCheck:      validateCheck(cfg.EnableScriptChecks),
-		Members:            catalogMembers{w.ml},
-		Fast:               w.fast,
-		Logger:             w.log,
+		EnableScriptChecks: cfg.EnableScriptChecks || cfg.EnableLocalScriptChecks,
+		ValidateCheck: func(d checks.Definition) error {
+			if d.Type() == catalog.CheckScript && !scripts() {
+				return fmt.Errorf("check %q: script checks are disabled for the HTTP API on this agent (enable_local_script_checks allows them in config files only); start it with -enable-script-checks, or use an HTTP, TCP or TTL check", d.ID)
+			}
+			return d.Validate(cfg.EnableScriptChecks || cfg.EnableLocalScriptChecks)
+		},
+		Members: catalogMembers{w.ml},
+		Fast:    w.fast,
+		Logger:  w.log,
 	})
 	if err != nil {
 		return nil, err
@@ -46,9 +62,15 @@ func (w *wiring) catalogParts() ([]part, error) {
 		return nil, fmt.Errorf("catalog gossip: %w", err)
 	}
 	w.gossip = gossip
+	local.Store(true)
+	err = loadDefinitions(cat, cfg)
+	local.Store(false)
+	if err != nil {
+		return nil, err
+	}
 	checksCfg := checks.Config{
 		Sink:               checkSink{cat: cat, log: w.log},
-		EnableScriptChecks: cfg.EnableScriptChecks,
+		EnableScriptChecks: cfg.EnableScriptChecks || cfg.EnableLocalScriptChecks,
 		DisableStagger:     w.fast,
 		Logger:             w.log,
 	}
@@ -89,11 +111,63 @@ func (m catalogMembers) Members(ws memdb.WatchSet) (uint64, []catalog.Member) {
 	return idx, out
 }
 
-// validateCheck judges a check with the runner's rules at registration.
-func validateCheck(enableScriptChecks bool) func(checks.Definition) error {
-	return func(d checks.Definition) error {
-		return d.Validate(enableScriptChecks)
+// ConsulVersion is the Consul release whose API cairn follows, reported
+// in the node meta key consul-version (tools read it to decide what the
+// agent supports).
+const ConsulVersion = "1.20.6"
+
+// nodeMeta is the node's meta: -node-meta / node_meta, and Consul's own
+// keys.
+func nodeMeta(cfg Config) map[string]string {
+	m := map[string]string{"consul-network-segment": "", "consul-version": ConsulVersion}
+	maps.Copy(m, cfg.NodeMeta)
+	return m
+}
+
+// serverService is the "consul" service that Consul's servers register
+// for themselves (tools find the servers with it), at the server RPC
+// port; nil on client agents.
+func (w *wiring) serverService() *catalog.Service {
+	if !w.cfg.Server || w.mux == nil {
+		return nil
 	}
+	return &catalog.Service{
+		Node: w.cfg.NodeName, ID: "consul", Name: "consul",
+		Port:    w.mux.Addr().(*net.TCPAddr).Port,
+		Weights: catalog.Weights{Passing: 1, Warning: 1},
+		Meta: map[string]string{
+			"non_voter": "false", "read_replica": "false", "raft_version": "3",
+			"serf_protocol_current": "2", "serf_protocol_min": "1", "serf_protocol_max": "5",
+			"version": ConsulVersion,
+			// No VIP for the servers: clients reach them at their own
+			// addresses, and a cluster's VIP range is for its services.
+			vip.MetaEndpointMode: vip.EndpointDNSRR,
+		},
+	}
+}
+
+// loadDefinitions registers the service and check definitions of the
+// config files, through the HTTP API's decoder (as at load time).
+func loadDefinitions(cat *catalog.Catalog, cfg Config) error {
+	for _, b := range cfg.Services {
+		def, err := parseServiceDefinition(b)
+		if err == nil {
+			err = cat.RegisterService(def, false)
+		}
+		if err != nil {
+			return fmt.Errorf("service definition of the config files: %w", err)
+		}
+	}
+	for _, b := range cfg.Checks {
+		def, err := parseCheckDefinition(b)
+		if err == nil {
+			err = cat.RegisterCheck(def)
+		}
+		if err != nil {
+			return fmt.Errorf("check definition of the config files: %w", err)
+		}
+	}
+	return nil
 }
 
 // checkRunner adapts *checks.Runner to catalog.Runner. The definition

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/forward"
@@ -86,12 +87,39 @@ func (c *cluster) Members() []httpapi.Member {
 
 func (c *cluster) Join(addrs []string) (int, error) { return c.ml.Join(addrs) }
 
+// Leave leaves the cluster before it answers, as Consul's
+// /v1/agent/leave does: when it returns, the other members have been
+// told (or the timeout passed), so they list this agent as left. The
+// agent then stops (its own leave is then a no-op).
 func (c *cluster) Leave() error {
+	err := c.ml.Leave(leaveTimeout)
 	c.agent.Leave()
-	return nil
+	return err
 }
 
-func (c *cluster) ForceLeave(node string) error { return c.ml.ForceLeave(node) }
+// leaveTimeout bounds how long /v1/agent/leave waits for the news of the
+// leave to reach the other members.
+const leaveTimeout = 5 * time.Second
+
+// Prune is ForceLeave that also forgets the member at once
+// (force-leave -prune); a live member is left alone, as in Consul.
+func (c *cluster) Prune(node string) error {
+	err := c.ml.Prune(node)
+	if errors.Is(err, membership.ErrNotFailed) {
+		return nil
+	}
+	return err
+}
+
+// ForceLeave forces a failed member out. A live member is left alone and
+// the call succeeds, as in Consul (serf only acts on failed members).
+func (c *cluster) ForceLeave(node string) error {
+	err := c.ml.ForceLeave(node)
+	if errors.Is(err, membership.ErrNotFailed) {
+		return nil
+	}
+	return err
+}
 
 func (c *cluster) RaftConfiguration() (httpapi.RaftConfiguration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

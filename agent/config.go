@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/cairn-dev/cairn/dns"
@@ -77,6 +78,25 @@ type Config struct {
 	// allows checks that run a program (ScriptArgs). Off by default, as
 	// in Consul: anyone who can register a check could run anything.
 	EnableScriptChecks bool
+	// EnableLocalScriptChecks (-enable-local-script-checks,
+	// enable_local_script_checks) allows script checks defined in config
+	// files only, not those registered over the HTTP API.
+	EnableLocalScriptChecks bool
+	// NodeMeta (-node-meta key:value, node_meta) is this node's Node.Meta,
+	// besides Consul's own keys (consul-network-segment, consul-version).
+	NodeMeta map[string]string
+	// Services and Checks are the service and check definitions of the
+	// config files (service {}, services [], check {}, checks []), in the
+	// JSON of Consul's agent API; they are registered at start.
+	Services []json.RawMessage
+	Checks   []json.RawMessage
+	// ConnectEnabled (connect { enabled = true }) makes the agent answer
+	// the Connect CA roots endpoints with a root of its own. cairn runs
+	// no proxies and signs no leaf certificates.
+	ConnectEnabled bool
+	// ConfigWarnings are about the config files' keys that have no effect in cairn;
+	// New logs each once.
+	ConfigWarnings []string
 	// Fast shortens Raft and gossip timings for agents that share one
 	// machine (-dev sets it; tests do). Not a flag: never across networks.
 	Fast bool
@@ -135,6 +155,26 @@ type Config struct {
 	// ShutdownTimeout bounds how long a graceful stop waits for HTTP
 	// requests in flight (default 5s). Not a flag.
 	ShutdownTimeout time.Duration
+
+	// RPCHoldTimeout (-rpc-hold-timeout, performance.rpc_hold_timeout)
+	// is how long a KV or session request waits for a leader during an
+	// election, or for a server that stopped answering, before it fails
+	// (default 7s, Consul's).
+	RPCHoldTimeout time.Duration
+	// Limits are the agent's resource limits (Consul's limits block).
+	Limits Limits
+}
+
+// Limits bound what one client can hold of the agent (limits { }).
+type Limits struct {
+	// HTTPMaxConnsPerClient (http_max_conns_per_client) is how many HTTP
+	// connections one client IP may hold open (default 200, Consul's);
+	// more are answered 429 and closed.
+	HTTPMaxConnsPerClient int
+	// MaxBlockingQueries (max_blocking_queries, cairn's) is how many
+	// blocking KV and session queries a server parks at once (default
+	// 16384); more are answered 429.
+	MaxBlockingQueries int
 }
 
 // DNSConfig is Consul's dns_config, in the part cairn reads.
@@ -188,6 +228,8 @@ func DefaultConfig() Config {
 		},
 		ShutdownTimeout:  5 * time.Second,
 		ReconnectTimeout: 72 * time.Hour,
+		RPCHoldTimeout:   7 * time.Second,
+		Limits:           Limits{HTTPMaxConnsPerClient: 200, MaxBlockingQueries: 16384},
 		VIPScheduler:     "rr",
 		LeaveOnTerminate: true,
 	}
@@ -274,6 +316,15 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		return fmt.Errorf("shutdown timeout %v is negative", c.ShutdownTimeout)
+	}
+	if c.RPCHoldTimeout < 0 {
+		return fmt.Errorf("-rpc-hold-timeout (performance.rpc_hold_timeout) %v is negative; drop it for the default 7s", c.RPCHoldTimeout)
+	}
+	if c.Limits.HTTPMaxConnsPerClient < 0 {
+		return fmt.Errorf("limits.http_max_conns_per_client = %d is negative; use 0 for no limit or drop it for the default 200", c.Limits.HTTPMaxConnsPerClient)
+	}
+	if c.Limits.MaxBlockingQueries < 0 {
+		return fmt.Errorf("limits.max_blocking_queries = %d is negative; drop it for the default 16384", c.Limits.MaxBlockingQueries)
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"fmt"
+	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,26 +20,41 @@ import (
 // reads: the same keys, in HCL or JSON. Pointers tell "not set" from a
 // zero value, so a file only overrides what it names.
 type fileConfig struct {
-	NodeName        *string    `hcl:"node_name"`
-	NodeID          *string    `hcl:"node_id"`
-	Datacenter      *string    `hcl:"datacenter"`
-	DataDir         *string    `hcl:"data_dir"`
-	Server          *bool      `hcl:"server"`
-	BootstrapExpect *int       `hcl:"bootstrap_expect"`
-	BindAddr        *string    `hcl:"bind_addr"`
-	AdvertiseAddr   *string    `hcl:"advertise_addr"`
-	ClientAddr      *string    `hcl:"client_addr"`
-	Ports           *filePorts `hcl:"ports"`
-	StartJoin       []string   `hcl:"start_join"`
-	RetryJoin       []string   `hcl:"retry_join"`
-	Encrypt         *string    `hcl:"encrypt"`
-	Domain          *string    `hcl:"domain"`
-	AltDomain       *string    `hcl:"alt_domain"`
-	DNSConfig       *fileDNS   `hcl:"dns_config"`
-	Recursors       []string   `hcl:"recursors"`
-	LogLevel        *string    `hcl:"log_level"`
-	LeaveOnTerm     *bool      `hcl:"leave_on_terminate"`
-	ScriptChecks    *bool      `hcl:"enable_script_checks"`
+	NodeName        *string           `hcl:"node_name"`
+	NodeID          *string           `hcl:"node_id"`
+	Datacenter      *string           `hcl:"datacenter"`
+	DataDir         *string           `hcl:"data_dir"`
+	Server          *bool             `hcl:"server"`
+	BootstrapExpect *int              `hcl:"bootstrap_expect"`
+	BindAddr        *string           `hcl:"bind_addr"`
+	AdvertiseAddr   *string           `hcl:"advertise_addr"`
+	ClientAddr      *string           `hcl:"client_addr"`
+	Ports           *filePorts        `hcl:"ports"`
+	StartJoin       []string          `hcl:"start_join"`
+	RetryJoin       []string          `hcl:"retry_join"`
+	Encrypt         *string           `hcl:"encrypt"`
+	Domain          *string           `hcl:"domain"`
+	AltDomain       *string           `hcl:"alt_domain"`
+	DNSConfig       *fileDNS          `hcl:"dns_config"`
+	Recursors       []string          `hcl:"recursors"`
+	LogLevel        *string           `hcl:"log_level"`
+	LeaveOnTerm     *bool             `hcl:"leave_on_terminate"`
+	ScriptChecks    *bool             `hcl:"enable_script_checks"`
+	LocalScripts    *bool             `hcl:"enable_local_script_checks"`
+	NodeMeta        map[string]string `hcl:"node_meta"`
+	Bootstrap       *bool             `hcl:"bootstrap"`
+	Reconnect       *string           `hcl:"reconnect_timeout"`
+	Addresses       *fileAddresses    `hcl:"addresses"`
+	Connect         *fileConnect      `hcl:"connect"`
+	Performance     *filePerformance  `hcl:"performance"`
+	Limits          *fileLimits       `hcl:"limits"`
+	// Service and check definitions (service {}, services [], check {},
+	// checks []) are read by definitions.go, not decoded here; the
+	// fields only declare the keys.
+	Service  *struct{} `hcl:"service"`
+	Services *struct{} `hcl:"services"`
+	Check    *struct{} `hcl:"check"`
+	Checks   *struct{} `hcl:"checks"`
 	// cairn's own keys (Consul has no VIPs of this kind).
 	VIPCIDR      *string `hcl:"vip_cidr"`
 	VIPDataplane *string `hcl:"vip_dataplane"`
@@ -53,11 +70,39 @@ type fileDNS struct {
 	OnlyPassing *bool   `hcl:"only_passing"`
 }
 
+// filePerformance is Consul's performance block, in the part cairn reads.
+type filePerformance struct {
+	RPCHoldTimeout *string `hcl:"rpc_hold_timeout"`
+}
+
+// fileLimits is Consul's limits block, in the part cairn reads, plus
+// max_blocking_queries (cairn's).
+type fileLimits struct {
+	HTTPMaxConnsPerClient *int `hcl:"http_max_conns_per_client"`
+	MaxBlockingQueries    *int `hcl:"max_blocking_queries"`
+}
+
 type filePorts struct {
 	HTTP    *int `hcl:"http"`
 	DNS     *int `hcl:"dns"`
 	SerfLAN *int `hcl:"serf_lan"`
 	Server  *int `hcl:"server"`
+}
+
+// fileAddresses is Consul's addresses block: per-listener bind
+// addresses. cairn's HTTP API and DNS share one address (client_addr), so
+// an address here applies when it names an IP; unix sockets are refused.
+type fileAddresses struct {
+	HTTP *string `hcl:"http"`
+	DNS  *string `hcl:"dns"`
+}
+
+// fileConnect is Consul's connect block. cairn runs no proxies and signs
+// no certificates: enabled makes the agent answer the Connect CA roots
+// endpoint with its own root (see agent/httpapi connect.go), so tools that
+// wait for it start.
+type fileConnect struct {
+	Enabled *bool `hcl:"enabled"`
 }
 
 // LoadConfigFile applies one Consul-style config file, HCL or JSON (told
@@ -77,13 +122,27 @@ func LoadConfigFile(cfg *Config, path string) error {
 	if err != nil {
 		return fmt.Errorf("parse config file %s: %w", path, err)
 	}
-	if err := checkKeys(root.Node, reflect.TypeFor[fileConfig](), ""); err != nil {
+	ignored, err := checkKeys(root.Node, reflect.TypeFor[fileConfig](), "")
+	if err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	for _, k := range ignored {
+		cfg.ConfigWarnings = append(cfg.ConfigWarnings, fmt.Sprintf("config key %s (in %s) has no effect in cairn; it is accepted so that Consul's config files load unchanged", k, path))
 	}
 	// Decode key by key, so that a bad value is reported with its key
 	// (hcl's own errors name neither).
 	var fc fileConfig
 	for _, item := range root.Node.(*ast.ObjectList).Items {
+		key, _ := item.Keys[0].Token.Value().(string)
+		if slices.Contains(ignored, key) {
+			continue
+		}
+		if isDefinitionKey(key) {
+			if err := readDefinitions(cfg, key, item); err != nil {
+				return fmt.Errorf("config file %s: %s%w", path, at(item), err)
+			}
+			continue
+		}
 		one := &ast.ObjectList{Items: []*ast.ObjectItem{item}}
 		if err := hcl.DecodeObject(&fc, one); err != nil {
 			key, _ := item.Keys[0].Token.Value().(string)
@@ -130,8 +189,10 @@ func LoadConfigDir(cfg *Config, dir string) error {
 }
 
 // checkKeys reports the first key under n that typ (a struct with hcl
-// tags) does not declare. hcl v1 decodes unknown keys silently.
-func checkKeys(n ast.Node, typ reflect.Type, prefix string) error {
+// tags) does not declare and that is not one of Consul's keys
+// (consulKeys); it returns Consul's keys that cairn does not read, by
+// their full name ("ports.grpc"). hcl v1 decodes unknown keys silently.
+func checkKeys(n ast.Node, typ reflect.Type, prefix string) (ignored []string, err error) {
 	var list *ast.ObjectList
 	switch v := n.(type) {
 	case *ast.ObjectList:
@@ -139,7 +200,7 @@ func checkKeys(n ast.Node, typ reflect.Type, prefix string) error {
 	case *ast.ObjectType:
 		list = v.List
 	default:
-		return nil
+		return nil, nil
 	}
 	known := map[string]reflect.Type{}
 	var names []string
@@ -162,27 +223,32 @@ func checkKeys(n ast.Node, typ reflect.Type, prefix string) error {
 		key, _ := item.Keys[0].Token.Value().(string)
 		ft, ok := known[key]
 		if !ok {
+			if consulKeys[prefix+key] {
+				if !slices.Contains(ignored, prefix+key) {
+					ignored = append(ignored, prefix+key)
+				}
+				continue
+			}
 			slices.Sort(names)
-			return fmt.Errorf("%sunknown key %q; cairn reads these keys%s: %s",
+			return nil, fmt.Errorf("%sunknown key %q; it is neither one of cairn's keys%s (%s) nor one of Consul's",
 				at(item), prefix+key, inBlock(prefix), strings.Join(names, ", "))
 		}
-		if ft.Kind() != reflect.Struct {
+		if ft.Kind() != reflect.Struct || ft.NumField() == 0 {
 			continue
 		}
 		// HCL writes `ports { http = 1 }` (one key, object value) or
 		// `ports http { ... }`-style nested keys; JSON the former.
+		var sub ast.Node = item.Val
 		if len(item.Keys) > 1 {
-			sub := &ast.ObjectList{Items: []*ast.ObjectItem{{Keys: item.Keys[1:], Val: item.Val}}}
-			if err := checkKeys(sub, ft, prefix+key+"."); err != nil {
-				return err
-			}
-			continue
+			sub = &ast.ObjectList{Items: []*ast.ObjectItem{{Keys: item.Keys[1:], Val: item.Val}}}
 		}
-		if err := checkKeys(item.Val, ft, prefix+key+"."); err != nil {
-			return err
+		more, err := checkKeys(sub, ft, prefix+key+".")
+		if err != nil {
+			return nil, err
 		}
+		ignored = append(ignored, more...)
 	}
-	return nil
+	return ignored, nil
 }
 
 func inBlock(prefix string) string {
@@ -217,6 +283,42 @@ func (fc *fileConfig) apply(c *Config) error {
 	set(&c.LogLevel, fc.LogLevel)
 	set(&c.LeaveOnTerminate, fc.LeaveOnTerm)
 	set(&c.EnableScriptChecks, fc.ScriptChecks)
+	set(&c.EnableLocalScriptChecks, fc.LocalScripts)
+	if len(fc.NodeMeta) > 0 {
+		if c.NodeMeta == nil {
+			c.NodeMeta = map[string]string{}
+		}
+		maps.Copy(c.NodeMeta, fc.NodeMeta)
+	}
+	// bootstrap = true is Consul's bootstrap_expect = 1 (a lone server
+	// elects itself).
+	if fc.Bootstrap != nil && *fc.Bootstrap && c.BootstrapExpect == 0 {
+		c.BootstrapExpect = 1
+	}
+	if fc.Reconnect != nil {
+		v, err := time.ParseDuration(*fc.Reconnect)
+		if err != nil {
+			return fmt.Errorf("reconnect_timeout = %q is not a duration; give one with a unit, such as \"72h\"", *fc.Reconnect)
+		}
+		c.ReconnectTimeout = v
+	}
+	if a := fc.Addresses; a != nil {
+		for _, addr := range []struct {
+			key string
+			v   *string
+		}{{"addresses.http", a.HTTP}, {"addresses.dns", a.DNS}} {
+			if addr.v == nil || *addr.v == "" {
+				continue
+			}
+			if _, err := netip.ParseAddr(*addr.v); err != nil {
+				return fmt.Errorf("%s = %q: cairn binds its HTTP API and DNS to one IP address; give an IP (unix sockets and go-sockaddr templates are not supported), or use client_addr", addr.key, *addr.v)
+			}
+			c.ClientAddr = *addr.v
+		}
+	}
+	if fc.Connect != nil {
+		set(&c.ConnectEnabled, fc.Connect.Enabled)
+	}
 	set(&c.VIPCIDR, fc.VIPCIDR)
 	set(&c.VIPDataplane, fc.VIPDataplane)
 	set(&c.VIPScheduler, fc.VIPScheduler)
@@ -226,6 +328,17 @@ func (fc *fileConfig) apply(c *Config) error {
 			return fmt.Errorf("vip_grace = %q is not a duration; give one with a unit, such as \"1h\"", *fc.VIPGrace)
 		}
 		c.VIPGrace = v
+	}
+	if p := fc.Performance; p != nil && p.RPCHoldTimeout != nil {
+		v, err := time.ParseDuration(*p.RPCHoldTimeout)
+		if err != nil {
+			return fmt.Errorf("performance.rpc_hold_timeout = %q is not a duration; give one with a unit, such as \"7s\"", *p.RPCHoldTimeout)
+		}
+		c.RPCHoldTimeout = v
+	}
+	if l := fc.Limits; l != nil {
+		set(&c.Limits.HTTPMaxConnsPerClient, l.HTTPMaxConnsPerClient)
+		set(&c.Limits.MaxBlockingQueries, l.MaxBlockingQueries)
 	}
 	if d := fc.DNSConfig; d != nil {
 		for _, ttl := range []struct {

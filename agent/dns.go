@@ -36,6 +36,7 @@ type dnsCatalog struct {
 	// The allocations the answers were built with, and their index.
 	lastVIPIndex uint64
 	lastVIPs     map[string]vip.Allocation
+	lastVIPErrs  map[string]string // services that cannot get a VIP (range full)
 	// warned holds, by lower-case service name, the instances with a
 	// host name address that were logged, so each is logged once.
 	warned map[string]map[string]bool
@@ -45,12 +46,15 @@ func newDNSCatalog(cat *catalog.Catalog, vips *vip.VIPs, log *slog.Logger) *dnsC
 	return &dnsCatalog{cat: cat, vips: vips, log: log, warned: map[string]map[string]bool{}}
 }
 
-// allocations reads the VIP allocations (none without -vip-cidr).
-func (d *dnsCatalog) allocations(ws memdb.WatchSet) (uint64, map[string]vip.Allocation) {
+// allocations reads the VIP allocations and the services that cannot
+// get one (none without -vip-cidr). Before the agent's first read of the
+// store they are those kept in the data dir, with index 0.
+func (d *dnsCatalog) allocations(ws memdb.WatchSet) (uint64, map[string]vip.Allocation, map[string]string) {
 	if d.vips == nil {
-		return 0, nil
+		return 0, nil, nil
 	}
-	return d.vips.Allocations(ws)
+	idx, allocs := d.vips.Allocations(ws)
+	return idx, allocs, d.vips.Errors(nil) // same table, same watch
 }
 
 // Snapshot implements dns.Catalog. It adds the catalog's table-level
@@ -59,7 +63,7 @@ func (d *dnsCatalog) Snapshot(ws memdb.WatchSet) (uint64, []dns.Service, []dns.N
 	iidx, insts := d.cat.AllInstances(ws)
 	nidx, nodes := d.cat.Nodes(ws, catalog.Filter{})
 	feedIdx, _, _ := d.cat.Changes(nil, 0)
-	vidx, vips := d.allocations(ws)
+	vidx, vips, verrs := d.allocations(ws)
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -67,7 +71,7 @@ func (d *dnsCatalog) Snapshot(ws memdb.WatchSet) (uint64, []dns.Service, []dns.N
 		d.lastCatalog = idx
 		d.index++
 	}
-	d.lastVIPIndex, d.lastVIPs = vidx, vips
+	d.lastVIPIndex, d.lastVIPs, d.lastVIPErrs = vidx, vips, verrs
 	d.lastNodes = nidx
 	warned := d.warned
 	d.warned = map[string]map[string]bool{}
@@ -86,16 +90,18 @@ func (d *dnsCatalog) Changes(ws memdb.WatchSet, since uint64) (dns.Delta, bool) 
 	if reset {
 		return dns.Delta{}, false
 	}
-	vidx, vips := d.allocations(ws)
+	vidx, vips, verrs := d.allocations(ws)
 	if idx == d.lastCatalog && vidx == d.lastVIPIndex {
 		return dns.Delta{Index: d.index}, true
 	}
 	if vidx != d.lastVIPIndex {
-		// The services whose VIP came, went or moved change too.
+		// The services whose VIP came, went or moved change too, and
+		// those that could not get one or now can.
 		names = append(names, vipChanges(d.lastVIPs, vips)...)
+		names = append(names, errChanges(d.lastVIPErrs, verrs)...)
 		slices.Sort(names)
 		names = slices.Compact(names)
-		d.lastVIPIndex, d.lastVIPs = vidx, vips
+		d.lastVIPIndex, d.lastVIPs, d.lastVIPErrs = vidx, vips, verrs
 	}
 	d.lastCatalog = idx
 	d.index++
@@ -126,7 +132,7 @@ func (d *dnsCatalog) services(insts []catalog.Instance, warned map[string]map[st
 	at := map[string]int{}     // service name -> its position in services
 	dnsrr := map[string]bool{} // lower-case names opted out of VIPs
 	for _, in := range insts {
-		if d.lastVIPs != nil && in.Service.Meta[vip.MetaEndpointMode] == vip.EndpointDNSRR {
+		if d.vips != nil && in.Service.Meta[vip.MetaEndpointMode] == vip.EndpointDNSRR {
 			dnsrr[strings.ToLower(in.Service.Name)] = true
 		}
 		inst, reason := dnsInstance(in)
@@ -153,14 +159,43 @@ func (d *dnsCatalog) services(insts []catalog.Instance, warned map[string]map[st
 		services[i].Instances = append(services[i].Instances, inst)
 	}
 	// web.cluster answers the VIP of a service in VIP mode (Swarm's
-	// default endpoint mode), else its instances.
+	// default endpoint mode); while its VIP is not known (the leader has
+	// not allocated it yet, or this agent has not read the allocations
+	// and kept none in its data dir) it is held: SERVFAIL, never the
+	// instances, which clients would cache and reach around the VIP. A
+	// service that cannot get a VIP (range full) and one in dnsrr mode
+	// answer their instances.
+	if d.vips == nil {
+		return services
+	}
 	for i := range services {
 		name := strings.ToLower(services[i].Name)
-		if a, ok := d.lastVIPs[name]; ok && !dnsrr[name] {
+		if dnsrr[name] {
+			continue
+		}
+		if a, ok := d.lastVIPs[name]; ok {
 			services[i].VIP = a.Addr
+		} else if _, failed := d.lastVIPErrs[name]; !failed {
+			services[i].Hold = true
 		}
 	}
 	return services
+}
+
+// errChanges lists the services whose VIP error came or went.
+func errChanges(old, cur map[string]string) []string {
+	var names []string
+	for name := range cur {
+		if _, ok := old[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	for name := range old {
+		if _, ok := cur[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // vipChanges lists the services whose VIP differs between two tables.

@@ -55,10 +55,20 @@ func (w *wiring) httpPart() (part, error) {
 	if w.mux != nil {
 		serverPort = w.mux.Addr().(*net.TCPAddr).Port
 	}
+	var root *httpapi.CARoot
+	var trustDomain string
+	if cfg.ConnectEnabled && cfg.Server {
+		var err error
+		if root, trustDomain, err = connectRoot(w.nodeID, cfg.Datacenter); err != nil {
+			return part{}, err
+		}
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
-		Store:   w.routerFor(),
-		Cluster: &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
-		Catalog: w.httpCatalog(),
+		ConnectRoot: root,
+		TrustDomain: trustDomain,
+		Store:       w.routerFor(),
+		Cluster:     &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
+		Catalog:     w.httpCatalog(),
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      w.nodeID,
@@ -72,6 +82,11 @@ func (w *wiring) httpPart() (part, error) {
 			DNSPort:     w.dnsPort,
 			ServerPort:  serverPort,
 			Stats:       w.selfStats,
+
+			ClientAddr:         cfg.ClientAddr,
+			NodeMeta:           nodeMeta(cfg),
+			BootstrapExpect:    cfg.BootstrapExpect,
+			EnableScriptChecks: cfg.EnableScriptChecks,
 		},
 		Logger: w.log,
 	})
@@ -87,7 +102,7 @@ func (w *wiring) httpPart() (part, error) {
 		reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancelRequests()
 		srv := &http.Server{
-			Handler:           handler,
+			Handler:           withBodyTimeout(handler, bodyReadTimeout),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			BaseContext:       func(net.Listener) context.Context { return reqCtx },
@@ -101,7 +116,7 @@ func (w *wiring) httpPart() (part, error) {
 		srv.Protocols.SetUnencryptedHTTP2(true)
 		srv.RegisterOnShutdown(cancelRequests)
 		served := make(chan error, 1)
-		go func() { served <- srv.Serve(ln) }()
+		go func() { served <- srv.Serve(limitConnsPerClient(ln, cfg.Limits.HTTPMaxConnsPerClient)) }()
 		select {
 		case err := <-served:
 			return fmt.Errorf("serve on %s: %w", ln.Addr(), err)

@@ -46,6 +46,8 @@ func (w *wiring) storeParts() ([]part, error) {
 		Bootstrap: cfg.Dev || cfg.BootstrapExpect == 1,
 		Fast:      w.fast,
 		Logger:    w.log,
+
+		MaxBlockingQueries: cfg.Limits.MaxBlockingQueries,
 	})
 	if err != nil {
 		trans.Close()
@@ -109,7 +111,32 @@ func (w *wiring) routerFor() *forward.Router {
 				return nil
 			}
 			return w.members.serverAddrs()
-		}, w.pool)
+		}, w.pool, forward.HoldTimeout(w.cfg.RPCHoldTimeout), forward.NodeExists(w.nodeExists))
 	}
 	return w.router
+}
+
+// nodeExists reports whether node is in the catalog (which every agent
+// holds whole): a session may only belong to a node whose failure can
+// end it. Before the catalog opens, every node is taken on trust.
+func (w *wiring) nodeExists(node string) bool {
+	if w.cat == nil {
+		return true
+	}
+	_, n, _ := w.cat.Node(nil, node)
+	return n != nil
+}
+
+// diskStats is the data dir's disk condition for /v1/agent/self
+// (Stats.disk): "ok", or the condition (disk full, read-only file
+// system, I/O error) with since when and the error; nil on a client.
+func (w *wiring) diskStats() map[string]string {
+	if w.store == nil {
+		return nil
+	}
+	c := w.store.DiskCondition()
+	if c == nil {
+		return map[string]string{"condition": "ok"}
+	}
+	return map[string]string{"condition": c.Kind, "since": c.Since.UTC().Format(time.RFC3339), "error": c.Error}
 }

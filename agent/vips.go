@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +18,9 @@ import (
 	"github.com/cairn-dev/cairn/agent/vip/nft"
 	"github.com/hashicorp/go-memdb"
 )
+
+// vipCacheFile keeps the last VIP allocations read, in the data dir.
+const vipCacheFile = "vip-allocations.json"
 
 // The -vip-dataplane values.
 const (
@@ -121,9 +125,10 @@ func flushDataplanes(ctx context.Context, built map[string]DataplaneFactory, o D
 // of the HTTP API, as the tagged address Consul uses for its virtual
 // IPs: "consul-virtual": {"Address": VIP, "Port": target port}.
 //
-// The answer's index stays the catalog's: a VIP allocated later shows
-// with the service's next change (the watch set wakes the query, but
-// an index that did not move does not end it).
+// The answer's index stays the catalog's: the VIP part touches a
+// service in the catalog (Catalog.Touch) when its VIP or ports change,
+// which moves that index, so a blocking query wakes when only the VIP
+// appears or changes.
 type vipCatalog struct {
 	*catalog.Catalog
 	vips *vip.VIPs
@@ -225,8 +230,13 @@ func (w *wiring) vipPart() (part, bool, error) {
 		leader = w.store
 	}
 	vc := vip.Config{
-		CIDR: cidr, Grace: cfg.VIPGrace,
+		CIDR:  cidr,
+		Grace: cfg.VIPGrace,
 		Store: w.routerFor(), Leader: leader, Catalog: w.cat, Dataplane: dp, Logger: w.log,
+		// DNS answers VIPs from here until the first read of the store.
+		CachePath: filepath.Join(w.dataDir, vipCacheFile),
+		// A VIP that appears or changes wakes blocking queries on its service.
+		Touch: w.cat.Touch,
 	}
 	v, err := vip.New(vc)
 	if err != nil {
@@ -269,8 +279,15 @@ func (w *wiring) httpCatalog() httpapi.Catalog {
 // are VIPs: the range, the data plane, the allocations and, on the
 // leader, exhausted services with the error.
 func (w *wiring) selfStats() map[string]map[string]string {
-	if w.vips == nil {
+	out := map[string]map[string]string{}
+	if w.vips != nil {
+		out["vip"] = w.vips.Stats()
+	}
+	if d := w.diskStats(); d != nil {
+		out["disk"] = d
+	}
+	if len(out) == 0 {
 		return nil
 	}
-	return map[string]map[string]string{"vip": w.vips.Stats()}
+	return out
 }

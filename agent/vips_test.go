@@ -328,3 +328,138 @@ func TestVIPClientAgent(t *testing.T) {
 		t.Errorf("client's Stats.vip = %v, want not allocating, 1 allocation", st)
 	}
 }
+
+// TestVIPBlockingQueryWakes: a service that gets its VIP later (the
+// range was full until another service's VIP was released) wakes a
+// blocking health query on it, with the consul-virtual tagged address,
+// though nothing else about it changed; while it had none,
+// /v1/agent/self said why.
+func TestVIPBlockingQueryWakes(t *testing.T) {
+	cfg := devConfig()
+	cfg.VIPCIDR = "10.200.0.0/31" // two addresses
+	cfg.VIPGrace = time.Second
+	dp := &memDataplane{}
+	r := startAgentWith(t, cfg, func(a *Agent) { a.dataplanes = inMemory(dp) })
+	waitLeader(t, r.client)
+	for _, name := range []string{"a", "b", "c"} {
+		if err := r.client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: name, Name: name, Address: "127.0.0.31", Port: 80}); err != nil {
+			t.Fatal(err)
+		}
+		if name == "b" {
+			eventually(t, "a and b have VIPs", 10*time.Second, func() (bool, string) {
+				got := dp.String()
+				return strings.Count(got, "10.200.0.") == 2, got
+			})
+		}
+	}
+	eventually(t, "/v1/agent/self says c has no VIP and why", 10*time.Second, func() (bool, string) {
+		self, err := r.client.Agent().Self()
+		if err != nil {
+			return false, err.Error()
+		}
+		st, _ := self["Stats"]["vip"].(map[string]any)
+		errText, _ := st["error"].(string)
+		return st["exhausted"] == "c" && strings.Contains(errText, "the VIP range is exhausted"), fmt.Sprint(st)
+	})
+	entries, meta, err := r.client.Health().Service("c", "", false, nil)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("health of c = %v, %v", entries, err)
+	}
+	if v, ok := entries[0].Service.TaggedAddresses["consul-virtual"]; ok {
+		t.Fatalf("c has a consul-virtual tagged address %+v while the range is full", v)
+	}
+
+	type answer struct {
+		entries []*api.ServiceEntry
+		meta    *api.QueryMeta
+		err     error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		e, m, err := r.client.Health().Service("c", "", false, &api.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: 20 * time.Second})
+		done <- answer{e, m, err}
+	}()
+	if err := r.client.Agent().ServiceDeregister("a"); err != nil {
+		t.Fatal(err)
+	}
+	var got answer
+	select {
+	case got = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the blocking query on c did not return within 15s of a's VIP being released (grace 1s): the VIP appeared without moving c's index")
+	}
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if got.meta.LastIndex <= meta.LastIndex {
+		t.Errorf("blocking query returned index %d, want above %d", got.meta.LastIndex, meta.LastIndex)
+	}
+	if len(got.entries) != 1 || got.entries[0].Service.TaggedAddresses["consul-virtual"].Address == "" {
+		t.Errorf("the blocking query's answer has no consul-virtual tagged address: %+v", got.entries)
+	}
+	eventually(t, "the error is gone from /v1/agent/self", 10*time.Second, func() (bool, string) {
+		self, err := r.client.Agent().Self()
+		if err != nil {
+			return false, err.Error()
+		}
+		st, _ := self["Stats"]["vip"].(map[string]any)
+		_, has := st["exhausted"]
+		return !has, fmt.Sprint(st)
+	})
+}
+
+// TestVIPDNSBeforeFirstRead: an agent that has not read the allocations
+// (here: restarted with no server to ask) never answers a VIP-mode
+// service's instances for <name>.cluster: the VIP it kept in its data
+// dir, else SERVFAIL until it knows.
+func TestVIPDNSBeforeFirstRead(t *testing.T) {
+	scfg := clusterConfig(t, "s0", true, 1)
+	scfg.VIPCIDR = "10.200.0.0/24"
+	s := startAgentWith(t, scfg, func(a *Agent) { a.dataplanes = inMemory(&memDataplane{}) })
+	ccfg := clusterConfig(t, "c0", false, 0, s.SerfAddr())
+	ccfg.VIPCIDR = "10.200.0.0/24"
+	ccfg.Ports.DNS = 0
+	c := startAgentWith(t, ccfg, func(a *Agent) { a.dataplanes = inMemory(&memDataplane{}) })
+	waitLeader(t, c.client)
+	if err := c.client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-1", Name: "web", Address: "127.0.0.21", Port: 8080}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the client's DNS answers web's VIP", 15*time.Second, func() (bool, string) {
+		m, err := dnsQuery(c.DNSAddr().String(), "web.cluster", mdns.TypeA)
+		if err != nil {
+			return false, err.Error()
+		}
+		got := records(m.Answer)
+		return got == "A 10.200.0.1", got
+	})
+	c.cancel()
+	<-c.done
+	s.cancel()
+	<-s.done
+
+	// Again, with no server: it never reads the allocations.
+	ccfg.Join = nil
+	c = startAgentWith(t, ccfg, func(a *Agent) { a.dataplanes = inMemory(&memDataplane{}) })
+	if err := c.client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "api-1", Name: "api", Address: "127.0.0.22", Port: 9000}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		q     string
+		rcode int
+		want  string
+	}{
+		{"web.cluster", mdns.RcodeSuccess, "A 10.200.0.1"},       // kept in the data dir
+		{"tasks.web.cluster", mdns.RcodeSuccess, "A 127.0.0.21"}, // the local service, restored
+		{"api.cluster", mdns.RcodeServerFailure, ""},             // may have a VIP: held
+		{"tasks.api.cluster", mdns.RcodeSuccess, "A 127.0.0.22"},
+	} {
+		eventually(t, "DNS "+tt.q, 10*time.Second, func() (bool, string) {
+			m, err := dnsQuery(c.DNSAddr().String(), tt.q, mdns.TypeA)
+			if err != nil {
+				return false, err.Error()
+			}
+			got := records(m.Answer)
+			return m.Rcode == tt.rcode && got == tt.want, mdns.RcodeToString[m.Rcode] + " " + got
+		})
+	}
+}

@@ -100,7 +100,7 @@ func (w *wiring) build() ([]layer, error) {
 	if withVIPs {
 		services = append(services, vips)
 	}
-	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart} {
+	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart, w.sessionChecksPart} {
 		p, ok, err := build()
 		if err != nil {
 			return nil, err

@@ -322,11 +322,13 @@ func (b *builder) service(name string, services []Service, group []int) *svcAnsw
 	a := &svcAnswers{name: name}
 	var vip netip.Addr
 	var instances []Instance
+	hold := false
 	for _, i := range group {
 		s := &services[i]
 		if !vip.IsValid() && s.VIP.IsValid() {
 			vip = s.VIP.Unmap()
 		}
+		hold = hold || s.Hold
 		instances = append(instances, s.Instances...)
 	}
 	healthy := b.healthy(instances)
@@ -369,9 +371,12 @@ func (b *builder) service(name string, services []Service, group []int) *svcAnsw
 	if a.svc != nil {
 		a.svc = &entry{a: all.a, aaaa: all.aaaa}
 	}
-	if vip.IsValid() {
+	switch {
+	case vip.IsValid():
 		a.svc = &entry{}
 		b.addAddrs(a.svc, []netip.Addr{vip}, st.ttl)
+	case hold:
+		a.svc = &entry{servfail: true}
 	}
 	return a
 }

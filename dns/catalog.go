@@ -48,7 +48,13 @@ type Service struct {
 	Name string
 	// VIP is the service's virtual IP when the service is in VIP mode,
 	// and the zero (invalid) Addr when it is not.
-	VIP       netip.Addr
+	VIP netip.Addr
+	// Hold, without a VIP, says that the service is in VIP mode but its
+	// VIP is not known yet (not allocated yet, or the allocations not
+	// read yet): <svc> then answers SERVFAIL, so that clients retry
+	// rather than cache instance addresses that bypass the VIP.
+	// tasks.<svc> and Consul's names answer as usual.
+	Hold      bool
 	Instances []Instance
 }
 

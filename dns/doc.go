@@ -8,7 +8,8 @@
 // and, when configured, under the alternative domain (e.g. Consul's
 // "consul."); <dc>. may be inserted before the domain in Consul's forms.
 //
-//	<svc>.cluster                    A/AAAA: the service VIP, else its healthy instances (Docker Swarm)
+//	<svc>.cluster                    A/AAAA: the service VIP, else its healthy instances (Docker Swarm);
+//	                                 SERVFAIL while its VIP is not known yet (Service.Hold)
 //	tasks.<svc>.cluster              A/AAAA: always the healthy instances (Docker Swarm)
 //	<svc>.service[.<dc>].consul      A/AAAA and SRV of the healthy instances (Consul)
 //	<tag>.<svc>.service.consul       the same, only instances with the tag (Consul)

@@ -243,6 +243,10 @@ func (s *Server) answer(r *reply, req *mdns.Msg) *mdns.Msg {
 		m.Ns = append(m.Ns, soa)
 		return m
 	}
+	if e.servfail {
+		m.Authoritative = false
+		return rcode(m, mdns.RcodeServerFailure)
+	}
 	return r.records(m, e, d, q, soa, int(e.next.Add(1)-1))
 }
 

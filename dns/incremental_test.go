@@ -38,6 +38,9 @@ func dumpZone(z *zone) string {
 		for _, p := range e.ptr {
 			lines = append(lines, fmt.Sprintf("%s PTR %s", owner, p.Ptr))
 		}
+		if e.servfail {
+			lines = append(lines, owner+" SERVFAIL")
+		}
 	}
 	for name, a := range z.services {
 		add(name+" svc", a.svc)
@@ -131,6 +134,15 @@ func TestIncrementalMatchesFullBuild(t *testing.T) {
 		{"a VIP with no instance stays answered", edit(func(ss []Service, ns []Node) ([]Service, []Node) {
 			byName(ss, "db").Instances = nil
 			byName(ss, "db").VIP = ip("10.10.0.7")
+			return ss, ns
+		})},
+		{"api's VIP is held (not known yet)", edit(func(ss []Service, ns []Node) ([]Service, []Node) {
+			byName(ss, "api").Hold = true
+			return ss, ns
+		})},
+		{"api gets its VIP", edit(func(ss []Service, ns []Node) ([]Service, []Node) {
+			byName(ss, "api").Hold = false
+			byName(ss, "api").VIP = ip("10.10.0.8")
 			return ss, ns
 		})},
 		{"nothing changes", edit(func(ss []Service, ns []Node) ([]Service, []Node) { return ss, ns })},

@@ -41,6 +41,9 @@ type entry struct {
 	extra   [][]mdns.RR
 	extraOf []int32
 	ptr     []mdns.PTR
+	// servfail: the name exists but cannot be answered yet (a service
+	// VIP not known yet, Service.Hold); queries get SERVFAIL.
+	servfail bool
 	// next rotates the answers: each query starts one further.
 	next atomic.Uint32
 }
@@ -49,7 +52,7 @@ type entry struct {
 // its name does not exist (NXDOMAIN, as Consul answers a service without
 // healthy instances). Zones hold no empty entries.
 func (e *entry) empty() bool {
-	return len(e.a) == 0 && len(e.aaaa) == 0 && len(e.ptr) == 0 && (len(e.srv) == 0 || len(e.srv[0]) == 0)
+	return !e.servfail && len(e.a) == 0 && len(e.aaaa) == 0 && len(e.ptr) == 0 && (len(e.srv) == 0 || len(e.srv[0]) == 0)
 }
 
 // SOA timers, Consul's defaults (dns_config.soa).

@@ -349,7 +349,7 @@ func TestSystemVIP(t *testing.T) {
 			})
 		}
 		// Another node's agent answers the same VIP (once it has read
-		// the allocations; until then it answers the instances).
+		// the allocations; until then SERVFAIL, never the instances).
 		eventually(t, "web.cluster A at node2", 10*time.Second, func() (bool, string) {
 			got, err := c.onNode2.ns.lookupA(c.node2.dnsAddr(), "web.cluster")
 			if err != nil || !slices.Equal(got, []string{ap.Addr().String()}) {
@@ -504,12 +504,20 @@ func TestSystemVIP(t *testing.T) {
 	})
 
 	step("RemovedServiceRefuses", func(t *testing.T) {
-		// b4 goes first: it alone listens on 9090, and the VIP's port
-		// is the instances' most common one, so with b4 last the VIP
-		// would move to 9090 before it went.
-		for _, id := range []string{"b4", "b1", "b2", "b3"} {
+		// b4, alone on 9090, goes last: the VIP's port was decided
+		// once, by the leader, and stays 8080 however the instances
+		// that are left listen.
+		for _, id := range []string{"b1", "b2", "b3"} {
 			c.backends[id].deregister(t)
 		}
+		eventually(t, "the VIP forwards 8080 to b4 alone", 10*time.Second, func() (bool, string) {
+			got, err := spreadOver(c.onNode1, vip, 10, "b4")
+			return err == nil, fmt.Sprint(got, " ", errText(err))
+		})
+		if _, virtual, err := webHealth(c.node1); err != nil || virtual != vip {
+			t.Fatalf("consul-virtual with only b4 (port 9090) left = %q %s, want %s", virtual, errText(err), vip)
+		}
+		c.backends["b4"].deregister(t)
 		t0 := time.Now()
 		for _, d := range []dialer{c.onNode1, c.inK1, c.onNode2} {
 			eventually(t, "VIP refuses connections from "+d.label, 10*time.Second, func() (bool, string) {
@@ -520,6 +528,26 @@ func TestSystemVIP(t *testing.T) {
 			})
 		}
 		t.Logf("VIP refused connections from every client %v after the deregistrations", time.Since(t0).Round(time.Millisecond))
+
+		// An agent restarted while the VIP is kept for the grace period
+		// (no instances left) knows its ports from the allocation
+		// record: the VIP keeps refusing at once, not timing out.
+		systemtest.NeedCommand(t, "nft")
+		c.node1.proc.signal(syscall.SIGKILL)
+		c.node1.proc.wait(10 * time.Second)
+		if out, err := c.node1.ns.command("nft", "delete", "table", "ip", "cairn").CombinedOutput(); err != nil {
+			t.Fatalf("delete node1's table while its agent is down: %v: %s", err, out)
+		}
+		c.node1.start()
+		c.node1.waitReady(t)
+		for _, d := range []dialer{c.onNode1, c.inK1} {
+			eventually(t, "VIP refuses connections from "+d.label+" after node1's agent restarted with an empty table", 10*time.Second, func() (bool, string) {
+				if err := d.refused(vip, time.Second); err != nil {
+					return false, err.Error()
+				}
+				return true, ""
+			})
+		}
 	})
 
 	step("LeaveOrDataplaneNoneRemovesRules", func(t *testing.T) {

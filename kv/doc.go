@@ -11,6 +11,14 @@
 // on the store's own watch channels, never by polling. Server wraps that into
 // Consul's blocking-query contract.
 //
+// Faults are said as what they are (faults.go, disk.go): a write whose
+// result was lost is ErrOutcomeUnknown, and commands carrying a write ID
+// are applied at most once, so it may be sent again; disk conditions (full,
+// read-only, I/O error) are DiskErrors, seen before Raft meets them where
+// the file system tells (a free-space reserve), while reads go on from
+// memory. Keys are validated (ValidateKey) and parked blocking queries
+// bounded.
+//
 // kv knows nothing of HTTP, DNS, Docker or templates, and never imports
 // agent, dns, template or registrator.
 package kv

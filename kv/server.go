@@ -58,6 +58,21 @@ type Config struct {
 	// blocking prefix queries before the leader reaps them (default 15m).
 	TombstoneTTL time.Duration
 
+	// MaxBlockingQueries bounds the blocking queries parked on this
+	// server at once (default DefaultMaxBlockingQueries); one more is
+	// refused with ErrTooManyQueries instead of growing without bound.
+	MaxBlockingQueries int
+
+	// DiskReserve is the free space the data dir's file system must
+	// keep (default DefaultDiskReserve): below it writes are refused as
+	// "disk full" before Raft meets a full disk, so the leader keeps
+	// leading and answering reads.
+	DiskReserve uint64
+
+	// wrapLogStore, when set, wraps the Raft log store (tests inject
+	// disk faults at that boundary with it).
+	wrapLogStore func(raft.LogStore) raft.LogStore
+
 	Logger *slog.Logger
 }
 
@@ -88,6 +103,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TombstoneTTL == 0 {
 		c.TombstoneTTL = d.TombstoneTTL
+	}
+	if c.MaxBlockingQueries == 0 {
+		c.MaxBlockingQueries = DefaultMaxBlockingQueries
+	}
+	if c.DiskReserve == 0 {
+		c.DiskReserve = DefaultDiskReserve
 	}
 	if c.SessionTTLMin == 0 {
 		c.SessionTTLMin = SessionTTLMin
@@ -130,9 +151,35 @@ type Server struct {
 	// index the new term establishes). A fresh, open channel replaces it
 	// whenever leadership ends.
 	ready atomic.Pointer[chan struct{}]
+	// handedOver is when leadership was last handed over because of
+	// this server's disk.
+	handedOver struct {
+		sync.Mutex
+		at time.Time
+	}
+
+	// wasReady: this process has led with every earlier entry applied,
+	// so its state holds everything committed up to then.
+	wasReady atomic.Bool
 
 	sessions *sessionTimers
 	blocking blocking.Tracker // the blocking queries in flight
+	parked   atomic.Int64     // the same, for MaxBlockingQueries
+
+	// quorumAt is when a quorum last confirmed this server's leadership
+	// (a verify, or the submission time of a committed write), as
+	// UnixNano; lease is how long a default read trusts it.
+	quorumAt atomic.Int64
+	lease    time.Duration
+	disk     *diskGuard
+
+	// leaderSeen is the Raft leader as Run last observed it, and a
+	// channel closed (and replaced) when it changes.
+	leaderSeen struct {
+		sync.Mutex
+		addr    string
+		changed chan struct{}
+	}
 
 	// leadership is the signal LeaderWatch serves: whether Run last saw
 	// this server lead, and a channel closed (and replaced) when that
@@ -165,6 +212,12 @@ func Open(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	disk := newDiskGuard(raftDir, cfg.DiskReserve, cfg.Logger)
+	if cfg.wrapLogStore != nil {
+		st.logs = cfg.wrapLogStore(st.logs)
+	}
+	st.logs = disk.logStore(st.logs)
+	st.stable = disk.stableStore(st.stable)
 
 	trans := cfg.Transport
 	if trans == nil {
@@ -225,12 +278,16 @@ func Open(cfg Config) (*Server, error) {
 		raft:       r,
 		trans:      trans,
 		stores:     st,
+		disk:       disk,
+		lease:      rc.LeaderLeaseTimeout,
 		shutdownCh: make(chan struct{}),
 		doneCh:     make(chan struct{}),
 	}
 	s.sessions = newSessionTimers(s)
 	s.resetReady()
 	s.leadership.changed = make(chan struct{})
+	s.leaderSeen.changed = make(chan struct{})
+	disk.patient(s.shutdownCh)
 	return s, nil
 }
 
@@ -295,6 +352,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 		checkLead()
+		s.noteLeader()
 	}
 }
 
@@ -318,6 +376,7 @@ func (s *Server) lead(ctx context.Context) {
 		}
 	}
 	close(*s.ready.Load())
+	s.wasReady.Store(true)
 	s.sessions.start(ctx)
 	defer s.sessions.stopAll()
 	s.reapTombstones(ctx)
@@ -408,6 +467,34 @@ func (s *Server) setLeading(leading bool) {
 	s.leadership.changed = make(chan struct{})
 }
 
+// noteLeader records the leader Raft names now and wakes LeaderChanged's
+// waiters when it differs from the last one seen.
+func (s *Server) noteLeader() {
+	addr := s.Leader()
+	s.leaderSeen.Lock()
+	defer s.leaderSeen.Unlock()
+	if addr == s.leaderSeen.addr {
+		return
+	}
+	s.leaderSeen.addr = addr
+	close(s.leaderSeen.changed)
+	s.leaderSeen.changed = make(chan struct{})
+}
+
+// LeaderChanged returns a channel that closes when the leader this
+// server knows changes (a new one elected, or the old one lost), as Run
+// observes it. Requests held while there is no leader wait on it, and a
+// request forwarded to a leader that has been replaced stops waiting.
+func (s *Server) LeaderChanged() <-chan struct{} {
+	s.leaderSeen.Lock()
+	defer s.leaderSeen.Unlock()
+	return s.leaderSeen.changed
+}
+
+// LeaderContact is when this server last heard from the leader (zero
+// when never, or when it leads).
+func (s *Server) LeaderContact() time.Time { return s.raft.LastContact() }
+
 // IsLeader reports whether this server currently leads.
 func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
 
@@ -477,6 +564,13 @@ func (s *Server) checkRead(ctx context.Context, q QueryOptions) error {
 		return nil
 	}
 	if s.raft.State() != raft.Leader {
+		if s.soleVoterOnBadDisk() {
+			// A lone server whose disk fails cannot lead (a new
+			// term's first entry must be stored), yet nothing can
+			// have been committed anywhere but here: its memory is
+			// the whole committed state, so reads keep answering.
+			return nil
+		}
 		if s.Leader() == "" {
 			return ErrNoLeader
 		}
@@ -490,12 +584,29 @@ func (s *Server) checkRead(ctx context.Context, q QueryOptions) error {
 			return err
 		}
 	}
-	if q.Consistent {
+	// ?consistent always confirms leadership with a quorum; a default
+	// read does when no quorum has confirmed it within the leader lease,
+	// so a leader that was paused or cut off (and may have been
+	// replaced meanwhile) does not answer from its old state.
+	if q.Consistent || time.Since(time.Unix(0, s.quorumAt.Load())) > s.lease {
+		at := time.Now()
 		if err := s.raft.VerifyLeader().Error(); err != nil {
 			return fmt.Errorf("%w: verify leadership: %v", ErrNotLeader, err)
 		}
+		s.confirmed(at)
 	}
 	return nil
+}
+
+// confirmed records that a quorum followed this leader at time at.
+func (s *Server) confirmed(at time.Time) {
+	n := at.UnixNano()
+	for {
+		old := s.quorumAt.Load()
+		if old >= n || s.quorumAt.CompareAndSwap(old, n) {
+			return
+		}
+	}
 }
 
 // waitReady waits for a new leader's barrier, bounded by readyTimeout.
@@ -521,6 +632,14 @@ func (s *Server) waitReady(ctx context.Context, ready <-chan struct{}) error {
 func (s *Server) blockingQuery(ctx context.Context, q QueryOptions, m *QueryMeta, fn func(ws memdb.WatchSet, st *State) (uint64, error)) error {
 	if err := s.checkRead(ctx, q); err != nil {
 		return err
+	}
+	if q.MinIndex > 0 {
+		limit := int64(s.cfg.MaxBlockingQueries)
+		if n := s.parked.Add(1); n > limit {
+			s.parked.Add(-1)
+			return fmt.Errorf("%w: this server already holds %d blocking queries (the limit); retry later, spread watchers over more agents, or raise limits.max_blocking_queries", ErrTooManyQueries, limit)
+		}
+		defer s.parked.Add(-1)
 	}
 	woken := false
 	idx, err := s.blocking.Run(ctx, blocking.Query{MinIndex: q.MinIndex, Wait: q.MaxWait}, func(ws memdb.WatchSet) (uint64, error) {
@@ -602,6 +721,9 @@ func (s *Server) Apply(ctx context.Context, op Op) (bool, error) {
 	if err := validateWrite(op); err != nil {
 		return false, err
 	}
+	if err := ValidateKey(op.Key); err != nil {
+		return false, err
+	}
 	if op.Verb == VerbLock {
 		if s.fsm.lockDelay.blocked(op.Key, time.Now()) {
 			return false, nil
@@ -636,6 +758,9 @@ func (s *Server) Txn(ctx context.Context, q QueryOptions, ops []Op) (QueryMeta, 
 		if op.Key == "" && op.Verb != VerbDeleteTree && op.Verb != VerbGetTree {
 			return m, nil, nil, fmt.Errorf("%w: operation %d (%s): key is empty", ErrInvalidRequest, i, op.Verb)
 		}
+		if err := ValidateKey(op.Key); err != nil {
+			return m, nil, nil, fmt.Errorf("operation %d (%s): %w", i, op.Verb, err)
+		}
 		if !op.Verb.IsRead() {
 			readOnly = false
 		}
@@ -664,6 +789,10 @@ func (s *Server) Txn(ctx context.Context, q QueryOptions, ops []Op) (QueryMeta, 
 }
 
 // raftApply submits a command on the leader and returns the FSM's result.
+// Its errors tell whether the command may have been applied: ErrNotLeader
+// and ErrNoLeader (and a DiskError) promise it was not, ErrOutcomeUnknown
+// says it may have been. The command carries ctx's write ID, so sending
+// it again is safe either way.
 func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 	select {
 	case <-s.shutdownCh:
@@ -671,31 +800,63 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 	default:
 	}
 	if s.raft.State() != raft.Leader {
+		if s.disk.Condition() != nil {
+			// Not leading because of its own disk (it steps down
+			// when it cannot store an entry): say that.
+			if err := s.disk.refusal(); err != nil {
+				return nil, err
+			}
+		}
 		if s.Leader() == "" {
 			return nil, ErrNoLeader
 		}
 		return nil, ErrNotLeader
 	}
+	if err := s.disk.check(); err != nil {
+		if s.handOver() {
+			return nil, fmt.Errorf("%w: %v; leadership is being handed to a server whose disk takes writes (send the write again)", ErrNotLeader, err)
+		}
+		return nil, err
+	}
+	c.WriteID = WriteID(ctx)
 	data, err := c.encode()
 	if err != nil {
 		return nil, err
 	}
-	timeout := 30 * time.Second
+	// The timeout bounds only the hand-over to Raft's loop; once
+	// taken, the entry is decided by commit or loss of leadership.
+	enqueue := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
+		enqueue = min(enqueue, max(time.Until(dl), time.Millisecond))
 	}
-	f := s.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	submitted := time.Now()
+	f := s.raft.Apply(data, enqueue)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: the entry was handed to Raft but not committed when the request's deadline ran out (%v)", ErrOutcomeUnknown, ctx.Err())
+	}
+	if err != nil {
+		var de *DiskError
 		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
-		case errors.Is(err, raft.ErrRaftShutdown):
-			return nil, ErrShutdown
+		case errors.As(err, &de):
+			// The leader could not store the entry, so it never
+			// replicated it: not applied.
+			return nil, err
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return nil, fmt.Errorf("%w: %v (the write was not applied)", ErrNotLeader, err)
 		case errors.Is(err, raft.ErrEnqueueTimeout):
-			return nil, fmt.Errorf("%w: raft apply timed out: %v", ErrNoLeader, err)
+			return nil, fmt.Errorf("%w: raft did not take the write within %v (it was not applied)", ErrNotLeader, enqueue)
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return nil, fmt.Errorf("%w: leadership was lost after the entry was appended", ErrOutcomeUnknown)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, fmt.Errorf("%w: the server shut down with the entry in flight", ErrOutcomeUnknown)
 		}
 		return nil, err
 	}
+	s.confirmed(submitted)
 	return f.Response(), nil
 }
 
@@ -715,4 +876,71 @@ func newTCPTransport(bind, advertise string, log *slog.Logger) (raft.Transport, 
 		return nil, fmt.Errorf("kv: bind server RPC address %s: %w (is another agent using -server-port?)", bind, err)
 	}
 	return t, nil
+}
+
+// DiskCondition is the disk fault this server is in (disk full,
+// read-only, I/O error), nil when its disk is fine. /v1/agent/self and
+// the agent's health show it.
+func (s *Server) DiskCondition() *DiskCondition { return s.disk.Condition() }
+
+// soleVoterOnBadDisk reports whether this server is the only voter, has
+// led since it started (its state holds every committed entry), and is
+// in a disk condition.
+func (s *Server) soleVoterOnBadDisk() bool {
+	if !s.wasReady.Load() || s.disk.Condition() == nil {
+		return false
+	}
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	voters, self := 0, false
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters++
+			self = self || srv.ID == raft.ServerID(s.cfg.NodeID)
+		}
+	}
+	return voters == 1 && self
+}
+
+// handOverEvery spaces leadership hand-overs for a bad disk.
+const handOverEvery = 10 * time.Second
+
+// handOver starts a leadership transfer when this leader's disk refuses
+// writes and other voters may take them: the cluster keeps taking writes
+// on a majority of good disks. It tries at most every handOverEvery
+// (every server's disk may be full) and reports whether a transfer
+// started.
+func (s *Server) handOver() bool {
+	c := s.disk.Condition()
+	if c == nil {
+		return false
+	}
+	s.handedOver.Lock()
+	defer s.handedOver.Unlock()
+	if time.Since(s.handedOver.at) < handOverEvery {
+		return false
+	}
+	s.handedOver.at = time.Now()
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	voters := 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if voters < 2 {
+		return false
+	}
+	s.log.Warn("kv: this leader's disk refuses writes; handing leadership over", "kind", c.Kind)
+	go func() {
+		if err := s.raft.LeadershipTransfer().Error(); err != nil {
+			s.log.Warn("kv: leadership transfer after a disk condition failed", "err", err)
+		}
+	}()
+	return true
 }

@@ -36,7 +36,16 @@ func (s *Server) CreateSession(ctx context.Context, sess Session) (string, error
 		return "", err
 	}
 	sess.ID = uuid.NewString()
-	if _, err := s.raftApply(ctx, command{Type: cmdSessionCreate, Session: &sess}); err != nil {
+	res, err := s.raftApply(ctx, command{Type: cmdSessionCreate, Session: &sess})
+	if err != nil {
+		return "", err
+	}
+	// A create sent again (same write ID) answers the session the first
+	// one made, not this attempt's ID.
+	if id, ok := res.(string); ok && id != "" {
+		sess.ID = id
+	}
+	if err, ok := res.(error); ok {
 		return "", err
 	}
 	s.sessions.reset(sess.ID, sess.TTL)
@@ -70,14 +79,9 @@ func normalizeSession(sess *Session, ttlMin time.Duration) error {
 	if sess.NodeChecks == nil && sess.ServiceChecks == nil {
 		sess.NodeChecks = []string{NodeHealthCheck}
 	}
-	for _, c := range sess.NodeChecks {
-		if c != NodeHealthCheck {
-			return fmt.Errorf("%w: session check %q is not registered on node %q (only %q exists until health checks are registered)", ErrInvalidRequest, c, sess.Node, NodeHealthCheck)
-		}
-	}
-	if len(sess.ServiceChecks) > 0 {
-		return fmt.Errorf("%w: session service check %q is not registered on node %q", ErrInvalidRequest, sess.ServiceChecks[0].ID, sess.Node)
-	}
+	// The checks themselves live in the agents' catalog, not here: the
+	// HTTP API checks that they exist and are not critical, and the
+	// agent ends sessions whose checks go critical or away.
 	return nil
 }
 

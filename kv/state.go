@@ -329,7 +329,7 @@ func deleteCASTxn(tx *memdb.Txn, idx uint64, op *Op) (bool, error) {
 // session is an error; a lock held by another session is a plain false.
 func lockTxn(tx *memdb.Txn, idx uint64, op *Op) (bool, error) {
 	if op.Session == "" {
-		return false, fmt.Errorf("%w: acquiring key %q needs a session", ErrInvalidRequest, op.Key)
+		return false, fmt.Errorf("%w: missing session: acquiring key %q needs one", ErrInvalidRequest, op.Key)
 	}
 	sess, err := tx.First(tableSessions, "id", op.Session)
 	if err != nil {
@@ -364,7 +364,7 @@ func lockTxn(tx *memdb.Txn, idx uint64, op *Op) (bool, error) {
 // unlockTxn releases op.Key if op.Session holds it (Consul's kvsUnlockTxn).
 func unlockTxn(tx *memdb.Txn, idx uint64, op *Op) (bool, error) {
 	if op.Session == "" {
-		return false, fmt.Errorf("%w: releasing key %q needs a session", ErrInvalidRequest, op.Key)
+		return false, fmt.Errorf("%w: missing session: releasing key %q needs one", ErrInvalidRequest, op.Key)
 	}
 	raw, err := tx.First(tableKVs, "id", op.Key)
 	if err != nil {

@@ -266,6 +266,9 @@ func (c *Catalog) wireNodesLocked() []nodeState {
 	for _, s := range c.services {
 		own.Services = append(own.Services, s)
 	}
+	if s := c.cfg.ServerService; s != nil && c.services[s.ID] == nil {
+		own.Services = append(own.Services, s)
+	}
 	for _, lc := range c.checks {
 		own.Checks = append(own.Checks, c.checkRowLocked(lc, lc.pubOutput))
 	}

@@ -27,6 +27,10 @@ type Config struct {
 	// NodeMeta is this node's Node.Meta (besides Consul's
 	// "consul-network-segment").
 	NodeMeta map[string]string
+	// ServerService, when set, is published with this agent's node but is
+	// not one of its local services (/v1/agent/services does not list it):
+	// the "consul" service Consul's servers put in the catalog.
+	ServerService *Service
 	// DataDir keeps this agent's services, checks, catalog registrations
 	// and version high-water mark, so they survive a restart, in the log
 	// <DataDir>/catalog/state.log (see store.go; the per-entry files of

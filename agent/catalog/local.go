@@ -557,6 +557,15 @@ func normalizeService(s *Service) {
 	if len(s.TaggedAddresses) == 0 {
 		s.TaggedAddresses = nil
 	}
+	if len(s.Ports) == 0 {
+		s.Ports = nil
+	}
+	if len(s.Proxy) == 0 {
+		s.Proxy = nil
+	}
+	if len(s.Connect) == 0 {
+		s.Connect = nil
+	}
 }
 
 func normalizeNode(n *Node) {

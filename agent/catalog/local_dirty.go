@@ -128,6 +128,11 @@ func (c *Catalog) deltasLocked() []nodeDelta {
 		d.Instances = make(map[string]*instanceState, len(c.dirty.services))
 		for id := range c.dirty.services {
 			svc := c.services[id]
+			if s := c.cfg.ServerService; svc == nil && s != nil && s.ID == id {
+				// A server's own service shows unless a registered
+				// service of the same ID hides it (wireNodesLocked).
+				svc = s
+			}
 			if svc == nil {
 				d.Instances[id] = nil
 				continue

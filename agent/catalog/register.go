@@ -108,9 +108,6 @@ func fixedCheck(in *Check, node string, service func(id string) *Service) (*Chec
 	if chk.CheckID == "" {
 		return nil, invalid("Missing check ID: a check of node %q has neither CheckID nor Name", node)
 	}
-	if chk.Name == "" {
-		chk.Name = chk.CheckID
-	}
 	if chk.Status == "" {
 		chk.Status = StatusCritical
 	}
@@ -124,7 +121,8 @@ func fixedCheck(in *Check, node string, service func(id string) *Service) (*Chec
 		return nil, invalid("check %q: ServiceID %q is not a service of node %q; register the service first (or in the same request)", chk.CheckID, chk.ServiceID, node)
 	}
 	chk.Node = node
-	chk.Type = ""
+	// A registered check runs nowhere; its Type and Definition are kept
+	// as the registration gave them (Consul's catalog does the same).
 	chk.Output = truncateOutput(chk.Output)
 	chk.CreateIndex, chk.ModifyIndex = 0, 0
 	normalizeCheck(chk)

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"encoding/json"
 	"errors"
 	"maps"
 	"slices"
@@ -79,6 +80,20 @@ type ServiceAddress struct {
 	Port    int
 }
 
+// ServicePort is one of a multi-port service's named ports (Consul's
+// ServicePort).
+type ServicePort struct {
+	Name    string
+	Port    int
+	Default bool `json:",omitempty"`
+}
+
+// Locality is where a service or node runs (Consul's Locality).
+type Locality struct {
+	Region string
+	Zone   string
+}
+
 // Service is one instance of a service on a node.
 type Service struct {
 	Node              string `json:"-"` // filled in by the catalog
@@ -91,6 +106,19 @@ type Service struct {
 	TaggedAddresses   map[string]ServiceAddress
 	Weights           Weights
 	EnableTagOverride bool
+
+	// Consul's Connect and multi-port fields. cairn runs no proxies and
+	// issues no certificates: it keeps these as registered and answers
+	// them (Proxy and Connect as the JSON they came in, compacted), so
+	// that tools reading them back see what they wrote.
+	Kind       string        `json:",omitempty"`
+	SocketPath string        `json:",omitempty"`
+	Ports      []ServicePort `json:",omitempty"`
+	Locality   *Locality     `json:",omitempty"`
+	// Proxy is Consul's AgentServiceConnectProxyConfig and Connect its
+	// AgentServiceConnect, as JSON; nil when absent.
+	Proxy   json.RawMessage `json:",omitempty"`
+	Connect json.RawMessage `json:",omitempty"`
 
 	CreateIndex, ModifyIndex uint64 `json:"-"`
 }
@@ -123,6 +151,11 @@ type Definition struct {
 	TLSServerName                  string              `json:",omitempty"`
 	TLSSkipVerify                  bool                `json:",omitempty"`
 	TCP                            string              `json:",omitempty"`
+	TCPUseTLS                      bool                `json:",omitempty"`
+	UDP                            string              `json:",omitempty"`
+	GRPC                           string              `json:",omitempty"`
+	GRPCUseTLS                     bool                `json:",omitempty"`
+	OSService                      string              `json:",omitempty"`
 	Args                           []string            `json:",omitempty"`
 	TTL                            time.Duration       `json:",omitempty"`
 	Interval                       time.Duration       `json:",omitempty"`
@@ -223,6 +256,13 @@ func (s *Service) clone() *Service {
 	c.Tags = slices.Clone(s.Tags)
 	c.Meta = maps.Clone(s.Meta)
 	c.TaggedAddresses = maps.Clone(s.TaggedAddresses)
+	c.Ports = slices.Clone(s.Ports)
+	if s.Locality != nil {
+		l := *s.Locality
+		c.Locality = &l
+	}
+	c.Proxy = slices.Clone(s.Proxy)
+	c.Connect = slices.Clone(s.Connect)
 	return &c
 }
 

@@ -14,6 +14,8 @@
 package consuljson
 
 import (
+	"bytes"
+	"encoding/json"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
@@ -54,8 +56,23 @@ type ServiceAddress struct {
 	Port    int
 }
 
+// ServicePort is one named port of a multi-port service
+// (api.ServicePort).
+type ServicePort struct {
+	Name    string
+	Port    int
+	Default bool `json:",omitempty"`
+}
+
+// Locality is api.Locality.
+type Locality struct {
+	Region string
+	Zone   string
+}
+
 // Service is Consul's NodeService (api.AgentService).
 type Service struct {
+	Kind              string `json:",omitempty"`
 	ID                string
 	Service           string
 	Tags              []string
@@ -63,11 +80,21 @@ type Service struct {
 	TaggedAddresses   map[string]ServiceAddress `json:",omitempty"`
 	Meta              map[string]string
 	Port              int
+	Ports             []ServicePort `json:",omitempty" bexpr:"-"`
+	SocketPath        string        `json:",omitempty"`
 	Weights           Weights
 	EnableTagOverride bool
-	Datacenter        string `json:",omitempty"`
-	CreateIndex       uint64 `json:",omitempty"`
-	ModifyIndex       uint64 `json:",omitempty"`
+	// Proxy and Connect are kept as registered (api's
+	// AgentServiceConnectProxyConfig and AgentServiceConnect), as maps so
+	// that ?filter= reaches their fields (Proxy.DestinationServiceName).
+	Proxy    map[string]any `json:",omitempty"`
+	Connect  map[string]any `json:",omitempty"`
+	Locality *Locality      `json:",omitempty" bexpr:"-"`
+	// ContentHash is set by /v1/agent/service/<id> only (?hash= blocking).
+	ContentHash string `json:",omitempty" bexpr:"-"`
+	Datacenter  string `json:",omitempty"`
+	CreateIndex uint64 `json:",omitempty"`
+	ModifyIndex uint64 `json:",omitempty"`
 }
 
 // FromService is s in Consul's JSON shape; Datacenter is left for the
@@ -78,7 +105,16 @@ func FromService(s *catalog.Service) *Service {
 		Meta: emptyMap(s.Meta), Port: s.Port,
 		Weights:           Weights(s.Weights),
 		EnableTagOverride: s.EnableTagOverride,
-		CreateIndex:       s.CreateIndex, ModifyIndex: s.ModifyIndex,
+		Kind:              s.Kind, SocketPath: s.SocketPath,
+		CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex,
+	}
+	out.Proxy, out.Connect = object(s.Proxy), object(s.Connect)
+	for _, p := range s.Ports {
+		out.Ports = append(out.Ports, ServicePort(p))
+	}
+	if s.Locality != nil {
+		l := Locality(*s.Locality)
+		out.Locality = &l
 	}
 	if len(s.TaggedAddresses) > 0 {
 		out.TaggedAddresses = map[string]ServiceAddress{}
@@ -106,7 +142,12 @@ type CatalogService struct {
 	ServiceWeights           Weights
 	ServiceMeta              map[string]string
 	ServicePort              int
+	ServicePorts             []ServicePort `json:",omitempty" bexpr:"-"`
+	ServiceSocketPath        string        `json:",omitempty"`
 	ServiceEnableTagOverride bool
+	ServiceProxy             map[string]any `json:",omitempty"`
+	ServiceConnect           map[string]any `json:",omitempty"`
+	ServiceLocality          *Locality      `json:",omitempty" bexpr:"-"`
 	CreateIndex              uint64
 	ModifyIndex              uint64
 }
@@ -121,6 +162,8 @@ func FromInstance(in catalog.Instance) CatalogService {
 		ServiceID: s.ID, ServiceName: s.Service, ServiceTags: s.Tags, ServiceAddress: s.Address,
 		ServiceTaggedAddresses: s.TaggedAddresses, ServiceWeights: s.Weights, ServiceMeta: s.Meta,
 		ServicePort: s.Port, ServiceEnableTagOverride: s.EnableTagOverride,
+		ServiceKind: s.Kind, ServicePorts: s.Ports, ServiceSocketPath: s.SocketPath,
+		ServiceProxy: s.Proxy, ServiceConnect: s.Connect, ServiceLocality: s.Locality,
 		CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex,
 	}
 }
@@ -134,6 +177,11 @@ type Definition struct {
 	TLSServerName                  string              `json:",omitempty"`
 	TLSSkipVerify                  bool                `json:",omitempty"`
 	TCP                            string              `json:",omitempty"`
+	TCPUseTLS                      bool                `json:",omitempty"`
+	UDP                            string              `json:",omitempty"`
+	GRPC                           string              `json:",omitempty"`
+	GRPCUseTLS                     bool                `json:",omitempty"`
+	OSService                      string              `json:",omitempty"`
 	ScriptArgs                     []string            `json:",omitempty"`
 	Interval                       string              `json:",omitempty"`
 	Timeout                        string              `json:",omitempty"`
@@ -180,6 +228,7 @@ func FromCheck(c *catalog.Check) *Check {
 		Definition: Definition{
 			HTTP: d.HTTP, Header: d.Header, Method: d.Method, Body: d.Body,
 			TLSServerName: d.TLSServerName, TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP,
+			TCPUseTLS: d.TCPUseTLS, UDP: d.UDP, GRPC: d.GRPC, GRPCUseTLS: d.GRPCUseTLS, OSService: d.OSService,
 			ScriptArgs: d.Args, Interval: durationText(d.Interval), Timeout: durationText(d.Timeout),
 			TTL: durationText(d.TTL), DeregisterCriticalServiceAfter: durationText(d.DeregisterCriticalServiceAfter),
 		},
@@ -194,6 +243,22 @@ func FromChecks(cs []*catalog.Check) []*Check {
 		out = append(out, FromCheck(c))
 	}
 	return out
+}
+
+// object is a JSON object kept as registered, decoded for answers and
+// filters; nil for none. Numbers stay json.Number, so they are written
+// back as they came.
+func object(b json.RawMessage) map[string]any {
+	if len(b) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if dec.Decode(&m) != nil {
+		return nil
+	}
+	return m
 }
 
 // Consul answers empty collections as [] and {}, never null.
@@ -223,6 +288,33 @@ type ServiceEntry struct {
 // answers it.
 func FromHealth(in catalog.Instance) ServiceEntry {
 	return ServiceEntry{Node: FromNode(in.Node), Service: FromService(in.Service), Checks: FromChecks(in.Checks)}
+}
+
+// MarshalJSON writes the entry as Consul does: the service's Proxy and
+// Connect are always there, {} when it has none (Consul's NodeService
+// holds them as values). The Go value keeps them nil, so that ?filter=
+// sees an absent field.
+func (e ServiceEntry) MarshalJSON() ([]byte, error) {
+	type service struct {
+		*Service
+		Proxy   map[string]any
+		Connect map[string]any
+	}
+	var svc *service
+	if e.Service != nil {
+		svc = &service{Service: e.Service, Proxy: e.Service.Proxy, Connect: e.Service.Connect}
+		if svc.Proxy == nil {
+			svc.Proxy = map[string]any{}
+		}
+		if svc.Connect == nil {
+			svc.Connect = map[string]any{}
+		}
+	}
+	return json.Marshal(struct {
+		Node    *Node
+		Service *service
+		Checks  []*Check
+	}{e.Node, svc, e.Checks})
 }
 
 // CatalogNode is Consul's NodeServices (api.CatalogNode): a node and its

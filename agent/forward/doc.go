@@ -9,6 +9,14 @@
 // request) and the ACL token (kv.Token), so that nothing a caller started
 // outlives it on a server.
 //
+// Router also rides out faults (hold.go): while there is no leader, or a
+// server does not answer, a request is tried again until the hold time
+// (Consul's rpc_hold_timeout) runs out, each try bounded so that a paused
+// or cut-off server costs one try, not the caller's whole timeout. Writes
+// carry a write ID (kv.WithWriteID), so a write whose answer was lost is
+// sent again safely; one that may have been applied when the hold runs out
+// fails with kv.ErrOutcomeUnknown, never "no cluster leader".
+//
 // forward imports kv and nothing above it; it must not import dns,
 // template or registrator.
 package forward

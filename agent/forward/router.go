@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-dev/cairn/blocking"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -25,6 +26,9 @@ type Router struct {
 	servers func() []string // server RPC addresses known from membership
 	pool    *Pool
 
+	hold       time.Duration          // see HoldTimeout
+	nodeExists func(node string) bool // see NodeExists; nil: any node
+
 	mu  sync.Mutex
 	bad map[string]time.Time // server -> when a connection to it last failed
 }
@@ -37,11 +41,15 @@ const badFor = 10 * time.Second
 // NewRouter returns a router. local is this agent's kv server, nil on a
 // client; servers lists the cluster's server addresses (may be nil on a
 // server, which forwards only to the Raft leader).
-func NewRouter(local *kv.Server, servers func() []string, pool *Pool) *Router {
+func NewRouter(local *kv.Server, servers func() []string, pool *Pool, opts ...Option) *Router {
 	if servers == nil {
 		servers = func() []string { return nil }
 	}
-	return &Router{local: local, servers: servers, pool: pool, bad: map[string]time.Time{}}
+	r := &Router{local: local, servers: servers, pool: pool, hold: DefaultHoldTimeout, bad: map[string]time.Time{}}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // target picks where a request goes: "" means answer locally.
@@ -81,8 +89,7 @@ func (r *Router) forward(ctx context.Context, stale bool, req *Request) (*Respon
 	}
 	req.Hops++
 	if err == nil {
-		resp, err := r.pool.Call(ctx, addr, req)
-		return resp, true, err
+		return r.toLeader(ctx, addr, req)
 	}
 	if !errors.Is(err, errClientSide) {
 		return nil, false, err
@@ -97,6 +104,13 @@ func (r *Router) forward(ctx context.Context, stale bool, req *Request) (*Respon
 	var tried []string
 	for _, addr := range servers {
 		resp, err := r.pool.Call(ctx, addr, req)
+		if err != nil && ctx.Err() != nil {
+			// No answer in time: a paused or cut-off server. The
+			// next try (the hold's) goes to the others first.
+			r.markBad(addr)
+		} else if !errors.Is(err, ErrUnreachable) && !errors.Is(err, ErrConnectionLost) {
+			r.markGood(addr) // it answered
+		}
 		// A stopping server refuses before doing anything: safe to resend.
 		retry := errors.Is(err, ErrUnreachable) || errors.Is(err, kv.ErrShutdown) ||
 			(errors.Is(err, ErrConnectionLost) && req.readOnly())
@@ -107,6 +121,66 @@ func (r *Router) forward(ctx context.Context, stale bool, req *Request) (*Respon
 		tried = append(tried, addr)
 	}
 	return nil, true, fmt.Errorf("%w: no server answered (tried %s); check that the servers run and that this agent can reach their -server-port", kv.ErrNoLeader, strings.Join(tried, ", "))
+}
+
+// toLeader forwards req from this server to the leader at addr. When a
+// new leader is elected while it is out (the old one paused or cut off),
+// it stops waiting at once: the caller's hold sends it again to the new
+// one.
+func (r *Router) toLeader(ctx context.Context, addr string, req *Request) (*Response, bool, error) {
+	changed := r.local.LeaderChanged()
+	if r.local.Leader() != addr {
+		// Changed between target and here: let the hold try again.
+		return nil, true, fmt.Errorf("%w: leader is no longer %s", kv.ErrNotLeader, addr)
+	}
+	if r.leaderSilent() {
+		// A leader that sends no heartbeats is paused or cut off:
+		// do not wait on it; the caller's hold tries again (this
+		// server or another) until a new leader is elected.
+		return nil, true, fmt.Errorf("%w: the leader %s has not been heard from for %v", kv.ErrNotLeader, addr, leaderSilence)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		tick := time.NewTicker(leaderSilence / 4)
+		defer tick.Stop()
+		for {
+			select {
+			case <-changed:
+				cancel()
+				return
+			case <-tick.C:
+				if r.leaderSilent() {
+					cancel()
+					return
+				}
+			case <-cctx.Done():
+				return
+			}
+		}
+	}()
+	resp, err := r.pool.Call(cctx, addr, req)
+	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+		if req.readOnly() {
+			return nil, true, fmt.Errorf("%w: %w (was %s)", kv.ErrNotLeader, errLeaderChanged, addr)
+		}
+		return nil, true, fmt.Errorf("%w: %w (was %s)", kv.ErrOutcomeUnknown, errLeaderChanged, addr)
+	}
+	return resp, true, err
+}
+
+// leaderSilence is how long a follower goes without hearing from the
+// leader before it stops forwarding to it. Leaders send heartbeats ten
+// times per heartbeat timeout (every 100 ms by default), so this much
+// silence means a paused or cut-off leader, one that a new election is
+// about to replace.
+const leaderSilence = 750 * time.Millisecond
+
+// leaderSilent reports whether this follower has not heard from its
+// leader for leaderSilence.
+func (r *Router) leaderSilent() bool {
+	last := r.local.LeaderContact()
+	return !last.IsZero() && time.Since(last) > leaderSilence
 }
 
 // order shuffles the servers and puts those that failed lately last.
@@ -121,18 +195,30 @@ func (r *Router) order(servers []string) []string {
 			delete(r.bad, a)
 		}
 	}
+	// Servers that failed go last, the one that failed most recently
+	// last of all: when every server has failed lately (one paused after
+	// another), the freshest failure is the likeliest to still be down.
 	slices.SortStableFunc(out, func(a, b string) int {
-		_, badA := r.bad[a]
-		_, badB := r.bad[b]
+		atA, badA := r.bad[a]
+		atB, badB := r.bad[b]
 		switch {
-		case badA == badB:
+		case !badA && !badB:
 			return 0
-		case badA:
+		case !badA:
+			return -1
+		case !badB:
 			return 1
 		}
-		return -1
+		return atA.Compare(atB)
 	})
 	return out
+}
+
+// markGood forgets that addr failed: it answered.
+func (r *Router) markGood(addr string) {
+	r.mu.Lock()
+	delete(r.bad, addr)
+	r.mu.Unlock()
 }
 
 func (r *Router) markBad(addr string) {
@@ -142,8 +228,20 @@ func (r *Router) markBad(addr string) {
 }
 
 // Get implements the KV read of one key.
-func (r *Router) Get(ctx context.Context, q kv.QueryOptions, key string) (kv.QueryMeta, *kv.Entry, error) {
-	return r.get(ctx, 0, q, key)
+func (r *Router) Get(ctx context.Context, q kv.QueryOptions, key string) (m kv.QueryMeta, e *kv.Entry, err error) {
+	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
+		m, e, err = r.get(ctx, 0, q, key)
+		return err
+	})
+	return m, e, err
+}
+
+// waitOf is the blocking wait of a read, 0 when it does not block.
+func waitOf(q kv.QueryOptions) time.Duration {
+	if q.MinIndex == 0 {
+		return 0
+	}
+	return blocking.Wait(q.MaxWait)
 }
 
 func (r *Router) get(ctx context.Context, hops int, q kv.QueryOptions, key string) (kv.QueryMeta, *kv.Entry, error) {
@@ -158,8 +256,12 @@ func (r *Router) get(ctx context.Context, hops int, q kv.QueryOptions, key strin
 }
 
 // List implements the recursive KV read.
-func (r *Router) List(ctx context.Context, q kv.QueryOptions, prefix string) (kv.QueryMeta, []*kv.Entry, error) {
-	return r.list(ctx, 0, q, prefix)
+func (r *Router) List(ctx context.Context, q kv.QueryOptions, prefix string) (m kv.QueryMeta, es []*kv.Entry, err error) {
+	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
+		m, es, err = r.list(ctx, 0, q, prefix)
+		return err
+	})
+	return m, es, err
 }
 
 func (r *Router) list(ctx context.Context, hops int, q kv.QueryOptions, prefix string) (kv.QueryMeta, []*kv.Entry, error) {
@@ -174,8 +276,12 @@ func (r *Router) list(ctx context.Context, hops int, q kv.QueryOptions, prefix s
 }
 
 // Keys implements the key listing.
-func (r *Router) Keys(ctx context.Context, q kv.QueryOptions, prefix, separator string) (kv.QueryMeta, []string, error) {
-	return r.keys(ctx, 0, q, prefix, separator)
+func (r *Router) Keys(ctx context.Context, q kv.QueryOptions, prefix, separator string) (m kv.QueryMeta, ks []string, err error) {
+	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
+		m, ks, err = r.keys(ctx, 0, q, prefix, separator)
+		return err
+	})
+	return m, ks, err
 }
 
 func (r *Router) keys(ctx context.Context, hops int, q kv.QueryOptions, prefix, separator string) (kv.QueryMeta, []string, error) {
@@ -190,8 +296,12 @@ func (r *Router) keys(ctx context.Context, hops int, q kv.QueryOptions, prefix, 
 }
 
 // Apply implements a KV write.
-func (r *Router) Apply(ctx context.Context, op kv.Op) (bool, error) {
-	return r.apply(ctx, 0, op)
+func (r *Router) Apply(ctx context.Context, op kv.Op) (ok bool, err error) {
+	err = r.holdRequest(ctx, true, 0, func(ctx context.Context) (err error) {
+		ok, err = r.apply(ctx, 0, op)
+		return err
+	})
+	return ok, err
 }
 
 func (r *Router) apply(ctx context.Context, hops int, op kv.Op) (bool, error) {
@@ -206,8 +316,13 @@ func (r *Router) apply(ctx context.Context, hops int, op kv.Op) (bool, error) {
 }
 
 // Txn implements /v1/txn.
-func (r *Router) Txn(ctx context.Context, q kv.QueryOptions, ops []kv.Op) (kv.QueryMeta, []kv.TxnResult, []kv.TxnError, error) {
-	return r.txn(ctx, 0, q, ops)
+func (r *Router) Txn(ctx context.Context, q kv.QueryOptions, ops []kv.Op) (m kv.QueryMeta, res []kv.TxnResult, errs []kv.TxnError, err error) {
+	write := !(&Request{Method: mTxn, Ops: ops}).readOnly()
+	err = r.holdRequest(ctx, write, 0, func(ctx context.Context) (err error) {
+		m, res, errs, err = r.txn(ctx, 0, q, ops)
+		return err
+	})
+	return m, res, errs, err
 }
 
 func (r *Router) txn(ctx context.Context, hops int, q kv.QueryOptions, ops []kv.Op) (kv.QueryMeta, []kv.TxnResult, []kv.TxnError, error) {
@@ -229,8 +344,15 @@ func (r *Router) txn(ctx context.Context, hops int, q kv.QueryOptions, ops []kv.
 
 // CreateSession implements /v1/session/create. A session made through a
 // client agent belongs to that agent's node.
-func (r *Router) CreateSession(ctx context.Context, s kv.Session) (string, error) {
-	return r.createSession(ctx, 0, s)
+func (r *Router) CreateSession(ctx context.Context, s kv.Session) (id string, err error) {
+	if s.Node != "" && r.nodeExists != nil && !r.nodeExists(s.Node) {
+		return "", fmt.Errorf("%w: node %q is not in the catalog; a session must belong to a node that exists (its failure ends the session), so use a node from /v1/catalog/nodes or leave Node out for this agent's", kv.ErrInvalidRequest, s.Node)
+	}
+	err = r.holdRequest(ctx, true, 0, func(ctx context.Context) (err error) {
+		id, err = r.createSession(ctx, 0, s)
+		return err
+	})
+	return id, err
 }
 
 func (r *Router) createSession(ctx context.Context, hops int, s kv.Session) (string, error) {
@@ -246,7 +368,9 @@ func (r *Router) createSession(ctx context.Context, hops int, s kv.Session) (str
 
 // DestroySession implements /v1/session/destroy.
 func (r *Router) DestroySession(ctx context.Context, id string) error {
-	return r.destroySession(ctx, 0, id)
+	return r.holdRequest(ctx, true, 0, func(ctx context.Context) error {
+		return r.destroySession(ctx, 0, id)
+	})
 }
 
 func (r *Router) destroySession(ctx context.Context, hops int, id string) error {
@@ -258,8 +382,13 @@ func (r *Router) destroySession(ctx context.Context, hops int, id string) error 
 }
 
 // RenewSession implements /v1/session/renew (the leader keeps the timers).
-func (r *Router) RenewSession(ctx context.Context, id string) (*kv.Session, error) {
-	return r.renewSession(ctx, 0, id)
+func (r *Router) RenewSession(ctx context.Context, id string) (s *kv.Session, err error) {
+	// A renewal only restarts the leader's timer: safe to send again.
+	err = r.holdRequest(ctx, false, 0, func(ctx context.Context) (err error) {
+		s, err = r.renewSession(ctx, 0, id)
+		return err
+	})
+	return s, err
 }
 
 func (r *Router) renewSession(ctx context.Context, hops int, id string) (*kv.Session, error) {
@@ -274,8 +403,12 @@ func (r *Router) renewSession(ctx context.Context, hops int, id string) (*kv.Ses
 }
 
 // SessionInfo implements /v1/session/info.
-func (r *Router) SessionInfo(ctx context.Context, q kv.QueryOptions, id string) (kv.QueryMeta, *kv.Session, error) {
-	return r.sessionInfo(ctx, 0, q, id)
+func (r *Router) SessionInfo(ctx context.Context, q kv.QueryOptions, id string) (m kv.QueryMeta, s *kv.Session, err error) {
+	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
+		m, s, err = r.sessionInfo(ctx, 0, q, id)
+		return err
+	})
+	return m, s, err
 }
 
 func (r *Router) sessionInfo(ctx context.Context, hops int, q kv.QueryOptions, id string) (kv.QueryMeta, *kv.Session, error) {
@@ -290,8 +423,12 @@ func (r *Router) sessionInfo(ctx context.Context, hops int, q kv.QueryOptions, i
 }
 
 // Sessions implements /v1/session/list.
-func (r *Router) Sessions(ctx context.Context, q kv.QueryOptions) (kv.QueryMeta, []*kv.Session, error) {
-	return r.sessions(ctx, 0, q, "")
+func (r *Router) Sessions(ctx context.Context, q kv.QueryOptions) (m kv.QueryMeta, ss []*kv.Session, err error) {
+	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
+		m, ss, err = r.sessions(ctx, 0, q, "")
+		return err
+	})
+	return m, ss, err
 }
 
 // NodeSessions implements /v1/session/node.
@@ -299,7 +436,16 @@ func (r *Router) NodeSessions(ctx context.Context, q kv.QueryOptions, node strin
 	if node == "" {
 		return kv.QueryMeta{}, nil, fmt.Errorf("%w: node name is empty", kv.ErrInvalidRequest)
 	}
-	return r.sessions(ctx, 0, q, node)
+	var (
+		m   kv.QueryMeta
+		ss  []*kv.Session
+		err error
+	)
+	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
+		m, ss, err = r.sessions(ctx, 0, q, node)
+		return err
+	})
+	return m, ss, err
 }
 
 func (r *Router) sessions(ctx context.Context, hops int, q kv.QueryOptions, node string) (kv.QueryMeta, []*kv.Session, error) {

@@ -49,6 +49,9 @@ type Request struct {
 	// Token is the caller's ACL token (kv.Token of its context); the
 	// server puts it back on the request's context. Carried for ACLs.
 	Token string
+	// WriteID names the write (kv.WriteID of the caller's context), so
+	// that a write sent again is applied at most once.
+	WriteID string
 
 	Q         kv.QueryOptions
 	Key       string
@@ -153,7 +156,7 @@ func (e *Endpoint) Cancel(id string, _ *struct{}) error {
 
 // begin returns the context req runs under and the function that ends it.
 func (e *Endpoint) begin(req *Request) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(kv.WithToken(context.Background(), req.Token))
+	ctx, cancel := context.WithCancel(kv.WithWriteID(kv.WithToken(context.Background(), req.Token), req.WriteID))
 	if req.Timeout > 0 {
 		ctx, cancel = withTimeout(ctx, cancel, req.Timeout)
 	}
@@ -197,7 +200,7 @@ func ServeConn(r *Router) (func(net.Conn), error) {
 // The context's errors come back when the caller's deadline, carried to
 // the server, ran out there first.
 var sentinels = []error{kv.ErrNotLeader, kv.ErrNoLeader, kv.ErrSessionNotFound, kv.ErrInvalidRequest, kv.ErrTxnFailed, kv.ErrShutdown,
-	context.DeadlineExceeded, context.Canceled}
+	kv.ErrOutcomeUnknown, kv.ErrTooManyQueries, context.DeadlineExceeded, context.Canceled}
 
 func remoteError(err error) error {
 	var se rpc.ServerError
@@ -205,6 +208,11 @@ func remoteError(err error) error {
 		return err
 	}
 	msg := string(se)
+	for _, kind := range []string{kv.DiskFull, kv.DiskReadOnly, kv.DiskIOError} {
+		if strings.HasPrefix(msg, kind+" in the data dir ") {
+			return &kv.DiskError{Kind: kind, Text: msg}
+		}
+	}
 	for _, s := range sentinels {
 		if strings.HasPrefix(msg, s.Error()) {
 			return fmt.Errorf("%w%s", s, strings.TrimPrefix(msg, s.Error()))
@@ -235,17 +243,31 @@ func NewPool(dialTimeout time.Duration) *Pool {
 // callID names a new call, unique across agents.
 func (p *Pool) callID() string { return p.prefix + "-" + strconv.FormatUint(p.seq.Add(1), 10) }
 
-func (p *Pool) client(addr string) (*rpc.Client, error) {
+func (p *Pool) client(ctx context.Context, addr string) (*rpc.Client, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if c, ok := p.clients[addr]; ok {
+		p.mu.Unlock()
 		return c, nil
 	}
-	conn, err := dial(addr, connRPC, p.timeout)
+	p.mu.Unlock()
+	// Dial without the lock: a server that does not answer (cut off,
+	// paused) must not hold up calls to the others.
+	timeout := p.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, max(time.Until(dl), time.Millisecond))
+	}
+	conn, err := dial(addr, connRPC, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w: server %s: %v", kv.ErrNoLeader, ErrUnreachable, addr, err)
 	}
 	c := rpc.NewClient(conn)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old, ok := p.clients[addr]; ok {
+		// Another call dialled meanwhile: keep one connection.
+		c.Close()
+		return old, nil
+	}
 	p.clients[addr] = c
 	return c, nil
 }
@@ -267,7 +289,7 @@ func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	c, err := p.client(addr)
+	c, err := p.client(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -276,6 +298,7 @@ func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, 
 		req.Timeout = max(time.Until(d), time.Millisecond)
 	}
 	req.Token = kv.Token(ctx)
+	req.WriteID = kv.WriteID(ctx)
 	req.CallID = p.callID()
 	var resp Response
 	call := c.Go("Cairn.Call", req, &resp, make(chan *rpc.Call, 1))
@@ -301,7 +324,10 @@ func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, 
 		}
 		if !isServerError(call.Error) {
 			p.drop(addr, c)
-			return nil, fmt.Errorf("%w: %w: server %s: %v; a write may or may not have been applied", kv.ErrNoLeader, ErrConnectionLost, addr, call.Error)
+			if req.readOnly() {
+				return nil, fmt.Errorf("%w: server %s: %v", ErrConnectionLost, addr, call.Error)
+			}
+			return nil, fmt.Errorf("%w: %w: server %s: %v", kv.ErrOutcomeUnknown, ErrConnectionLost, addr, call.Error)
 		}
 		return nil, remoteError(call.Error)
 	}

@@ -1,7 +1,13 @@
 package httpapi
 
 import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/consuljson"
 )
 
@@ -32,7 +38,7 @@ func (h *handler) agentCheckRegister(c *call) error {
 	if err := decodeJSONBody(c, &in, "a check registration"); err != nil {
 		return err
 	}
-	d, err := in.definition("", "")
+	d, err := in.checkRegistration()
 	if err != nil {
 		return err
 	}
@@ -84,4 +90,144 @@ func (h *handler) agentCheckUpdate(c *call) error {
 		return badRequest("Invalid check status: '%s'; use passing, warning or critical", in.Status)
 	}
 	return h.catalog.UpdateTTL(c.arg, in.Status, in.Output)
+}
+
+// checkRegistration is a check of /v1/agent/check/register in the
+// catalog's form.
+func (in *checkDefinitionIn) checkRegistration() (checks.Definition, error) {
+	return in.definition("", "")
+}
+
+// agentMaintenance serves PUT /v1/agent/maintenance?enable=&reason=:
+// node maintenance mode (catalog.SetMaintenance).
+func (h *handler) agentMaintenance(c *call) error {
+	return h.maintenance(c, "")
+}
+
+// agentServiceMaintenance serves PUT
+// /v1/agent/service/maintenance/<id>?enable=&reason=.
+func (h *handler) agentServiceMaintenance(c *call) error {
+	if c.arg == "" {
+		return badRequest("Missing service ID: use /v1/agent/service/maintenance/<id>?enable=true")
+	}
+	return h.maintenance(c, c.arg)
+}
+
+func (h *handler) maintenance(c *call, serviceID string) error {
+	if h.catalog == nil {
+		return errNoCatalog
+	}
+	if !has(c.query, "enable") {
+		return badRequest("Missing value for enable")
+	}
+	enable, err := strconv.ParseBool(c.query.Get("enable"))
+	if err != nil {
+		return badRequest("Invalid value for enable: %q", c.query.Get("enable"))
+	}
+	err = h.catalog.SetMaintenance(serviceID, enable, c.query.Get("reason"))
+	if errors.Is(err, catalog.ErrNotFound) {
+		return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("Unknown service ID %q", serviceID)}
+	}
+	return err
+}
+
+// agentServiceHealth is api.AgentServiceChecksInfo.
+type agentServiceHealth struct {
+	AggregatedStatus string
+	Service          *consuljson.Service
+	Checks           []*consuljson.Check
+}
+
+// healthCode is the status code Consul's agent health endpoints answer
+// for an aggregated status.
+func healthCode(status string) int {
+	switch status {
+	case catalog.StatusPassing:
+		return http.StatusOK
+	case catalog.StatusWarning:
+		return http.StatusTooManyRequests
+	}
+	return http.StatusServiceUnavailable
+}
+
+// localServiceHealth is one local service with its checks, the node's
+// (maintenance included) and its own, as the agent health endpoints
+// judge it.
+func (h *handler) localServiceHealth(s *catalog.Service, all []*catalog.Check) agentServiceHealth {
+	var cs []*catalog.Check
+	for _, ch := range all {
+		if ch.ServiceID == s.ID || ch.ServiceID == "" && ch.CheckID != catalog.SerfCheckID {
+			cs = append(cs, ch)
+		}
+	}
+	j := consuljson.FromService(s)
+	j.Datacenter = h.self.Datacenter
+	return agentServiceHealth{AggregatedStatus: catalog.AggregateStatus(cs), Service: j, Checks: consuljson.FromChecks(cs)}
+}
+
+// agentHealthServiceByID serves GET /v1/agent/health/service/id/<id>:
+// 200, 429 or 503 for passing, warning or critical, with the service and
+// its checks (?format=text: the status alone).
+func (h *handler) agentHealthServiceByID(c *call) error {
+	if h.catalog == nil {
+		return errNoCatalog
+	}
+	if c.arg == "" {
+		return badRequest("Missing serviceID")
+	}
+	s := h.catalog.LocalService(c.arg)
+	if s == nil {
+		return writeHealth(c, http.StatusNotFound, fmt.Sprintf("ServiceId %s not found", c.arg), nil)
+	}
+	info := h.localServiceHealth(s, h.catalog.LocalChecks())
+	return writeHealth(c, healthCode(info.AggregatedStatus), info.AggregatedStatus, info)
+}
+
+// agentHealthServiceByName serves GET /v1/agent/health/service/name/<name>:
+// every local instance of the service, the code by the worst of them.
+func (h *handler) agentHealthServiceByName(c *call) error {
+	if h.catalog == nil {
+		return errNoCatalog
+	}
+	if c.arg == "" {
+		return badRequest("Missing service Name")
+	}
+	all := h.catalog.LocalChecks()
+	out := []agentServiceHealth{}
+	worst := catalog.StatusPassing
+	for _, s := range h.catalog.LocalServices() {
+		if s.Name != c.arg {
+			continue
+		}
+		info := h.localServiceHealth(s, all)
+		out = append(out, info)
+		switch {
+		case info.AggregatedStatus == catalog.StatusCritical:
+			worst = catalog.StatusCritical
+		case info.AggregatedStatus == catalog.StatusWarning && worst == catalog.StatusPassing:
+			worst = catalog.StatusWarning
+		}
+	}
+	if len(out) == 0 {
+		return writeHealth(c, http.StatusNotFound, fmt.Sprintf("ServiceName %s Not Found", c.arg), out)
+	}
+	return writeHealth(c, healthCode(worst), worst, out)
+}
+
+// writeHealth answers an agent health endpoint: JSON, or the text with
+// ?format=text.
+func writeHealth(c *call, code int, text string, v any) error {
+	if c.query.Get("format") == "text" {
+		c.w.Header().Set("Content-Type", "text/plain")
+		c.w.WriteHeader(code)
+		_, err := c.w.Write([]byte(text))
+		return err
+	}
+	if v == nil {
+		c.w.Header().Set("Content-Type", "text/plain")
+		c.w.WriteHeader(code)
+		_, err := c.w.Write([]byte(text))
+		return err
+	}
+	return writeJSON(c.w, code, v)
 }

@@ -43,6 +43,7 @@ type Catalog interface {
 	RegisterCheck(def checks.Definition) error
 	DeregisterCheck(id string) error
 	UpdateTTL(id, status, output string) error
+	SetMaintenance(serviceID string, enable bool, reason string) error
 }
 
 // catalogRead answers a catalog read as a Consul blocking query: read runs
@@ -69,6 +70,13 @@ func (h *handler) catalogRead(c *call, read func(ws memdb.WatchSet) uint64) erro
 		return err
 	}
 	setMeta(c.w, kv.QueryMeta{Index: idx, KnownLeader: true}, o)
+	if has(c.query, "cached") {
+		// Consul's agent cache: every catalog read here is answered from
+		// the agent's own copy, kept current by gossip, so it is always a
+		// hit and never older than the last change it has heard of.
+		c.w.Header().Set("X-Cache", "HIT")
+		c.w.Header().Set("Age", "0")
+	}
 	return nil
 }
 
@@ -216,6 +224,32 @@ func (h *handler) catalogService(c *call) error {
 	})
 }
 
+// catalogConnect serves GET /v1/catalog/connect/<service>: the
+// Connect-capable instances for the service (health.go's
+// connectCapable).
+func (h *handler) catalogConnect(c *call) error {
+	if c.arg == "" {
+		return badRequest("Missing service name: use /v1/catalog/connect/<service>")
+	}
+	f, err := queryFilter(c.query)
+	if err != nil {
+		return err
+	}
+	var insts []catalog.Instance
+	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+		idx, in := h.connectCapable(ws, c.arg, f, h.catalog.ServiceNodes)
+		insts = in
+		return idx
+	}); err != nil {
+		return err
+	}
+	out := make([]consuljson.CatalogService, 0, len(insts))
+	for _, in := range insts {
+		out = append(out, consuljson.FromInstance(in))
+	}
+	return writeFiltered(c, out)
+}
+
 // catalogNodes serves GET /v1/catalog/nodes.
 func (h *handler) catalogNodes(c *call) error {
 	f, err := queryFilter(c.query)
@@ -319,6 +353,7 @@ type catalogRegistration struct {
 // serviceIn is a service as a catalog registration gives it
 // (api.AgentService).
 type serviceIn struct {
+	Kind              string
 	ID                string
 	Service           string
 	Tags              []string
@@ -326,11 +361,16 @@ type serviceIn struct {
 	TaggedAddresses   map[string]consuljson.ServiceAddress
 	Meta              map[string]string
 	Port              int
+	Ports             []consuljson.ServicePort
+	SocketPath        string
 	Weights           consuljson.Weights
 	EnableTagOverride bool
-	Kind              string
 	Connect           json.RawMessage
 	Proxy             json.RawMessage
+	Locality          *consuljson.Locality
+	Namespace         string
+	Partition         string
+	ModifyIndex       uint64 // for CAS in /v1/txn
 }
 
 // checkIn is a check as a catalog registration gives it (api.AgentCheck,
@@ -344,24 +384,117 @@ type checkIn struct {
 	Output      string
 	ServiceID   string
 	ServiceName string
-	Definition  json.RawMessage
+	Type        string
+	Definition  *checkDefinitionRead
+	ModifyIndex uint64 // for CAS in /v1/txn
+}
+
+// checkDefinitionRead is a HealthCheckDefinition as a catalog
+// registration carries it: kept and answered, never run.
+type checkDefinitionRead struct {
+	HTTP                                   string
+	Header                                 map[string][]string
+	Method                                 string
+	Body                                   string
+	TLSServerName                          string
+	TLSSkipVerify                          bool
+	TCP                                    string
+	TCPUseTLS                              bool
+	UDP                                    string
+	GRPC                                   string
+	GRPCUseTLS                             bool
+	OSService                              string
+	Interval                               durationIn
+	Timeout                                durationIn
+	DeregisterCriticalServiceAfter         durationIn
+	IntervalDuration                       durationIn
+	TimeoutDuration                        durationIn
+	DeregisterCriticalServiceAfterDuration durationIn
+}
+
+// check is the check in the catalog's form, of service serviceID.
+func (ch *checkIn) check(serviceID string) (*catalog.Check, error) {
+	def, err := ch.Definition.definition(ch.CheckID)
+	if err != nil {
+		return nil, err
+	}
+	typ := ch.Type
+	if typ == "" {
+		typ = definitionType(def)
+	}
+	return &catalog.Check{
+		CheckID: ch.CheckID, Name: ch.Name, Status: ch.Status, Notes: ch.Notes,
+		Output: ch.Output, ServiceID: serviceID, Type: typ, Definition: def,
+	}, nil
+}
+
+// definitionType is the Type Consul reports for a registered check
+// whose registration names none: the kind its definition describes.
+func definitionType(d catalog.Definition) string {
+	switch {
+	case d.HTTP != "":
+		return "http"
+	case d.TCP != "":
+		return "tcp"
+	case d.UDP != "":
+		return "udp"
+	case d.GRPC != "":
+		return "grpc"
+	case d.OSService != "":
+		return "os_service"
+	}
+	return ""
+}
+
+// definition is d in the catalog's form; the *Duration fields (the
+// client's newer names) win over the older ones, as Consul reads them.
+func (d *checkDefinitionRead) definition(check string) (catalog.Definition, error) {
+	if d == nil {
+		return catalog.Definition{}, nil
+	}
+	out := catalog.Definition{
+		HTTP: d.HTTP, Header: d.Header, Method: d.Method, Body: d.Body, TLSServerName: d.TLSServerName,
+		TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP, TCPUseTLS: d.TCPUseTLS, UDP: d.UDP, GRPC: d.GRPC,
+		GRPCUseTLS: d.GRPCUseTLS, OSService: d.OSService,
+	}
+	for _, f := range []struct {
+		name     string
+		old, new durationIn
+		dst      *time.Duration
+	}{
+		{"Interval", d.Interval, d.IntervalDuration, &out.Interval},
+		{"Timeout", d.Timeout, d.TimeoutDuration, &out.Timeout},
+		{"DeregisterCriticalServiceAfter", d.DeregisterCriticalServiceAfter, d.DeregisterCriticalServiceAfterDuration, &out.DeregisterCriticalServiceAfter},
+	} {
+		v, err := f.new.get(check, f.name+"Duration")
+		if err != nil {
+			return out, err
+		}
+		if v == 0 {
+			if v, err = f.old.get(check, f.name); err != nil {
+				return out, err
+			}
+		}
+		*f.dst = v
+	}
+	return out, nil
 }
 
 func (s *serviceIn) service() (*catalog.Service, error) {
-	if s.Kind != "" || len(s.Connect) > 0 && string(s.Connect) != "null" || len(s.Proxy) > 0 && string(s.Proxy) != "null" {
-		return nil, badRequest("service %q: Connect, proxies and service kinds (Kind=%q) are not supported by cairn; register a plain service", s.ID, s.Kind)
+	// The agent API's rules (kinds, namespaces, Ports) hold here too.
+	reg := serviceRegistration{
+		Kind: s.Kind, ID: s.ID, Name: s.Service, Tags: s.Tags, Address: s.Address, Port: s.Port,
+		Ports: s.Ports, SocketPath: s.SocketPath, TaggedAddresses: s.TaggedAddresses, Meta: s.Meta,
+		EnableTagOverride: s.EnableTagOverride, Proxy: s.Proxy, Connect: s.Connect, Locality: s.Locality,
+		Namespace: s.Namespace, Partition: s.Partition,
 	}
-	out := &catalog.Service{
-		ID: s.ID, Name: s.Service, Tags: s.Tags, Address: s.Address, Meta: s.Meta, Port: s.Port,
-		Weights: catalog.Weights(s.Weights), EnableTagOverride: s.EnableTagOverride,
+	def, _, err := reg.definition()
+	if err != nil {
+		return nil, err
 	}
-	if len(s.TaggedAddresses) > 0 {
-		out.TaggedAddresses = map[string]catalog.ServiceAddress{}
-		for k, v := range s.TaggedAddresses {
-			out.TaggedAddresses[k] = catalog.ServiceAddress(v)
-		}
-	}
-	return out, nil
+	out := def.Service
+	out.Weights = catalog.Weights(s.Weights)
+	return &out, nil
 }
 
 // catalogRegister serves PUT /v1/catalog/register. The entries belong to
@@ -409,10 +542,11 @@ func (h *handler) catalogRegister(c *call) error {
 				serviceID = reg.Service.Name
 			}
 		}
-		reg.Checks = append(reg.Checks, &catalog.Check{
-			CheckID: ch.CheckID, Name: ch.Name, Status: ch.Status, Notes: ch.Notes,
-			Output: ch.Output, ServiceID: serviceID,
-		})
+		chk, err := ch.check(serviceID)
+		if err != nil {
+			return err
+		}
+		reg.Checks = append(reg.Checks, chk)
 	}
 	if err := h.catalog.Register(reg); err != nil {
 		return err

@@ -236,10 +236,10 @@ func (h *handler) agentLeave(c *call) error {
 	return nil
 }
 
-// agentForceLeave serves PUT /v1/agent/force-leave/<node>. Consul's
-// ?prune (also forget the member) is accepted; a left member is reaped
-// after the reconnect timeout either way. Consul answers a node it does
-// not know with 500, and so does this.
+// agentForceLeave serves PUT /v1/agent/force-leave/<node>. A live member
+// is left alone (and the call succeeds), as in Consul; ?prune also
+// forgets the member at once instead of after the reconnect timeout.
+// Consul answers a node it does not know with 500, and so does this.
 func (h *handler) agentForceLeave(c *call) error {
 	cl, err := h.clusterOrErr()
 	if err != nil {
@@ -251,11 +251,21 @@ func (h *handler) agentForceLeave(c *call) error {
 	if c.arg == "" {
 		return badRequest("Missing node name to force-leave: put it in the path, e.g. /v1/agent/force-leave/web-3")
 	}
-	if err := cl.ForceLeave(c.arg); err != nil {
+	force := cl.ForceLeave
+	if p, ok := cl.(pruner); ok && has(c.query, "prune") {
+		force = p.Prune
+	}
+	if err := force(c.arg); err != nil {
 		return err
 	}
 	c.w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// pruner is a Cluster that can also forget a member at once
+// (?prune); without it ?prune is a plain force-leave.
+type pruner interface {
+	Prune(node string) error
 }
 
 // operatorRaftConfiguration serves GET /v1/operator/raft/configuration,

@@ -20,6 +20,10 @@ var errNoDCPath = errors.New("No path to datacenter")
 // such answer starts with it.
 const noLeaderText = "No cluster leader"
 
+// OutcomeHeader is set to "unknown" on a 503 whose write may have been
+// applied (kv.ErrOutcomeUnknown): read the key before sending it again.
+const OutcomeHeader = "X-Cairn-Outcome"
+
 // httpError is an answer decided by the endpoint itself: a bad parameter,
 // a body too large. Its text is the whole body.
 type httpError struct {
@@ -77,8 +81,20 @@ func statusOf(err error) (int, string) {
 		return he.code, he.msg
 	case errors.As(err, &me):
 		return http.StatusMethodNotAllowed, me.Error()
+	case errors.Is(err, kv.ErrOutcomeUnknown):
+		// Before ErrNoLeader: a lost outcome is never "no leader",
+		// which promises nothing was written.
+		return http.StatusServiceUnavailable, msg
+	case errors.Is(err, kv.ErrDisk):
+		var de *kv.DiskError
+		if errors.As(err, &de) && de.Kind == kv.DiskFull {
+			return http.StatusInsufficientStorage, msg
+		}
+		return http.StatusServiceUnavailable, msg
+	case errors.Is(err, kv.ErrTooManyQueries):
+		return http.StatusTooManyRequests, msg
 	case errors.Is(err, kv.ErrNoLeader):
-		return http.StatusInternalServerError, noLeaderText + ": the servers have no Raft leader (no quorum); retry once a majority of servers is up"
+		return http.StatusInternalServerError, noLeaderText + ": " + strings.TrimPrefix(msg, kv.ErrNoLeader.Error()+": ") + "; nothing was written; retry once a leader is elected (a majority of servers up and reaching each other)"
 	case errors.Is(err, kv.ErrNotLeader):
 		return http.StatusInternalServerError, noLeaderText + ": this server is not the Raft leader and could not reach it; retry, or send the request to the leader (GET /v1/status/leader)"
 	case errors.Is(err, kv.ErrInvalidRequest):
@@ -109,8 +125,13 @@ func (h *handler) fail(c *call, err error) {
 		// RFC 9110: a 405 lists the methods the resource supports.
 		c.w.Header().Set("Allow", strings.Join(me.allow, ","))
 	}
+	if errors.Is(err, kv.ErrOutcomeUnknown) {
+		// Said apart from every other 503: the write may have been
+		// applied (README: "Faults").
+		c.w.Header().Set(OutcomeHeader, "unknown")
+	}
 	switch {
-	case errors.Is(err, kv.ErrNoLeader), errors.Is(err, kv.ErrNotLeader), errors.Is(err, kv.ErrShutdown):
+	case errors.Is(err, kv.ErrNoLeader), errors.Is(err, kv.ErrNotLeader), errors.Is(err, kv.ErrShutdown), errors.Is(err, kv.ErrOutcomeUnknown):
 		// The cluster's state, not this request's fault: raft and
 		// membership log the change once; a line per request during an
 		// election or outage would bury it.

@@ -20,7 +20,12 @@ func TestStatusOf(t *testing.T) {
 		wantCode int
 		wantMsg  string // prefix of the body
 	}{
-		{"no leader", fmt.Errorf("kv: apply: %w", kv.ErrNoLeader), 500, "No cluster leader: the servers have no Raft leader"},
+		{"no leader", fmt.Errorf("%w: none within the hold time (7s)", kv.ErrNoLeader), 500, "No cluster leader: none within the hold time (7s); nothing was written"},
+		{"outcome unknown", fmt.Errorf("%w: leadership was lost after the entry was appended", kv.ErrOutcomeUnknown), 503, "the write may have been applied; read before retrying: leadership was lost"},
+		{"outcome unknown over no leader", fmt.Errorf("%w: %w", kv.ErrOutcomeUnknown, kv.ErrNoLeader), 503, "the write may have been applied; read before retrying"},
+		{"disk full", &kv.DiskError{Kind: kv.DiskFull, Path: "/data/raft"}, 507, "disk full in the data dir /data/raft"},
+		{"read-only disk", &kv.DiskError{Kind: kv.DiskReadOnly, Path: "/data/raft"}, 503, "read-only file system in the data dir /data/raft"},
+		{"too many blocking queries", fmt.Errorf("%w: 16384", kv.ErrTooManyQueries), 429, "too many blocking queries"},
 		{"not leader", fmt.Errorf("%w: leadership lost", kv.ErrNotLeader), 500, "No cluster leader: this server is not the Raft leader"},
 		{"invalid request", fmt.Errorf("%w: key is empty", kv.ErrInvalidRequest), 400, "invalid request: key is empty"},
 		{"session not found", fmt.Errorf("%w: \"x\"", kv.ErrSessionNotFound), 404, "session not found"},

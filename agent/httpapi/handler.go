@@ -52,6 +52,10 @@ type Config struct {
 	// and checks (/v1/agent/service*, /v1/agent/check*). Optional:
 	// without it those endpoints answer 500.
 	Catalog Catalog
+	// ConnectRoot is the Connect CA root that /v1/agent/connect/ca/roots
+	// answers (nil: an empty list), TrustDomain its trust domain.
+	ConnectRoot *CARoot
+	TrustDomain string
 	// Logger gets one line per failed request (5xx) and per recovered
 	// panic; nil discards.
 	Logger *slog.Logger
@@ -66,6 +70,14 @@ type Self struct {
 	Revision   string
 	Server     bool
 	BindAddr   string
+
+	// ClientAddr is the IP of the HTTP API and DNS; NodeMeta the node's
+	// meta (Consul's own keys included); BootstrapExpect and
+	// EnableScriptChecks as configured.
+	ClientAddr         string
+	NodeMeta           map[string]string
+	BootstrapExpect    int
+	EnableScriptChecks bool
 
 	SerfLANPort int
 	HTTPPort    int
@@ -89,6 +101,9 @@ type handler struct {
 	log     *slog.Logger
 	routes  []route
 	answers answerCache // encoded catalog answers (answercache.go)
+
+	connectRoot *CARoot
+	trustDomain string
 }
 
 // route is one Consul endpoint. A path ending in "/" matches every path
@@ -124,7 +139,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger}
+	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger,
+		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain}
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
 		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
@@ -143,6 +159,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/agent/leave", put, h.agentLeave},
 		{"/v1/agent/force-leave/", put, h.agentForceLeave},
 		{"/v1/operator/raft/configuration", get, h.operatorRaftConfiguration},
+		{"/v1/agent/connect/ca/roots", get, h.connectCARoots},
+		{"/v1/connect/ca/roots", get, h.connectCARoots},
 
 		// The catalog, answered from this agent's memory (catalog.go,
 		// health.go). Exact paths before the prefixes they share.
@@ -154,6 +172,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/catalog/node-services/", get, h.catalogNodeServices},
 		{"/v1/catalog/register", put, h.catalogRegister},
 		{"/v1/catalog/deregister", put, h.catalogDeregister},
+		{"/v1/catalog/connect/", get, h.catalogConnect},
+		{"/v1/health/connect/", get, h.healthConnect},
 		{"/v1/health/service/", get, h.healthService},
 		{"/v1/health/checks/", get, h.healthChecks},
 		{"/v1/health/node/", get, h.healthNode},
@@ -161,6 +181,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/agent/services", get, h.agentServices},
 		{"/v1/agent/service/register", put, h.agentServiceRegister},
 		{"/v1/agent/service/deregister/", put, h.agentServiceDeregister},
+		{"/v1/agent/service/maintenance/", put, h.agentServiceMaintenance},
+		{"/v1/agent/maintenance", put, h.agentMaintenance},
+		{"/v1/agent/health/service/id/", get, h.agentHealthServiceByID},
+		{"/v1/agent/health/service/name/", get, h.agentHealthServiceByName},
 		{"/v1/agent/service/", get, h.agentService},
 		{"/v1/agent/checks", get, h.agentChecks},
 		{"/v1/agent/check/register", put, h.agentCheckRegister},

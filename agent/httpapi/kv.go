@@ -109,6 +109,9 @@ func (h *handler) kvPut(c *call) error {
 	if c.arg == "" {
 		return badRequest("Missing key name")
 	}
+	if err := kv.ValidateKey(c.arg); err != nil {
+		return err // before the body: a bad key costs no upload
+	}
 	if err := conflictingFlags(c, "cas", "acquire", "release"); err != nil {
 		return err
 	}

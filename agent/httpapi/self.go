@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"maps"
+	"net"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -41,6 +43,20 @@ type selfDebugConfig struct {
 	ServerPort  int
 	Version     string
 	Revision    string
+
+	PrimaryDatacenter    string
+	AdvertiseAddrLAN     string
+	AdvertiseAddrWAN     string
+	SerfAdvertiseAddrLAN string // "tcp://ip:port", as Consul writes it
+	SerfBindAddrLAN      string
+	RPCAdvertiseAddr     string
+	ClientAddrs          []string
+	HTTPAddrs            []string
+	DNSAddrs             []string
+	NodeMeta             map[string]string
+	Bootstrap            bool
+	BootstrapExpect      int
+	EnableScriptChecks   bool
 }
 
 // agentSelf serves GET /v1/agent/self.
@@ -76,6 +92,8 @@ func (h *handler) agentSelf(c *call) error {
 			}
 		}
 	}
+	meta := map[string]string{"consul-network-segment": ""}
+	maps.Copy(meta, s.NodeMeta)
 	return writeJSON(c.w, http.StatusOK, selfResponse{
 		Config: selfConfig{
 			Datacenter:        s.Datacenter,
@@ -98,9 +116,39 @@ func (h *handler) agentSelf(c *call) error {
 			ServerPort:  s.ServerPort,
 			Version:     s.Version,
 			Revision:    s.Revision,
+
+			PrimaryDatacenter:    s.Datacenter,
+			AdvertiseAddrLAN:     s.BindAddr,
+			AdvertiseAddrWAN:     s.BindAddr,
+			SerfAdvertiseAddrLAN: "tcp://" + net.JoinHostPort(s.BindAddr, strconv.Itoa(s.SerfLANPort)),
+			SerfBindAddrLAN:      "tcp://" + net.JoinHostPort(s.BindAddr, strconv.Itoa(s.SerfLANPort)),
+			RPCAdvertiseAddr:     "tcp://" + net.JoinHostPort(s.BindAddr, strconv.Itoa(s.ServerPort)),
+			ClientAddrs:          nonEmpty(s.ClientAddr),
+			HTTPAddrs:            listenAddrs(s.ClientAddr, s.HTTPPort),
+			DNSAddrs:             listenAddrs(s.ClientAddr, s.DNSPort),
+			NodeMeta:             meta,
+			Bootstrap:            s.BootstrapExpect == 1,
+			BootstrapExpect:      s.BootstrapExpect,
+			EnableScriptChecks:   s.EnableScriptChecks,
 		},
 		Member: member,
 		Stats:  stats,
-		Meta:   map[string]string{"consul-network-segment": ""},
+		Meta:   meta,
 	})
+}
+
+// listenAddrs is a listener as Consul's DebugConfig lists it, none when
+// the listener is off.
+func listenAddrs(ip string, port int) []string {
+	if port <= 0 || ip == "" {
+		return []string{}
+	}
+	return []string{"tcp://" + net.JoinHostPort(ip, strconv.Itoa(port))}
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return []string{s}
 }

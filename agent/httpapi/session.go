@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -33,7 +34,8 @@ type sessionIn struct {
 }
 
 // sessionOut is Consul's session entry as /v1/session/* answer it.
-// Checks is the legacy field: every check the session depends on.
+// The legacy Checks field is never filled: Consul answers it nil since
+// NodeChecks and ServiceChecks replaced it.
 type sessionOut struct {
 	ID            string
 	Name          string
@@ -43,16 +45,11 @@ type sessionOut struct {
 	TTL           string
 	NodeChecks    []string
 	ServiceChecks []kv.ServiceCheck
-	Checks        []string `json:",omitempty"`
 	CreateIndex   uint64
 	ModifyIndex   uint64
 }
 
 func toSessionOut(s *kv.Session) sessionOut {
-	checks := slices.Clone(s.NodeChecks)
-	for _, sc := range s.ServiceChecks {
-		checks = append(checks, sc.ID)
-	}
 	return sessionOut{
 		ID:            s.ID,
 		Name:          s.Name,
@@ -62,7 +59,6 @@ func toSessionOut(s *kv.Session) sessionOut {
 		TTL:           s.TTL,
 		NodeChecks:    s.NodeChecks,
 		ServiceChecks: s.ServiceChecks,
-		Checks:        checks,
 		CreateIndex:   s.CreateIndex,
 		ModifyIndex:   s.ModifyIndex,
 	}
@@ -91,11 +87,44 @@ func (h *handler) sessionCreate(c *call) error {
 	if err != nil {
 		return err
 	}
+	if err := h.checkSessionChecks(s); err != nil {
+		return err
+	}
 	id, err := h.store.CreateSession(c.ctx, s)
 	if err != nil {
 		return err
 	}
 	return writeJSON(c.w, http.StatusOK, struct{ ID string }{id})
+}
+
+// checkSessionChecks refuses a session whose checks are not registered
+// on its node (by the agent or through /v1/catalog/register) or are
+// critical, with Consul's texts. serfHealth is membership's: every live
+// node has it.
+func (h *handler) checkSessionChecks(s kv.Session) error {
+	ids := make([]string, 0, len(s.NodeChecks)+len(s.ServiceChecks))
+	for _, id := range s.NodeChecks {
+		if id != kv.NodeHealthCheck {
+			ids = append(ids, id)
+		}
+	}
+	for _, sc := range s.ServiceChecks {
+		ids = append(ids, sc.ID)
+	}
+	if len(ids) == 0 || h.catalog == nil {
+		return nil
+	}
+	_, checks := h.catalog.NodeChecks(nil, s.Node)
+	for _, id := range ids {
+		i := slices.IndexFunc(checks, func(c *catalog.Check) bool { return c.CheckID == id })
+		if i < 0 {
+			return badRequest("Missing check '%s' registration", id)
+		}
+		if checks[i].Status == catalog.StatusCritical {
+			return badRequest("Check '%s' is in critical state", id)
+		}
+	}
+	return nil
 }
 
 // decodeSession turns a create body into the session to create, with

@@ -32,7 +32,6 @@ func TestSessionEndpoints(t *testing.T) {
 		LockDelay:  250 * time.Millisecond,
 		Behavior:   api.SessionBehaviorRelease,
 		TTL:        "10s",
-		Checks:     []string{"serfHealth"},
 		NodeChecks: []string{"serfHealth"},
 	}
 	if diff := cmp.Diff(want, info, cmpopts.IgnoreFields(api.SessionEntry{}, "CreateIndex")); diff != "" {
@@ -125,7 +124,7 @@ func TestSessionJSON(t *testing.T) {
 		`"ID":"` + list[0].ID + `"`, `"Name":"n"`, `"Node":"test-node"`,
 		`"LockDelay":5000000000`, // a bare 5 is five seconds, in nanoseconds
 		`"Behavior":"delete"`, `"TTL":""`, `"NodeChecks":["serfHealth"]`,
-		`"ServiceChecks":null`, `"Checks":["serfHealth"]`, `"CreateIndex":`, `"ModifyIndex":`,
+		`"ServiceChecks":null`, `"CreateIndex":`, `"ModifyIndex":`,
 	} {
 		if !strings.Contains(body, field) {
 			t.Errorf("session JSON %s lacks %s", body, field)

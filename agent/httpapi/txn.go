@@ -12,14 +12,15 @@ import (
 // maxTxnOps is Consul's limit on the operations of one transaction.
 const maxTxnOps = 128
 
-// txnOp is one element of Consul's /v1/txn body (api.TxnOp). Only KV is
-// supported; the others are decoded only to name them in the refusal.
+// txnOp is one element of Consul's /v1/txn body (api.TxnOp): a KV,
+// node, service, check or session operation (txn_catalog.go for all but
+// KV).
 type txnOp struct {
 	KV      *txnKVOp
-	Node    *json.RawMessage
-	Service *json.RawMessage
-	Check   *json.RawMessage
-	Session *json.RawMessage
+	Node    *txnNodeOp
+	Service *txnServiceOp
+	Check   *txnCheckOp
+	Session *txnSessionOp
 }
 
 // txnKVOp is api.KVTxnOp; Value is base64 in JSON, as []byte is.
@@ -56,38 +57,45 @@ func (h *handler) txn(c *call) error {
 	if err := dec.Decode(&in); err != nil {
 		return badRequest("Failed to parse body: %v", err)
 	}
+	if len(in) == 0 {
+		return badRequest("the transaction has no operations; give at least one, e.g. [{\"KV\":{\"Verb\":\"get\",\"Key\":\"foo\"}}]")
+	}
 	if len(in) > maxTxnOps {
 		return tooLarge("Transaction contains too many operations (%d > %d)", len(in), maxTxnOps)
 	}
 	ops := make([]kv.Op, 0, len(in))
+	kvIndex := make([]int, 0, len(in)) // op index of each KV op
+	ct := &catalogTxn{h: h}
+	var preErrs []kv.TxnError
 	for i, op := range in {
-		if op.KV == nil {
-			kind := ""
-			switch {
-			case op.Node != nil:
-				kind = "Node"
-			case op.Service != nil:
-				kind = "Service"
-			case op.Check != nil:
-				kind = "Check"
-			case op.Session != nil:
-				kind = "Session"
-			default:
-				return badRequest("Failed to parse body: operation %d is empty; give a KV operation, e.g. {\"KV\":{\"Verb\":\"get\",\"Key\":\"foo\"}}", i)
+		switch {
+		case op.KV != nil:
+			if n := len(op.KV.Value); n > maxBodySize {
+				return tooLarge("Value for key %q is too large (%d > %d bytes)", op.KV.Key, n, maxBodySize)
 			}
-			return badRequest("operation %d is a %s operation; cairn's /v1/txn supports only KV operations (catalog state is not kept in the Raft store)", i, kind)
+			ops = append(ops, kv.Op{
+				Verb:    op.KV.Verb,
+				Key:     op.KV.Key,
+				Value:   op.KV.Value,
+				Flags:   op.KV.Flags,
+				Index:   op.KV.Index,
+				Session: op.KV.Session,
+			})
+			kvIndex = append(kvIndex, i)
+		case op.Node != nil || op.Service != nil || op.Check != nil:
+			if h.catalog == nil {
+				return errNoCatalog
+			}
+			if what := ct.precheck(op); what != "" {
+				preErrs = append(preErrs, kv.TxnError{OpIndex: i, What: what})
+			}
+		case op.Session != nil:
+			if what := h.sessionPrecheck(c.ctx, op.Session); what != "" {
+				preErrs = append(preErrs, kv.TxnError{OpIndex: i, What: what})
+			}
+		default:
+			return badRequest("Failed to parse body: operation %d is empty; give a KV, Node, Service, Check or Session operation, e.g. {\"KV\":{\"Verb\":\"get\",\"Key\":\"foo\"}}", i)
 		}
-		if n := len(op.KV.Value); n > maxBodySize {
-			return tooLarge("Value for key %q is too large (%d > %d bytes)", op.KV.Key, n, maxBodySize)
-		}
-		ops = append(ops, kv.Op{
-			Verb:    op.KV.Verb,
-			Key:     op.KV.Key,
-			Value:   op.KV.Value,
-			Flags:   op.KV.Flags,
-			Index:   op.KV.Index,
-			Session: op.KV.Session,
-		})
 	}
 	o, err := readOptions(c.query)
 	if err != nil {
@@ -95,16 +103,107 @@ func (h *handler) txn(c *call) error {
 	}
 	// Transactions do not block.
 	o.MinIndex, o.MaxWait = 0, 0
-	m, results, txnErrs, err := h.store.Txn(c.ctx, o, ops)
-	if err != nil && !(errors.Is(err, kv.ErrTxnFailed) && len(txnErrs) > 0) {
-		return err
+	if len(preErrs) > 0 {
+		setMeta(c.w, kv.QueryMeta{KnownLeader: h.store.Leader() != ""}, o)
+		return writeJSON(c.w, http.StatusConflict, txnResponse{Errors: preErrs})
+	}
+	// Catalog writes first, undone if a later one or the KV part fails.
+	for i, op := range in {
+		if op.Node == nil && op.Service == nil && op.Check == nil {
+			continue
+		}
+		if what := ct.apply(op); what != "" {
+			if err := ct.rollback(); err != nil {
+				h.log.Warn("txn: " + err.Error())
+			}
+			return writeJSON(c.w, http.StatusConflict, txnResponse{Errors: []kv.TxnError{{OpIndex: i, What: what}}})
+		}
+	}
+	var m kv.QueryMeta
+	var results []kv.TxnResult
+	if len(ops) > 0 {
+		var txnErrs []kv.TxnError
+		m, results, txnErrs, err = h.store.Txn(c.ctx, o, ops)
+		if err != nil || len(txnErrs) > 0 {
+			if rbErr := ct.rollback(); rbErr != nil {
+				h.log.Warn("txn: " + rbErr.Error())
+			}
+		}
+		if err != nil && !(errors.Is(err, kv.ErrTxnFailed) && len(txnErrs) > 0) {
+			return err
+		}
+		if len(txnErrs) > 0 {
+			for j := range txnErrs {
+				if k := txnErrs[j].OpIndex; k >= 0 && k < len(kvIndex) {
+					txnErrs[j].OpIndex = kvIndex[k]
+				}
+			}
+			setMeta(c.w, m, o)
+			return writeJSON(c.w, http.StatusConflict, txnResponse{Errors: txnErrs})
+		}
+	} else {
+		m.KnownLeader = h.store.Leader() != ""
+	}
+	for _, op := range in {
+		if op.Session != nil {
+			if err := h.store.DestroySession(c.ctx, op.Session.Session.ID); err != nil {
+				return err
+			}
+		}
 	}
 	setMeta(c.w, m, o)
-	if len(txnErrs) > 0 {
-		return writeJSON(c.w, http.StatusConflict, txnResponse{Errors: txnErrs})
+	if len(ops) == len(in) {
+		if results == nil {
+			results = []kv.TxnResult{}
+		}
+		return writeJSON(c.w, http.StatusOK, txnResponse{Results: results})
 	}
-	if results == nil {
-		results = []kv.TxnResult{}
+	return writeJSON(c.w, http.StatusOK, struct{ Results []*txnResultOut }{mergeResults(in, results, ct)})
+}
+
+// mergeResults puts the KV results and the catalog ones in the order of
+// the operations. A KV operation has one result, none for deletes and
+// check-not-exists, and all the rest for get-tree.
+func mergeResults(in []txnOp, kvResults []kv.TxnResult, ct *catalogTxn) []*txnResultOut {
+	out := []*txnResultOut{}
+	next := 0
+	for i, op := range in {
+		switch {
+		case op.KV != nil:
+			n := 1
+			switch op.KV.Verb {
+			case kv.VerbDelete, kv.VerbDeleteCAS, kv.VerbDeleteTree, kv.VerbCheckNotExists:
+				n = 0
+			case kv.VerbGetTree:
+				n = len(kvResults) - next - laterKVResults(in[i+1:])
+			}
+			for j := 0; j < n && next < len(kvResults); j++ {
+				out = append(out, &txnResultOut{KV: kvResults[next].KV})
+				next++
+			}
+		case op.Session != nil:
+		default:
+			if r := ct.result(op); r != nil {
+				out = append(out, r)
+			}
+		}
 	}
-	return writeJSON(c.w, http.StatusOK, txnResponse{Results: results})
+	return out
+}
+
+// laterKVResults counts the results the KV operations of ops give,
+// get-tree ones aside.
+func laterKVResults(ops []txnOp) int {
+	n := 0
+	for _, op := range ops {
+		if op.KV == nil {
+			continue
+		}
+		switch op.KV.Verb {
+		case kv.VerbDelete, kv.VerbDeleteCAS, kv.VerbDeleteTree, kv.VerbCheckNotExists, kv.VerbGetTree:
+		default:
+			n++
+		}
+	}
+	return n
 }

@@ -118,11 +118,7 @@ func TestTxnLimitsAndErrors(t *testing.T) {
 		wantErr string
 	}{
 		{"too many operations", many, "Transaction contains too many operations (129 > 128)"},
-		{"node operation", api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeGet, Node: api.Node{Node: "n"}}}}, "operation 0 is a Node operation; cairn's /v1/txn supports only KV operations"},
-		{"service operation", api.TxnOps{
-			{KV: &api.KVTxnOp{Verb: api.KVGet, Key: "k"}},
-			{Service: &api.ServiceTxnOp{Verb: api.ServiceGet, Node: "n"}},
-		}, "operation 1 is a Service operation"},
+		{"node operation without a catalog", api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeGet, Node: api.Node{Node: "n"}}}}, "this agent has no service catalog"},
 		{"unknown verb", api.TxnOps{{KV: &api.KVTxnOp{Verb: "explode", Key: "k"}}}, `unknown KV verb "explode"`},
 	}
 	for _, tt := range tests {

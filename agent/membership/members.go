@@ -136,6 +136,23 @@ func (t *table) updateReapLocked(e *entry, old Status, now time.Time) {
 	}
 }
 
+// expire makes a failed or left member due for reaping now (Consul's
+// force-leave -prune), reporting whether it was one.
+func (t *table) expire(name string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.members[name]
+	if !ok || name == t.self || e.Status != StatusFailed && e.Status != StatusLeft {
+		return false
+	}
+	e.reapAt = now
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
 // reap drops the members whose time is up, returning them and the next
 // time one will be due (zero if none).
 func (t *table) reap(now time.Time) (reaped []Member, next time.Time) {

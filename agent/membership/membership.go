@@ -379,6 +379,19 @@ func (m *Membership) ForceLeave(node string) error {
 	return nil
 }
 
+// Prune forces a failed member out (ForceLeave) and forgets it at once,
+// rather than after ReapFailedAfter, as Consul's force-leave -prune
+// does. A left member is forgotten too; a live one is left alone.
+func (m *Membership) Prune(node string) error {
+	if err := m.ForceLeave(node); err != nil {
+		return err
+	}
+	if m.table.expire(node, time.Now()) {
+		m.log.Info("member pruned", "node", node)
+	}
+	return nil
+}
+
 func (m *Membership) queueForceLeave(node string) {
 	msg := append([]byte{msgForceLeave}, node...)
 	m.broadcasts.QueueBroadcast(forceLeaveBroadcast{node: node, msg: msg})

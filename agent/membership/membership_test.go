@@ -434,3 +434,21 @@ func TestJoinAndShutdownErrors(t *testing.T) {
 		t.Errorf("RetryJoin after Shutdown = %v, want ErrShutdown", err)
 	}
 }
+
+// Prune is force-leave -prune: the failed member is forced out and
+// forgotten at once, not after ReapFailedAfter; a live one stays.
+func TestPrune(t *testing.T) {
+	a, _, c := cluster3(t)
+	if err := a.Prune("b"); !errors.Is(err, ErrNotFailed) {
+		t.Errorf("Prune(b) of a live member = %v, want ErrNotFailed", err)
+	}
+	c.Shutdown()
+	waitStatus(t, a, StatusFailed, "c")
+	if err := a.Prune("c"); err != nil {
+		t.Fatalf("Prune(c) = %v", err)
+	}
+	waitMembers(t, a, "c pruned", func(ms []Member) bool { _, ok := find(ms, "c"); return !ok })
+	if _, ok := find(second(a.Members(nil)), "b"); !ok {
+		t.Error("b is gone after pruning c")
+	}
+}

@@ -71,6 +71,9 @@ type Allocator struct {
 	conflicts  map[string]uint64    // name -> table index when its txn lost a race
 	pending    map[string]pending   // allocations made that the table does not show yet
 	cursor     netip.Addr           // where the search for a free address starts
+	errWritten map[string]string    // error keys written this term: name -> value ("" deleted)
+	warned     map[string]string    // service -> the port problem last logged
+	pinnedAt   uint64               // the table index every allocation's ports were checked at
 
 	// What Status reports.
 	mu        sync.Mutex
@@ -107,6 +110,7 @@ func NewAllocator(cfg AllocatorConfig) (*Allocator, error) {
 		cfg: cfg, log: log, first: first, last: last, size: size, cursor: first,
 		present: map[string]*shape{}, emptySince: map[string]time.Time{},
 		conflicts: map[string]uint64{}, pending: map[string]pending{}, exhausted: map[string]string{},
+		errWritten: map[string]string{}, warned: map[string]string{},
 	}, nil
 }
 
@@ -228,6 +232,8 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 		// Forget everything: a new term starts from a full read.
 		a.catIndex = 0
 		clear(a.emptySince)
+		clear(a.errWritten)
+		a.pinnedAt = 0
 		return idlePass, nil
 	}
 	if !was {
@@ -293,6 +299,33 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 		}
 	}
 
+	// Pin: the target ports of allocated services, decided once and
+	// changed only by their Meta (pin); records without ports (written
+	// before cairn kept them) are filled in here. Every service when
+	// the table moved (or on a full read), else those that changed.
+	check := names
+	if reset || tableIndex != a.pinnedAt {
+		check = slices.Collect(maps.Keys(table))
+		a.pinnedAt = tableIndex
+	}
+	for _, name := range check {
+		name = strings.ToLower(name)
+		al, allocated := table[name]
+		s, ok := a.present[name]
+		if !allocated || !ok || s.dnsrr {
+			continue
+		}
+		p, problem := pin(al.Pinned, s)
+		a.warn(name, s.name, problem)
+		if equalPinned(p, al.Pinned) {
+			continue
+		}
+		if err := a.repin(ctx, al, s.name, p); err != nil {
+			errs = append(errs, err)
+			a.pinnedAt = 0 // check every one again next pass
+		}
+	}
+
 	// Allocate: services with instances, in VIP mode, without a VIP.
 	// What this allocator wrote and the table does not show yet counts
 	// as allocated.
@@ -331,7 +364,9 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 			continue
 		}
 		taken[addr] = true
-		index, ok, err := a.allocate(ctx, name, s.name, addr)
+		p, problem := pin(Pinned{}, s)
+		a.warn(name, s.name, problem)
+		index, ok, err := a.allocate(ctx, name, s.name, addr, p)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -358,8 +393,104 @@ func (a *Allocator) pass(ctx context.Context, ws memdb.WatchSet) (time.Duration,
 			delete(a.exhausted, name)
 		}
 	}
+	mine := maps.Clone(a.exhausted)
 	a.mu.Unlock()
+	for name := range a.warned {
+		if _, ok := a.present[name]; !ok {
+			delete(a.warned, name)
+		}
+	}
+	if err := a.writeErrors(ctx, mine); err != nil {
+		errs = append(errs, err)
+	}
 	return next, errors.Join(errs...)
+}
+
+// writeErrors makes the error keys say what exhausted says, so every
+// agent can show why a service has no VIP. Each change is written once
+// per term; a key the table still shows after that is written again.
+func (a *Allocator) writeErrors(ctx context.Context, exhausted map[string]string) error {
+	shown := a.cfg.Table.Errors(nil)
+	var ops []kv.Op
+	set := map[string]string{}
+	for name, msg := range exhausted {
+		if shown[name] == msg {
+			delete(a.errWritten, name)
+			continue
+		}
+		if w, ok := a.errWritten[name]; ok && w == msg {
+			continue
+		}
+		ops = append(ops, kv.Op{Verb: kv.VerbSet, Key: errorKey(name), Value: []byte(msg)})
+		set[name] = msg
+	}
+	for name := range shown {
+		if _, ok := exhausted[name]; ok {
+			continue
+		}
+		if w, ok := a.errWritten[name]; ok && w == "" {
+			continue
+		}
+		ops = append(ops, kv.Op{Verb: kv.VerbDelete, Key: errorKey(name)})
+		set[name] = ""
+	}
+	for name, w := range a.errWritten {
+		if _, ok := shown[name]; !ok && w == "" {
+			delete(a.errWritten, name) // the deletion shows
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	for start := 0; start < len(ops); start += maxTxnOps {
+		if _, _, txnErrs, err := a.cfg.Store.Txn(ctx, kv.QueryOptions{}, ops[start:min(start+maxTxnOps, len(ops))]); err != nil {
+			return fmt.Errorf("record the VIP errors of %d services: %w", len(ops), err)
+		} else if len(txnErrs) > 0 {
+			return fmt.Errorf("record the VIP errors of %d services: %s", len(ops), txnErrs[0].What)
+		}
+	}
+	maps.Copy(a.errWritten, set)
+	return nil
+}
+
+// maxTxnOps is how many operations one transaction carries (Consul's
+// limit is 128; cairn's kv may differ, this is below both).
+const maxTxnOps = 64
+
+// warn logs a service's port problem once per change.
+func (a *Allocator) warn(name, display, problem string) {
+	if a.warned[name] == problem {
+		return
+	}
+	a.warned[name] = problem
+	if problem != "" {
+		a.log.Warn("vip: "+problem, "service", display)
+	}
+}
+
+// repin rewrites an allocation's ports, only at the index it was read at.
+func (a *Allocator) repin(ctx context.Context, al Allocation, display string, p Pinned) error {
+	val, err := json.Marshal(newRecord(al.Name, al.Addr, p))
+	if err != nil {
+		return err
+	}
+	_, _, txnErrs, err := a.cfg.Store.Txn(ctx, kv.QueryOptions{}, []kv.Op{
+		{Verb: kv.VerbCAS, Key: ServiceKey(al.Service), Value: val, Index: al.ModifyIndex},
+	})
+	if err != nil {
+		return fmt.Errorf("set the ports of service %q's VIP %s: %w", display, al.Addr, err)
+	}
+	if len(txnErrs) > 0 {
+		a.log.Debug("vip: ports not set: the allocation changed; deciding again", "service", al.Service, "why", txnErrs[0].What)
+		return nil
+	}
+	a.log.Info("vip: target ports", "service", display, "address", al.Addr, "ports", FormatPorts(p.Ports), "was", FormatPorts(al.Pinned.Ports))
+	return nil
+}
+
+// newRecord is the record of an allocation.
+func newRecord(display string, addr netip.Addr, p Pinned) record {
+	return record{Service: display, Address: addr.String(), Ports: FormatPorts(p.Ports), PortMeta: p.PortMeta, ProtoMeta: p.ProtoMeta}
 }
 
 // setExhausted records (msg != "") or clears a service's exhaustion,
@@ -374,7 +505,9 @@ func (a *Allocator) setExhausted(name, msg string) {
 	case msg != "" && (!had || old != msg):
 		a.exhausted[name] = msg
 		a.exhaustN.Add(1)
-		a.log.Error(msg, "service", name)
+		// Every agent's table logs it, this one's included, from the
+		// error key writeErrors sets.
+		a.log.Debug(msg, "service", name)
 	}
 }
 
@@ -435,8 +568,8 @@ type pending struct {
 // neither the service's key nor the address's exists, and returns the
 // index it was written at. ok is false when the check failed: another
 // allocator (or an earlier term) won.
-func (a *Allocator) allocate(ctx context.Context, name, display string, addr netip.Addr) (index uint64, ok bool, err error) {
-	val, err := json.Marshal(record{Service: display, Address: addr.String()})
+func (a *Allocator) allocate(ctx context.Context, name, display string, addr netip.Addr, p Pinned) (index uint64, ok bool, err error) {
+	val, err := json.Marshal(newRecord(display, addr, p))
 	if err != nil {
 		return 0, false, err
 	}
@@ -455,7 +588,7 @@ func (a *Allocator) allocate(ctx context.Context, name, display string, addr net
 		return 0, false, nil
 	}
 	a.allocated.Add(1)
-	a.log.Info("vip: allocated", "service", display, "address", addr)
+	a.log.Info("vip: allocated", "service", display, "address", addr, "ports", FormatPorts(p.Ports))
 	return m.Index, true, nil
 }
 

@@ -2,9 +2,9 @@ package vip
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
-	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -122,8 +122,8 @@ func TestAllocate(t *testing.T) {
 		synctest.Wait()
 
 		want := map[string]string{
-			"_cairn/vip/service/db":         `{"Service":"db","Address":"10.200.0.1"}`,
-			"_cairn/vip/service/web":        `{"Service":"Web","Address":"10.200.0.2"}`,
+			"_cairn/vip/service/db":         `{"Service":"db","Address":"10.200.0.1","Ports":"5432/tcp"}`,
+			"_cairn/vip/service/web":        `{"Service":"Web","Address":"10.200.0.2","Ports":"80/tcp"}`,
 			"_cairn/vip/address/10.200.0.1": "db",
 			"_cairn/vip/address/10.200.0.2": "web",
 		}
@@ -179,7 +179,11 @@ func TestAllocateRace(t *testing.T) {
 				t.Errorf("%s has no allocation", name)
 				continue
 			}
-			addr := v[strings.Index(v, `"Address":"`)+11 : len(v)-2]
+			var r record
+			if err := json.Unmarshal([]byte(v), &r); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			addr := r.Address
 			if other, dup := owner[addr]; dup {
 				t.Errorf("%s is allocated to both %s and %s", addr, other, name)
 			}
@@ -332,4 +336,136 @@ func TestParseCIDR(t *testing.T) {
 			}
 		})
 	}
+}
+
+// record reads a service's allocation record from the store.
+func storedRecord(t *testing.T, s *kv.Server, name string) record {
+	t.Helper()
+	v, ok := storeKeys(t, s)[ServiceKey(name)]
+	if !ok {
+		t.Fatalf("%s has no allocation record", name)
+	}
+	var r record
+	if err := json.Unmarshal([]byte(v), &r); err != nil {
+		t.Fatalf("%s's record %q: %v", name, v, err)
+	}
+	return r
+}
+
+// TestPinnedPorts: the leader decides a VIP's ports once, in the
+// record every node reads; instances coming and going on other ports
+// leave them; another vip_port moves them; a record from before ports
+// were kept gets them.
+func TestPinnedPorts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newKV(t)
+		cat := newFakeCatalog()
+		// A record an older cairn wrote: no ports.
+		old := `{"Service":"Old","Address":"10.200.0.200"}`
+		if _, _, errs, err := s.Txn(t.Context(), kv.QueryOptions{}, []kv.Op{
+			{Verb: kv.VerbSet, Key: ServiceKey("old"), Value: []byte(old)},
+			{Verb: kv.VerbSet, Key: addressKey(mustAddr("10.200.0.200")), Value: []byte("old")},
+		}); err != nil || len(errs) > 0 {
+			t.Fatalf("write an old record: %v %v", err, errs)
+		}
+		cat.set("old", inst("10.0.0.9", 7000, pass))
+		cat.set("web", inst("10.0.0.1", 8080, pass), inst("10.0.0.2", 8080, pass), inst("10.0.0.3", 9090, pass))
+		ag := startAllocator(t, s, cat, leading(), "10.200.0.0/24", 0)
+		// A follower's table: what every other node reads.
+		other, err := NewTable(TableConfig{Store: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go other.Run(ctx)
+		synctest.Wait()
+
+		ports := func(name string) string {
+			_, m := other.Snapshot(nil)
+			return FormatPorts(m[name].Pinned.Ports)
+		}
+		steps := []struct {
+			what string
+			do   func()
+			want string // web's record
+		}{
+			{"first allocation: the most common port", func() {}, `{"Service":"web","Address":"10.200.0.1","Ports":"8080/tcp"}`},
+			{"instances move to 9090 one by one: the VIP port stays", func() {
+				cat.set("web", inst("10.0.0.1", 8080, pass), inst("10.0.0.3", 9090, pass), inst("10.0.0.4", 9090, pass))
+				synctest.Wait()
+				cat.set("web", inst("10.0.0.3", 9090, pass), inst("10.0.0.4", 9090, pass))
+			}, `{"Service":"web","Address":"10.200.0.1","Ports":"8080/tcp"}`},
+			{"every instance goes and a redeploy comes on 7070", func() {
+				cat.set("web")
+				synctest.Wait()
+				cat.set("web", inst("10.0.0.5", 7070, pass))
+			}, `{"Service":"web","Address":"10.200.0.1","Ports":"8080/tcp"}`},
+			{"an explicit vip_port moves it", func() {
+				cat.set("web", inst("10.0.0.5", 7070, pass, "vip_port=80"))
+			}, `{"Service":"web","Address":"10.200.0.1","Ports":"80/tcp","PortMeta":"80"}`},
+			{"instances without the Meta keep it", func() {
+				cat.set("web", inst("10.0.0.6", 7071, pass))
+			}, `{"Service":"web","Address":"10.200.0.1","Ports":"80/tcp","PortMeta":"80"}`},
+			{"vip_proto udp changes the protocol", func() {
+				cat.set("web", inst("10.0.0.6", 7071, pass, "vip_proto=udp"))
+			}, `{"Service":"web","Address":"10.200.0.1","Ports":"80/udp","PortMeta":"80","ProtoMeta":"udp"}`},
+		}
+		for _, st := range steps {
+			st.do()
+			synctest.Wait()
+			if got := storeKeys(t, s)[ServiceKey("web")]; got != st.want {
+				t.Errorf("%s: web's record = %s, want %s", st.what, got, st.want)
+			}
+		}
+		if got := ports("web"); got != "80/udp" {
+			t.Errorf("another node's table: web's ports = %q, want 80/udp", got)
+		}
+		r := storedRecord(t, s, "old")
+		if r.Address != "10.200.0.200" || r.Ports != "7000/tcp" {
+			t.Errorf("the old record after the leader's pass = %+v, want its address kept and Ports 7000/tcp filled in", r)
+		}
+		if got := ports("old"); got != "7000/tcp" {
+			t.Errorf("another node's table: old's ports = %q, want 7000/tcp", got)
+		}
+		_ = ag
+	})
+}
+
+// TestExhaustedEverywhere: a full range is an error every node's table
+// shows (the leader records it), and it goes when the service gets a
+// VIP.
+func TestExhaustedEverywhere(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newKV(t)
+		cat := newFakeCatalog()
+		cat.set("a", inst("10.0.0.1", 80, pass))
+		cat.set("b", inst("10.0.0.2", 80, pass))
+		startAllocator(t, s, cat, leading(), "10.200.0.0/31", time.Minute)
+		follower := startAllocator(t, s, cat, newLeader(false), "10.200.0.0/31", time.Minute)
+		synctest.Wait()
+		cat.set("c", inst("10.0.0.3", 80, pass))
+		synctest.Wait()
+
+		want := map[string]string{"c": `vip: service "c" gets no VIP: the VIP range is exhausted (-vip-cidr=10.200.0.0/31 gives out 2 addresses, all in use); widen -vip-cidr or remove unused services (a VIP is kept 1m0s after the last instance)`}
+		if diff := cmp.Diff(want, follower.tbl.Errors(nil)); diff != "" {
+			t.Errorf("a follower's table errors (-want +got):\n%s", diff)
+		}
+		if st := follower.alloc.Status(); len(st.Exhausted) != 0 {
+			t.Errorf("the follower's allocator reports %v itself; it allocates nothing", st.Exhausted)
+		}
+
+		cat.set("a")
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if errs := follower.tbl.Errors(nil); len(errs) != 0 {
+			t.Errorf("after c got a's address, the follower's table still has errors %v", errs)
+		}
+		if _, ok := storeKeys(t, s)[errorKey("c")]; ok {
+			t.Errorf("the error key of c is still in the store")
+		}
+		if got := vips(follower.tbl)["c"]; got == "" {
+			t.Errorf("c has no VIP after a's grace")
+		}
+	})
 }

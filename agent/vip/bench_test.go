@@ -36,7 +36,7 @@ func benchEnv(b *testing.B, services, instances int) (*Reconciler, *fakeCatalog,
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := &env{cat: cat, tbl: tbl, allocs: map[string]string{}}
+	e := &env{cat: cat, tbl: tbl, allocs: map[string]string{}, ports: map[string]string{}}
 	vip := netip.MustParseAddr("10.200.0.0")
 	for i := range services {
 		name := fmt.Sprintf("svc%05d", i)
@@ -47,6 +47,7 @@ func benchEnv(b *testing.B, services, instances int) (*Reconciler, *fakeCatalog,
 		cat.set(name, insts...)
 		vip = vip.Next()
 		e.allocs[name] = vip.String()
+		e.ports[name] = "8080/tcp" // pinned by the leader
 	}
 	e.publish()
 	dp := &countingDP{}

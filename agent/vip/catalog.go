@@ -48,22 +48,22 @@ const (
 type shape struct {
 	name  string // as registered (the first instance's spelling)
 	dnsrr bool
-	ports []Port // sorted; the backends are the passing instances'
-	// problem explains a part of the registration that was ignored
-	// (a bad vip_port), for a log line; "" when none.
-	problem string
+	// portMeta and protoMeta are the vip_port and vip_proto values most
+	// instances carry ("" when none carries one; ties go to the
+	// lexically smallest). protoMeta is lower case.
+	portMeta, protoMeta string
+	// common is the most common registered Port of the instances (ties:
+	// the lowest); 0 when none has one.
+	common uint16
+	// backends are the passing instances' Address:Port, sorted, unique.
+	backends []netip.AddrPort
 }
 
-// shapeOf derives a service's VIP ports and backends from its instances
-// (all of them, whatever their health: the ports must not flip when a
-// check fails). It returns nil when the service has no instances.
-//
-// The rule for the ports (README, "Service VIPs"):
-//   - an instance's Meta vip_port ("80", "80/tcp,53/udp") names the
-//     ports; when instances disagree, the value most of them carry wins
-//     (ties: the lexically smallest);
-//   - otherwise the VIP accepts the most common registered Port of the
-//     instances (ties: the lowest), with Meta vip_proto or tcp.
+// shapeOf reads what a service's instances say about its VIP (all of
+// them, whatever their health: the Meta and ports must not flip when a
+// check fails) and its backends (the passing ones). It returns nil when
+// the service has no instances. Which ports the VIP accepts is decided
+// by pin, once, from this.
 //
 // Every VIP port forwards to each passing instance's registered
 // Address:Port (the node's address when the service has none), so
@@ -75,60 +75,48 @@ func shapeOf(insts []catalog.Instance) *shape {
 	}
 	s := &shape{name: insts[0].Service.Name}
 	var (
-		metaVotes map[string]int // made on the first vip_port seen
-		portVotes []vote         // few distinct ports: a slice beats a map
-		udp, tcp  int
+		metaVotes  map[string]int // made on the first vip_port seen
+		protoVotes map[string]int
+		portVotes  []vote // few distinct ports: a slice beats a map
 	)
 	for _, in := range insts {
 		m := in.Service.Meta
 		if m[MetaEndpointMode] == EndpointDNSRR {
 			s.dnsrr = true
 		}
-		if v := m[MetaPort]; v != "" {
+		if v := strings.TrimSpace(m[MetaPort]); v != "" {
 			if metaVotes == nil {
 				metaVotes = map[string]int{}
 			}
 			metaVotes[v]++
 		}
+		if v := strings.ToLower(strings.TrimSpace(m[MetaProto])); v != "" {
+			if protoVotes == nil {
+				protoVotes = map[string]int{}
+			}
+			protoVotes[v]++
+		}
 		if p := in.Service.Port; p > 0 && p <= 65535 {
 			portVotes = addVote(portVotes, p)
-		}
-		switch strings.ToLower(m[MetaProto]) {
-		case string(UDP):
-			udp++
-		case string(TCP):
-			tcp++
 		}
 	}
 	if s.dnsrr {
 		return s
 	}
-	proto := TCP
-	if udp > tcp {
-		proto = UDP
-	}
-
-	var targets []Port
 	if len(metaVotes) > 0 {
-		spec := mostCommonKey(metaVotes, strings.Compare)
-		ps, err := parsePorts(spec, proto)
-		if err != nil {
-			s.problem = err.Error()
-		} else {
-			targets = ps
-		}
+		s.portMeta = mostCommonKey(metaVotes, strings.Compare)
 	}
-	if targets == nil && len(portVotes) > 0 {
+	if len(protoVotes) > 0 {
+		s.protoMeta = mostCommonKey(protoVotes, strings.Compare)
+	}
+	if len(portVotes) > 0 {
 		best := portVotes[0]
 		for _, v := range portVotes[1:] {
 			if v.n > best.n || (v.n == best.n && v.port < best.port) {
 				best = v
 			}
 		}
-		targets = []Port{{Proto: proto, Port: uint16(best.port)}}
-	}
-	if len(targets) == 0 {
-		return s
+		s.common = uint16(best.port)
 	}
 
 	backends := make([]netip.AddrPort, 0, len(insts))
@@ -143,12 +131,113 @@ func shapeOf(insts []catalog.Instance) *shape {
 		backends = append(backends, netip.AddrPortFrom(a, uint16(in.Service.Port)))
 	}
 	slices.SortFunc(backends, netip.AddrPort.Compare)
-	backends = slices.Compact(backends)
-	for i := range targets {
-		targets[i].Backends = backends
-	}
-	s.ports = targets
+	s.backends = slices.Compact(backends)
 	return s
+}
+
+// Pinned is how a VIP's target ports were decided: the ports, and the
+// vip_port and vip_proto Meta they were decided from. The leader keeps
+// it in the allocation record, so every node programs the same ports
+// whatever instances it sees.
+type Pinned struct {
+	Ports     []Port // sorted, unique; Backends nil. None: not decided yet
+	PortMeta  string // the vip_port value they came from; "": the common port
+	ProtoMeta string // the vip_proto value in effect; "": tcp
+}
+
+// pin decides a service's target ports from what its instances say
+// now (s) and what was decided before (old). The rule (README, "Service
+// VIPs"):
+//
+//   - decided once, when the service is first seen with a port: the
+//     ports Meta vip_port names ("80", "80/tcp,53/udp"; when instances
+//     disagree, the value most of them carry, ties to the lexically
+//     smallest), else the most common registered Port of the instances
+//     (ties: the lowest); the protocol of entries without one is Meta
+//     vip_proto, else tcp;
+//   - changed only when the instances' vip_port or vip_proto Meta
+//     changes to another value than the one the ports were decided
+//     from; instances that come and go on other ports, or that drop the
+//     Meta, change nothing. A new vip_proto alone keeps the port numbers.
+//
+// problem explains a Meta that was ignored (a bad vip_port), for a log
+// line; "" when none.
+func pin(old Pinned, s *shape) (p Pinned, problem string) {
+	portMeta, protoMeta := s.portMeta, s.protoMeta
+	if len(old.Ports) > 0 {
+		// An absent Meta changes nothing; only another value does.
+		if portMeta == "" {
+			portMeta = old.PortMeta
+		}
+		if protoMeta == "" {
+			protoMeta = old.ProtoMeta
+		}
+		if portMeta == old.PortMeta && protoMeta == old.ProtoMeta {
+			return old, ""
+		}
+	}
+	proto := TCP
+	switch Proto(protoMeta) {
+	case "", TCP:
+	case UDP:
+		proto = UDP
+	default:
+		problem = fmt.Sprintf("meta %s=%q is neither tcp nor udp; using tcp", MetaProto, protoMeta)
+	}
+	if portMeta != "" {
+		ps, err := parsePorts(portMeta, proto)
+		if err == nil {
+			return Pinned{Ports: ps, PortMeta: portMeta, ProtoMeta: protoMeta}, problem
+		}
+		if len(old.Ports) > 0 {
+			// Keep what was decided; the Meta is reported.
+			return old, err.Error() + "; keeping the VIP's ports " + FormatPorts(old.Ports)
+		}
+		problem = err.Error() + "; using the most common instance port instead"
+		portMeta = ""
+	}
+	if len(old.Ports) > 0 && old.PortMeta == "" {
+		// Decided from the common port: only the protocol changed.
+		ps := make([]Port, len(old.Ports))
+		for i, op := range old.Ports {
+			ps[i] = Port{Proto: proto, Port: op.Port}
+		}
+		slices.SortFunc(ps, comparePort)
+		ps = slices.CompactFunc(ps, func(a, b Port) bool { return comparePort(a, b) == 0 })
+		return Pinned{Ports: ps, ProtoMeta: protoMeta}, problem
+	}
+	if s.common == 0 {
+		return Pinned{}, problem // no port yet: decided when one comes
+	}
+	return Pinned{Ports: []Port{{Proto: proto, Port: s.common}}, PortMeta: portMeta, ProtoMeta: protoMeta}, problem
+}
+
+// equalPinned reports whether two decisions are the same.
+func equalPinned(a, b Pinned) bool {
+	return a.PortMeta == b.PortMeta && a.ProtoMeta == b.ProtoMeta && slices.EqualFunc(a.Ports, b.Ports, func(x, y Port) bool { return comparePort(x, y) == 0 })
+}
+
+// FormatPorts writes ports as vip_port spells them: "53/udp,80/tcp".
+func FormatPorts(ports []Port) string {
+	var b strings.Builder
+	for i, p := range ports {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(int(p.Port)))
+		b.WriteByte('/')
+		b.WriteString(string(p.Proto))
+	}
+	return b.String()
+}
+
+// withBackends returns ports with every port forwarding to backends.
+func withBackends(ports []Port, backends []netip.AddrPort) []Port {
+	out := make([]Port, len(ports))
+	for i, p := range ports {
+		out[i] = Port{Proto: p.Proto, Port: p.Port, Backends: backends}
+	}
+	return out
 }
 
 // passing reports whether an instance with these checks (its node's

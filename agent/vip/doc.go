@@ -23,8 +23,10 @@
 //     and for Grace (default 1h) after the last one is gone, so a
 //     redeploy keeps its address; then the VIP is released (deleted at
 //     the index it was read at). Opting out with dnsrr releases at once.
-//     A full range is an error on that service only: logged once per
-//     change, counted, and listed in Status.
+//     A full range is an error on that service only: recorded in the
+//     store (every agent's table shows it in /v1/agent/self and logs it
+//     once), counted, and listed in Status. The allocator also decides
+//     each VIP's target ports, once (pin), and keeps them in the record.
 //   - Reconciler (agents with a data plane): a Sync at start (adopts
 //     what an earlier run left), an Update naming only the services
 //     the catalog's change feed or the table changed, a Sync every
@@ -33,8 +35,10 @@
 //     service whose last instance is gone keeps its ports, refusing
 //     connections, until its VIP is released.
 //
-// A VIP accepts the service's target ports (shapeOf: Meta vip_port on
-// the instances, else their most common registered Port, ties to the
-// lowest; protocol from Meta vip_proto, else tcp) and forwards each to
-// every passing instance's registered Address:Port.
+// A VIP accepts the service's target ports, decided once by the leader
+// and kept in the allocation record so that every node programs the
+// same ones (pin: Meta vip_port on the instances, else their most
+// common registered Port, ties to the lowest; protocol from Meta
+// vip_proto, else tcp; changed only when that Meta changes), and
+// forwards each to every passing instance's registered Address:Port.
 package vip

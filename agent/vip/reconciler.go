@@ -46,7 +46,6 @@ type Reconciler struct {
 	tIndex   uint64                // its index
 	shapes   map[string]*shape     // services with instances, by lower-case name
 	applied  map[string]Service    // what the data plane holds, by lower-case name
-	warned   map[string]string     // service -> the registration problem last logged
 	dirty    bool                  // the data plane may differ from applied: Sync next
 
 	// Leave hands the data plane over to its caller.
@@ -74,7 +73,7 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 	}
 	return &Reconciler{
 		cfg: cfg, dp: cfg.Dataplane, log: log.With("dataplane", cfg.Dataplane.Name()),
-		shapes: map[string]*shape{}, applied: map[string]Service{}, warned: map[string]string{},
+		shapes: map[string]*shape{}, applied: map[string]Service{},
 		leaveCh: make(chan chan error),
 	}, nil
 }
@@ -198,7 +197,14 @@ func (r *Reconciler) sync(ctx context.Context, ws memdb.WatchSet, tIndex uint64,
 			desired[name] = s
 		}
 	}
-	for name := range r.applied { // services gone whose VIP still refuses
+	for name := range table { // services gone whose VIP still refuses
+		if _, ok := desired[name]; !ok {
+			if s, ok := r.desired(name); ok {
+				desired[name] = s
+			}
+		}
+	}
+	for name := range r.applied {
 		if _, ok := desired[name]; !ok {
 			if s, ok := r.desired(name); ok {
 				desired[name] = s
@@ -229,7 +235,7 @@ func (r *Reconciler) step(ctx context.Context, ws memdb.WatchSet, tIndex uint64,
 	}
 	if tIndex != r.tIndex {
 		for name, a := range table {
-			if old, ok := r.table[name]; !ok || old.Addr != a.Addr {
+			if old, ok := r.table[name]; !ok || old.Addr != a.Addr || !equalPinned(old.Pinned, a.Pinned) {
 				changed[name] = true
 			}
 		}
@@ -288,48 +294,54 @@ func (r *Reconciler) step(ctx context.Context, ws memdb.WatchSet, tIndex uint64,
 	return nil
 }
 
-// read refreshes one service's shape from the catalog.
+// read refreshes one service's shape from the catalog. Problems with
+// its Meta are the leader's to log: it decides the ports.
 func (r *Reconciler) read(name string) {
 	_, insts := r.cfg.Catalog.ServiceHealth(nil, name, catalog.Filter{})
 	s := shapeOf(insts)
 	if s == nil {
 		delete(r.shapes, name)
-		delete(r.warned, name)
 		return
-	}
-	if s.problem != r.warned[name] {
-		if s.problem != "" {
-			r.log.Warn("vip: "+s.problem+"; using the most common instance port instead", "service", s.name)
-		}
-		r.warned[name] = s.problem
 	}
 	r.shapes[name] = s
 }
 
 // desired is the data plane state a service should have, if any: it
-// needs VIP mode and an allocation, and instances, or a VIP already
-// programmed: a service whose last instance is gone keeps its ports,
-// with no backends, while its VIP stays allocated (the grace period),
-// so that connections to it are refused at once instead of leaving
-// clients that still know the VIP waiting for a SYN timeout.
+// needs VIP mode and an allocation. The ports are the allocation's,
+// which the leader decided for every node; a record without ports (from
+// before cairn kept them, or before the leader filled them in) takes
+// them from the instances this node sees, by the same rule. A service
+// whose last instance is gone keeps its ports, with no backends, while
+// its VIP stays allocated (the grace period), so that connections to it
+// are refused at once instead of leaving clients that still know the
+// VIP waiting for a SYN timeout; an agent restarted meanwhile knows the
+// ports from the record.
 func (r *Reconciler) desired(name string) (Service, bool) {
 	a, allocated := r.table[name]
-	s, ok := r.shapes[name]
-	if !ok {
-		old, had := r.applied[name]
-		if !allocated || !had || old.VIP != a.Addr {
-			return Service{}, false
-		}
-		ports := make([]Port, len(old.Ports))
-		for i, p := range old.Ports {
-			ports[i] = Port{Proto: p.Proto, Port: p.Port}
-		}
-		return Service{Name: old.Name, VIP: a.Addr, Ports: ports}, true
-	}
-	if s.dnsrr || !allocated {
+	if !allocated {
 		return Service{}, false
 	}
-	return Service{Name: s.name, VIP: a.Addr, Ports: s.ports}, true
+	s, ok := r.shapes[name]
+	if ok && s.dnsrr {
+		return Service{}, false
+	}
+	ports := a.Pinned.Ports
+	if len(ports) == 0 && ok {
+		p, _ := pin(Pinned{}, s)
+		ports = p.Ports
+	}
+	if !ok {
+		if len(ports) == 0 {
+			// An old record: the ports this node programmed, if any.
+			old, had := r.applied[name]
+			if !had || old.VIP != a.Addr {
+				return Service{}, false
+			}
+			ports = old.Ports
+		}
+		return Service{Name: a.Name, VIP: a.Addr, Ports: withBackends(ports, nil)}, true
+	}
+	return Service{Name: s.name, VIP: a.Addr, Ports: withBackends(ports, s.backends)}, true
 }
 
 func equalService(a, b Service) bool {

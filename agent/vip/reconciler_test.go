@@ -49,6 +49,7 @@ type env struct {
 	dp     *recorder
 	r      *Reconciler
 	allocs map[string]string // service -> VIP
+	ports  map[string]string // service -> the record's Ports ("" or absent: an old record)
 	index  uint64
 }
 
@@ -58,7 +59,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{cat: newFakeCatalog(), tbl: tbl, dp: newRecorder(), allocs: map[string]string{}}
+	e := &env{cat: newFakeCatalog(), tbl: tbl, dp: newRecorder(), allocs: map[string]string{}, ports: map[string]string{}}
 	e.r, err = NewReconciler(ReconcilerConfig{Catalog: e.cat, Table: tbl, Dataplane: e.dp})
 	if err != nil {
 		t.Fatal(err)
@@ -77,11 +78,17 @@ func (e *env) alloc(name, addr string) {
 	e.publish()
 }
 
+// pin sets the ports the leader decided for a service, in its record.
+func (e *env) pin(name, ports string) {
+	e.ports[name] = ports
+	e.publish()
+}
+
 func (e *env) publish() {
 	e.index++
 	var entries []*kv.Entry
 	for _, name := range slices.Sorted(maps.Keys(e.allocs)) {
-		v, _ := json.Marshal(record{Service: name, Address: e.allocs[name]})
+		v, _ := json.Marshal(record{Service: name, Address: e.allocs[name], Ports: e.ports[name]})
 		entries = append(entries,
 			&kv.Entry{Key: ServiceKey(name), Value: v, ModifyIndex: e.index},
 			&kv.Entry{Key: addressKey(netip.MustParseAddr(e.allocs[name])), Value: []byte(name), ModifyIndex: e.index})
@@ -225,6 +232,38 @@ func TestReconciler(t *testing.T) {
 					e.cat.forget()
 					e.cat.set("web", inst("10.0.0.1", 80, pass), inst("10.0.0.3", 80, pass))
 				}},
+			},
+		},
+		{
+			// Every node programs the ports of the record, whatever
+			// instances it sees.
+			name: "pinned",
+			setup: func(e *env) {
+				e.alloc("web", "10.200.0.1")
+				e.pin("web", "8080/tcp")
+			},
+			steps: []step{
+				{"this node sees most instances on 9090: the VIP still accepts 8080", func(e *env) {
+					e.cat.set("web", inst("10.0.0.1", 8080, pass), inst("10.0.0.2", 9090, pass), inst("10.0.0.3", 9090, pass))
+				}},
+				{"the leader moves the ports (an explicit vip_port)", func(e *env) { e.pin("web", "80/tcp,53/udp") }},
+				{"instances come and go: only backends change", func(e *env) { e.cat.set("web", inst("10.0.0.2", 9090, pass)) }},
+			},
+		},
+		{
+			// An agent restarted while a service with no instances is
+			// in its grace period: the record has the ports, so the VIP
+			// refuses at once until it is released.
+			name: "restart-in-grace",
+			setup: func(e *env) {
+				e.alloc("web", "10.200.0.1")
+				e.pin("web", "80/tcp")
+				e.alloc("old", "10.200.0.2") // a record without ports, nothing programmed: nothing to refuse on
+			},
+			steps: []step{
+				{"a resync keeps refusing", func(e *env) { time.Sleep(DefaultResync) }},
+				{"an instance comes back", func(e *env) { e.cat.set("web", inst("10.0.0.1", 8080, pass)) }},
+				{"released", func(e *env) { e.alloc("web", "") }},
 			},
 		},
 		{

@@ -32,6 +32,9 @@ type Config struct {
 	// Resync is the period of the data plane's full Sync (default
 	// DefaultResync).
 	Resync time.Duration
+	// CachePath keeps the last allocations read (TableConfig.CachePath);
+	// "" keeps none.
+	CachePath string
 
 	// Store is the KV store as the HTTP API sees it (forward.Router):
 	// the allocations are read, and written on the leader, through it.
@@ -44,7 +47,12 @@ type Config struct {
 	// Dataplane programs the kernel; nil for -vip-dataplane none (DNS
 	// and the HTTP tagged address only).
 	Dataplane Dataplane
-	Logger    *slog.Logger
+	// Touch, when set, is called with the services whose allocation
+	// (VIP or ports) came, went or changed, so that the catalog moves
+	// their index: a blocking query on a service then wakes when only
+	// its VIP (the consul-virtual tagged address) changes.
+	Touch  func(names ...string)
+	Logger *slog.Logger
 }
 
 // VIPs runs the allocation table (every agent), the allocator (servers)
@@ -69,7 +77,7 @@ func New(cfg Config) (*VIPs, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	tbl, err := NewTable(TableConfig{Store: cfg.Store, Logger: log})
+	tbl, err := NewTable(TableConfig{Store: cfg.Store, CachePath: cfg.CachePath, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +114,47 @@ func (v *VIPs) Run(ctx context.Context) error {
 	if v.rec != nil {
 		g.Go(func() error { return v.rec.Run(ctx) })
 	}
+	if v.cfg.Touch != nil {
+		g.Go(func() error { return v.touchChanges(ctx) })
+	}
 	return g.Wait()
+}
+
+// touchChanges calls Touch with the services whose allocation changed,
+// each time the table moves, until ctx is done.
+func (v *VIPs) touchChanges(ctx context.Context) error {
+	var last map[string]Allocation
+	for {
+		ws := memdb.NewWatchSet()
+		idx, cur := v.table.Snapshot(ws)
+		if idx != 0 {
+			if names := changedAllocations(last, cur); len(names) > 0 {
+				v.cfg.Touch(names...)
+			}
+			last = cur
+		}
+		if err := ws.WatchCtx(ctx); err != nil {
+			return nil
+		}
+	}
+}
+
+// changedAllocations lists the services whose allocation differs
+// between two tables: added, removed, another VIP or other ports.
+func changedAllocations(old, cur map[string]Allocation) []string {
+	var names []string
+	for name, a := range cur {
+		if o, ok := old[name]; !ok || o.Addr != a.Addr || !equalPinned(o.Pinned, a.Pinned) {
+			names = append(names, name)
+		}
+	}
+	for name := range old {
+		if _, ok := cur[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Leave removes this agent's VIP rules from the kernel (a graceful
@@ -143,10 +191,10 @@ func InVIPMode(insts []catalog.Instance) bool {
 }
 
 // Virtual returns the address a service's VIP tagged address carries:
-// the VIP and its first target port (by the same rule the data plane
-// uses, over all the service's instances), adding to ws the channels of
-// the allocations and of the service. ok is false when the service has
-// no VIP or is in dnsrr mode.
+// the VIP and its first target port (the allocation's, as the data
+// plane uses them), adding to ws the channels of the allocations and of
+// the service. ok is false when the service has no VIP or is in dnsrr
+// mode.
 func (v *VIPs) Virtual(ws memdb.WatchSet, name string) (netip.AddrPort, bool) {
 	_, table := v.table.Snapshot(ws)
 	a, ok := table[strings.ToLower(name)]
@@ -158,12 +206,23 @@ func (v *VIPs) Virtual(ws memdb.WatchSet, name string) (netip.AddrPort, bool) {
 	if s == nil || s.dnsrr {
 		return netip.AddrPort{}, false
 	}
+	ports := a.Pinned.Ports
+	if len(ports) == 0 {
+		p, _ := pin(Pinned{}, s) // a record from before ports were kept
+		ports = p.Ports
+	}
 	var port uint16
-	if len(s.ports) > 0 {
-		port = s.ports[0].Port
+	if len(ports) > 0 {
+		port = ports[0].Port
 	}
 	return netip.AddrPortFrom(a.Addr, port), true
 }
+
+// Errors returns, by lower-case service name, why a service in VIP
+// mode has no VIP (the range is full), as every agent reads it from the
+// leader's record; it adds to ws a channel that closes on a change. The
+// map is shared: never modify it.
+func (v *VIPs) Errors(ws memdb.WatchSet) map[string]string { return v.table.Errors(ws) }
 
 // Status reports the allocator's state (see Status); on a client, only
 // Range is set.
@@ -196,10 +255,12 @@ func (v *VIPs) Stats() map[string]string {
 		"released":        strconv.FormatUint(st.Released, 10),
 		"exhausted_total": strconv.FormatUint(st.ExhaustedTotal, 10),
 	}
-	if len(st.Exhausted) > 0 {
-		names := slices.Sorted(maps.Keys(st.Exhausted))
+	// Every agent shows why a service has no VIP: the leader records it
+	// in the table.
+	if errs := v.table.Errors(nil); len(errs) > 0 {
+		names := slices.Sorted(maps.Keys(errs))
 		out["exhausted"] = strings.Join(names, ",")
-		out["error"] = st.Exhausted[names[0]]
+		out["error"] = errs[names[0]]
 	}
 	return out
 }

@@ -3,7 +3,6 @@ package vip
 import (
 	"context"
 	"net/netip"
-	"strconv"
 	"testing"
 	"testing/synctest"
 
@@ -88,43 +87,76 @@ func fired(ws memdb.WatchSet) bool {
 	return false
 }
 
-func TestShapeOf(t *testing.T) {
+// TestPin is the rule for a VIP's target ports (README, "Service
+// VIPs"): decided once, changed only by another vip_port/vip_proto.
+func TestPin(t *testing.T) {
+	pinned := func(ports, portMeta, protoMeta string) Pinned {
+		p := Pinned{PortMeta: portMeta, ProtoMeta: protoMeta}
+		if ports != "" {
+			ps, err := parsePorts(ports, TCP)
+			if err != nil {
+				panic(err)
+			}
+			p.Ports = ps
+		}
+		return p
+	}
 	type want struct {
-		Ports   string // "tcp/80 udp/53"
-		DNSRR   bool
-		Problem string
+		Ports, PortMeta, ProtoMeta string
+		Problem                    string
 	}
 	tests := []struct {
 		name  string
+		old   Pinned
 		insts []catalog.Instance
 		want  want
 	}{
-		{"most common port", []catalog.Instance{inst("10.0.0.1", 8080, pass), inst("10.0.0.2", 8080, pass), inst("10.0.0.3", 9090, pass)}, want{Ports: "tcp/8080"}},
-		{"tie goes to the lowest port", []catalog.Instance{inst("10.0.0.1", 9090, pass), inst("10.0.0.2", 8080, pass)}, want{Ports: "tcp/8080"}},
-		{"vip_proto udp", []catalog.Instance{inst("10.0.0.1", 53, pass, "vip_proto=udp")}, want{Ports: "udp/53"}},
-		{"vip_port wins over the port", []catalog.Instance{inst("10.0.0.1", 32768, pass, "vip_port=80")}, want{Ports: "tcp/80"}},
-		{"vip_port with protocols", []catalog.Instance{inst("10.0.0.1", 53, pass, "vip_port=53/udp, 53/tcp,53/TCP")}, want{Ports: "tcp/53 udp/53"}},
-		{"vip_port most common value", []catalog.Instance{inst("10.0.0.1", 1, pass, "vip_port=81"), inst("10.0.0.2", 1, pass, "vip_port=80"), inst("10.0.0.3", 1, pass, "vip_port=81")}, want{Ports: "tcp/81"}},
-		{"bad vip_port", []catalog.Instance{inst("10.0.0.1", 8080, pass, "vip_port=http")}, want{Ports: "tcp/8080", Problem: `meta vip_port="http": "http" is not a port from 1 to 65535; write e.g. "80" or "80/tcp,53/udp"`}},
-		{"bad vip_port protocol", []catalog.Instance{inst("10.0.0.1", 8080, pass, "vip_port=80/sctp")}, want{Ports: "tcp/8080", Problem: `meta vip_port="80/sctp": protocol "sctp" is neither tcp nor udp`}},
-		{"no port at all", []catalog.Instance{inst("10.0.0.1", 0, pass)}, want{}},
-		{"dnsrr from one instance", []catalog.Instance{inst("10.0.0.1", 80, pass), inst("10.0.0.2", 80, pass, "endpoint_mode=dnsrr")}, want{DNSRR: true}},
+		// The first decision.
+		{"most common port", Pinned{}, []catalog.Instance{inst("10.0.0.1", 8080, pass), inst("10.0.0.2", 8080, pass), inst("10.0.0.3", 9090, pass)}, want{Ports: "8080/tcp"}},
+		{"tie goes to the lowest port", Pinned{}, []catalog.Instance{inst("10.0.0.1", 9090, pass), inst("10.0.0.2", 8080, pass)}, want{Ports: "8080/tcp"}},
+		{"vip_proto udp", Pinned{}, []catalog.Instance{inst("10.0.0.1", 53, pass, "vip_proto=udp")}, want{Ports: "53/udp", ProtoMeta: "udp"}},
+		{"vip_port wins over the port", Pinned{}, []catalog.Instance{inst("10.0.0.1", 32768, pass, "vip_port=80")}, want{Ports: "80/tcp", PortMeta: "80"}},
+		{"vip_port with protocols", Pinned{}, []catalog.Instance{inst("10.0.0.1", 53, pass, "vip_port=53/udp, 53/tcp,53/TCP")}, want{Ports: "53/tcp,53/udp", PortMeta: "53/udp, 53/tcp,53/TCP"}},
+		{"vip_port most common value", Pinned{}, []catalog.Instance{inst("10.0.0.1", 1, pass, "vip_port=81"), inst("10.0.0.2", 1, pass, "vip_port=80"), inst("10.0.0.3", 1, pass, "vip_port=81")}, want{Ports: "81/tcp", PortMeta: "81"}},
+		{"bad vip_port", Pinned{}, []catalog.Instance{inst("10.0.0.1", 8080, pass, "vip_port=http")}, want{Ports: "8080/tcp", Problem: `meta vip_port="http": "http" is not a port from 1 to 65535; write e.g. "80" or "80/tcp,53/udp"; using the most common instance port instead`}},
+		{"bad vip_port protocol", Pinned{}, []catalog.Instance{inst("10.0.0.1", 8080, pass, "vip_port=80/sctp")}, want{Ports: "8080/tcp", Problem: `meta vip_port="80/sctp": protocol "sctp" is neither tcp nor udp; using the most common instance port instead`}},
+		{"no port at all: undecided", Pinned{}, []catalog.Instance{inst("10.0.0.1", 0, pass)}, want{}},
+
+		// Later: instances on other ports change nothing.
+		{"instances moved to another common port", pinned("8080/tcp", "", ""), []catalog.Instance{inst("10.0.0.1", 9090, pass), inst("10.0.0.2", 9090, pass)}, want{Ports: "8080/tcp"}},
+		{"Meta dropped keeps the ports", pinned("80/tcp", "80", ""), []catalog.Instance{inst("10.0.0.1", 9090, pass)}, want{Ports: "80/tcp", PortMeta: "80"}},
+		{"same vip_port, other host ports", pinned("80/tcp", "80", ""), []catalog.Instance{inst("10.0.0.1", 32770, pass, "vip_port=80")}, want{Ports: "80/tcp", PortMeta: "80"}},
+		// Another explicit Meta changes them.
+		{"another vip_port", pinned("80/tcp", "80", ""), []catalog.Instance{inst("10.0.0.1", 32770, pass, "vip_port=8080")}, want{Ports: "8080/tcp", PortMeta: "8080"}},
+		{"a first vip_port", pinned("32768/tcp", "", ""), []catalog.Instance{inst("10.0.0.1", 32768, pass, "vip_port=80")}, want{Ports: "80/tcp", PortMeta: "80"}},
+		{"another vip_proto keeps the number", pinned("53/tcp", "", ""), []catalog.Instance{inst("10.0.0.1", 5353, pass, "vip_proto=udp")}, want{Ports: "53/udp", ProtoMeta: "udp"}},
+		{"vip_proto with a kept vip_port", pinned("53/tcp", "53", ""), []catalog.Instance{inst("10.0.0.1", 5353, pass, "vip_proto=udp")}, want{Ports: "53/udp", PortMeta: "53", ProtoMeta: "udp"}},
+		{"a bad new vip_port keeps the ports", pinned("80/tcp", "80", ""), []catalog.Instance{inst("10.0.0.1", 8080, pass, "vip_port=eighty")}, want{Ports: "80/tcp", PortMeta: "80",
+			Problem: `meta vip_port="eighty": "eighty" is not a port from 1 to 65535; write e.g. "80" or "80/tcp,53/udp"; keeping the VIP's ports 80/tcp`}},
+		{"undecided gets a port", Pinned{}, []catalog.Instance{inst("10.0.0.1", 0, pass), inst("10.0.0.2", 81, pass)}, want{Ports: "81/tcp"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := shapeOf(tt.insts)
-			var got want
-			got.DNSRR, got.Problem = s.dnsrr, s.problem
-			for i, p := range s.ports {
-				if i > 0 {
-					got.Ports += " "
-				}
-				got.Ports += string(p.Proto) + "/" + strconv.Itoa(int(p.Port))
-			}
+			p, problem := pin(tt.old, shapeOf(tt.insts))
+			got := want{Ports: FormatPorts(p.Ports), PortMeta: p.PortMeta, ProtoMeta: p.ProtoMeta, Problem: problem}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("shapeOf(%s) (-want +got):\n%s", tt.name, diff)
+				t.Errorf("pin (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestShapeOf(t *testing.T) {
+	s := shapeOf([]catalog.Instance{inst("10.0.0.2", 80, pass), inst("10.0.0.1", 8080, pass), inst("10.0.0.3", 80, crit), inst("10.0.0.4", 0, pass)})
+	want := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:8080"), netip.MustParseAddrPort("10.0.0.2:80")}
+	if diff := cmp.Diff(want, s.backends, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+		t.Errorf("backends: the passing instances with a port (-want +got):\n%s", diff)
+	}
+	if s.common != 80 {
+		t.Errorf("common = %d, want 80 (all instances vote, healthy or not)", s.common)
+	}
+	if s := shapeOf([]catalog.Instance{inst("10.0.0.1", 80, pass), inst("10.0.0.2", 80, pass, "endpoint_mode=dnsrr")}); !s.dnsrr {
+		t.Errorf("one instance with endpoint_mode=dnsrr: dnsrr = false")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -16,6 +17,7 @@ import (
 type attempt struct {
 	sent, done time.Duration
 	ok         bool
+	err        string
 }
 
 // round is one measured leader stop.
@@ -24,6 +26,8 @@ type round struct {
 	elected  time.Duration // a remaining server first names a new leader
 	recovery time.Duration // see recovery
 	failed   int           // PUTs that failed on the way
+	firstErr string        // the first failed PUT's error
+	slowest  time.Duration // the longest any PUT of the round took
 }
 
 // failover measures cfg.rounds leader stops of each kind on one cluster
@@ -37,7 +41,8 @@ func failover(ctx context.Context, cfg config, dir string) error {
 	fmt.Printf("failover: 3 servers + 1 client agent; after the leader is stopped, a fresh PUT through the client agent every 10 ms\n")
 	fmt.Printf("  recovery = stop -> first successful PUT after the longest stretch with none (a PUT a leaving leader still acknowledges ends no outage)\n")
 	fmt.Printf("  elected  = stop -> a remaining server names a new leader (polled every 10 ms)\n\n")
-	fmt.Printf("%-8s %6s | %-28s | %-28s | %s\n", "stop", "rounds", "recovery min/median/max", "elected min/median/max", "failed PUTs (median)")
+	fmt.Printf("  PUT max  = the longest a single PUT took (each has a 10 s client timeout)\n\n")
+	fmt.Printf("%-8s %6s | %-28s | %-28s | %-20s | %s\n", "stop", "rounds", "recovery min/median/max", "elected min/median/max", "failed PUTs med/max", "PUT max")
 	for _, mode := range cfg.stops {
 		var rounds []round
 		for i := range cfg.rounds {
@@ -46,7 +51,10 @@ func failover(ctx context.Context, cfg config, dir string) error {
 				return fmt.Errorf("%s round %d: %w", mode.name, i+1, err)
 			}
 			if cfg.verbose {
-				fmt.Printf("  %s round %2d: leader %s, recovery %v, elected %v, %d failed PUTs\n", mode.name, i+1, r.leader, ms(r.recovery), ms(r.elected), r.failed)
+				fmt.Printf("  %s round %2d: leader %s, recovery %v, elected %v, %d failed PUTs, slowest PUT %v\n", mode.name, i+1, r.leader, ms(r.recovery), ms(r.elected), r.failed, ms(r.slowest))
+				if r.firstErr != "" {
+					fmt.Printf("    first error: %s\n", r.firstErr)
+				}
 			}
 			rounds = append(rounds, r)
 		}
@@ -57,7 +65,11 @@ func failover(ctx context.Context, cfg config, dir string) error {
 			failed[i] = r.failed
 		}
 		slices.Sort(failed)
-		fmt.Printf("%-8s %6d | %-28s | %-28s | %d\n", mode.name, len(rounds), rec, el, failed[len(failed)/2])
+		slowest := time.Duration(0)
+		for _, r := range rounds {
+			slowest = max(slowest, r.slowest)
+		}
+		fmt.Printf("%-8s %6d | %-28s | %-28s | %-20s | %s\n", mode.name, len(rounds), rec, el, fmt.Sprintf("%d / %d", failed[len(failed)/2], failed[len(failed)-1]), ms(slowest))
 	}
 	fmt.Println()
 	return nil
@@ -83,7 +95,7 @@ func median(ds []time.Duration) time.Duration {
 }
 
 // failoverRound stops the leader with mode's signal and sends a fresh PUT
-// through the client agent every 10 ms, each with its own 5 s timeout,
+// through the client agent every 10 ms, each with its own 10 s timeout,
 // until a remaining server names a new leader, a PUT sent after that has
 // succeeded, and 300 ms more have passed. Then it starts the stopped
 // server again and waits until the cluster is whole and the server has
@@ -101,7 +113,11 @@ func failoverRound(ctx context.Context, c *cluster, mode stopMode, n int) (round
 		}
 	}
 	// Its own connections, so no request waits behind another's.
-	cl, err := api.NewClient(&api.Config{Address: addr(c.clients[0].ports.http), HttpClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}})
+	// Its connections are closed at the end of the round: the agent
+	// limits how many one client holds (http_max_conns_per_client, 200).
+	tr := &http.Transport{MaxIdleConnsPerHost: 256}
+	defer tr.CloseIdleConnections()
+	cl, err := api.NewClient(&api.Config{Address: addr(c.clients[0].ports.http), HttpClient: &http.Client{Transport: tr}})
 	if err != nil {
 		return round{}, err
 	}
@@ -177,23 +193,40 @@ func failoverRound(ctx context.Context, c *cluster, mode stopMode, n int) (round
 		}
 		writes.Go(func() {
 			defer func() { <-inflight }()
-			actx, acancel := context.WithTimeout(rctx, 5*time.Second)
+			actx, acancel := context.WithTimeout(rctx, 10*time.Second)
 			defer acancel()
 			sent := time.Since(t0)
 			_, err := cl.KV().Put(&api.KVPair{Key: "bench/failover", Value: fmt.Appendf(nil, "round-%d-%d", n, i)}, (&api.WriteOptions{}).WithContext(actx))
 			answered := time.Since(t0)
 			mu.Lock()
-			attempts = append(attempts, attempt{sent: sent, done: answered, ok: err == nil})
+			a := attempt{sent: sent, done: answered, ok: err == nil}
+			if err != nil {
+				a.err = err.Error()
+			}
+			attempts = append(attempts, a)
 			mu.Unlock()
 		})
 	}
-	writes.Wait() // each PUT has 5 s at most
+	writes.Wait() // each PUT has 10 s at most
 	watch.Wait()
 	cancel()
 	r := round{leader: leader.name, elected: elected}
 	r.recovery, r.failed = recovery(attempts)
+	for _, a := range attempts {
+		r.slowest = max(r.slowest, a.done-a.sent)
+		if !a.ok && r.firstErr == "" {
+			r.firstErr = a.err
+		}
+	}
 
-	if err := leader.stop(mode.sig, 30*time.Second); err != nil {
+	if mode.sig == syscall.SIGSTOP {
+		// A pause ends: the old leader resumes and must rejoin as a
+		// follower; nothing restarts.
+		if err := leader.signal(syscall.SIGCONT); err != nil {
+			return round{}, err
+		}
+		leader.signalled = false // running again: a later stop must signal it
+	} else if err := leader.stop(mode.sig, 30*time.Second); err != nil {
 		return round{}, err
 	}
 	// A last write, then the old leader comes back and must hold it in
@@ -207,8 +240,10 @@ func failoverRound(ctx context.Context, c *cluster, mode stopMode, n int) (round
 	if _, err := now.api.KV().Put(&api.KVPair{Key: "bench/failover", Value: []byte(final)}, nil); err != nil {
 		return round{}, fmt.Errorf("PUT through the new leader %s: %w", now.name, err)
 	}
-	if err := c.restart(leader); err != nil {
-		return round{}, err
+	if mode.sig != syscall.SIGSTOP {
+		if err := c.restart(leader); err != nil {
+			return round{}, err
+		}
 	}
 	if err := c.waitHealthy(ctx, "bench/failover", final); err != nil {
 		return round{}, fmt.Errorf("after restarting %s: %w", leader.name, err)

@@ -57,13 +57,14 @@ type stopMode struct {
 var stopModes = map[string]stopMode{
 	"kill": {"SIGKILL", syscall.SIGKILL},
 	"term": {"SIGTERM", syscall.SIGTERM},
+	"stop": {"SIGSTOP", syscall.SIGSTOP},
 }
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("failover", flag.ContinueOnError)
 	bin := fs.String("bin", "bin/cairn", "the cairn binary to run")
 	rounds := fs.Int("rounds", 10, "failover rounds per kind of stop")
-	stops := fs.String("stop", "kill,term", "kinds of leader stop to measure: kill (SIGKILL), term (SIGTERM, a graceful leave)")
+	stops := fs.String("stop", "kill,term", "kinds of leader stop to measure: kill (SIGKILL), term (SIGTERM, a graceful leave), stop (SIGSTOP: a paused leader, resumed with SIGCONT after the round)")
 	clients := fs.String("clients", "16,64", "comma-separated concurrent clients for the throughput runs")
 	duration := fs.Duration("duration", 5*time.Second, "length of each throughput run")
 	only := fs.String("only", "failover,throughput", "which measurements to run")
@@ -90,7 +91,7 @@ func run(args []string) error {
 	for _, s := range strings.Split(*stops, ",") {
 		m, ok := stopModes[strings.TrimSpace(s)]
 		if !ok {
-			return fmt.Errorf("-stop: unknown kind %q; use kill, term or kill,term", s)
+			return fmt.Errorf("-stop: unknown kind %q; use kill, term, stop or a list such as kill,stop", s)
 		}
 		cfg.stops = append(cfg.stops, m)
 	}

@@ -127,10 +127,13 @@ func agentFlags(c *agent.Config, sources *[]configSource) *flag.FlagSet {
 	fs.DurationVar(&c.DNS.ServiceTTL, "dns-ttl", c.DNS.ServiceTTL, "TTL of service records in DNS answers (0 by default, as Swarm's DNS: clients always ask again); dns_config.service_ttl.")
 	fs.DurationVar(&c.DNS.NodeTTL, "dns-node-ttl", c.DNS.NodeTTL, "TTL of node records in DNS answers; dns_config.node_ttl.")
 	fs.DurationVar(&c.ReconnectTimeout, "reconnect-timeout", c.ReconnectTimeout, "How long a failed member stays (its services answered as critical) before it is purged, and a failed server stays a Raft voter.")
+	fs.DurationVar(&c.RPCHoldTimeout, "rpc-hold-timeout", c.RPCHoldTimeout, "How long a KV or session request waits for a leader (during an election, or when a server stops answering) before it fails; performance.rpc_hold_timeout.")
 	fs.StringVar(&c.AltDomain, "alt-domain", c.AltDomain, `Second DNS domain answering the same names, for clients written for Consul; "" turns it off.`)
 	fs.Var(listFlag{&c.Recursors}, "recursor", "DNS server (IP or IP:port) for names outside -domain; repeatable.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Log level: trace, debug, info, warn or err.")
 	fs.BoolVar(&c.Docker, "docker", c.Docker, "Register this host's Docker containers and Swarm tasks as services, by registrator's rules and SERVICE_* labels ($DOCKER_HOST, else unix:///var/run/docker.sock).")
+	fs.Var(metaFlag{&c.NodeMeta}, "node-meta", `Node meta "key:value" for this node's catalog entry; repeatable.`)
+	fs.BoolVar(&c.EnableLocalScriptChecks, "enable-local-script-checks", c.EnableLocalScriptChecks, "Allow script checks defined in config files (not over the HTTP API).")
 	fs.BoolVar(&c.EnableScriptChecks, "enable-script-checks", c.EnableScriptChecks, "Allow health checks that run a program (ScriptArgs); off by default.")
 	fs.Var(listFlag{&c.Templates}, "template", `Template to render in-process from this agent's catalog and KV, "source[:destination[:command]]" (as cairn template); repeatable.`)
 	fs.StringVar(&c.TemplateCheck, "template-check", c.TemplateCheck, `Command that validates each result of the -template templates before it stays (e.g. "nginx -t"); $CAIRN_TEMPLATE_FILE names the destination.`)
@@ -169,5 +172,23 @@ func (f sourceFlag) String() string { return "" }
 
 func (f sourceFlag) Set(v string) error {
 	*f.list = append(*f.list, configSource{path: v, dir: f.dir})
+	return nil
+}
+
+// metaFlag adds each "key:value" of a repeatable flag to a map, as
+// Consul's -node-meta does.
+type metaFlag struct{ m *map[string]string }
+
+func (f metaFlag) String() string { return "" }
+
+func (f metaFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, ":")
+	if !ok || k == "" {
+		return fmt.Errorf("%q is not key:value; give the node meta as -node-meta key:value", v)
+	}
+	if *f.m == nil {
+		*f.m = map[string]string{}
+	}
+	(*f.m)[k] = val
 	return nil
 }

@@ -173,14 +173,14 @@ retry_join = ["10.0.0.1"]
 
 func TestAgentConfigErrors(t *testing.T) {
 	dir := t.TempDir()
-	unknown := write(t, dir, "unknown.hcl", "server = true\nverify_incoming = true\n")
+	unknown := write(t, dir, "unknown.hcl", "server = true\nverify_incomming = true\n")
 	tests := []struct {
 		name    string
 		args    []string
 		wantErr string
 	}{
 		{"unknown key names key and file", []string{"-config-file", unknown},
-			`config file ` + unknown + `: line 2: unknown key "verify_incoming"; cairn reads these keys: `},
+			`config file ` + unknown + `: line 2: unknown key "verify_incomming"; it is neither one of cairn's keys (`},
 		{"missing file", []string{"-config-file", filepath.Join(dir, "nope.hcl")},
 			"read config file: open " + filepath.Join(dir, "nope.hcl") + ": no such file or directory"},
 		{"missing dir", []string{"-config-dir", filepath.Join(dir, "nope")},

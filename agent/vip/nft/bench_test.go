@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,8 +73,13 @@ func BenchmarkUpdateOneAt10k(b *testing.B) {
 	if err := d.Sync(ctx, desired); err != nil {
 		b.Fatal(err)
 	}
-	for _, mode := range []string{"replace-backend", "count-change"} {
-		b.Run(mode, func(b *testing.B) {
+	for _, name := range []string{"replace-backend", "count-change", "replace-backend/one-transaction", "count-change/one-transaction"} {
+		mode, one := strings.CutSuffix(name, "/one-transaction")
+		b.Run(name, func(b *testing.B) {
+			// one-transaction: what the commit cost before it was split
+			// in three (see TestSystemGenerationRace), for comparison.
+			d.oneTransaction = one
+			defer func() { d.oneTransaction = false }()
 			i := 0
 			for b.Loop() {
 				// Iterations go in pairs on one VIP: change, change back.

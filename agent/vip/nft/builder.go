@@ -304,6 +304,10 @@ func (b *builder) commit() (int, error) {
 	// So: 1. the skeleton, the chains and the backends that are new,
 	// 2. the service-ips and no-endpoint elements, and backends
 	// replaced in place, 3. what nothing points at any more.
+	// TestSystemGenerationRace measures it: datagrams sent to a VIP
+	// while its backend count changes leave without DNAT with one
+	// transaction (74 in eight 5 s runs, 0 to 21 a run), never with
+	// three (nor without updates).
 	added, replaced := map[beKey]netip.AddrPort{}, map[beKey]netip.AddrPort{}
 	for k, be := range b.addBackends {
 		if _, ok := b.delBackends[k]; ok {
@@ -323,6 +327,9 @@ func (b *builder) commit() (int, error) {
 	flush := func(phase string) error {
 		if b.err != nil {
 			return b.discard()
+		}
+		if d.oneTransaction && phase != lastPhase {
+			return nil // all in the last one
 		}
 		if err := c.Flush(); err != nil {
 			return fmt.Errorf("netlink transaction of %d changes (%s): %w", n, phase, err)
@@ -357,7 +364,7 @@ func (b *builder) commit() (int, error) {
 	for _, name := range b.strays {
 		c.DelChain(b.chain(name))
 	}
-	if err := flush("unused backends and chains"); err != nil {
+	if err := flush(lastPhase); err != nil {
 		return 0, err
 	}
 	for k, ref := range p.refs {
@@ -371,6 +378,9 @@ func (b *builder) commit() (int, error) {
 	}
 	return n, nil
 }
+
+// lastPhase is the last of commit's transactions.
+const lastPhase = "unused backends and chains"
 
 // discard empties the connection's queue without sending it: the
 // library has no abort, so a fresh connection replaces the old one.

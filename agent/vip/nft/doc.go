@@ -25,8 +25,9 @@
 //
 // The per-service state is map elements only; the chains are fixed, plus
 // one balance-N-S chain per backend count and shard in use, shared by all
-// VIP ports of shard S with N backends. So an Update is a handful of element changes in one
-// netlink transaction, whatever the number of VIPs: adding, removing or
+// VIP ports of shard S with N backends. So an Update is a handful of element changes
+// (in three netlink transactions, so that no packet meets a chain or a
+// backend missing in its generation: builder.commit), whatever the number of VIPs: adding, removing or
 // replacing a backend touches its own element (each backend keeps its
 // index where it can) and, when N changes, the port's service-ips
 // element. kube-proxy has a chain per service and per endpoint instead;

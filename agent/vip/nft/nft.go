@@ -73,6 +73,11 @@ type Dataplane struct {
 	// tests and logs): chains added, flushed or deleted, rules added, map
 	// elements added or deleted.
 	lastChanges int
+
+	// oneTransaction makes a commit one netlink transaction instead of
+	// three (builder.commit): only for the test that shows why it must
+	// not be (TestSystemGenerationRace).
+	oneTransaction bool
 }
 
 var _ vip.Dataplane = (*Dataplane)(nil)

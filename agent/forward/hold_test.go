@@ -1,0 +1,86 @@
+package forward_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/agent/forward"
+	"github.com/cairn-dev/cairn/kv"
+)
+
+// TestWritesHeldThroughLeaderLoss: when the leader goes away, writes
+// through a client agent wait for the new leader (the hold) instead of
+// failing, and each is applied once.
+func TestWritesHeldThroughLeaderLoss(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var addrs []string
+	for _, nd := range nodes {
+		addrs = append(addrs, nd.addr)
+	}
+	client := forward.NewRouter(nil, func() []string { return addrs }, forward.NewPool(time.Second), forward.HoldTimeout(10*time.Second))
+	var leader *node
+	for _, nd := range nodes {
+		if nd.kv.IsLeader() {
+			leader = nd
+		}
+	}
+	leader.kv.Shutdown()
+	for i := range 20 {
+		ok, err := client.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: fmt.Sprint("held/", i), Value: []byte("v")})
+		if err != nil || !ok {
+			t.Fatalf("write %d after the leader stopped = %v, %v; want it held until a new leader takes it", i, ok, err)
+		}
+	}
+	// A CAS held through the same is answered once: true.
+	ok, err := client.Apply(ctx, kv.Op{Verb: kv.VerbCAS, Key: "held/cas", Index: 0, Value: []byte("v")})
+	if err != nil || !ok {
+		t.Fatalf("cas = %v, %v; want true", ok, err)
+	}
+	_, keys, err := client.Keys(ctx, kv.QueryOptions{}, "held/", "")
+	if err != nil || len(keys) != 21 {
+		t.Fatalf("keys = %v, %v; want the 21 written", keys, err)
+	}
+}
+
+// TestHoldEndsWithoutQuorum: with no majority, a write waits the hold
+// time, then fails saying there is no leader and that nothing was
+// written, never "may have been applied" (nothing reached a leader).
+func TestHoldEndsWithoutQuorum(t *testing.T) {
+	nodes := startCluster(t, 3)
+	survivor := follower(nodes)
+	for _, nd := range nodes {
+		if nd != survivor {
+			nd.kv.Shutdown()
+		}
+	}
+	client := forward.NewRouter(nil, func() []string { return []string{survivor.addr} }, forward.NewPool(time.Second), forward.HoldTimeout(500*time.Millisecond))
+	_, err := client.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "k", Value: []byte("v")})
+	if !errors.Is(err, kv.ErrNoLeader) || errors.Is(err, kv.ErrOutcomeUnknown) || !strings.Contains(err.Error(), "hold time") {
+		t.Fatalf("write without quorum = %v; want no cluster leader after the hold time", err)
+	}
+	// A read is held the same way and fails the same way.
+	if _, _, err := client.Get(ctx, kv.QueryOptions{}, "k"); !errors.Is(err, kv.ErrNoLeader) {
+		t.Fatalf("read without quorum = %v; want no cluster leader", err)
+	}
+	// A stale read needs no leader.
+	if _, _, err := client.Get(ctx, kv.QueryOptions{Stale: true}, "k"); err != nil {
+		t.Fatalf("stale read without quorum = %v", err)
+	}
+}
+
+// TestSessionNodeMustExist: a session for a node the catalog does not
+// know is refused (its failure could never end the session).
+func TestSessionNodeMustExist(t *testing.T) {
+	nodes := startCluster(t, 1)
+	known := map[string]bool{"n1": true}
+	r := forward.NewRouter(nodes[0].kv, nil, forward.NewPool(time.Second), forward.NodeExists(func(n string) bool { return known[n] }))
+	if _, err := r.CreateSession(ctx, kv.Session{Node: "ghost"}); !errors.Is(err, kv.ErrInvalidRequest) || !strings.Contains(err.Error(), `node "ghost" is not in the catalog`) {
+		t.Fatalf("session for an unknown node: %v; want invalid request naming it", err)
+	}
+	if _, err := r.CreateSession(ctx, kv.Session{Node: "n1"}); err != nil {
+		t.Fatalf("session for a known node: %v", err)
+	}
+}

@@ -1,0 +1,361 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/consuljson"
+	"github.com/cairn-dev/cairn/kv"
+)
+
+// The catalog and session operations of /v1/txn (api.NodeTxnOp,
+// ServiceTxnOp, CheckTxnOp and Consul's session delete). The catalog is
+// not in the Raft store (it is each agent's own, spread by gossip), so a
+// transaction that mixes them is made all or nothing here: every
+// operation's precondition (gets, CAS indexes, sessions) is checked
+// first, the catalog writes are applied with an undo log, then the KV
+// operations run in one Raft transaction; if those fail, the catalog
+// writes are undone. The catalog entries written belong to this agent,
+// as with /v1/catalog/register.
+
+type txnNodeOp struct {
+	Verb string
+	Node struct {
+		ID              string
+		Node            string
+		Address         string
+		Datacenter      string
+		TaggedAddresses map[string]string
+		Meta            map[string]string
+		ModifyIndex     uint64
+	}
+}
+
+type txnServiceOp struct {
+	Verb    string
+	Node    string
+	Service serviceIn
+}
+
+type txnCheckOp struct {
+	Verb  string
+	Check checkIn
+}
+
+type txnSessionOp struct {
+	Verb    string
+	Session struct{ ID string }
+}
+
+// txnResultOut is one result of /v1/txn (api.TxnResult).
+type txnResultOut struct {
+	KV      *kv.Entry         `json:",omitempty"`
+	Node    *consuljson.Node  `json:",omitempty"`
+	Service *txnServiceResult `json:",omitempty"`
+	Check   *txnCheckResult   `json:",omitempty"`
+}
+
+// txnServiceResult is a service as a transaction answers it: Consul's
+// NodeService, whose Proxy and Connect are objects even when empty.
+type txnServiceResult struct {
+	*consuljson.Service
+	Proxy   json.RawMessage
+	Connect json.RawMessage
+}
+
+// txnCheckResult is a check as a transaction answers it: ServiceTags
+// absent rather than [] when there are none.
+type txnCheckResult struct {
+	*consuljson.Check
+	ServiceTags []string `json:",omitempty"`
+}
+
+// catalogTxn is the catalog part of one transaction.
+type catalogTxn struct {
+	h    *handler
+	undo []func() error
+}
+
+func (t *catalogTxn) node(name string) *catalog.Node {
+	_, n, _ := t.h.catalog.Node(nil, name)
+	return n
+}
+
+func (t *catalogTxn) service(node, id string) *catalog.Service {
+	_, _, svcs := t.h.catalog.Node(nil, node)
+	for _, s := range svcs {
+		if s.ID == id {
+			return s
+		}
+	}
+	return nil
+}
+
+func (t *catalogTxn) check(node, id string) *catalog.Check {
+	_, cs := t.h.catalog.NodeChecks(nil, node)
+	for _, c := range cs {
+		if c.CheckID == id {
+			return c
+		}
+	}
+	return nil
+}
+
+// casError is Consul's text for a CAS that lost.
+func casError(what, name string) string {
+	return fmt.Sprintf("failed to set %s %q, index is stale", what, name)
+}
+
+// precheck is op's precondition against the catalog as it is; "" when it
+// holds.
+func (t *catalogTxn) precheck(op txnOp) string {
+	switch {
+	case op.Node != nil:
+		n := op.Node.Node
+		cur := t.node(n.Node)
+		switch op.Node.Verb {
+		case "get":
+			if cur == nil {
+				return fmt.Sprintf("node %q doesn't exist", n.Node)
+			}
+		case "cas", "delete-cas":
+			if cur == nil && n.ModifyIndex != 0 || cur != nil && cur.ModifyIndex != n.ModifyIndex {
+				return casError("node", n.Node)
+			}
+		case "set", "delete":
+		default:
+			return fmt.Sprintf("unknown node operation: %s", op.Node.Verb)
+		}
+	case op.Service != nil:
+		s := op.Service
+		cur := t.service(s.Node, s.Service.ID)
+		switch s.Verb {
+		case "get":
+			if cur == nil {
+				return fmt.Sprintf("service %q on node %q doesn't exist", s.Service.ID, s.Node)
+			}
+		case "cas", "delete-cas":
+			if cur == nil && s.Service.ModifyIndex != 0 || cur != nil && cur.ModifyIndex != s.Service.ModifyIndex {
+				return casError("service", s.Service.ID)
+			}
+		case "set", "delete":
+		default:
+			return fmt.Sprintf("unknown service operation: %s", s.Verb)
+		}
+	case op.Check != nil:
+		c := op.Check.Check
+		cur := t.check(c.Node, c.CheckID)
+		switch op.Check.Verb {
+		case "get":
+			if cur == nil {
+				return fmt.Sprintf("check %q on node %q doesn't exist", c.CheckID, c.Node)
+			}
+		case "cas", "delete-cas":
+			if cur == nil && c.ModifyIndex != 0 || cur != nil && cur.ModifyIndex != c.ModifyIndex {
+				return casError("check", c.CheckID)
+			}
+		case "set", "delete":
+		default:
+			return fmt.Sprintf("unknown check operation: %s", op.Check.Verb)
+		}
+	}
+	return ""
+}
+
+// apply applies op's write, recording how to undo it; "" when it worked.
+func (t *catalogTxn) apply(op txnOp) string {
+	switch {
+	case op.Node != nil:
+		n := op.Node.Node
+		switch op.Node.Verb {
+		case "set", "cas":
+			prev := t.snapshotNode(n.Node)
+			err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{
+				ID: n.ID, Node: n.Node, Address: n.Address, TaggedAddresses: n.TaggedAddresses, Meta: n.Meta,
+			}})
+			if err != nil {
+				return err.Error()
+			}
+			t.undo = append(t.undo, prev)
+		case "delete", "delete-cas":
+			prev := t.snapshotNode(n.Node)
+			if err := t.h.catalog.Deregister(catalog.Deregistration{Node: n.Node}); err != nil && t.node(n.Node) != nil {
+				return err.Error()
+			}
+			t.undo = append(t.undo, prev)
+		}
+	case op.Service != nil:
+		s := op.Service
+		prev := t.snapshotNode(s.Node)
+		switch s.Verb {
+		case "set", "cas":
+			svc, err := s.Service.service()
+			if err != nil {
+				return err.Error()
+			}
+			if err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{Node: s.Node}, SkipNodeUpdate: true, Service: svc}); err != nil {
+				return err.Error()
+			}
+		case "delete", "delete-cas":
+			if t.service(s.Node, s.Service.ID) != nil {
+				if err := t.h.catalog.Deregister(catalog.Deregistration{Node: s.Node, ServiceID: s.Service.ID}); err != nil {
+					return err.Error()
+				}
+			}
+		}
+		t.undo = append(t.undo, prev)
+	case op.Check != nil:
+		c := op.Check.Check
+		prev := t.snapshotNode(c.Node)
+		switch op.Check.Verb {
+		case "set", "cas":
+			chk, err := c.check(c.ServiceID)
+			if err != nil {
+				return err.Error()
+			}
+			if err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{Node: c.Node}, SkipNodeUpdate: true, Checks: []*catalog.Check{chk}}); err != nil {
+				return err.Error()
+			}
+		case "delete", "delete-cas":
+			if t.check(c.Node, c.CheckID) != nil {
+				if err := t.h.catalog.Deregister(catalog.Deregistration{Node: c.Node, CheckID: c.CheckID}); err != nil {
+					return err.Error()
+				}
+			}
+		}
+		t.undo = append(t.undo, prev)
+	}
+	return ""
+}
+
+// snapshotNode returns what puts node back as it is now: its
+// registration (node, services, checks), or its removal if it does not
+// exist. The agent's own node is put back service by service.
+func (t *catalogTxn) snapshotNode(name string) func() error {
+	_, n, svcs := t.h.catalog.Node(nil, name)
+	_, checks := t.h.catalog.NodeChecks(nil, name)
+	return func() error {
+		if n == nil {
+			return t.h.catalog.Deregister(catalog.Deregistration{Node: name})
+		}
+		// Drop what the transaction added, then register what was there.
+		_, _, nowSvcs := t.h.catalog.Node(nil, name)
+		for _, s := range nowSvcs {
+			if !containsService(svcs, s.ID) {
+				_ = t.h.catalog.Deregister(catalog.Deregistration{Node: name, ServiceID: s.ID})
+			}
+		}
+		_, nowChecks := t.h.catalog.NodeChecks(nil, name)
+		for _, c := range nowChecks {
+			if c.CheckID != catalog.SerfCheckID && !containsCheck(checks, c.CheckID) {
+				_ = t.h.catalog.Deregister(catalog.Deregistration{Node: name, CheckID: c.CheckID})
+			}
+		}
+		if err := t.h.catalog.Register(catalog.Registration{Node: *n}); err != nil {
+			return err
+		}
+		for _, s := range svcs {
+			if err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{Node: name}, SkipNodeUpdate: true, Service: s}); err != nil {
+				return err
+			}
+		}
+		for _, c := range checks {
+			if c.CheckID == catalog.SerfCheckID {
+				continue
+			}
+			if err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{Node: name}, SkipNodeUpdate: true, Checks: []*catalog.Check{c}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func containsService(svcs []*catalog.Service, id string) bool {
+	for _, s := range svcs {
+		if s.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func containsCheck(cs []*catalog.Check, id string) bool {
+	for _, c := range cs {
+		if c.CheckID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// rollback undoes the writes applied, last first.
+func (t *catalogTxn) rollback() error {
+	var errs []string
+	for i := len(t.undo) - 1; i >= 0; i-- {
+		if err := t.undo[i](); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	t.undo = nil
+	if len(errs) > 0 {
+		return fmt.Errorf("undoing the catalog writes of a failed transaction: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// result is op's result after the transaction: the entry it read or
+// wrote, none for a delete.
+func (t *catalogTxn) result(op txnOp) *txnResultOut {
+	switch {
+	case op.Node != nil:
+		if strings.HasPrefix(op.Node.Verb, "delete") {
+			return nil
+		}
+		if n := t.node(op.Node.Node.Node); n != nil {
+			return &txnResultOut{Node: consuljson.FromNode(n)}
+		}
+	case op.Service != nil:
+		if strings.HasPrefix(op.Service.Verb, "delete") {
+			return nil
+		}
+		if s := t.service(op.Service.Node, op.Service.Service.ID); s != nil {
+			out := &txnServiceResult{Service: consuljson.FromService(s), Proxy: s.Proxy, Connect: s.Connect}
+			if len(out.Proxy) == 0 {
+				out.Proxy = json.RawMessage("{}")
+			}
+			if len(out.Connect) == 0 {
+				out.Connect = json.RawMessage("{}")
+			}
+			return &txnResultOut{Service: out}
+		}
+	case op.Check != nil:
+		if strings.HasPrefix(op.Check.Verb, "delete") {
+			return nil
+		}
+		if c := t.check(op.Check.Check.Node, op.Check.Check.CheckID); c != nil {
+			j := consuljson.FromCheck(c)
+			j.Node = op.Check.Check.Node
+			return &txnResultOut{Check: &txnCheckResult{Check: j, ServiceTags: c.ServiceTags}}
+		}
+	}
+	return nil
+}
+
+// sessionPrecheck is a session delete's precondition: the session exists.
+func (h *handler) sessionPrecheck(ctx context.Context, op *txnSessionOp) string {
+	if op.Verb != "delete" {
+		return fmt.Sprintf("unknown session operation: %s", op.Verb)
+	}
+	_, s, err := h.store.SessionInfo(ctx, kv.QueryOptions{}, op.Session.ID)
+	if err != nil {
+		return err.Error()
+	}
+	if s == nil {
+		return fmt.Sprintf("session %q doesn't exist", op.Session.ID)
+	}
+	return ""
+}
