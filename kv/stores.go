@@ -185,3 +185,12 @@ func (s *Server) reapTombstones(ctx context.Context) {
 		}
 	}
 }
+
+// IsMonotonic passes on whether the log underneath accepts only
+// consecutive indexes (the write-ahead log does): Raft then drops the
+// whole log after installing a snapshot, instead of leaving a gap such a
+// log refuses. Without it the disk guard's wrapper would hide that.
+func (l *guardedLogs) IsMonotonic() bool {
+	m, ok := l.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
