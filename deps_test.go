@@ -32,13 +32,14 @@ var forbidden = map[string][]string{
 	"blocking": {"agent", "kv", "kvtest", "dns", "template", "registrator", "systemtest", "cmd", "e2e", "bench"},
 	// agent/* are parts the agent wires; they must not reach back into
 	// it or into the other leaves.
-	"agent/httpapi":    {"dns", "template", "registrator", "cmd"},
-	"agent/membership": {"kv", "dns", "template", "registrator", "cmd"},
-	"agent/catalog":    {"kv", "dns", "template", "registrator", "cmd"},
-	"agent/checks":     {"kv", "dns", "template", "registrator", "cmd"},
-	"agent/consuljson": {"kv", "dns", "template", "registrator", "cmd", "agent/httpapi"},
-	"agent/vip":        {"dns", "template", "registrator", "cmd"},
-	"agent":            {"cmd"},
+	"agent/httpapi":       {"dns", "template", "registrator", "cmd"},
+	"agent/membership":    {"kv", "dns", "template", "registrator", "cmd"},
+	"agent/catalog":       {"kv", "dns", "template", "registrator", "cmd"},
+	"agent/checks":        {"kv", "dns", "template", "registrator", "cmd"},
+	"agent/consuljson":    {"kv", "dns", "template", "registrator", "cmd", "agent/httpapi"},
+	"agent/vip":           {"dns", "template", "registrator", "cmd"},
+	"agent/preparedquery": {"dns", "template", "registrator", "cmd", "agent/httpapi"},
+	"agent":               {"cmd"},
 }
 
 // agentPkg is the agent package itself, which no agent/* part may import

@@ -44,7 +44,7 @@ func (w *wiring) catalogParts() ([]part, error) {
 		DataDir:            catalogDir,
 		EnableScriptChecks: cfg.EnableScriptChecks || cfg.EnableLocalScriptChecks,
 		ValidateCheck: func(d checks.Definition) error {
-			if d.Type() == catalog.CheckScript && !scripts() {
+			if (d.Type() == catalog.CheckScript || d.Type() == "docker") && !scripts() {
 				return fmt.Errorf("check %q: script checks are disabled for the HTTP API on this agent (enable_local_script_checks allows them in config files only); start it with -enable-script-checks, or use an HTTP, TCP or TTL check", d.ID)
 			}
 			return d.Validate(cfg.EnableScriptChecks || cfg.EnableLocalScriptChecks)
@@ -72,6 +72,7 @@ func (w *wiring) catalogParts() ([]part, error) {
 		Sink:               checkSink{cat: cat, log: w.log},
 		EnableScriptChecks: cfg.EnableScriptChecks || cfg.EnableLocalScriptChecks,
 		DisableStagger:     w.fast,
+		Docker:             w.dockerExec(),
 		Logger:             w.log,
 	}
 	if cfg.Fast {

@@ -129,11 +129,13 @@ type Config struct {
 	// Docker (-docker) registers this host's Docker containers and Swarm
 	// tasks as services of this agent, by registrator's rules (package
 	// registrator): IDs <node name>:<container>:<port>, published ports
-	// at the advertise address. DockerHost is the engine ("" means
-	// $DOCKER_HOST, else unix:///var/run/docker.sock). Not in config
-	// files yet.
-	Docker     bool
-	DockerHost string
+	// at the advertise address. DockerHost (-docker-host) is the engine
+	// ("" means $DOCKER_HOST, else unix:///var/run/docker.sock).
+	// DockerOptions are registrator's options (-docker-internal, ...).
+	// In config files: docker { enabled host internal ... }.
+	Docker        bool
+	DockerHost    string
+	DockerOptions DockerOptions
 
 	// VIPCIDR (-vip-cidr, vip_cidr) is the range service VIPs come from,
 	// e.g. 10.200.0.0/16. Empty: no VIPs at all (DNS answers instances).
@@ -306,6 +308,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.validateDNS(); err != nil {
+		return err
+	}
+	if err := c.DockerOptions.validate(); err != nil {
 		return err
 	}
 	if _, err := c.templateConfig(false); err != nil {

@@ -60,6 +60,8 @@ type fileConfig struct {
 	VIPDataplane *string `hcl:"vip_dataplane"`
 	VIPScheduler *string `hcl:"vip_scheduler"`
 	VIPGrace     *string `hcl:"vip_grace"`
+	// docker { ... }: the in-process registrator (-docker and its options).
+	Docker *fileDocker `hcl:"docker"`
 }
 
 // fileDNS is Consul's dns_config block, in the part cairn reads.
@@ -328,6 +330,11 @@ func (fc *fileConfig) apply(c *Config) error {
 			return fmt.Errorf("vip_grace = %q is not a duration; give one with a unit, such as \"1h\"", *fc.VIPGrace)
 		}
 		c.VIPGrace = v
+	}
+	if d := fc.Docker; d != nil {
+		if err := d.apply(c); err != nil {
+			return err
+		}
 	}
 	if p := fc.Performance; p != nil && p.RPCHoldTimeout != nil {
 		v, err := time.ParseDuration(*p.RPCHoldTimeout)

@@ -260,6 +260,11 @@ func (w *wiring) dnsPart() (part, bool, error) {
 	}
 	dc := w.cfg.dnsConfig()
 	dc.PacketConn, dc.Listener, dc.Logger = w.dnsPC, w.dnsLn, w.log
+	queries, err := w.queryRegistry()
+	if err != nil {
+		return part{}, false, err
+	}
+	dc.Queries = dnsQueries{queries}
 	srv, err := dns.New(dc, newDNSCatalog(w.cat, w.vips, w.log))
 	if err != nil {
 		return part{}, false, err

@@ -55,20 +55,27 @@ func (w *wiring) httpPart() (part, error) {
 	if w.mux != nil {
 		serverPort = w.mux.Addr().(*net.TCPAddr).Port
 	}
+	queries, err := w.queryRegistry()
+	if err != nil {
+		return part{}, err
+	}
 	var root *httpapi.CARoot
 	var trustDomain string
 	if cfg.ConnectEnabled && cfg.Server {
-		var err error
 		if root, trustDomain, err = connectRoot(w.nodeID, cfg.Datacenter); err != nil {
 			return part{}, err
 		}
 	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
-		ConnectRoot: root,
-		TrustDomain: trustDomain,
-		Store:       w.routerFor(),
-		Cluster:     &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
-		Catalog:     w.httpCatalog(),
+		ConnectRoot:     root,
+		TrustDomain:     trustDomain,
+		Store:           w.routerFor(),
+		Cluster:         &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
+		Catalog:         w.httpCatalog(),
+		Events:          w.events,
+		Coordinates:     w.ml,
+		PreparedQueries: queries,
+		Autopilot:       &autopilot{ml: w.ml, router: w.routerFor()},
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      w.nodeID,

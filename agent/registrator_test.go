@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/registrator"
 	"github.com/cairn-dev/cairn/registrator/registratortest"
 	"github.com/hashicorp/consul/api"
@@ -148,19 +149,56 @@ func TestRegistratorInProcess(t *testing.T) {
 	waitLocal(t, w, "node-1:web2:80 web 10.0.0.1:8082 registrator:node-1:web2:80=passing,service:node-1:web2:80=critical")
 }
 
-func TestRegistratorCheckRefusesWhatCairnDoesNotRun(t *testing.T) {
-	for _, tc := range []struct {
-		check registrator.Check
-		want  string
+// TestRegistratorChecks: every SERVICE_CHECK_* kind becomes the agent's
+// check of that kind (gRPC and Docker exec included); a check this agent
+// refuses (a Docker check without -enable-script-checks, a bad duration)
+// still registers the service, with a critical check whose output says
+// why, so the container is never dropped.
+func TestRegistratorChecks(t *testing.T) {
+	cfg := catalog.DefaultConfig()
+	cfg.NodeName, cfg.Address = "node-1", "10.0.0.1"
+	// As the agent validates without -enable-script-checks.
+	cfg.ValidateCheck = func(d checks.Definition) error { return d.Validate(false) }
+	cat, err := catalog.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := catalogRegistry{cat}
+	tests := []struct {
+		name              string
+		check             registrator.Check
+		wantType, wantSt  string
+		wantOutputContain string
 	}{
-		{registrator.Check{GRPC: "10.0.0.1:80"}, "SERVICE_CHECK_GRPC: gRPC checks are not supported by cairn; use SERVICE_CHECK_TCP or SERVICE_CHECK_HTTP"},
-		{registrator.Check{Args: []string{"x"}, DockerID: "c1"}, "SERVICE_CHECK_DOCKER: docker exec checks are not supported by cairn; use SERVICE_CHECK_SCRIPT or a Docker HEALTHCHECK"},
-		{registrator.Check{TCP: "10.0.0.1:80", Interval: "ten"}, `SERVICE_CHECK_INTERVAL="ten" is not a duration; use e.g. 10s`},
-	} {
-		_, err := registratorCheck(&tc.check)
-		if err == nil || err.Error() != tc.want {
-			t.Errorf("registratorCheck(%+v) = %v, want %q", tc.check, err, tc.want)
-		}
+		{"http", registrator.Check{HTTP: "http://10.0.0.1:80/health", Interval: "10s"}, "http", "critical", ""},
+		{"tcp", registrator.Check{TCP: "10.0.0.1:80", Interval: "10s", InitialStatus: "passing"}, "tcp", "passing", ""},
+		{"ttl", registrator.Check{TTL: "30s"}, "ttl", "critical", ""},
+		{"grpc", registrator.Check{GRPC: "10.0.0.1:9090", Interval: "10s"}, "grpc", "critical", ""},
+		{"docker without script checks", registrator.Check{DockerID: "c1", Args: []string{"/check"}, Shell: "/bin/sh", Interval: "10s"}, "ttl", "critical",
+			"registrator: the container's SERVICE_CHECK_* check cannot run on this agent: check \"service:node-1:docker-without-script-checks:80\": DockerContainerID=\"c1\" is a Docker (script) check, but script checks are disabled on this agent; start it with -enable-script-checks"},
+		{"bad interval", registrator.Check{TCP: "10.0.0.1:80", Interval: "ten"}, "ttl", "critical",
+			`registrator: the container's SERVICE_CHECK_* check cannot run on this agent: SERVICE_CHECK_INTERVAL="ten" is not a duration; use e.g. 10s`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := "node-1:" + strings.ReplaceAll(tt.name, " ", "-") + ":80"
+			ch := tt.check
+			if err := reg.Register(t.Context(), &registrator.Service{ID: id, Name: "web", Address: "10.0.0.1", Port: 80, Check: &ch}); err != nil {
+				t.Fatalf("Register: %v", err)
+			}
+			var got *catalog.Check
+			for _, c := range cat.LocalChecks() {
+				if c.ServiceID == id {
+					got = c
+				}
+			}
+			if got == nil {
+				t.Fatalf("service %s registered without its check; checks: %v", id, cat.LocalChecks())
+			}
+			if got.CheckID != "service:"+id || got.Type != tt.wantType || got.Status != tt.wantSt || !strings.Contains(got.Output, tt.wantOutputContain) {
+				t.Errorf("check %s type %s status %s output %q\nwant service:%s %s %s output with %q", got.CheckID, got.Type, got.Status, got.Output, id, tt.wantType, tt.wantSt, tt.wantOutputContain)
+			}
+		})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/forward"
 	"github.com/cairn-dev/cairn/agent/membership"
+	"github.com/cairn-dev/cairn/agent/preparedquery"
 	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/cairn-dev/cairn/kv"
 )
@@ -48,6 +49,8 @@ type wiring struct {
 	pool     *forward.Pool
 	router   *forward.Router
 	vips     *vip.VIPs // nil without -vip-cidr
+	events   *membership.Events
+	queries  *preparedquery.Registry // made by queryRegistry
 
 	closers []func() error
 }
@@ -87,6 +90,11 @@ func (w *wiring) build() ([]layer, error) {
 	if err != nil {
 		return nil, err
 	}
+	events, err := w.eventsPart()
+	if err != nil {
+		return nil, err
+	}
+	cat = append(cat, events)
 	// VIPs before the HTTP API and DNS, which answer them.
 	vips, withVIPs, err := w.vipPart()
 	if err != nil {

@@ -63,6 +63,10 @@ type Config struct {
 	// (Consul's dns_config.recursor_timeout).
 	RecursorTimeout time.Duration
 
+	// Queries, when set, answers Consul's prepared query names
+	// (<query>.query.<domain>); without it they do not exist.
+	Queries Queries
+
 	// Logger receives one line per state change (start, stop, a service
 	// that cannot be answered); nil discards.
 	Logger *slog.Logger

@@ -1,6 +1,8 @@
 package dns
 
 import (
+	"net"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -50,6 +52,7 @@ type reply struct {
 	seen  []bool
 	opt   mdns.OPT
 	buf   []byte
+	src   netip.Addr // the client's address, for prepared queries' Near "_ip"
 }
 
 var replies = sync.Pool{New: func() any { return &reply{buf: make([]byte, 0, 512)} }}
@@ -88,6 +91,7 @@ func (s *Server) serveDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 	r := getReply()
 	defer putReply(r)
 	tcp := w.RemoteAddr().Network() == "tcp"
+	r.src = addrOf(w.RemoteAddr())
 	m := s.answer(r, req)
 	limit := mdns.MaxMsgSize
 	if !tcp {
@@ -238,6 +242,12 @@ func (s *Server) answer(r *reply, req *mdns.Msg) *mdns.Msg {
 	}
 
 	e := z.lookup(rel)
+	if qe, failed, ok := s.preparedQuery(rel, r.src); ok {
+		if failed {
+			return rcode(m, mdns.RcodeServerFailure)
+		}
+		e = qe
+	}
 	if e == nil {
 		m.Rcode = mdns.RcodeNameError
 		m.Ns = append(m.Ns, soa)
@@ -373,8 +383,21 @@ func (z *zone) stripDC(rel string) string {
 	}
 	_, kind := lastLabel(rest)
 	switch kind {
-	case "service", "node", "addr":
+	case "service", "node", "addr", "query":
 		return rest
 	}
 	return rel
+}
+
+// addrOf is the IP of a client's address (the zero Addr when unknown).
+func addrOf(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
 }

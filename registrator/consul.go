@@ -122,13 +122,39 @@ func registration(s *Service) *consulapi.AgentServiceRegistration {
 }
 
 // Register registers s with the agent, replacing a previous registration.
+// When the agent refuses the SERVICE_CHECK_* check (400: a Docker check on
+// an agent without -enable-script-checks, a kind it does not run), the
+// service is registered all the same, with a critical check in its place
+// whose notes give the agent's reason: retrying would fail forever, and
+// dropping the service would lose the container.
 func (c *Consul) Register(ctx context.Context, s *Service) error {
-	err := c.client.Agent().ServiceRegisterOpts(registration(s), consulapi.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx))
+	opts := consulapi.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	err := c.client.Agent().ServiceRegisterOpts(registration(s), opts)
+	if se, ok := errors.AsType[consulapi.StatusError](err); ok && se.Code == http.StatusBadRequest && s.Check != nil {
+		reg := registration(&Service{ID: s.ID, Name: s.Name, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta,
+			ExposedPort: s.ExposedPort, PortType: s.PortType, Status: s.Status, StatusNote: s.StatusNote, StatusTTL: s.StatusTTL})
+		refused := &consulapi.AgentServiceCheck{
+			CheckID: "service:" + s.ID, Name: fmt.Sprintf("Service '%s' check (not run)", s.Name),
+			TTL: refusedCheckTTL, Status: consulapi.HealthCritical,
+			Notes: "registrator: the agent refused the container's SERVICE_CHECK_* check: " + strings.TrimSpace(se.Body),
+		}
+		reg.Checks = append(consulapi.AgentServiceChecks{refused}, reg.Checks...)
+		if reg.Check != nil {
+			reg.Checks = append(reg.Checks, reg.Check)
+			reg.Check = nil
+		}
+		err = c.client.Agent().ServiceRegisterOpts(reg, opts)
+	}
 	if err != nil {
 		return fmt.Errorf("consul at %s: register %s: %w", c.addr, s.ID, err)
 	}
 	return nil
 }
+
+// refusedCheckTTL is the TTL of the check that stands in for a refused
+// one: nobody renews it, and it outlives any container, so it stays
+// critical with its notes.
+const refusedCheckTTL = "87600h"
 
 // Deregister removes s.ID; an unknown ID is not an error.
 func (c *Consul) Deregister(ctx context.Context, s *Service) error {

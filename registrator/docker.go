@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 )
 
@@ -194,4 +197,46 @@ func (d *DockerEngine) Hostname(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("docker info at %s: %w", d.cli.DaemonHost(), err)
 	}
 	return res.Info.Name, nil
+}
+
+// Exec runs cmd inside container id (docker exec, no TTY), copies what it
+// writes to stdout and stderr into out, and returns its exit code. It is
+// what Consul's Docker checks do (DockerContainerID and Args); the agent's
+// check runner uses it. When ctx ends first, the command is left to the
+// engine and ctx's error is returned.
+func (d *DockerEngine) Exec(ctx context.Context, id string, cmd []string, out io.Writer) (int, error) {
+	created, err := d.cli.ExecCreate(ctx, id, client.ExecCreateOptions{AttachStdout: true, AttachStderr: true, Cmd: cmd})
+	if err != nil {
+		return 0, fmt.Errorf("docker exec create in %s: %w", short(id), err)
+	}
+	att, err := d.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("docker exec start in %s: %w", short(id), err)
+	}
+	stop := context.AfterFunc(ctx, att.Close) // unblocks the copy
+	_, err = stdcopy.StdCopy(out, out, att.Reader)
+	stop()
+	att.Close()
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("docker exec output from %s: %w", short(id), err)
+	}
+	// The output ends when the process does; the engine records its
+	// exit code a moment later.
+	for {
+		in, err := d.cli.ExecInspect(ctx, created.ID, client.ExecInspectOptions{})
+		if err != nil {
+			return 0, fmt.Errorf("docker exec inspect in %s: %w", short(id), err)
+		}
+		if !in.Running {
+			return in.ExitCode, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(10 * time.Millisecond): // no event for it: poll until ctx's deadline
+		}
+	}
 }

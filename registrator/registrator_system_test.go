@@ -10,7 +10,8 @@ package registrator_test
 // engine is shared with whatever else runs on the machine.
 //
 // Run them with: go test -tags system -run '^TestSystem' -count=1 ./registrator/
-// CAIRN_SYSTEM_BURST sets the burst size (default 500 under CI=true, else 50).
+// The container burst is e2e's TestSystemBurst, which watches one burst
+// with this registrator, registrator consul:// and cairn agent -docker.
 
 import (
 	"context"
@@ -28,7 +29,6 @@ import (
 	"github.com/cairn-dev/cairn/registrator"
 	"github.com/cairn-dev/cairn/registrator/dockertest"
 	"github.com/cairn-dev/cairn/registrator/registratortest"
-	"github.com/cairn-dev/cairn/systemtest"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -480,89 +480,74 @@ func (s *sys) matchesDockerPS(timeout time.Duration) {
 	})
 }
 
-// TestSystemEngineGoesAway: the engine's socket goes away and comes back
-// (a dockerd restart, as registrator sees it: the event stream ends,
-// connections are refused, then it answers again) while containers
-// change; registrator resubscribes, resyncs, and the registry matches
-// docker ps. The engine itself is not restarted: it is shared with
-// everything else on the machine (see dockertest.Proxy).
-func TestSystemEngineGoesAway(t *testing.T) {
-	s := newSys(t)
-	p := s.e.Proxy()
-	s.start(p.Host, nil)
-	spec := func(n string) dockertest.ContainerSpec {
-		return dockertest.ContainerSpec{Name: n, TCP: []int{80}, Publish: true}
+// TestSystemEngineRestart: the engine itself crashes and comes back. The
+// test runs its own dockerd (dockertest.StartDaemon: the machine's engine
+// is shared and is never restarted), kills it with SIGKILL while
+// containers are being started and removed, and starts it again.
+// registrator resubscribes, resyncs, and the registry matches docker ps
+// of that daemon exactly: containers with a restart policy are back and
+// registered, the ones dockerd stopped at its restart and the ones removed
+// are not. Then events flow again.
+func TestSystemEngineRestart(t *testing.T) {
+	d := dockertest.StartDaemon(t)
+	e := d.Engine()
+	e.Image()
+	s := &sys{t: t, e: e, rec: newRecorder(e.Prefix), hostname: strings.TrimSuffix(e.Prefix, "-")}
+	// The daemon has no bridge: containers run with network none and
+	// say their address in a label (-useIpFromLabel).
+	s.start(d.Host, func(c *registrator.Config) { c.Internal, c.UseIPFromLabel = true, "addr" })
+	spec := func(n, restart string) dockertest.ContainerSpec {
+		return dockertest.ContainerSpec{Name: n, TCP: []int{80}, Network: "none", Restart: restart,
+			Labels: map[string]string{"addr": "192.0.2.1"}}
 	}
-	a := s.e.RunMany([]dockertest.ContainerSpec{spec("a0"), spec("a1"), spec("a2"), spec("a3")}, 4)
+	cs := e.RunMany([]dockertest.ContainerSpec{
+		spec("always0", "always"), spec("always1", "always"), spec("plain0", ""), spec("plain1", ""), spec("gone", "always"),
+	}, 5)
 	s.matchesDockerPS(60 * time.Second)
 
-	p.Cut()
-	a[0].Remove()
-	a[1].Stop(0)
-	s.e.Run(spec("b0"))
-	s.e.Run(spec("b1"))
-	if got, want := slices.Sorted(maps.Keys(s.rec.view())), s.dockerPSIDs(); slices.Equal(got, want) {
-		t.Fatalf("the registry already matches docker ps while the engine is unreachable: %v", got)
+	// Containers come and go while the daemon dies: starts in flight
+	// (they may fail with the daemon), a removal just before the kill.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 4 {
+			if _, err := e.TryRun(t.Context(), spec(fmt.Sprintf("inflight%d", i), "")); err != nil {
+				t.Logf("start racing the kill: %v", err)
+				return
+			}
+		}
+	}()
+	cs[4].Remove()
+	d.Kill()
+	wg.Wait()
+	t.Logf("registry while dockerd is down: %d registrations", len(s.rec.view()))
+
+	d.Start()
+	cs[2].Remove() // removed after the restart, before registrator has resynced
+	// dockerd restarts the containers with a restart policy as it comes
+	// up; wait until docker ps shows them, then for the registry.
+	dockertest.WaitFor(t, 60*time.Second, "dockerd to restart the containers with a restart policy", func() (bool, string) {
+		running := e.Running()
+		return slices.Contains(running, cs[0].Name) && slices.Contains(running, cs[1].Name), fmt.Sprint(running)
+	})
+	s.matchesDockerPS(90 * time.Second)
+	got := s.rec.view()
+	for _, c := range cs[:2] {
+		if _, ok := got[s.id(c, "80")]; !ok {
+			t.Errorf("%s (restart policy) is not registered after the daemon restart; registry %v", c.Name, slices.Sorted(maps.Keys(got)))
+		}
 	}
-	p.Restore()
-	s.matchesDockerPS(60 * time.Second)
+	for _, c := range cs[2:] {
+		if _, ok := got[s.id(c, "80")]; ok {
+			t.Errorf("%s is registered after the daemon restart, but is not running", c.Name)
+		}
+	}
 
 	// And events flow again afterwards.
-	a[2].Remove()
+	e.Run(spec("after", ""))
+	cs[0].Remove()
 	s.matchesDockerPS(30 * time.Second)
-}
-
-// burstSize is CAIRN_SYSTEM_BURST, else 500 under CI and 50 elsewhere.
-func burstSize(t *testing.T) int {
-	if v := os.Getenv("CAIRN_SYSTEM_BURST"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("CAIRN_SYSTEM_BURST=%q: want a positive number of containers", v)
-		}
-		return n
-	}
-	if systemtest.InCI() {
-		return 500
-	}
-	return 50
-}
-
-// TestSystemBurst: N containers started as fast as the engine takes them,
-// then all removed: N registered at once, then none left, none lost.
-// Containers publish nothing (500 docker-proxy processes would cost more
-// than the test), so registrator runs with -internal.
-func TestSystemBurst(t *testing.T) {
-	s := newSys(t)
-	n := burstSize(t)
-	s.start("", func(c *registrator.Config) { c.Internal = true })
-	s.e.Image()
-	specs := make([]dockertest.ContainerSpec, n)
-	for i := range specs {
-		specs[i] = dockertest.ContainerSpec{Name: fmt.Sprintf("b%03d", i), TCP: []int{80}}
-	}
-	// The engine serialises much of a start; more than a few at once
-	// only queues on 2 cores.
-	const parallel = 4
-	t0 := time.Now()
-	cs := s.e.RunMany(specs, parallel)
-	started := time.Since(t0)
-	want := make([]string, n)
-	for i, c := range cs {
-		want[i] = s.id(c, "80")
-	}
-	s.rec.waitIDs(t, 2*time.Minute, fmt.Sprintf("all %d containers registered", n), want...)
-	registered := time.Since(t0)
-
-	t1 := time.Now()
-	s.e.RemoveMany(cs, parallel)
-	removed := time.Since(t1)
-	s.rec.waitIDs(t, 2*time.Minute, "every registration gone")
-	t.Logf("burst of %d: started in %v (%.1f/s), all registered %v after the first start; removed in %v, all deregistered %v after the first removal",
-		n, started.Round(time.Millisecond), float64(n)/started.Seconds(), registered.Round(time.Millisecond),
-		removed.Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
-	for _, id := range want {
-		checkLifecycle(t, s.rec.transcript(id), id)
-	}
 }
 
 // TestSystemSwarm: a Swarm service's tasks are registered under the

@@ -94,3 +94,14 @@ func splitTags(s string) []string {
 	flush()
 	return out
 }
+
+// TagTemplateError is what is wrong with a -tags value (nil when it is a
+// plain comma list or a template that parses), for callers that name the
+// option themselves (cairn agent -docker-tags).
+func TagTemplateError(src string) error {
+	if !strings.Contains(src, "{{") {
+		return nil
+	}
+	_, err := template.New("tags").Funcs(tagFuncs).Parse(src)
+	return err
+}

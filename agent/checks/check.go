@@ -87,7 +87,7 @@ func (r *Runner) newCheck(def Definition, now time.Time) *check {
 		c.timeout = def.Timeout
 		if c.timeout == 0 {
 			c.timeout = defaultTimeout
-			if c.kind == kindScript {
+			if c.kind == kindScript || c.kind == kindDocker {
 				c.timeout = defaultScriptTimeout
 			}
 		}
@@ -175,6 +175,10 @@ func (r *Runner) probe(ctx context.Context, c *check) (Status, string) {
 		return r.probeTCP(ctx, c)
 	case kindScript:
 		return r.probeScript(ctx, c)
+	case kindGRPC:
+		return r.probeGRPC(ctx, c)
+	case kindDocker:
+		return r.probeDocker(ctx, c)
 	}
 	panic(fmt.Sprintf("checks: probe of a %v check", c.kind))
 }

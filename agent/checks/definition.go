@@ -99,6 +99,22 @@ type Definition struct {
 	// unless Config.EnableScriptChecks.
 	Args []string
 
+	// GRPC makes this a gRPC health check (grpc.health.v1.Health/Check)
+	// of this address, "host:port" or "host:port/service" to ask about
+	// one service; SERVING is passing, anything else critical.
+	// GRPCUseTLS dials it with TLS (TLSServerName and TLSSkipVerify
+	// apply).
+	GRPC       string
+	GRPCUseTLS bool
+
+	// DockerContainerID makes a script check (Args) run inside that
+	// container through the Docker engine's exec API, as Consul's Docker
+	// checks do. Shell is Consul's field for its shell-string form; with
+	// Args it is not used. Like any script check it needs
+	// Config.EnableScriptChecks.
+	DockerContainerID string
+	Shell             string
+
 	// Interval is how often an HTTP, TCP or script check runs, from the end
 	// of one run to the start of the next. Required for those; it must be
 	// 0 for a TTL check. Below MinInterval it is raised to MinInterval.
@@ -146,6 +162,8 @@ const (
 	kindTCP
 	kindTTL
 	kindScript
+	kindGRPC
+	kindDocker
 )
 
 func (k kind) String() string {
@@ -158,6 +176,10 @@ func (k kind) String() string {
 		return "ttl"
 	case kindScript:
 		return "script"
+	case kindGRPC:
+		return "grpc"
+	case kindDocker:
+		return "docker"
 	}
 	return ""
 }
@@ -170,6 +192,10 @@ func (d Definition) kind() kind {
 		return kindTCP
 	case d.TTL != 0:
 		return kindTTL
+	case d.GRPC != "":
+		return kindGRPC
+	case d.DockerContainerID != "":
+		return kindDocker
 	case len(d.Args) > 0:
 		return kindScript
 	}
@@ -177,7 +203,7 @@ func (d Definition) kind() kind {
 }
 
 // Type is the check's type as Consul's /v1/agent/checks reports it:
-// "http", "tcp", "ttl" or "script". It is "" when no type is set, and
+// "http", "tcp", "ttl", "script", "grpc" or "docker". It is "" when no type is set, and
 // meaningful only for a definition that Validate accepts.
 func (d Definition) Type() string { return d.kind().String() }
 
@@ -212,15 +238,18 @@ func (d Definition) validate(enableScriptChecks bool) error {
 	if d.TTL != 0 {
 		set = append(set, fmt.Sprintf("TTL=%s", d.TTL))
 	}
-	if len(d.Args) > 0 {
+	if d.GRPC != "" {
+		set = append(set, fmt.Sprintf("GRPC=%q", d.GRPC))
+	}
+	if len(d.Args) > 0 || d.DockerContainerID != "" {
 		set = append(set, fmt.Sprintf("Args=%q", d.Args))
 	}
 	switch len(set) {
 	case 0:
-		return fmt.Errorf("no check type: set exactly one of HTTP, TCP, TTL or Args (with Interval for all but TTL)")
+		return fmt.Errorf("no check type: set exactly one of HTTP, TCP, TTL, GRPC or Args (with Interval for all but TTL)")
 	case 1:
 	default:
-		return fmt.Errorf("it sets %s; a check has exactly one of HTTP, TCP, TTL or Args", andList(set))
+		return fmt.Errorf("it sets %s; a check has exactly one of HTTP, TCP, TTL, GRPC or Args", andList(set))
 	}
 
 	k := d.kind()
@@ -249,6 +278,17 @@ func (d Definition) validate(enableScriptChecks bool) error {
 		}
 		if d.Args[0] == "" {
 			return fmt.Errorf("Args=%q: Args[0] is empty; it must name the program to run, like [\"/usr/local/bin/check_mem\", \"-w\", \"80\"]", d.Args)
+		}
+	case kindGRPC:
+		if err := validateGRPC(d.GRPC); err != nil {
+			return err
+		}
+	case kindDocker:
+		if !enableScriptChecks {
+			return fmt.Errorf("DockerContainerID=%q is a Docker (script) check, but script checks are disabled on this agent; start it with -enable-script-checks", d.DockerContainerID)
+		}
+		if len(d.Args) == 0 || d.Args[0] == "" {
+			return fmt.Errorf("DockerContainerID=%q with Args=%q: a Docker check needs Args, the command to run in the container, like [\"/bin/check\", \"-q\"]", d.DockerContainerID, d.Args)
 		}
 	}
 	if k != kindTTL && d.Interval <= 0 {
@@ -332,6 +372,10 @@ func (k kind) described() string {
 		return "a TTL"
 	case kindScript:
 		return "a script"
+	case kindGRPC:
+		return "a gRPC"
+	case kindDocker:
+		return "a Docker"
 	}
 	return "a"
 }

@@ -10,6 +10,12 @@
 //     is passing, 1 is warning, anything else is critical. The output is
 //     what it wrote to stdout and stderr. Only when the agent runs with
 //     -enable-script-checks.
+//   - gRPC (GRPC): grpc.health.v1.Health/Check every Interval, on a new
+//     connection each time; SERVING is passing, anything else critical.
+//   - Docker (DockerContainerID with Args): the command run inside the
+//     container every Interval through the engine's exec API (Config.Docker);
+//     exit codes and output as for a script check, and like one it needs
+//     -enable-script-checks.
 //   - TTL: the application reports its own status (Runner.TTL, behind
 //     /v1/agent/check/pass, warn, fail and update); a check not updated
 //     within TTL goes critical with the output "TTL expired".
@@ -26,5 +32,5 @@
 //
 // checks knows nothing of the catalog, the HTTP API, KV, DNS or templates:
 // it must not import agent, kv, dns, template or registrator, and it
-// declares the one interface (Sink) it needs from its user.
+// declares the interfaces it needs from its user (Sink, DockerExec).
 package checks

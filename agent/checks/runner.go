@@ -77,6 +77,9 @@ type Config struct {
 	// a net.Dialer. Tests pass one that returns net.Pipe connections, to
 	// run checks inside a testing/synctest bubble.
 	DialContext func(ctx context.Context, network, address string) (net.Conn, error)
+	// Docker runs the commands of Docker checks (DockerContainerID) in
+	// their containers; nil makes every Docker check critical, saying so.
+	Docker DockerExec
 	// Logger receives one line per status change and a warning for each
 	// Interval or DeregisterCriticalServiceAfter raised to its minimum;
 	// nil discards.

@@ -535,6 +535,8 @@ func (r *Router) serve(ctx context.Context, req *Request) (*Response, error) {
 		resp.Peers, err = r.local.Peers()
 	case mRaftConfig:
 		resp.RaftPeers, err = r.local.Configuration()
+	case mRaftStats:
+		resp.RaftStats = r.local.Stats()
 	default:
 		err = fmt.Errorf("unknown forwarded method %q; is this server older than the agent?", req.Method)
 	}

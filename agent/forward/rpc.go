@@ -78,13 +78,14 @@ type Response struct {
 	Leader     string
 	Peers      []string
 	RaftPeers  []kv.Peer
+	RaftStats  map[string]string
 }
 
 // readOnly reports whether a request only reads, so that sending it
 // again after a broken connection cannot apply anything twice.
 func (req *Request) readOnly() bool {
 	switch req.Method {
-	case mGet, mList, mKeys, mSessionInfo, mSessions, mStatus, mRaftConfig:
+	case mGet, mList, mKeys, mSessionInfo, mSessions, mStatus, mRaftConfig, mRaftStats:
 		return true
 	case mTxn:
 		for _, op := range req.Ops {

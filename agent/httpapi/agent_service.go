@@ -276,15 +276,19 @@ type checkDefinitionIn struct {
 	FailuresBeforeWarning  int
 	FailuresBeforeCritical int
 
-	// Consul's other check types, refused with a reason.
-	DockerContainerID string
+	// gRPC health checks and Docker (exec) checks.
 	GRPC              string
-	H2PING            string
-	UDP               string
-	OSService         string
-	AliasNode         string
-	AliasService      string
-	TCPUseTLS         bool
+	GRPCUseTLS        bool
+	DockerContainerID string
+	Shell             string
+
+	// Consul's other check types, refused with a reason.
+	H2PING       string
+	UDP          string
+	OSService    string
+	AliasNode    string
+	AliasService string
+	TCPUseTLS    bool
 }
 
 // durationIn is a duration as Consul takes it: text ("10s") or a number
@@ -336,7 +340,7 @@ func (in *checkDefinitionIn) definition(serviceID, shownID string) (checks.Defin
 		name = shownID
 	}
 	for _, u := range []struct{ field, value string }{
-		{"DockerContainerID", in.DockerContainerID}, {"GRPC", in.GRPC}, {"H2PING", in.H2PING},
+		{"H2PING", in.H2PING},
 		{"UDP", in.UDP}, {"OSService", in.OSService}, {"AliasNode", in.AliasNode}, {"AliasService", in.AliasService},
 	} {
 		if u.value != "" {
@@ -350,6 +354,7 @@ func (in *checkDefinitionIn) definition(serviceID, shownID string) (checks.Defin
 		ID: id, Name: in.Name, ServiceID: in.ServiceID, Notes: in.Notes, Status: checks.Status(in.Status),
 		HTTP: in.HTTP, Method: in.Method, Header: in.Header, Body: in.Body,
 		TLSServerName: in.TLSServerName, TLSSkipVerify: in.TLSSkipVerify, TCP: in.TCP,
+		GRPC: in.GRPC, GRPCUseTLS: in.GRPCUseTLS, DockerContainerID: in.DockerContainerID, Shell: in.Shell,
 		Args:                   in.ScriptArgs,
 		SuccessBeforePassing:   in.SuccessBeforePassing,
 		FailuresBeforeWarning:  in.FailuresBeforeWarning,

@@ -132,9 +132,10 @@ func answerKey(kind, name string, f catalog.Filter) string {
 }
 
 // writeCached answers with the cached encoding of key at index, or with
-// build()'s, which it caches. Answers cut by ?filter= are not cached.
+// build()'s, which it caches. Answers cut by ?filter= or sorted by
+// ?near= are not cached.
 func (h *handler) writeCached(c *call, key string, index uint64, build func() any) error {
-	if c.filter != nil {
+	if c.filter != nil || has(c.query, "near") {
 		return writeFiltered(c, build())
 	}
 	body := h.answers.get(key, index)

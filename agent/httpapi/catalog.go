@@ -220,6 +220,7 @@ func (h *handler) catalogService(c *call) error {
 		for _, in := range insts {
 			out = append(out, consuljson.FromInstance(in))
 		}
+		sortNear(h, c, out, func(s consuljson.CatalogService) string { return s.Node })
 		return out
 	})
 }
@@ -268,6 +269,7 @@ func (h *handler) catalogNodes(c *call) error {
 	for _, n := range nodes {
 		out = append(out, consuljson.FromNode(n))
 	}
+	sortNear(h, c, out, func(n *consuljson.Node) string { return n.Node })
 	return writeFiltered(c, out)
 }
 

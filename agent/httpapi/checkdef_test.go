@@ -77,11 +77,12 @@ var checkFieldRules = map[string]struct {
 	"FailuresBeforeCritical":         {to: "FailuresBeforeCritical"},
 	"DeregisterCriticalServiceAfter": {to: "DeregisterCriticalServiceAfter"},
 
-	"DockerContainerID": {refuse: true}, "TCPUseTLS": {refuse: true}, "UDP": {refuse: true},
-	"GRPC": {refuse: true}, "H2PING": {refuse: true}, "AliasNode": {refuse: true}, "AliasService": {refuse: true},
+	"GRPC": {to: "GRPC"}, "GRPCUseTLS": {to: "GRPCUseTLS"},
+	"DockerContainerID": {to: "DockerContainerID"}, "Shell": {to: "Shell"},
 
-	"Shell":             {why: "Consul uses it only with DockerContainerID, which is refused"},
-	"GRPCUseTLS":        {why: "Consul uses it only with GRPC, which is refused"},
+	"TCPUseTLS": {refuse: true}, "UDP": {refuse: true},
+	"H2PING": {refuse: true}, "AliasNode": {refuse: true}, "AliasService": {refuse: true},
+
 	"H2PingUseTLS":      {why: "Consul uses it only with H2PING, which is refused"},
 	"Namespace":         {why: "Consul Enterprise; one namespace in cairn"},
 	"Partition":         {why: "Consul Enterprise; one partition in cairn"},
@@ -140,6 +141,8 @@ func TestEveryCheckFieldReachesTheProber(t *testing.T) {
 		{CheckID: "tcp", Name: "tcp check", TCP: "10.0.0.1:5432", Interval: "11s"},
 		{CheckID: "ttl", Name: "ttl check", TTL: "45s", Status: "passing"},
 		{CheckID: "script", Name: "script check", Args: []string{"/bin/check", "-w", "80"}, Interval: "13s"},
+		{CheckID: "grpc", Name: "grpc check", GRPC: "10.0.0.1:9090/web", GRPCUseTLS: true, Interval: "19s"},
+		{CheckID: "docker", Name: "docker check", DockerContainerID: "3df1ab6e16cf", Shell: "/bin/bash", Args: []string{"/bin/check"}, Interval: "23s"},
 	}
 	if err := ta.client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-1", Name: "web", Port: 8443, Checks: serviceChecks}); err != nil {
 		t.Fatalf("ServiceRegister: %v", err)

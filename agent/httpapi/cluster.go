@@ -179,8 +179,8 @@ func (h *handler) clusterOrErr() (Cluster, error) {
 
 // agentMembers serves GET /v1/agent/members, sorted by name. Like
 // Consul, ?wan counts only with a value (the client sends wan=1); cairn
-// has no WAN pool, so its WAN member list is empty. ?segment (an
-// Enterprise feature) is ignored.
+// has no WAN pool, so its WAN members are this datacenter's servers
+// (wanMembers). ?segment (an Enterprise feature) is ignored.
 func (h *handler) agentMembers(c *call) error {
 	cl, err := h.clusterOrErr()
 	if err != nil {
@@ -190,16 +190,34 @@ func (h *handler) agentMembers(c *call) error {
 		return err
 	}
 	out := []agentMember{}
-	if c.query.Get("wan") != "" {
-		return writeJSON(c.w, http.StatusOK, out)
-	}
 	members := slices.Clone(cl.Members())
+	if c.query.Get("wan") != "" {
+		return writeFiltered(c, wanMembers(members, h.self.Datacenter))
+	}
 	slices.SortStableFunc(members, func(a, b Member) int { return cmp.Compare(a.Name, b.Name) })
 	for _, m := range members {
 		out = append(out, toAgentMember(m, h.self.Datacenter))
 	}
 	// ?filter= judges api.AgentMember's selectors (Name, Addr, Tags, Status...).
 	return writeFiltered(c, out)
+}
+
+// wanMembers is the WAN pool Consul would show for one datacenter: its
+// alive servers, named <node>.<dc> (what `consul members -wan` lists and
+// `consul rtt -wan` takes). cairn has no WAN gossip, so their address
+// and port are the LAN ones.
+func wanMembers(members []Member, dc string) []agentMember {
+	out := []agentMember{}
+	for _, m := range members {
+		if !m.Server || m.Status != MemberAlive {
+			continue
+		}
+		am := toAgentMember(m, dc)
+		am.Name = m.Name + "." + am.Tags["dc"]
+		out = append(out, am)
+	}
+	slices.SortFunc(out, func(a, b agentMember) int { return cmp.Compare(a.Name, b.Name) })
+	return out
 }
 
 // agentJoin serves PUT /v1/agent/join/<address>: 200 with no body once

@@ -52,6 +52,18 @@ type Config struct {
 	// and checks (/v1/agent/service*, /v1/agent/check*). Optional:
 	// without it those endpoints answer 500.
 	Catalog Catalog
+	// Events answers /v1/event/fire and /v1/event/list. Optional:
+	// without it those endpoints answer 500.
+	Events Events
+	// Coordinates answers /v1/coordinate/* and ?near=. Optional:
+	// without it /v1/coordinate/* answers 500 and ?near= sorts nothing.
+	Coordinates Coordinates
+	// PreparedQueries answers /v1/query. Optional: without it those
+	// endpoints answer 500.
+	PreparedQueries PreparedQueries
+	// Autopilot answers /v1/operator/autopilot/health. Optional:
+	// without it that endpoint answers 500.
+	Autopilot Autopilot
 	// ConnectRoot is the Connect CA root that /v1/agent/connect/ca/roots
 	// answers (nil: an empty list), TrustDomain its trust domain.
 	ConnectRoot *CARoot
@@ -94,13 +106,17 @@ const DefaultDatacenter = "dc1"
 
 // handler routes /v1/* requests to the endpoint functions.
 type handler struct {
-	store   Store
-	cluster Cluster // nil when the agent has none
-	catalog Catalog // nil when the agent has none
-	self    Self
-	log     *slog.Logger
-	routes  []route
-	answers answerCache // encoded catalog answers (answercache.go)
+	store       Store
+	cluster     Cluster         // nil when the agent has none
+	catalog     Catalog         // nil when the agent has none
+	events      Events          // nil when the agent has none
+	coordinates Coordinates     // nil when the agent has none
+	queries     PreparedQueries // nil when the agent has none
+	autopilot   Autopilot       // nil when the agent has none
+	self        Self
+	log         *slog.Logger
+	routes      []route
+	answers     answerCache // encoded catalog answers (answercache.go)
 
 	connectRoot *CARoot
 	trustDomain string
@@ -141,6 +157,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	}
 	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger,
 		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain}
+	h.events, h.coordinates, h.queries, h.autopilot = cfg.Events, cfg.Coordinates, cfg.PreparedQueries, cfg.Autopilot
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
 		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
@@ -193,6 +210,15 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/agent/check/warn/", put, h.agentCheckStatus(catalog.StatusWarning)},
 		{"/v1/agent/check/fail/", put, h.agentCheckStatus(catalog.StatusCritical)},
 		{"/v1/agent/check/update/", put, h.agentCheckUpdate},
+		{"/v1/event/fire/", put, h.eventFire},
+		{"/v1/event/list", get, h.eventList},
+		{"/v1/coordinate/datacenters", get, h.coordinateDatacenters},
+		{"/v1/coordinate/nodes", get, h.coordinateNodes},
+		{"/v1/coordinate/node/", get, h.coordinateNode},
+		{"/v1/coordinate/update", put, h.coordinateUpdate},
+		{"/v1/query", []string{http.MethodGet, http.MethodPost}, h.preparedQueries},
+		{"/v1/query/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.preparedQuery},
+		{"/v1/operator/autopilot/health", get, h.operatorAutopilotHealth},
 	}
 	return h, nil
 }

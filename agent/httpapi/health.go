@@ -34,6 +34,7 @@ func (h *handler) healthService(c *call) error {
 		for _, in := range insts {
 			out = append(out, consuljson.FromHealth(in))
 		}
+		sortNear(h, c, out, func(e consuljson.ServiceEntry) string { return e.Node.Node })
 		return out
 	})
 }
@@ -56,7 +57,9 @@ func (h *handler) healthChecks(c *call) error {
 	}); err != nil {
 		return err
 	}
-	return writeFiltered(c, consuljson.FromChecks(checks))
+	out := consuljson.FromChecks(checks)
+	sortNear(h, c, out, func(ch *consuljson.Check) string { return ch.Node })
+	return writeFiltered(c, out)
 }
 
 // healthNode serves GET /v1/health/node/<node>: the node's checks and its
@@ -95,7 +98,9 @@ func (h *handler) healthState(c *call) error {
 	}); err != nil {
 		return err
 	}
-	return writeFiltered(c, consuljson.FromChecks(checks))
+	out := consuljson.FromChecks(checks)
+	sortNear(h, c, out, func(ch *consuljson.Check) string { return ch.Node })
+	return writeFiltered(c, out)
 }
 
 // connectCapable reads, within a catalog read, the instances that serve

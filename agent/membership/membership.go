@@ -52,6 +52,7 @@ type Membership struct {
 	handlersMu    sync.Mutex                       // serializes Register
 	handlers      atomic.Pointer[map[byte]Handler] // components' gossip (channel.go)
 	udpBufferSize int                              // memberlist's packet size, for MaxBroadcastSize
+	coords        *coordinates                     // network coordinates (coordinate.go)
 
 	retryMin, retryMax time.Duration
 
@@ -86,11 +87,15 @@ func New(cfg Config) (*Membership, error) {
 		m.retryMin, m.retryMax = fastRetryJoinMin, fastRetryJoinMax
 	}
 	m.meta.Store(&meta)
+	if m.coords, err = newCoordinates(); err != nil {
+		return nil, err
+	}
 	mc := cfg.memberlistConfig()
 	m.udpBufferSize = mc.UDPBufferSize
 	m.broadcasts = &memberlist.TransmitLimitedQueue{NumNodes: m.table.numAlive, RetransmitMult: mc.RetransmitMult}
 	d := delegate{m}
 	mc.Delegate, mc.Events, mc.Merge, mc.Conflict = d, d, d, d
+	mc.Ping = pingDelegate{m}
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {

@@ -132,6 +132,7 @@ func agentFlags(c *agent.Config, sources *[]configSource) *flag.FlagSet {
 	fs.Var(listFlag{&c.Recursors}, "recursor", "DNS server (IP or IP:port) for names outside -domain; repeatable.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Log level: trace, debug, info, warn or err.")
 	fs.BoolVar(&c.Docker, "docker", c.Docker, "Register this host's Docker containers and Swarm tasks as services, by registrator's rules and SERVICE_* labels ($DOCKER_HOST, else unix:///var/run/docker.sock).")
+	dockerFlags(fs, c)
 	fs.Var(metaFlag{&c.NodeMeta}, "node-meta", `Node meta "key:value" for this node's catalog entry; repeatable.`)
 	fs.BoolVar(&c.EnableLocalScriptChecks, "enable-local-script-checks", c.EnableLocalScriptChecks, "Allow script checks defined in config files (not over the HTTP API).")
 	fs.BoolVar(&c.EnableScriptChecks, "enable-script-checks", c.EnableScriptChecks, "Allow health checks that run a program (ScriptArgs); off by default.")

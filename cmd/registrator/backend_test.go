@@ -357,3 +357,36 @@ func BenchmarkBurstConsulCairn(b *testing.B) {
 	b.ReportMetric(float64(n*iters)/regTime.Seconds(), "registrations/s")
 	b.ReportMetric(float64(n*iters)/deregTime.Seconds(), "deregistrations/s")
 }
+
+// TestConsulBackendRefusedCheck: a container whose SERVICE_CHECK_* check
+// the agent refuses (a Docker check on an agent without
+// -enable-script-checks) is registered all the same, critical, with the
+// agent's reason in the check's notes; one whose check the agent takes
+// (gRPC) gets that check.
+func TestConsulBackendRefusedCheck(t *testing.T) {
+	addr, c := startAgent(t)
+	reg, err := registrator.NewConsul(&url.URL{Scheme: "consul", Host: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	docker := &registrator.Service{ID: "host1:dock:80", Name: "dock", Address: "10.0.0.1", Port: 80,
+		Check: &registrator.Check{DockerID: "c1", Args: []string{"/check"}, Shell: "/bin/sh", Interval: "10s"}}
+	grpc := &registrator.Service{ID: "host1:grpc:80", Name: "grpc", Address: "10.0.0.1", Port: 80,
+		Check: &registrator.Check{GRPC: "10.0.0.1:80", Interval: "10s"}}
+	for _, s := range []*registrator.Service{docker, grpc} {
+		if err := reg.Register(t.Context(), s); err != nil {
+			t.Fatalf("Register(%s) = %v, want the service registered", s.ID, err)
+		}
+	}
+	checks, err := c.Agent().Checks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := checks["service:host1:dock:80"]
+	if ch == nil || ch.Status != "critical" || ch.ServiceID != "host1:dock:80" || !strings.Contains(ch.Notes, "script checks are disabled") {
+		t.Errorf("refused Docker check: check = %+v\nwant critical with the agent's reason in Notes", ch)
+	}
+	if ch := checks["service:host1:grpc:80"]; ch == nil || ch.Type != "grpc" {
+		t.Errorf("gRPC check: check = %+v, want a grpc check", ch)
+	}
+}

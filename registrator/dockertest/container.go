@@ -61,6 +61,9 @@ type ContainerSpec struct {
 	StopTimeout int
 	// NoStart only creates the container.
 	NoStart bool
+	// Restart is the restart policy: "" (no), "always", "unless-stopped"
+	// or "on-failure".
+	Restart string
 }
 
 // Container is a container this test made; it is removed when the test
@@ -92,6 +95,16 @@ func (e *Engine) Run(spec ContainerSpec) *Container {
 		e.t.Fatal(err)
 	}
 	return c
+}
+
+// TryRun is Run that returns the error instead of failing the test (for
+// starts racing an engine that is going away). A container it created
+// is removed when the test ends, even if starting it failed.
+func (e *Engine) TryRun(ctx context.Context, spec ContainerSpec) (*Container, error) {
+	if spec.Image == "" {
+		spec.Image = e.Image()
+	}
+	return e.run(ctx, spec)
 }
 
 // RunMany runs the containers of specs with at most parallel of them
@@ -215,7 +228,8 @@ func (e *Engine) containerConfig(spec ContainerSpec) (*container.Config, *contai
 	if spec.Healthcheck {
 		cfg.Healthcheck = healthConfig(spec.HealthInterval)
 	}
-	host := &container.HostConfig{NetworkMode: container.NetworkMode(spec.Network)}
+	host := &container.HostConfig{NetworkMode: container.NetworkMode(spec.Network),
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyMode(spec.Restart)}}
 	if spec.Publish && len(exposed) > 0 {
 		ip := spec.PublishIP
 		if ip == "" {

@@ -65,6 +65,13 @@ func NeedDocker(t testing.TB) *Engine {
 		}
 	}
 	systemtest.Need(t, "a Docker engine (DOCKER_HOST or "+client.DefaultDockerHost+")", err)
+	return newEngine(t, c)
+}
+
+// newEngine is the Engine over client c, which answers pings: it sweeps
+// what crashed earlier runs left and what the test leaves.
+func newEngine(t testing.TB, c *client.Client) *Engine {
+	t.Helper()
 	e := &Engine{
 		Client: c,
 		Host:   c.DaemonHost(),

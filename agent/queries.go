@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/cairn-dev/cairn/agent/membership"
+	"github.com/cairn-dev/cairn/agent/preparedquery"
+	"github.com/cairn-dev/cairn/dns"
+)
+
+// queryRegistry returns the prepared queries (stored through the
+// replicated store, executed against this agent's catalog), made once
+// for the HTTP API and DNS.
+func (w *wiring) queryRegistry() (*preparedquery.Registry, error) {
+	if w.queries != nil {
+		return w.queries, nil
+	}
+	ml := w.ml
+	r, err := preparedquery.New(preparedquery.Config{
+		Store:   w.routerFor(),
+		Catalog: w.cat,
+		Coordinates: func() []membership.NodeCoordinate {
+			_, cs := ml.Coordinates(nil)
+			return cs
+		},
+		NodeName:   w.cfg.NodeName,
+		Datacenter: w.cfg.Datacenter,
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.queries = r
+	return r, nil
+}
+
+// dnsQueries adapts the prepared queries to dns.Queries.
+type dnsQueries struct{ r *preparedquery.Registry }
+
+func (q dnsQueries) Query(ctx context.Context, name string, source netip.Addr) ([]dns.Instance, time.Duration, bool, error) {
+	res, err := q.r.Execute(ctx, name, preparedquery.ExecOptions{SourceIP: source})
+	if errors.Is(err, preparedquery.ErrNotFound) {
+		return nil, 0, false, dns.ErrNoQuery
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	out := make([]dns.Instance, 0, len(res.Instances))
+	for _, in := range res.Instances {
+		if inst, reason := dnsInstance(in); reason == "" {
+			out = append(out, inst)
+		}
+	}
+	ttl, ok := res.Query.DNSTTL()
+	return out, ttl, ok, nil
+}
