@@ -116,6 +116,7 @@ type handler struct {
 	self        Self
 	log         *slog.Logger
 	routes      []route
+	answers     answerCache // encoded catalog answers (answercache.go)
 
 	connectRoot *CARoot
 	trustDomain string
