@@ -23,6 +23,12 @@ import (
 // handler is registered before any join, so nothing is missed.
 func (w *wiring) catalogParts() ([]part, error) {
 	cfg := w.cfg
+	catalogDir := w.dataDir
+	if cfg.Dev {
+		// -dev's data dir is removed on exit: keeping registrations in
+		// it (and syncing each) would buy nothing.
+		catalogDir = ""
+	}
 	// Script checks of config files run with enable_local_script_checks
 	// too; the HTTP API's only with enable_script_checks. Config files
 	// register before the API serves (loadDefinitions), while local is set.
@@ -35,7 +41,7 @@ func (w *wiring) catalogParts() ([]part, error) {
 		Address:            w.advertise,
 		NodeMeta:           nodeMeta(cfg),
 		ServerService:      w.serverService(),
-		DataDir:            w.dataDir,
+		DataDir:            catalogDir,
 		EnableScriptChecks: cfg.EnableScriptChecks || cfg.EnableLocalScriptChecks,
 		ValidateCheck: func(d checks.Definition) error {
 			if (d.Type() == catalog.CheckScript || d.Type() == "docker") && !scripts() {

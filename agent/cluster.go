@@ -54,6 +54,10 @@ type cluster struct {
 	agent  *Agent
 	ml     *membership.Membership
 	router *forward.Router
+	// leave is the agent's leave sequence (wiring.leave): a leading
+	// server hands over Raft before the members hear it left, so the new
+	// leader can still reach it to take it out of the configuration.
+	leave func() error
 }
 
 var memberStatus = map[membership.Status]httpapi.MemberStatus{
@@ -92,7 +96,7 @@ func (c *cluster) Join(addrs []string) (int, error) { return c.ml.Join(addrs) }
 // told (or the timeout passed), so they list this agent as left. The
 // agent then stops (its own leave is then a no-op).
 func (c *cluster) Leave() error {
-	err := c.ml.Leave(leaveTimeout)
+	err := c.leave()
 	c.agent.Leave()
 	return err
 }

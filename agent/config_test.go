@@ -431,28 +431,41 @@ func TestPrepareDataDir(t *testing.T) {
 }
 
 func TestPickAdvertise(t *testing.T) {
-	addrs := func(list ...string) func() ([]netip.Addr, error) {
-		return func() ([]netip.Addr, error) {
-			var out []netip.Addr
-			for _, s := range list {
-				out = append(out, netip.MustParseAddr(s))
-			}
-			return out, nil
+	host := func(route string, list ...string) hostNet {
+		return hostNet{
+			defaultRoute: func() (netip.Addr, bool) {
+				if route == "" {
+					return netip.Addr{}, false
+				}
+				return netip.MustParseAddr(route), true
+			},
+			addrs: func() ([]netip.Addr, error) {
+				var out []netip.Addr
+				for _, s := range list {
+					out = append(out, netip.MustParseAddr(s))
+				}
+				return out, nil
+			},
 		}
 	}
 	tests := []struct {
 		name, bind, advertise string
-		host                  func() ([]netip.Addr, error)
+		host                  hostNet
 		want, wantErr         string
 	}{
-		{name: "explicit advertise", bind: "0.0.0.0", advertise: "192.0.2.1", host: addrs(), want: "192.0.2.1"},
-		{name: "specific bind", bind: "127.0.0.1", host: addrs(), want: "127.0.0.1"},
-		{name: "one private", bind: "0.0.0.0", host: addrs("203.0.113.9", "10.1.2.3", "fe80::1"), want: "10.1.2.3"},
-		{name: "cgnat counts", bind: "0.0.0.0", host: addrs("100.64.1.1"), want: "100.64.1.1"},
-		{name: "none", bind: "0.0.0.0", host: addrs("203.0.113.9"),
-			wantErr: "-bind=0.0.0.0 listens on every address, and this host has no private IPv4 address to advertise; set -advertise (or -bind) to the IP other nodes reach this one on"},
-		{name: "several", bind: "0.0.0.0", host: addrs("10.0.0.1", "192.168.1.2"),
-			wantErr: "-bind=0.0.0.0 listens on every address, and this host has several private IPv4 addresses (10.0.0.1, 192.168.1.2); set -advertise (or -bind) to the one other nodes reach this one on"},
+		{name: "explicit advertise", bind: "0.0.0.0", advertise: "192.0.2.1", host: host("10.0.0.1"), want: "192.0.2.1"},
+		{name: "specific bind", bind: "127.0.0.1", host: host("10.0.0.1"), want: "127.0.0.1"},
+		// A host running Docker: the bridge's address is private too, the
+		// default route says which one the user means.
+		{name: "default route beside docker0", bind: "0.0.0.0", host: host("192.168.1.20", "192.168.1.20", "172.17.0.1"), want: "192.168.1.20"},
+		{name: "default route public", bind: "0.0.0.0", host: host("203.0.113.9", "203.0.113.9", "172.17.0.1"), want: "203.0.113.9"},
+		{name: "no route, one private", bind: "0.0.0.0", host: host("", "203.0.113.9", "10.1.2.3", "fe80::1"), want: "10.1.2.3"},
+		{name: "no route, cgnat counts", bind: "0.0.0.0", host: host("", "100.64.1.1"), want: "100.64.1.1"},
+		{name: "no network at all", bind: "0.0.0.0", host: host("", "fe80::1"), want: "127.0.0.1"},
+		{name: "no route, none private", bind: "0.0.0.0", host: host("", "203.0.113.9"),
+			wantErr: "-bind=0.0.0.0 listens on every address, and this host has no default route and no private IPv4 address to advertise; set -advertise (or -bind) to the IP other nodes reach this one on (127.0.0.1 for agents on this machine only)"},
+		{name: "no route, several", bind: "0.0.0.0", host: host("", "10.0.0.1", "192.168.1.2"),
+			wantErr: "-bind=0.0.0.0 listens on every address, and this host has no default route and several private IPv4 addresses (10.0.0.1, 192.168.1.2); set -advertise (or -bind) to the one other nodes reach this one on (127.0.0.1 for agents on this machine only)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -71,7 +71,7 @@ func (w *wiring) httpPart() (part, error) {
 		ConnectRoot:     root,
 		TrustDomain:     trustDomain,
 		Store:           w.tel.store(w.routerFor()),
-		Cluster:         &cluster{agent: w.agent, ml: w.ml, router: w.routerFor()},
+		Cluster:         &cluster{agent: w.agent, ml: w.ml, router: w.routerFor(), leave: w.leave},
 		Catalog:         w.httpCatalog(),
 		Events:          w.events,
 		Coordinates:     w.ml,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cairn-dev/cairn/agent/membership"
 )
@@ -57,7 +56,7 @@ func (w *wiring) membershipParts() ([]part, error) {
 	parts := []part{{"leave", func(ctx context.Context) error {
 		<-ctx.Done()
 		if cfg.LeaveOnTerminate || errors.Is(agentStop(), errLeaveRequested) {
-			w.leave()
+			_ = w.leave() // logged; the agent stops either way
 		}
 		return nil
 	}}}
@@ -76,13 +75,15 @@ func (w *wiring) membershipParts() ([]part, error) {
 // hands the Raft group to the others by removing itself, then everyone
 // sees the member "left" (not "failed"), and the leader removes a
 // departed server from the Raft configuration.
-func (w *wiring) leave() {
+func (w *wiring) leave() error {
 	if w.store != nil {
 		if err := w.store.Leave(); err != nil {
 			w.log.Warn("leave the raft group", "err", err)
 		}
 	}
-	if err := w.ml.Leave(5 * time.Second); err != nil {
+	err := w.ml.Leave(leaveTimeout)
+	if err != nil {
 		w.log.Warn("leave the cluster", "err", err)
 	}
+	return err
 }

@@ -341,11 +341,11 @@ ports {
 	t.Run("unknown key", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "agent.hcl")
-		if err := os.WriteFile(path, []byte("server = true\nui_config {\n  enabled = true\n}\n"), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte("server = true\nui_confg {\n  enabled = true\n}\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		code, stdout, stderr := cairn(t, nil, "", "agent", "-config-file", path)
-		want := `cairn agent: config file ` + path + `: line 2: unknown key "ui_config"; cairn reads these keys: `
+		want := `cairn agent: config file ` + path + `: line 2: unknown key "ui_confg"; it is neither one of cairn's keys (`
 		if code != 1 || stdout != "" || !strings.HasPrefix(stderr, want) {
 			t.Errorf("cairn agent -config-file (unknown key) = exit %d, stdout %q, stderr %q; want exit 1, stderr starting %q", code, stdout, stderr, want)
 		}

@@ -24,7 +24,8 @@ type Config struct {
 	NodeID string
 	// NodeName is the agent's node name, used for sessions created here.
 	NodeName string
-	// DataDir holds the Raft log (raft/raft.db) and snapshots (raft/snapshots).
+	// DataDir holds the Raft log (raft/wal, or raft/raft.db in data dirs of
+	// earlier versions) and snapshots (raft/snapshots).
 	DataDir string
 	// BindAddr is the Raft (server RPC) TCP address, host:port; port 0 picks one.
 	BindAddr string

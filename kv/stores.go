@@ -4,37 +4,133 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	"go.etcd.io/bbolt"
 )
 
-// stores are the durable halves of Raft: the log and stable store in one
-// bolt file, snapshots as files beside it.
+// stores are the durable halves of Raft: the log and stable store, and
+// snapshots as files beside them.
+//
+// The log is a write-ahead log (hashicorp/raft-wal, as Consul uses) in
+// raft/wal/: an append costs one write and one fsync, where bolt's
+// copy-on-write B+tree costs two fdatasyncs (pages, then meta page) and
+// rewrites pages. A data dir made by an earlier version holds raft/raft.db
+// (bolt) instead; it is kept and used as it is, so nothing in it is ever
+// lost or converted behind the user's back.
 type stores struct {
-	bolt   *raftboltdb.BoltStore
 	logs   raft.LogStore
 	stable raft.StableStore
 	snaps  raft.SnapshotStore
+	closer func() error
 }
 
-// openStores opens dir/raft.db and dir/snapshots. bolt takes an exclusive
-// file lock, so a second agent on the same data dir fails here instead of
-// corrupting it.
-func openStores(dir string, log *slog.Logger) (st *stores, err error) {
-	path := filepath.Join(dir, "raft.db")
+// walSegmentSize is the size of one segment file of the log (each is
+// allocated at this size on creation; old ones go once a snapshot covers
+// them).
+const walSegmentSize = 16 << 20
+
+// openStores opens the log (dir/wal, or dir/raft.db where an earlier
+// version left one) and dir/snapshots. The log is locked, so a second
+// agent on the same data dir fails here instead of corrupting it.
+func openStores(dir string, log *slog.Logger) (*stores, error) {
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		closer func() error
+	)
+	boltPath := filepath.Join(dir, "raft.db")
+	if _, err := os.Stat(boltPath); err == nil {
+		b, err := openBolt(boltPath)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("kv: using the bolt raft log of this data dir (made by an earlier version); new data dirs use a write-ahead log, which costs one fsync per write instead of two", "path", boltPath)
+		logs, stable, closer = b, b, b.Close
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("kv: read raft log %s: %w", boltPath, err)
+	} else {
+		w, release, err := openWAL(filepath.Join(dir, "wal"), log)
+		if err != nil {
+			return nil, err
+		}
+		logs, stable = w, w
+		closer = func() error {
+			defer release()
+			return w.Close()
+		}
+	}
+	cached, err := raft.NewLogCache(512, logs)
+	if err != nil {
+		closer()
+		return nil, fmt.Errorf("kv: raft log cache: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLogger("raft-snapshot", log))
+	if err != nil {
+		closer()
+		return nil, fmt.Errorf("kv: open snapshot store in %s: %w", dir, err)
+	}
+	return &stores{logs: cached, stable: stable, snaps: snaps, closer: closer}, nil
+}
+
+// openWAL opens (or creates) the write-ahead log in dir, holding a lock
+// on it: the log's own metadata file lock would wait forever.
+func openWAL(dir string, log *slog.Logger) (w *raftwal.WAL, release func(), err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("kv: create raft log dir %s: %w", dir, err)
+	}
+	release, err = lockDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The meta file is bolt, which panics on some kinds of damage.
+	defer func() {
+		if r := recover(); r != nil {
+			release()
+			w, release, err = nil, nil, fmt.Errorf("kv: open raft log %s: it is damaged (%v); restore the data dir from a backup or move it away to start empty", dir, r)
+		}
+	}()
+	// WAL.Close leaves its meta store open (raft-wal v0.4.0), and the
+	// next Open in this process would wait forever on its file lock:
+	// close it here.
+	meta := &metadb.BoltMetaDB{}
+	unlock := release
+	release = func() {
+		meta.Close()
+		unlock()
+	}
+	w, err = raftwal.Open(dir, raftwal.WithSegmentSize(walSegmentSize), raftwal.WithLogger(newHCLogger("raft-wal", log)), raftwal.WithMetaStore(meta))
+	if err != nil {
+		release()
+		return nil, nil, fmt.Errorf("kv: open raft log %s: %w; if it is damaged, restore the data dir from a backup or move it away to start empty", dir, err)
+	}
+	if _, err := w.LastIndex(); err != nil {
+		w.Close()
+		release()
+		return nil, nil, fmt.Errorf("kv: read raft log %s: %w; restore the data dir from a backup or move it away to start empty", dir, err)
+	}
+	return w, release, nil
+}
+
+// openBolt opens the bolt log of a data dir made by an earlier version.
+// bolt takes an exclusive file lock.
+func openBolt(path string) (b *raftboltdb.BoltStore, err error) {
 	// bbolt panics on some kinds of damage instead of returning an error;
 	// turn that into the start-up error the user needs.
 	defer func() {
 		if r := recover(); r != nil {
-			st, err = nil, fmt.Errorf("kv: open raft log %s: the file is damaged (%v); restore the data dir from a backup or move it away to start empty", path, r)
+			b, err = nil, fmt.Errorf("kv: open raft log %s: the file is damaged (%v); restore the data dir from a backup or move it away to start empty", path, r)
 		}
 	}()
-	b, err := raftboltdb.New(raftboltdb.Options{
+	b, err = raftboltdb.New(raftboltdb.Options{
 		Path:        path,
 		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true},
 	})
@@ -49,20 +145,10 @@ func openStores(dir string, log *slog.Logger) (st *stores, err error) {
 		b.Close()
 		return nil, fmt.Errorf("kv: read raft log %s: %w; restore the data dir from a backup or move it away to start empty", path, err)
 	}
-	logs, err := raft.NewLogCache(512, b)
-	if err != nil {
-		b.Close()
-		return nil, fmt.Errorf("kv: raft log cache: %w", err)
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLogger("raft-snapshot", log))
-	if err != nil {
-		b.Close()
-		return nil, fmt.Errorf("kv: open snapshot store in %s: %w", dir, err)
-	}
-	return &stores{bolt: b, logs: logs, stable: b, snaps: snaps}, nil
+	return b, nil
 }
 
-func (s *stores) close() error { return s.bolt.Close() }
+func (s *stores) close() error { return s.closer() }
 
 // reapTombstones runs on the leader: tombstones older than TombstoneTTL
 // are dropped through Raft so every server forgets them together.
@@ -98,4 +184,13 @@ func (s *Server) reapTombstones(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// IsMonotonic passes on whether the log underneath accepts only
+// consecutive indexes (the write-ahead log does): Raft then drops the
+// whole log after installing a snapshot, instead of leaving a gap such a
+// log refuses. Without it the disk guard's wrapper would hide that.
+func (l *guardedLogs) IsMonotonic() bool {
+	m, ok := l.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,8 +40,23 @@ type Catalog struct {
 	// publisher and the check runner's sync (level-triggered: they
 	// re-read everything).
 	changed chan struct{}
-	// ownRecord is the encoded state at version, for gossip and push/pull.
-	ownRecord []byte
+	// ownRecord is the encoded state at recordVersion, for gossip and
+	// push/pull; it is encoded when asked for (record), not on every
+	// change. encodeCost is how long the last encoding took.
+	ownRecord     []byte
+	recordVersion uint64
+	encodeCost    time.Duration
+	// dirty is what changed since the last commit (see local_dirty.go);
+	// byService indexes checks by service ID ("" for node checks).
+	dirty     dirtySet
+	byService map[string]map[string]struct{}
+	// runnerDirty are the checks to compare with the runner's on its
+	// next sync; runnerAll asks for a full comparison. Under mu.
+	runnerDirty map[string]struct{}
+	runnerAll   bool
+	// outputIDs are the checks whose output changed without their status
+	// (outputPending).
+	outputIDs map[string]struct{}
 
 	// The other agents' states, as received; see gossip.go.
 	inbox   chan inMsg
@@ -98,6 +114,11 @@ func New(cfg Config) (*Catalog, error) {
 		inbox:    make(chan inMsg, inboxSize),
 		remotes:  map[string]*remote{},
 		running:  map[string]checks.Definition{},
+
+		byService:   map[string]map[string]struct{}{},
+		runnerDirty: map[string]struct{}{},
+		runnerAll:   true,
+		outputIDs:   map[string]struct{}{},
 	}
 	c.node = &Node{
 		ID:         cfg.NodeID,
@@ -119,9 +140,12 @@ func New(cfg Config) (*Catalog, error) {
 	var reserved uint64
 	if cfg.DataDir != "" {
 		c.store = &store{dir: cfg.DataDir}
-		loaded, err := c.store.load()
+		loaded, migrated, err := c.store.load()
 		if err != nil {
 			return nil, err
+		}
+		if migrated {
+			defer c.log.Info("moved the local services and checks into the catalog log", "log", c.store.logPath())
 		}
 		reserved = loaded.reserved
 		for _, s := range loaded.services {
@@ -133,7 +157,7 @@ func New(cfg Config) (*Catalog, error) {
 				c.log.Warn("dropping a saved check of a service that is not registered any more", "check", d.ID, "service", d.ServiceID)
 				continue
 			}
-			c.checks[d.ID] = newLocalCheck(d, nil)
+			c.setCheckLocked(newLocalCheck(d, nil))
 		}
 		for _, n := range loaded.external {
 			c.external[lower(n.Node.Node)] = n
@@ -145,7 +169,14 @@ func New(cfg Config) (*Catalog, error) {
 	if err := c.reserveLocked(c.version); err != nil {
 		return nil, err
 	}
-	c.commitLocked()
+	if c.store != nil {
+		// A fresh log: what was read (the files of an earlier version
+		// included), and nothing else.
+		if err := c.store.compact(c.logLinesLocked()); err != nil {
+			return nil, err
+		}
+	}
+	c.commitAllLocked()
 	if n := len(c.services); n > 0 {
 		c.log.Info("restored local services and checks from the data dir", "services", n, "checks", len(c.checks), "external_nodes", len(c.external))
 	}
@@ -176,18 +207,56 @@ func (c *Catalog) bumpLocked() error {
 	return nil
 }
 
-// commitLocked applies the local entries at the current version to the
-// read side, encodes them for gossip, and wakes the publisher.
-func (c *Catalog) commitLocked() {
+// commitAllLocked applies all the local entries at the current version
+// to the read side and wakes the publisher.
+func (c *Catalog) commitAllLocked() {
 	wire := c.wireNodesLocked()
-	c.ownRecord = encodeRecord(c.cfg.NodeName, c.version, wire)
 	res := c.state.apply(c.cfg.NodeName, withSerfHealth(wire, c.cfg.NodeName, StatusPassing))
 	for _, n := range res.conflicts {
 		// Not reached: registrations of another agent's node are refused.
 		c.log.Warn("a node registered through this agent belongs to another agent; not shown", "node", n)
 	}
+	c.dirty = dirtySet{}
 	close(c.changed)
 	c.changed = make(chan struct{})
+}
+
+// commitLocked applies what changed in the local entries (c.dirty) at
+// the current version to the read side and wakes the publisher, which
+// encodes the state for gossip when it sends it (record). Its cost
+// depends on what changed, not on how many entries there are.
+func (c *Catalog) commitLocked() {
+	res := c.state.applyDelta(c.cfg.NodeName, c.deltasLocked())
+	for _, n := range res.conflicts {
+		// Not reached: registrations of another agent's node are refused.
+		c.log.Warn("a node registered through this agent belongs to another agent; not shown", "node", n)
+	}
+	c.dirty = dirtySet{}
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// record returns this agent's state encoded for gossip, at its current
+// version. The encoding (of every entry) runs outside mu, so
+// registrations go on meanwhile; what it encodes is the snapshot taken
+// under mu.
+func (c *Catalog) record() (uint64, []byte) {
+	c.mu.Lock()
+	if c.recordVersion == c.version {
+		defer c.mu.Unlock()
+		return c.recordVersion, c.ownRecord
+	}
+	v, wire := c.version, c.wireNodesLocked()
+	c.mu.Unlock()
+	start := time.Now()
+	rec := encodeRecord(c.cfg.NodeName, v, wire)
+	cost := time.Since(start)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v > c.recordVersion {
+		c.recordVersion, c.ownRecord, c.encodeCost = v, rec, cost
+	}
+	return c.recordVersion, c.ownRecord
 }
 
 // wireNodesLocked is this agent's published state: its node with its
@@ -305,32 +374,52 @@ func (c *Catalog) syncRunner(r Runner) {
 	c.runnerMu.Lock()
 	defer c.runnerMu.Unlock()
 	c.mu.Lock()
+	// Only the checks that changed since the last sync (all of them the
+	// first time): a sync costs what changed, not what there is.
+	ids := make([]string, 0, len(c.runnerDirty))
+	if c.runnerAll {
+		for id := range c.checks {
+			ids = append(ids, id)
+		}
+		for id := range c.running {
+			if c.checks[id] == nil {
+				ids = append(ids, id)
+			}
+		}
+	} else {
+		for id := range c.runnerDirty {
+			ids = append(ids, id)
+		}
+	}
+	c.runnerAll = false
+	clear(c.runnerDirty)
 	want := map[string]checks.Definition{}
-	for id, lc := range c.checks {
-		if lc.def.Type() != "" {
+	for _, id := range ids {
+		if lc := c.checks[id]; lc != nil && lc.def.Type() != "" {
 			d := cloneDefinition(lc.def)
 			d.Status = checks.Status(lc.status)
 			want[id] = d
 		}
 	}
 	c.mu.Unlock()
-	for id, d := range c.running {
+	sort.Strings(ids)
+	for _, id := range ids {
+		d, running := c.running[id]
 		w, ok := want[id]
-		if !ok || !sameRun(d, w) {
+		if running && (!ok || !sameRun(d, w)) {
 			r.Remove(id)
 			delete(c.running, id)
+			running = false
 		}
-	}
-	for id, d := range want {
-		if _, ok := c.running[id]; ok {
+		if !ok || running {
 			continue
 		}
-		if err := r.Add(d); err != nil {
+		if err := r.Add(w); err != nil {
 			c.log.Warn("the check runner refused a check", "check", id, "err", err)
 			_ = c.UpdateCheck(id, StatusCritical, fmt.Sprintf("cairn cannot run this check: %v", err))
 			continue
 		}
-		c.running[id] = d
+		c.running[id] = w
 	}
 }
 

@@ -32,9 +32,10 @@ type Config struct {
 	// the "consul" service Consul's servers put in the catalog.
 	ServerService *Service
 	// DataDir keeps this agent's services, checks, catalog registrations
-	// and version high-water mark, so they survive a restart:
-	// <DataDir>/services/*.json, <DataDir>/checks/*.json and
-	// <DataDir>/catalog/. Empty keeps nothing (tests).
+	// and version high-water mark, so they survive a restart, in the log
+	// <DataDir>/catalog/state.log (see store.go; the per-entry files of
+	// earlier versions are moved into it). Empty keeps nothing (tests,
+	// -dev).
 	DataDir string
 	// EnableScriptChecks (-enable-script-checks) allows checks that run
 	// a program (Args); without it they are refused, as in Consul.

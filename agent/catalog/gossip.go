@@ -85,9 +85,7 @@ func (c *Catalog) enqueue(m inMsg) {
 }
 
 func (c *Catalog) pushPullState() []byte {
-	c.mu.Lock()
-	own := c.ownRecord
-	c.mu.Unlock()
+	_, own := c.record()
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	size := len(own) + 11
@@ -331,7 +329,7 @@ func (c *Catalog) publishLoop(ctx context.Context, g Gossip) error {
 	defer gap.Stop()
 	for {
 		c.mu.Lock()
-		ch, v, rec, pending := c.changed, c.version, c.ownRecord, c.outputPending
+		ch, v, pending := c.changed, c.version, c.outputPending
 		c.mu.Unlock()
 		switch {
 		case pending && outputC == nil:
@@ -365,12 +363,15 @@ func (c *Catalog) publishLoop(ctx context.Context, g Gossip) error {
 			}
 		}
 		if g != nil && (v != broadcast || len(targets) > 0) {
+			// The state is encoded here, at most once per gap, rather
+			// than on every change; it may be newer than v.
+			v, rec := c.record()
 			c.send(ctx, g, rec, v != broadcast, targets)
 			broadcast = v
 			for _, t := range targets {
 				sent[t] = v
 			}
-			gap.Reset(c.cfg.PublishGap)
+			gap.Reset(c.publishGap())
 			select {
 			case <-ctx.Done():
 				return nil
@@ -390,6 +391,15 @@ func (c *Catalog) publishLoop(ctx context.Context, g Gossip) error {
 			}
 		}
 	}
+}
+
+// publishGap is the least time between two publications: PublishGap,
+// or more for a large state, so that encoding it takes at most a fifth
+// of the time while changes pour in (registering 10,000 services, say).
+func (c *Catalog) publishGap() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return max(c.cfg.PublishGap, 4*c.encodeCost)
 }
 
 // send spreads this agent's state: straight to each of targets (at most

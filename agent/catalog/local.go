@@ -89,51 +89,59 @@ func (c *Catalog) RegisterService(def ServiceDefinition, replaceExistingChecks b
 			}
 		}
 	}
+	return c.durable(c.registerService(svc, defs, replaceExistingChecks))
+}
 
+// registerService applies a validated service registration and returns
+// the sequence number of its last change in the data dir.
+func (c *Catalog) registerService(svc *Service, defs []checks.Definition, replaceExistingChecks bool) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, d := range defs {
 		if lc := c.checks[d.ID]; lc != nil && lc.def.ServiceID != svc.ID {
-			return invalid("check %q already belongs to %s; give this one another CheckID", d.ID, describeOwner(lc.def.ServiceID))
+			return 0, invalid("check %q already belongs to %s; give this one another CheckID", d.ID, describeOwner(lc.def.ServiceID))
 		}
 	}
 	var drop []string
 	if replaceExistingChecks {
-		for id, lc := range c.checks {
-			if lc.def.ServiceID == svc.ID && !slices.ContainsFunc(defs, func(d checks.Definition) bool { return d.ID == id }) {
+		for _, id := range c.checksOfLocked(svc.ID) {
+			if !slices.ContainsFunc(defs, func(d checks.Definition) bool { return d.ID == id }) {
 				drop = append(drop, id)
 			}
 		}
 	}
+	var seq uint64
 	if c.store != nil {
-		if err := c.store.saveService(svc); err != nil {
-			return err
+		var err error
+		if seq, err = c.store.saveService(svc); err != nil {
+			return 0, err
 		}
 		for _, d := range defs {
-			if err := c.store.saveCheck(d); err != nil {
-				return err
+			if seq, err = c.store.saveCheck(d); err != nil {
+				return 0, err
 			}
 		}
 		for _, id := range drop {
-			if err := c.store.removeCheck(id); err != nil {
-				return err
+			if seq, err = c.store.removeCheck(id); err != nil {
+				return 0, err
 			}
 		}
 	}
 	if err := c.bumpLocked(); err != nil {
-		return err
+		return 0, err
 	}
 	svc.Node = c.cfg.NodeName
-	c.services[svc.ID] = svc
+	c.setServiceLocked(svc)
 	for _, d := range defs {
-		c.checks[d.ID] = newLocalCheck(d, c.checks[d.ID])
+		c.setCheckLocked(newLocalCheck(d, c.checks[d.ID]))
 	}
 	for _, id := range drop {
-		delete(c.checks, id)
+		c.deleteCheckLocked(id)
 	}
 	c.flushOutputLocked()
 	c.commitLocked()
-	return nil
+	c.compactLocked()
+	return seq, nil
 }
 
 func describeOwner(serviceID string) string {
@@ -145,37 +153,39 @@ func describeOwner(serviceID string) string {
 
 // DeregisterService removes one of this agent's services and its checks.
 func (c *Catalog) DeregisterService(id string) error {
+	return c.durable(c.deregisterService(id))
+}
+
+func (c *Catalog) deregisterService(id string) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.services[id] == nil {
-		return notFound("Unknown service ID %q. Ensure that the service ID is passed, not the service name.", id)
+		return 0, notFound("Unknown service ID %q. Ensure that the service ID is passed, not the service name.", id)
 	}
-	var drop []string
-	for cid, lc := range c.checks {
-		if lc.def.ServiceID == id {
-			drop = append(drop, cid)
-		}
-	}
+	drop := c.checksOfLocked(id)
+	var seq uint64
 	if c.store != nil {
+		var err error
 		for _, cid := range drop {
-			if err := c.store.removeCheck(cid); err != nil {
-				return err
+			if seq, err = c.store.removeCheck(cid); err != nil {
+				return 0, err
 			}
 		}
-		if err := c.store.removeService(id); err != nil {
-			return err
+		if seq, err = c.store.removeService(id); err != nil {
+			return 0, err
 		}
 	}
 	if err := c.bumpLocked(); err != nil {
-		return err
+		return 0, err
 	}
-	delete(c.services, id)
+	c.deleteServiceLocked(id)
 	for _, cid := range drop {
-		delete(c.checks, cid)
+		c.deleteCheckLocked(cid)
 	}
 	c.flushOutputLocked()
 	c.commitLocked()
-	return nil
+	c.compactLocked()
+	return seq, nil
 }
 
 // RegisterCheck adds or replaces one of this agent's checks, like PUT
@@ -192,44 +202,58 @@ func (c *Catalog) RegisterCheck(def checks.Definition) error {
 	if err := c.checkCheck(&d, true); err != nil {
 		return err
 	}
+	return c.durable(c.registerCheck(d))
+}
+
+func (c *Catalog) registerCheck(d checks.Definition) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if d.ServiceID != "" && c.services[d.ServiceID] == nil {
-		return invalid("check %q: ServiceID %q is not a service of this agent; register the service first, or leave ServiceID out for a node check", d.ID, d.ServiceID)
+		return 0, invalid("check %q: ServiceID %q is not a service of this agent; register the service first, or leave ServiceID out for a node check", d.ID, d.ServiceID)
 	}
+	var seq uint64
 	if c.store != nil {
-		if err := c.store.saveCheck(d); err != nil {
-			return err
+		var err error
+		if seq, err = c.store.saveCheck(d); err != nil {
+			return 0, err
 		}
 	}
 	if err := c.bumpLocked(); err != nil {
-		return err
+		return 0, err
 	}
-	c.checks[d.ID] = newLocalCheck(d, c.checks[d.ID])
+	c.setCheckLocked(newLocalCheck(d, c.checks[d.ID]))
 	c.flushOutputLocked()
 	c.commitLocked()
-	return nil
+	c.compactLocked()
+	return seq, nil
 }
 
 // DeregisterCheck removes one of this agent's checks.
 func (c *Catalog) DeregisterCheck(id string) error {
+	return c.durable(c.deregisterCheck(id))
+}
+
+func (c *Catalog) deregisterCheck(id string) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.checks[id] == nil {
-		return notFound("Unknown check ID %q. Ensure that the check ID is passed, not the check name.", id)
+		return 0, notFound("Unknown check ID %q. Ensure that the check ID is passed, not the check name.", id)
 	}
+	var seq uint64
 	if c.store != nil {
-		if err := c.store.removeCheck(id); err != nil {
-			return err
+		var err error
+		if seq, err = c.store.removeCheck(id); err != nil {
+			return 0, err
 		}
 	}
 	if err := c.bumpLocked(); err != nil {
-		return err
+		return 0, err
 	}
-	delete(c.checks, id)
+	c.deleteCheckLocked(id)
 	c.flushOutputLocked()
 	c.commitLocked()
-	return nil
+	c.compactLocked()
+	return seq, nil
 }
 
 // UpdateCheck records a check's result: the check runner's reports, and
@@ -250,6 +274,7 @@ func (c *Catalog) UpdateCheck(id, status, output string) error {
 	if lc.status == status {
 		if lc.output != output {
 			lc.output = output
+			c.outputIDs[id] = struct{}{}
 			c.outputPending = true
 			close(c.changed) // the publisher arms its output timer
 			c.changed = make(chan struct{})
@@ -259,7 +284,9 @@ func (c *Catalog) UpdateCheck(id, status, output string) error {
 	if err := c.bumpLocked(); err != nil {
 		return err
 	}
-	lc.status, lc.output = status, output
+	lc.status, lc.output, lc.pubOutput = status, output, output
+	delete(c.outputIDs, id)
+	c.dirty.owner(lc.def.ServiceID)
 	c.flushOutputLocked()
 	c.commitLocked()
 	return nil
@@ -313,9 +340,13 @@ func truncateOutput(s string) string {
 // flushOutputLocked publishes every check's latest output with the next
 // commit.
 func (c *Catalog) flushOutputLocked() {
-	for _, lc := range c.checks {
-		lc.pubOutput = lc.output
+	for id := range c.outputIDs {
+		if lc := c.checks[id]; lc != nil && lc.pubOutput != lc.output {
+			lc.pubOutput = lc.output
+			c.dirty.owner(lc.def.ServiceID)
+		}
 	}
+	clear(c.outputIDs)
 	c.outputPending = false
 }
 

@@ -45,21 +45,28 @@ func (c *Catalog) SetMaintenance(serviceID string, enable bool, reason string) e
 	if err := c.checkCheck(&d, false); err != nil {
 		return err
 	}
+	return c.durable(c.setMaintenance(d))
+}
+
+func (c *Catalog) setMaintenance(d checks.Definition) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if serviceID != "" && c.services[serviceID] == nil {
-		return notFound("No service registered with ID %q", serviceID)
+	if d.ServiceID != "" && c.services[d.ServiceID] == nil {
+		return 0, notFound("No service registered with ID %q", d.ServiceID)
 	}
+	var seq uint64
 	if c.store != nil {
-		if err := c.store.saveCheck(d); err != nil {
-			return err
+		var err error
+		if seq, err = c.store.saveCheck(d); err != nil {
+			return 0, err
 		}
 	}
 	if err := c.bumpLocked(); err != nil {
-		return err
+		return 0, err
 	}
-	c.checks[d.ID] = newLocalCheck(d, nil)
+	c.setCheckLocked(newLocalCheck(d, nil))
 	c.flushOutputLocked()
 	c.commitLocked()
-	return nil
+	c.compactLocked()
+	return seq, nil
 }

@@ -33,7 +33,13 @@ func (c *Catalog) Register(reg Registration) error {
 	if err := checkMeta("node "+quote(name), reg.Node.Meta); err != nil {
 		return err
 	}
+	return c.durable(c.registerExternal(reg, svc))
+}
 
+// registerExternal applies a validated registration of an external node
+// and returns the sequence number of its change in the data dir.
+func (c *Catalog) registerExternal(reg Registration, svc *Service) (uint64, error) {
+	name := reg.Node.Node
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	key := lower(name)
@@ -62,33 +68,35 @@ func (c *Catalog) Register(reg Registration) error {
 	for _, in := range reg.Checks {
 		chk, err := fixedCheck(in, ext.Node.Node, func(id string) *Service { return ext.Services[id] })
 		if err != nil {
-			return err
+			return 0, err
 		}
 		ext.Checks[chk.CheckID] = chk
 	}
-	// Service names and tags on checks follow their services.
-	for _, chk := range ext.Checks {
+	// Service names and tags on checks follow their services. The
+	// checks may be shared with the node's previous state (which a
+	// gossip encoding may be reading): change copies.
+	for id, chk := range ext.Checks {
 		if s := ext.Services[chk.ServiceID]; s != nil {
-			chk.ServiceName, chk.ServiceTags = s.Name, s.Tags
+			cp := *chk
+			cp.ServiceName, cp.ServiceTags = s.Name, s.Tags
+			ext.Checks[id] = &cp
 		}
 	}
-	next := make(map[string]*externalNode, len(c.external)+1)
-	for k, v := range c.external {
-		next[k] = v
-	}
-	next[key] = ext
+	var seq uint64
 	if c.store != nil {
-		if err := c.store.saveExternal(next); err != nil {
-			return err
+		var err error
+		if seq, err = c.store.saveExternal(name, ext); err != nil {
+			return 0, err
 		}
 	}
 	if err := c.bumpLocked(); err != nil {
-		return err
+		return 0, err
 	}
-	c.external = next
+	c.setExternalLocked(key, ext)
 	c.flushOutputLocked()
 	c.commitLocked()
-	return nil
+	c.compactLocked()
+	return seq, nil
 }
 
 // fixedCheck turns a registered check into a fixed-status check of node.
@@ -132,6 +140,10 @@ func (c *Catalog) registerOwn(reg Registration) error {
 			return err
 		}
 	}
+	return c.durable(c.registerOwnLocked(reg, svc))
+}
+
+func (c *Catalog) registerOwnLocked(reg Registration, svc *Service) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	lookup := func(id string) *Service {
@@ -144,41 +156,44 @@ func (c *Catalog) registerOwn(reg Registration) error {
 	for _, in := range reg.Checks {
 		chk, err := fixedCheck(in, c.cfg.NodeName, lookup)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if lc := c.checks[chk.CheckID]; lc != nil && lc.def.Type() != "" {
-			return invalid("check %q is a %s check of this agent's, run by the agent; update it through /v1/agent/check, not the catalog", chk.CheckID, lc.def.Type())
+			return 0, invalid("check %q is a %s check of this agent's, run by the agent; update it through /v1/agent/check, not the catalog", chk.CheckID, lc.def.Type())
 		}
 		defs = append(defs, checks.Definition{
 			ID: chk.CheckID, Name: chk.Name, ServiceID: chk.ServiceID, Notes: chk.Notes,
 			Status: checks.Status(chk.Status), Output: chk.Output,
 		})
 	}
+	var seq uint64
 	if c.store != nil {
+		var err error
 		if svc != nil {
-			if err := c.store.saveService(svc); err != nil {
-				return err
+			if seq, err = c.store.saveService(svc); err != nil {
+				return 0, err
 			}
 		}
 		for _, d := range defs {
-			if err := c.store.saveCheck(d); err != nil {
-				return err
+			if seq, err = c.store.saveCheck(d); err != nil {
+				return 0, err
 			}
 		}
 	}
 	if err := c.bumpLocked(); err != nil {
-		return err
+		return 0, err
 	}
 	if svc != nil {
 		svc.Node = c.cfg.NodeName
-		c.services[svc.ID] = svc
+		c.setServiceLocked(svc)
 	}
 	for _, d := range defs {
-		c.checks[d.ID] = newLocalCheck(d, nil)
+		c.setCheckLocked(newLocalCheck(d, nil))
 	}
 	c.flushOutputLocked()
 	c.commitLocked()
-	return nil
+	c.compactLocked()
+	return seq, nil
 }
 
 // checkNodeOwner refuses to touch a node that another agent owns: an
@@ -229,17 +244,18 @@ func (c *Catalog) Deregister(d Deregistration) error {
 	if err := c.checkNodeOwner(d.Node); err != nil {
 		return err
 	}
+	return c.durable(c.deregisterExternal(d))
+}
+
+func (c *Catalog) deregisterExternal(d Deregistration) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	key := lower(d.Node)
 	old := c.external[key]
 	if old == nil {
-		return nil
+		return 0, nil
 	}
-	next := make(map[string]*externalNode, len(c.external))
-	for k, v := range c.external {
-		next[k] = v
-	}
+	var next *externalNode
 	switch {
 	case d.ServiceID != "" || d.CheckID != "":
 		ext := &externalNode{Node: old.Node, Services: map[string]*Service{}, Checks: map[string]*Check{}}
@@ -254,24 +270,25 @@ func (c *Catalog) Deregister(d Deregistration) error {
 			}
 		}
 		if len(ext.Services) == len(old.Services) && len(ext.Checks) == len(old.Checks) {
-			return nil
+			return 0, nil
 		}
-		next[key] = ext
-	default:
-		delete(next, key)
+		next = ext
 	}
+	var seq uint64
 	if c.store != nil {
-		if err := c.store.saveExternal(next); err != nil {
-			return err
+		var err error
+		if seq, err = c.store.saveExternal(old.Node.Node, next); err != nil {
+			return 0, err
 		}
 	}
 	if err := c.bumpLocked(); err != nil {
-		return err
+		return 0, err
 	}
-	c.external = next
+	c.setExternalLocked(key, next)
 	c.flushOutputLocked()
 	c.commitLocked()
-	return nil
+	c.compactLocked()
+	return seq, nil
 }
 
 func errorsIsNotFound(err error) bool {

@@ -270,31 +270,7 @@ func (w *writer) putNode(origin string, ns nodeState, existing *nodeRow) {
 			svcChecks[c.ServiceID] = append(svcChecks[c.ServiceID], c)
 		}
 	}
-	sortNodeChecks(nodeChecks)
-
-	// The node row.
-	var haveChecks []*Check
-	if existing != nil {
-		haveChecks = existing.Checks
-	}
-	checks, nodeChecksChanged := w.storeChecks(name, nodeChecks, haveChecks)
-	nodeChanged := existing == nil || existing.Origin != origin || !equalNode(existing.N, ns.Node)
-	if nodeChanged || nodeChecksChanged {
-		n := existing.nodeOrNil()
-		if nodeChanged {
-			n = new(Node)
-			*n = *ns.Node
-			n.CreateIndex, n.ModifyIndex = w.idx, w.idx
-			if existing != nil {
-				n.CreateIndex = existing.N.CreateIndex
-			}
-			w.mark(tableNodes)
-		}
-		if nodeChecksChanged {
-			w.mark(indexChecks)
-		}
-		must(w.tx.Insert(tableNodes, &nodeRow{Key: key, Origin: origin, N: n, Checks: checks}))
-	}
+	nodeMoved := w.putNodeRow(origin, ns.Node, nodeChecks, existing)
 
 	// The instance rows.
 	old := map[string]*serviceRow{}
@@ -305,56 +281,95 @@ func (w *writer) putNode(origin string, ns nodeState, existing *nodeRow) {
 	}
 	for _, svc := range ns.Services {
 		k := key2(key, svc.ID)
-		lname := lower(svc.Name)
-		names[lname] = true
+		names[lower(svc.Name)] = true
 		prev := old[k]
 		delete(old, k)
-		var havePrev []*Check
-		if prev != nil {
-			havePrev = prev.Checks
-		}
-		want := svcChecks[svc.ID]
-		slices.SortFunc(want, func(a, b *Check) int { return strings.Compare(a.CheckID, b.CheckID) })
-		checks, checksChanged := w.storeChecks(name, want, havePrev)
-		svcChanged := prev == nil || !equalService(prev.S, svc)
-		if !svcChanged && !checksChanged {
-			continue
-		}
-		s := prev.serviceOrNil()
-		if svcChanged {
-			cp := *svc
-			cp.Node = name
-			cp.CreateIndex, cp.ModifyIndex = w.idx, w.idx
-			if prev != nil {
-				cp.CreateIndex = prev.S.CreateIndex
-			}
-			s = &cp
-			w.mark(tableServices)
-		}
-		if checksChanged {
-			w.mark(indexChecks)
-		}
-		if prev != nil {
-			w.touched[prev.LName] = true
-		}
-		must(w.tx.Insert(tableServices, &serviceRow{Key: k, LName: lname, S: s, Checks: checks}))
-		w.touched[lname] = true
+		w.putInstance(name, k, svc, svcChecks[svc.ID], prev)
 	}
 	for _, r := range old {
-		must(w.tx.Delete(tableServices, r))
-		w.touched[r.LName] = true
-		w.mark(tableServices)
-		if len(r.Checks) > 0 {
-			w.mark(indexChecks)
-		}
+		w.deleteInstance(r)
 	}
 
 	// A change to the node or to a node check changes the health
 	// answers of every service on it.
-	if nodeChanged || nodeChecksChanged {
+	if nodeMoved {
 		for n := range names {
 			w.touched[n] = true
 		}
+	}
+}
+
+// putNodeRow writes a node's row when the node or its checks changed,
+// and says whether it did. It sorts checks.
+func (w *writer) putNodeRow(origin string, node *Node, checks []*Check, existing *nodeRow) bool {
+	sortNodeChecks(checks)
+	var haveChecks []*Check
+	if existing != nil {
+		haveChecks = existing.Checks
+	}
+	stored, nodeChecksChanged := w.storeChecks(node.Node, checks, haveChecks)
+	nodeChanged := existing == nil || existing.Origin != origin || !equalNode(existing.N, node)
+	if !nodeChanged && !nodeChecksChanged {
+		return false
+	}
+	n := existing.nodeOrNil()
+	if nodeChanged {
+		n = new(Node)
+		*n = *node
+		n.CreateIndex, n.ModifyIndex = w.idx, w.idx
+		if existing != nil {
+			n.CreateIndex = existing.N.CreateIndex
+		}
+		w.mark(tableNodes)
+	}
+	if nodeChecksChanged {
+		w.mark(indexChecks)
+	}
+	must(w.tx.Insert(tableNodes, &nodeRow{Key: lower(node.Node), Origin: origin, N: n, Checks: stored}))
+	return true
+}
+
+// putInstance writes the row of one instance (key k) on node name when it
+// changed from prev (nil: new). It sorts want, the instance's checks.
+func (w *writer) putInstance(name, k string, svc *Service, want []*Check, prev *serviceRow) {
+	lname := lower(svc.Name)
+	var havePrev []*Check
+	if prev != nil {
+		havePrev = prev.Checks
+	}
+	slices.SortFunc(want, func(a, b *Check) int { return strings.Compare(a.CheckID, b.CheckID) })
+	checks, checksChanged := w.storeChecks(name, want, havePrev)
+	svcChanged := prev == nil || !equalService(prev.S, svc)
+	if !svcChanged && !checksChanged {
+		return
+	}
+	s := prev.serviceOrNil()
+	if svcChanged {
+		cp := *svc
+		cp.Node = name
+		cp.CreateIndex, cp.ModifyIndex = w.idx, w.idx
+		if prev != nil {
+			cp.CreateIndex = prev.S.CreateIndex
+		}
+		s = &cp
+		w.mark(tableServices)
+	}
+	if checksChanged {
+		w.mark(indexChecks)
+	}
+	if prev != nil {
+		w.touched[prev.LName] = true
+	}
+	must(w.tx.Insert(tableServices, &serviceRow{Key: k, LName: lname, S: s, Checks: checks}))
+	w.touched[lname] = true
+}
+
+func (w *writer) deleteInstance(r *serviceRow) {
+	must(w.tx.Delete(tableServices, r))
+	w.touched[r.LName] = true
+	w.mark(tableServices)
+	if len(r.Checks) > 0 {
+		w.mark(indexChecks)
 	}
 }
 
@@ -379,12 +394,7 @@ func (w *writer) deleteNode(r *nodeRow) {
 		w.mark(indexChecks)
 	}
 	for _, s := range w.services(r.Key) {
-		must(w.tx.Delete(tableServices, s))
-		w.touched[s.LName] = true
-		w.mark(tableServices)
-		if len(s.Checks) > 0 {
-			w.mark(indexChecks)
-		}
+		w.deleteInstance(s)
 	}
 }
 

@@ -205,20 +205,24 @@ func (h *handler) catalogService(c *call) error {
 	if err != nil {
 		return err
 	}
-	var insts []catalog.Instance
+	var (
+		insts []catalog.Instance
+		index uint64
+	)
 	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
-		idx, in := h.catalog.ServiceNodes(ws, c.arg, f)
-		insts = in
-		return idx
+		index, insts = h.catalog.ServiceNodes(ws, c.arg, f)
+		return index
 	}); err != nil {
 		return err
 	}
-	out := make([]consuljson.CatalogService, 0, len(insts))
-	for _, in := range insts {
-		out = append(out, consuljson.FromInstance(in))
-	}
-	sortNear(h, c, out, func(s consuljson.CatalogService) string { return s.Node })
-	return writeFiltered(c, out)
+	return h.writeCached(c, answerKey("catalog", c.arg, f), index, func() any {
+		out := make([]consuljson.CatalogService, 0, len(insts))
+		for _, in := range insts {
+			out = append(out, consuljson.FromInstance(in))
+		}
+		sortNear(h, c, out, func(s consuljson.CatalogService) string { return s.Node })
+		return out
+	})
 }
 
 // catalogConnect serves GET /v1/catalog/connect/<service>: the

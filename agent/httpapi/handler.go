@@ -119,13 +119,14 @@ type handler struct {
 	log         *slog.Logger
 	ops         Ops
 	routes      []route
+	answers     answerCache // encoded catalog answers (answercache.go)
 
 	connectRoot *CARoot
 	trustDomain string
 }
 
-// route is one Consul endpoint. A path ending in "/" matches every path
-// under it and passes the rest to fn as call.arg (Consul registers them
+// route is one Consul endpoint. A path ending in "/" (other than "/"
+// itself) matches every path under it and passes the rest to fn as call.arg (Consul registers them
 // the same way on its ServeMux); any other path matches exactly.
 type route struct {
 	path    string
@@ -221,6 +222,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/query", []string{http.MethodGet, http.MethodPost}, h.preparedQueries},
 		{"/v1/query/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.preparedQuery},
 		{"/v1/operator/autopilot/health", get, h.operatorAutopilotHealth},
+		{"/", get, h.index}, // exactly "/": the page a browser opens first
 	}
 	h.routes = append(h.routes, h.opsRoutes()...)
 	return h.observed(cfg.Ops.Observer), nil
@@ -229,7 +231,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 func (h *handler) match(path string) (*route, string, bool) {
 	for i := range h.routes {
 		rt := &h.routes[i]
-		if strings.HasSuffix(rt.path, "/") {
+		if strings.HasSuffix(rt.path, "/") && rt.path != "/" {
 			if rest, ok := strings.CutPrefix(path, rt.path); ok {
 				return rt, rest, true
 			}

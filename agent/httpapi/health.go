@@ -19,20 +19,24 @@ func (h *handler) healthService(c *call) error {
 	if err != nil {
 		return err
 	}
-	var insts []catalog.Instance
+	var (
+		insts []catalog.Instance
+		index uint64
+	)
 	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
-		idx, in := h.catalog.ServiceHealth(ws, c.arg, f)
-		insts = in
-		return idx
+		index, insts = h.catalog.ServiceHealth(ws, c.arg, f)
+		return index
 	}); err != nil {
 		return err
 	}
-	out := make([]consuljson.ServiceEntry, 0, len(insts))
-	for _, in := range insts {
-		out = append(out, consuljson.FromHealth(in))
-	}
-	sortNear(h, c, out, func(e consuljson.ServiceEntry) string { return e.Node.Node })
-	return writeFiltered(c, out)
+	return h.writeCached(c, answerKey("health", c.arg, f), index, func() any {
+		out := make([]consuljson.ServiceEntry, 0, len(insts))
+		for _, in := range insts {
+			out = append(out, consuljson.FromHealth(in))
+		}
+		sortNear(h, c, out, func(e consuljson.ServiceEntry) string { return e.Node.Node })
+		return out
+	})
 }
 
 // healthChecks serves GET /v1/health/checks/<service>: the checks of

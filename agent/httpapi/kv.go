@@ -46,7 +46,7 @@ func (h *handler) kvGet(c *call) error {
 			c.w.WriteHeader(http.StatusNotFound)
 			return nil
 		}
-		return writeJSON(c.w, http.StatusOK, entries)
+		return h.writeEntries(c, entries)
 	}
 	if c.arg == "" {
 		return badRequest("Missing key name")

@@ -9,13 +9,15 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"strings"
 )
 
 //go:embed static
 var static embed.FS
 
-// Handler serves the web view under /ui/ and redirects GET / to it;
-// every other path goes to api (the /v1 handler).
+// Handler serves the web view under /ui/ and redirects a browser's
+// GET / to it; every other request goes to api (the /v1 handler, whose
+// GET / is a page for clients that do not ask for HTML).
 func Handler(api http.Handler) http.Handler {
 	files, err := fs.Sub(static, "static")
 	if err != nil {
@@ -24,8 +26,10 @@ func Handler(api http.Handler) http.Handler {
 	fileServer := http.StripPrefix("/ui/", http.FileServerFS(files))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
-		case r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
-			http.Redirect(w, r, "/ui/", http.StatusMovedPermanently)
+		case r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.Contains(r.Header.Get("Accept"), "text/html"):
+			// A browser goes to the web view; curl and other clients get
+			// the API's index page (which links /ui/ too).
+			http.Redirect(w, r, "/ui/", http.StatusFound)
 		case r.URL.Path == "/ui":
 			http.Redirect(w, r, "/ui/", http.StatusMovedPermanently)
 		case len(r.URL.Path) >= 4 && r.URL.Path[:4] == "/ui/":

@@ -15,6 +15,7 @@ const usage = `Usage: cairn <command> [args]
 
 Commands:
     agent          Runs a cairn agent (Consul's flags; try "cairn agent -dev")
+    completion     Prints a shell completion script (bash or zsh)
     force-leave    Forces a member of the cluster to enter the "left" state
     join           Tells a running agent to join the cluster
     keygen         Generates a new gossip encryption key
@@ -28,7 +29,8 @@ Commands:
     reload         Makes the agent re-read its configuration
     snapshot       Saves, restores and inspects snapshots of the replicated state
     template       Renders consul-template templates and keeps them current
-    version        Prints the cairn version
+    validate       Checks config files and directories (like "consul validate")
+    version        Prints the cairn version (-json for JSON)
 
 Run "cairn <command> -h" for a command's flags.
 `
@@ -69,8 +71,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runTemplate(args[1:], stdout, stderr)
 	case "keygen":
 		return runKeygen(args[1:], stdout, stderr)
-	case "version", "-version", "--version", "-v":
-		return runVersion(stdout)
+	case "validate":
+		return runValidate(args[1:], stdout, stderr)
+	case "completion":
+		return runCompletion(args[1:], stdout, stderr)
+	case "version":
+		return runVersion(args[1:], stdout, stderr)
+	case "-version", "--version", "-v":
+		return runVersion(nil, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

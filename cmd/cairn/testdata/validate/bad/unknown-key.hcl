@@ -1,0 +1,2 @@
+data_dir = "/var/lib/cairn"
+bootstrap_expekt = 3

@@ -1,0 +1,3 @@
+server           = true
+bootstrap_expect = 3
+data_dir         = "/var/lib/cairn"
