@@ -55,7 +55,8 @@ test:
 ## real Docker engine and Swarm, and the examples (their READMEs as written, the Compose cluster, the
 ## release image). They need root; under CI=true a missing prerequisite fails.
 test-system:
-	$(GO) test -tags system -run '^TestSystem' -count=1 -p 1 -timeout 60m ./...
+	mkdir -p $(CURDIR)/test-artifacts
+	$(GO) test -tags system -run '^TestSystem' -count=1 -p 1 -timeout 60m -artifacts -outputdir $(CURDIR)/test-artifacts ./...
 
 ## test-compat: consul/api v1.34.5's own tests (KV, txn, sessions, locks, semaphores, catalog, health,
 ## agent, status) against cairn, through a consul stand-in (compat/); only the tests listed with a

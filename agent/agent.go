@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cairn-dev/cairn/agent/logging"
 	"github.com/cairn-dev/cairn/template"
 )
 
@@ -38,13 +39,17 @@ type Agent struct {
 	stop       context.CancelCauseFunc
 	runCtx     context.Context // Run's, ended by stop
 	nodeID     string
+	reloaders  map[string]reloader // by part, registered while Run builds
+
+	reloadMu sync.Mutex // one Reload at a time
 }
 
 // New validates cfg and fills in what depends on the host (node name,
 // -dev addresses). It starts nothing. A nil logger discards.
 func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+		// Written nowhere, but /v1/agent/monitor can still stream it.
+		logger = logging.New(nil, slog.LevelInfo, false).Logger()
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -69,7 +69,7 @@ func (w *wiring) catalogParts() ([]part, error) {
 		return nil, err
 	}
 	checksCfg := checks.Config{
-		Sink:               checkSink{cat: cat, log: w.log},
+		Sink:               w.tel.checkSink(checkSink{cat: cat, log: w.log}),
 		EnableScriptChecks: cfg.EnableScriptChecks || cfg.EnableLocalScriptChecks,
 		DisableStagger:     w.fast,
 		Docker:             w.dockerExec(),
@@ -85,6 +85,7 @@ func (w *wiring) catalogParts() ([]part, error) {
 		return nil, err
 	}
 	w.checks = runner
+	w.tel.catalog(cat, w.ml)
 	return []part{
 		{"catalog", func(ctx context.Context) error { return cat.Run(ctx, gossip, checkRunner{runner}) }},
 		{"checks", runner.Run},

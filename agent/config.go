@@ -125,6 +125,15 @@ type Config struct {
 	TemplateConfigs []string
 	// LogLevel (-log-level, log_level): trace, debug, info, warn or err.
 	LogLevel string
+	// LogJSON (-log-json) writes the log as JSON lines.
+	LogJSON bool
+	// ReloadConfig, when set, reads the configuration again for Reload
+	// (SIGHUP, PUT /v1/agent/reload): cmd/cairn re-parses the same
+	// flags and config files. Not a flag.
+	ReloadConfig func() (Config, error)
+	// DisableMetrics (-disable-metrics) turns the agent's metrics off:
+	// nothing is recorded and /v1/agent/metrics answers 501.
+	DisableMetrics bool
 
 	// Docker (-docker) registers this host's Docker containers and Swarm
 	// tasks as services of this agent, by registrator's rules (package

@@ -92,7 +92,11 @@ var userKeys = setOf("meta", "node_meta", "header", "tagged_addresses", "taggeda
 // CamelCase (ServiceID, DeregisterCriticalServiceAfter), so that what is
 // kept as written (Proxy, Connect) reads as the API writes it. Nested
 // blocks decoded as lists of one become objects.
+//
+// key is matched case-blind against listKeys and userKeys: Consul's own
+// tests write "Meta" in a JSON config file.
 func apiKeys(v any, key string) (any, error) {
+	key = strings.ToLower(key)
 	switch x := v.(type) {
 	case []map[string]any:
 		list := make([]any, len(x))

@@ -265,6 +265,9 @@ func (w *wiring) dnsPart() (part, bool, error) {
 		return part{}, false, err
 	}
 	dc.Queries = dnsQueries{queries}
+	if w.tel != nil {
+		dc.Metrics = w.tel
+	}
 	srv, err := dns.New(dc, newDNSCatalog(w.cat, w.vips, w.log))
 	if err != nil {
 		return part{}, false, err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/httpapi"
+	"github.com/cairn-dev/cairn/agent/ui"
 )
 
 // listen binds the HTTP API's listener and DNS's socket and listener
@@ -69,7 +70,7 @@ func (w *wiring) httpPart() (part, error) {
 	handler, err := httpapi.NewHandler(httpapi.Config{
 		ConnectRoot:     root,
 		TrustDomain:     trustDomain,
-		Store:           w.routerFor(),
+		Store:           w.tel.store(w.routerFor()),
 		Cluster:         &cluster{agent: w.agent, ml: w.ml, router: w.routerFor(), leave: w.leave},
 		Catalog:         w.httpCatalog(),
 		Events:          w.events,
@@ -88,7 +89,7 @@ func (w *wiring) httpPart() (part, error) {
 			HTTPPort:    w.httpPort,
 			DNSPort:     w.dnsPort,
 			ServerPort:  serverPort,
-			Stats:       w.selfStats,
+			Stats:       w.infoStats,
 
 			ClientAddr:         cfg.ClientAddr,
 			NodeMeta:           nodeMeta(cfg),
@@ -96,6 +97,7 @@ func (w *wiring) httpPart() (part, error) {
 			EnableScriptChecks: cfg.EnableScriptChecks,
 		},
 		Logger: w.log,
+		Ops:    w.ops(),
 	})
 	if err != nil {
 		return part{}, fmt.Errorf("build the HTTP API: %w", err)
@@ -109,7 +111,7 @@ func (w *wiring) httpPart() (part, error) {
 		reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancelRequests()
 		srv := &http.Server{
-			Handler:           withBodyTimeout(handler, bodyReadTimeout),
+			Handler:           ui.Handler(withBodyTimeout(handler, bodyReadTimeout)), // the web view at /ui/, beside /v1
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			BaseContext:       func(net.Listener) context.Context { return reqCtx },

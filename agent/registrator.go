@@ -33,7 +33,7 @@ func (w *wiring) registratorPart() (part, bool, error) {
 	w.onClose(engine.Close)
 	rc := w.cfg.DockerOptions.registratorConfig(w.cfg.NodeName, w.advertise)
 	rc.Logger = w.log.With("part", "registrator")
-	r, err := registrator.New(rc, engine, catalogRegistry{w.cat})
+	r, err := registrator.New(rc, engine, w.tel.registry(catalogRegistry{w.cat}))
 	if err != nil {
 		return part{}, false, fmt.Errorf("-docker: %w", err)
 	}

@@ -46,6 +46,7 @@ func (w *wiring) storeParts() ([]part, error) {
 		Bootstrap: cfg.Dev || cfg.BootstrapExpect == 1,
 		Fast:      w.fast,
 		Logger:    w.log,
+		OnCommit:  w.tel.onCommit(),
 
 		MaxBlockingQueries: cfg.Limits.MaxBlockingQueries,
 	})

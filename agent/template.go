@@ -68,17 +68,31 @@ func (w *wiring) templatePart() (part, bool, error) {
 	a.mu.Lock()
 	a.tmplSource = src
 	a.mu.Unlock()
-	if len(a.tmpl.Templates) == 0 {
-		return part{}, false, nil
+	newRunner := func(tc template.Config) (*template.Runner, error) {
+		if len(tc.Templates) == 0 {
+			return nil, nil
+		}
+		tc.Source = src
+		tc.Logger = w.log
+		return template.New(tc)
 	}
-	tc := a.tmpl
-	tc.Source = src
-	tc.Logger = w.log
-	r, err := template.New(tc)
+	r, err := newRunner(a.tmpl)
 	if err != nil {
 		return part{}, false, err
 	}
-	return part{"templates", r.Run}, true, nil
+	sup := &templateSupervisor{current: r, next: make(chan *template.Runner, 1), tel: w.tel}
+	a.onReload("templates", func(cfg Config) (func(), error) {
+		tc, err := cfg.templateConfig(true)
+		if err != nil {
+			return nil, err
+		}
+		r, err := newRunner(tc)
+		if err != nil {
+			return nil, err
+		}
+		return func() { sup.replace(r) }, nil
+	})
+	return part{"templates", sup.run}, true, nil
 }
 
 // templateSource is template.Source over this agent's own parts, with no

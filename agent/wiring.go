@@ -51,6 +51,7 @@ type wiring struct {
 	vips     *vip.VIPs // nil without -vip-cidr
 	events   *membership.Events
 	queries  *preparedquery.Registry // made by queryRegistry
+	tel      *telemetry              // nil with -disable-metrics
 
 	closers []func() error
 }
@@ -78,6 +79,9 @@ func (w *wiring) build() ([]layer, error) {
 	store, err := w.storeParts()
 	if err != nil {
 		return nil, err
+	}
+	if p, ok := w.tel.raft(w.store); ok {
+		store = append(store, p)
 	}
 	if err := w.listen(); err != nil {
 		return nil, err
@@ -134,6 +138,9 @@ func (w *wiring) build() ([]layer, error) {
 func (w *wiring) prepare() error {
 	cfg := w.cfg
 	w.fast = cfg.Dev || cfg.Fast
+	if !cfg.DisableMetrics {
+		w.tel = newTelemetry("")
+	}
 	w.dataDir = cfg.DataDir
 	if cfg.Dev {
 		dir, err := os.MkdirTemp("", "cairn-dev-")

@@ -70,6 +70,16 @@ type Config struct {
 	// Logger receives one line per state change (start, stop, a service
 	// that cannot be answered); nil discards.
 	Logger *slog.Logger
+
+	// Metrics, when set, is told about every query answered: its rcode
+	// and how long answering took. Called from the query's goroutine; it
+	// must not block.
+	Metrics Metrics
+}
+
+// Metrics records DNS queries (the agent's metrics registry).
+type Metrics interface {
+	Query(rcode int, elapsed time.Duration)
 }
 
 // DefaultConfig returns the configuration cairn runs with when nothing is

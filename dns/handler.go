@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	mdns "github.com/miekg/dns"
 )
@@ -88,11 +89,18 @@ func putReply(r *reply) {
 // serveDNS is the servers' handler: it answers one query that accept let
 // through and miekg/dns unpacked.
 func (s *Server) serveDNS(w mdns.ResponseWriter, req *mdns.Msg) {
+	var start time.Time
+	if s.cfg.Metrics != nil {
+		start = time.Now()
+	}
 	r := getReply()
 	defer putReply(r)
 	tcp := w.RemoteAddr().Network() == "tcp"
 	r.src = addrOf(w.RemoteAddr())
 	m := s.answer(r, req)
+	if s.cfg.Metrics != nil {
+		defer func() { s.cfg.Metrics.Query(m.Rcode, time.Since(start)) }()
+	}
 	limit := mdns.MaxMsgSize
 	if !tcp {
 		limit = udpLimit(req)

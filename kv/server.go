@@ -74,6 +74,11 @@ type Config struct {
 	wrapLogStore func(raft.LogStore) raft.LogStore
 
 	Logger *slog.Logger
+
+	// OnCommit, when set, is told how long each Raft apply this server
+	// led took from submit to applied (Consul's consul.raft.commitTime),
+	// from the writing request's goroutine; it must not block.
+	OnCommit func(time.Duration)
 }
 
 // DefaultConfig returns the defaults for a server with the given identity.
@@ -857,6 +862,9 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 		return nil, err
 	}
 	s.confirmed(submitted)
+	if s.cfg.OnCommit != nil {
+		s.cfg.OnCommit(time.Since(submitted))
+	}
 	return f.Response(), nil
 }
 

@@ -71,6 +71,8 @@ type Config struct {
 	// Logger gets one line per failed request (5xx) and per recovered
 	// panic; nil discards.
 	Logger *slog.Logger
+	// Ops answers the operator endpoints (ops.go); optional.
+	Ops Ops
 }
 
 // Self is what the agent knows about itself, for /v1/agent/self.
@@ -115,6 +117,7 @@ type handler struct {
 	autopilot   Autopilot       // nil when the agent has none
 	self        Self
 	log         *slog.Logger
+	ops         Ops
 	routes      []route
 	answers     answerCache // encoded catalog answers (answercache.go)
 
@@ -156,7 +159,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger,
-		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain}
+		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain, ops: cfg.Ops}
 	h.events, h.coordinates, h.queries, h.autopilot = cfg.Events, cfg.Coordinates, cfg.PreparedQueries, cfg.Autopilot
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
@@ -221,7 +224,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/operator/autopilot/health", get, h.operatorAutopilotHealth},
 		{"/", get, h.index}, // exactly "/": the page a browser opens first
 	}
-	return h, nil
+	h.routes = append(h.routes, h.opsRoutes()...)
+	return h.observed(cfg.Ops.Observer), nil
 }
 
 func (h *handler) match(path string) (*route, string, bool) {

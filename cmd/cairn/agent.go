@@ -6,13 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/cairn-dev/cairn/agent"
+	"github.com/cairn-dev/cairn/agent/logging"
 )
 
 // runAgent is `cairn agent`: it runs until SIGINT or SIGTERM, then stops
@@ -31,7 +32,11 @@ func runAgent(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cairn agent: %v\n", err)
 		return 1
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Consul's line format (or its JSON form), which cairn monitor
+	// streams too.
+	logger := logging.New(stderr, level, cfg.LogJSON).Logger()
+	// Reload re-reads the same flags and files.
+	cfg.ReloadConfig = func() (agent.Config, error) { return loadAgentConfig(args, io.Discard) }
 	a, err := agent.New(cfg, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "cairn agent: %v\n", err)
@@ -43,6 +48,25 @@ func runAgent(args []string, stderr io.Writer) int {
 	// After the first signal, restore the default handling so that a
 	// second one kills a stop that hangs.
 	context.AfterFunc(ctx, stop)
+
+	// SIGHUP reloads, as it does Consul.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var reloads sync.WaitGroup
+	defer func() { stop(); reloads.Wait() }() // stop ends the reload loop
+	reloads.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := a.Reload(ctx); err != nil {
+					logger.Error("reload on SIGHUP failed", "err", err)
+				}
+			}
+		}
+	})
 
 	if err := a.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "cairn agent: %v\n", err)
@@ -131,6 +155,8 @@ func agentFlags(c *agent.Config, sources *[]configSource) *flag.FlagSet {
 	fs.StringVar(&c.AltDomain, "alt-domain", c.AltDomain, `Second DNS domain answering the same names, for clients written for Consul; "" turns it off.`)
 	fs.Var(listFlag{&c.Recursors}, "recursor", "DNS server (IP or IP:port) for names outside -domain; repeatable.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Log level: trace, debug, info, warn or err.")
+	fs.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "Write the log as JSON lines (hclog's @timestamp, @level, @message).")
+	fs.BoolVar(&c.DisableMetrics, "disable-metrics", c.DisableMetrics, "Record no metrics; /v1/agent/metrics answers 501.")
 	fs.BoolVar(&c.Docker, "docker", c.Docker, "Register this host's Docker containers and Swarm tasks as services, by registrator's rules and SERVICE_* labels ($DOCKER_HOST, else unix:///var/run/docker.sock).")
 	dockerFlags(fs, c)
 	fs.Var(metaFlag{&c.NodeMeta}, "node-meta", `Node meta "key:value" for this node's catalog entry; repeatable.`)

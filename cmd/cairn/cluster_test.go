@@ -153,7 +153,7 @@ func TestClusterCommands(t *testing.T) {
 		{name: "operator alone", args: []string{"operator"}, wantCode: 1, wantErr: "Usage: cairn operator <subcommand>"},
 		{name: "operator unknown", args: []string{"operator", "autopilot"}, wantCode: 1, wantErr: `cairn operator: unknown subcommand "autopilot"`},
 		{name: "operator raft alone", args: []string{"operator", "raft"}, wantCode: 1, wantErr: "Usage: cairn operator raft <subcommand>"},
-		{name: "operator raft unknown", args: []string{"operator", "raft", "remove-peer"}, wantCode: 1, wantErr: `cairn operator raft: unknown subcommand "remove-peer"`},
+		{name: "operator raft unknown", args: []string{"operator", "raft", "add-peer"}, wantCode: 1, wantErr: `cairn operator raft: unknown subcommand "add-peer"`},
 		{name: "operator help", args: []string{"operator", "-h"}, wantOut: operatorUsage},
 
 		{name: "keygen extra args", args: []string{"keygen", "32"}, wantCode: 1, wantErr: "Error found unexpected args: [32]\n"},

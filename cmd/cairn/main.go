@@ -22,7 +22,12 @@ Commands:
     kv             Interacts with the key-value store (like "consul kv")
     leave          Gracefully leaves the cluster and shuts the agent down
     members        Lists the members of the cluster
+    debug          Captures the agent's state for a bug report
+    info           Shows the agent's state (stats) for debugging
+    monitor        Streams the agent's log
     operator       Cluster-level tools for operators ("operator raft list-peers")
+    reload         Makes the agent re-read its configuration
+    snapshot       Saves, restores and inspects snapshots of the replicated state
     template       Renders consul-template templates and keeps them current
     validate       Checks config files and directories (like "consul validate")
     version        Prints the cairn version (-json for JSON)
@@ -52,6 +57,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runForceLeave(args[1:], stdout, stderr)
 	case "operator":
 		return runOperator(args[1:], stdout, stderr)
+	case "snapshot":
+		return runSnapshot(args[1:], stdout, stderr)
+	case "reload":
+		return runReload(args[1:], stdout, stderr)
+	case "monitor":
+		return runMonitor(args[1:], stdout, stderr)
+	case "info":
+		return runInfo(args[1:], stdout, stderr)
+	case "debug":
+		return runDebug(args[1:], stdout, stderr)
 	case "template":
 		return runTemplate(args[1:], stdout, stderr)
 	case "keygen":
