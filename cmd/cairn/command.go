@@ -93,6 +93,23 @@ func (c *command) noArgs(fs *flag.FlagSet) bool {
 	return false
 }
 
+// connect parses the flags of a command that takes no arguments and
+// builds its client; a nil client means the command ends with code (0
+// for -h; the problem has been printed).
+func (c *command) connect(fs *flag.FlagSet, args []string) (*api.Client, int) {
+	if err := fs.Parse(args); err != nil {
+		return nil, flagExit(err)
+	}
+	if !c.noArgs(fs) {
+		return nil, 1
+	}
+	client, ok := c.client()
+	if !ok {
+		return nil, 1
+	}
+	return client, 0
+}
+
 // flagExit is the exit code for a flag parse error: 0 for -h, else 1
 // (the flag package has already printed the problem and the usage).
 func flagExit(err error) int {

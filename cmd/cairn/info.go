@@ -21,15 +21,9 @@ Usage: cairn info [options]
 func runInfo(args []string, stdout, stderr io.Writer) int {
 	c := &command{stdout: stdout, stderr: stderr}
 	fs := c.flagSet("cairn info", infoHelp, false)
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	if !c.noArgs(fs) {
-		return 1
-	}
-	client, ok := c.client()
-	if !ok {
-		return 1
+	client, code := c.connect(fs, args)
+	if client == nil {
+		return code
 	}
 	self, err := client.Agent().Self()
 	if err != nil {

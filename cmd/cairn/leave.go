@@ -14,15 +14,9 @@ Usage: cairn leave [options]
 func runLeave(args []string, stdout, stderr io.Writer) int {
 	c := &command{stdout: stdout, stderr: stderr}
 	fs := c.flagSet("cairn leave", leaveHelp, false)
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	if !c.noArgs(fs) {
-		return 1
-	}
-	client, ok := c.client()
-	if !ok {
-		return 1
+	client, code := c.connect(fs, args)
+	if client == nil {
+		return code
 	}
 	if err := client.Agent().Leave(); err != nil {
 		c.error("Error leaving: %s", err)

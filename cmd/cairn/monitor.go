@@ -23,15 +23,9 @@ func runMonitor(args []string, stdout, stderr io.Writer) int {
 	fs := c.flagSet("cairn monitor", monitorHelp, false)
 	level := fs.String("log-level", "info", "Log level of the lines shown: trace, debug, info, warn or err.")
 	asJSON := fs.Bool("log-json", false, "Show the lines as JSON.")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	if !c.noArgs(fs) {
-		return 1
-	}
-	client, ok := c.client()
-	if !ok {
-		return 1
+	client, code := c.connect(fs, args)
+	if client == nil {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

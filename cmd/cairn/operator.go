@@ -78,15 +78,9 @@ func isHelp(arg string) bool {
 func runListPeers(args []string, stdout, stderr io.Writer) int {
 	c := &command{stdout: stdout, stderr: stderr}
 	fs := c.flagSet("cairn operator raft list-peers", listPeersHelp, true)
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	if !c.noArgs(fs) {
-		return 1
-	}
-	client, ok := c.client()
-	if !ok {
-		return 1
+	client, code := c.connect(fs, args)
+	if client == nil {
+		return code
 	}
 	cfg, err := client.Operator().RaftGetConfiguration(&api.QueryOptions{AllowStale: c.stale})
 	if err != nil {
@@ -165,15 +159,9 @@ func runTransferLeader(args []string, stdout, stderr io.Writer) int {
 	c := &command{stdout: stdout, stderr: stderr}
 	fs := c.flagSet("cairn operator raft transfer-leader", transferLeaderHelp, false)
 	id := fs.String("id", "", "Raft ID of the server to hand leadership to; empty: the most up-to-date follower.")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	if !c.noArgs(fs) {
-		return 1
-	}
-	client, ok := c.client()
-	if !ok {
-		return 1
+	client, code := c.connect(fs, args)
+	if client == nil {
+		return code
 	}
 	resp, err := client.Operator().RaftLeaderTransfer(*id, nil)
 	if err != nil {

@@ -16,15 +16,9 @@ Usage: cairn reload [options]
 func runReload(args []string, stdout, stderr io.Writer) int {
 	c := &command{stdout: stdout, stderr: stderr}
 	fs := c.flagSet("cairn reload", reloadHelp, false)
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	if !c.noArgs(fs) {
-		return 1
-	}
-	client, ok := c.client()
-	if !ok {
-		return 1
+	client, code := c.connect(fs, args)
+	if client == nil {
+		return code
 	}
 	if err := client.Agent().Reload(); err != nil {
 		c.error("Error reloading: %s", err)
