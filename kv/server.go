@@ -156,6 +156,11 @@ type Server struct {
 	// index the new term establishes). A fresh, open channel replaces it
 	// whenever leadership ends.
 	ready atomic.Pointer[chan struct{}]
+	// readyTerm is the term whose barrier closed ready. Leadership can
+	// be lost and won back between two looks of Run (another leader
+	// committing writes in the term between); ready then still stands
+	// closed from the old term, and only the term tells.
+	readyTerm atomic.Uint64
 	// handedOver is when leadership was last handed over because of
 	// this server's disk.
 	handedOver struct {
@@ -311,14 +316,24 @@ func (s *Server) Run(ctx context.Context) error {
 
 	var (
 		leading   bool
+		leadTerm  uint64
 		stopLead  context.CancelFunc
 		leadDone  chan struct{}
 		checkLead = func() {
 			isLeader := s.raft.State() == raft.Leader
+			term := s.raft.CurrentTerm()
+			if isLeader && leading && term != leadTerm {
+				// Lost and won back between two looks: the
+				// new term needs its own barrier.
+				stopLead()
+				<-leadDone
+				leading = false
+			}
 			if isLeader == leading {
 				return
 			}
 			leading = isLeader
+			leadTerm = term
 			s.setLeading(isLeader)
 			if isLeader {
 				lctx, cancel := context.WithCancel(ctx)
@@ -368,6 +383,7 @@ func (s *Server) lead(ctx context.Context) {
 	defer s.resetReady()
 	// A barrier makes every entry of earlier terms applied before the new
 	// leader answers consistent reads or arms session timers.
+	term := s.raft.CurrentTerm()
 	for {
 		err := s.raft.Barrier(10 * time.Second).Error()
 		if err == nil {
@@ -380,6 +396,7 @@ func (s *Server) lead(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 	}
+	s.readyTerm.Store(term)
 	close(*s.ready.Load())
 	s.wasReady.Store(true)
 	s.sessions.start(ctx)
@@ -599,6 +616,13 @@ func (s *Server) checkRead(ctx context.Context, q QueryOptions) error {
 			return fmt.Errorf("%w: verify leadership: %v", ErrNotLeader, err)
 		}
 		s.confirmed(at)
+	}
+	// The barrier that closed ready must be this term's: leadership
+	// lost and won back leaves ready closed from the old term while
+	// entries another leader committed in between may not be applied
+	// here yet. Run starts the new term's barrier; the read is retried.
+	if s.readyTerm.Load() != s.raft.CurrentTerm() {
+		return fmt.Errorf("%w: leadership changed while answering; retry", ErrNotLeader)
 	}
 	return nil
 }
