@@ -174,6 +174,9 @@ type Config struct {
 	RPCHoldTimeout time.Duration
 	// Limits are the agent's resource limits (Consul's limits block).
 	Limits Limits
+	// RaftLogStore (raft_logstore.backend) is the Raft log of a new
+	// server data dir: "boltdb" (the default) or "wal" (experimental).
+	RaftLogStore string
 }
 
 // Limits bound what one client can hold of the agent (limits { }).

@@ -26,6 +26,10 @@ func TestConfigFaultKeys(t *testing.T) {
 			c.Limits.HTTPMaxConnsPerClient = 0
 		}, ""},
 		{"bad duration", `performance { rpc_hold_timeout = "7" }`, nil, `performance.rpc_hold_timeout = "7" is not a duration`},
+		{"raft log store", "raft_logstore {\n  backend = \"wal\"\n  verification { enabled = true }\n}\n", func(c *Config) {
+			c.RaftLogStore = "wal"
+		}, ""},
+		{"bad raft log store", `raft_logstore { backend = "rocks" }`, nil, `raft_logstore.backend = "rocks" is not a log store; use "boltdb" (the default) or "wal"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "c.hcl")

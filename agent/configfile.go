@@ -14,6 +14,8 @@ import (
 
 	"github.com/hashicorp/hcl"
 	"github.com/hashicorp/hcl/hcl/ast"
+
+	"github.com/cairn-dev/cairn/kv"
 )
 
 // fileConfig is the part of Consul's agent configuration file that cairn
@@ -48,6 +50,7 @@ type fileConfig struct {
 	Connect         *fileConnect      `hcl:"connect"`
 	Performance     *filePerformance  `hcl:"performance"`
 	Limits          *fileLimits       `hcl:"limits"`
+	RaftLogStore    *fileLogStore     `hcl:"raft_logstore"`
 	// Service and check definitions (service {}, services [], check {},
 	// checks []) are read by definitions.go, not decoded here; the
 	// fields only declare the keys.
@@ -82,6 +85,11 @@ type filePerformance struct {
 type fileLimits struct {
 	HTTPMaxConnsPerClient *int `hcl:"http_max_conns_per_client"`
 	MaxBlockingQueries    *int `hcl:"max_blocking_queries"`
+}
+
+// fileLogStore is Consul's raft_logstore block, in the part cairn reads.
+type fileLogStore struct {
+	Backend *string `hcl:"backend"`
 }
 
 type filePorts struct {
@@ -342,6 +350,14 @@ func (fc *fileConfig) apply(c *Config) error {
 			return fmt.Errorf("performance.rpc_hold_timeout = %q is not a duration; give one with a unit, such as \"7s\"", *p.RPCHoldTimeout)
 		}
 		c.RPCHoldTimeout = v
+	}
+	if r := fc.RaftLogStore; r != nil && r.Backend != nil {
+		switch *r.Backend {
+		case kv.LogStoreBolt, kv.LogStoreWAL:
+			c.RaftLogStore = *r.Backend
+		default:
+			return fmt.Errorf("raft_logstore.backend = %q is not a log store; use %q (the default) or %q (experimental)", *r.Backend, kv.LogStoreBolt, kv.LogStoreWAL)
+		}
 	}
 	if l := fc.Limits; l != nil {
 		set(&c.Limits.HTTPMaxConnsPerClient, l.HTTPMaxConnsPerClient)

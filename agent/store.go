@@ -45,6 +45,7 @@ func (w *wiring) storeParts() ([]part, error) {
 		Transport: trans,
 		Bootstrap: cfg.Dev || cfg.BootstrapExpect == 1,
 		Fast:      w.fast,
+		LogStore:  cfg.RaftLogStore,
 		Logger:    w.log,
 		OnCommit:  w.tel.onCommit(),
 

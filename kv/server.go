@@ -47,6 +47,14 @@ type Config struct {
 	// Fast shortens Raft's timeouts for a single machine (-dev, tests).
 	Fast bool
 
+	// LogStore picks the Raft log of a new data dir, as Consul's
+	// raft_logstore.backend does: LogStoreBolt (the default) or
+	// LogStoreWAL (hashicorp/raft-wal: one fsync per write instead of
+	// two, experimental: once seen unable to reopen its log after a
+	// kill -9, "sealed segment has no index block"). A data dir keeps
+	// the log it was made with.
+	LogStore string
+
 	// SessionTTLMin is the shortest session TTL accepted (default
 	// SessionTTLMin, Consul's 10s); tests lower it to see expiry quickly.
 	SessionTTLMin time.Duration
@@ -218,7 +226,7 @@ func Open(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return nil, fmt.Errorf("kv: create data dir %s: %w", raftDir, err)
 	}
-	st, err := openStores(raftDir, cfg.Logger)
+	st, err := openStores(raftDir, cfg.LogStore, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}

@@ -38,27 +38,36 @@ type stores struct {
 // them).
 const walSegmentSize = 16 << 20
 
-// openStores opens the log (dir/wal, or dir/raft.db where an earlier
-// version left one) and dir/snapshots. The log is locked, so a second
-// agent on the same data dir fails here instead of corrupting it.
-func openStores(dir string, log *slog.Logger) (*stores, error) {
+// The Raft log stores a data dir can use (Config.LogStore).
+const (
+	LogStoreBolt = "boltdb"
+	LogStoreWAL  = "wal"
+)
+
+// openStores opens the log and dir/snapshots. The log is the one the
+// data dir already has (dir/raft.db or dir/wal), else backend's. It is
+// locked, so a second agent on the same data dir fails here instead of
+// corrupting it.
+func openStores(dir, backend string, log *slog.Logger) (*stores, error) {
 	var (
 		logs   raft.LogStore
 		stable raft.StableStore
 		closer func() error
 	)
-	boltPath := filepath.Join(dir, "raft.db")
+	boltPath, walDir := filepath.Join(dir, "raft.db"), filepath.Join(dir, "wal")
+	useWAL := backend == LogStoreWAL
 	if _, err := os.Stat(boltPath); err == nil {
-		b, err := openBolt(boltPath)
-		if err != nil {
-			return nil, err
-		}
-		log.Info("kv: using the bolt raft log of this data dir (made by an earlier version); new data dirs use a write-ahead log, which costs one fsync per write instead of two", "path", boltPath)
-		logs, stable, closer = b, b, b.Close
+		useWAL = false
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("kv: read raft log %s: %w", boltPath, err)
-	} else {
-		w, release, err := openWAL(filepath.Join(dir, "wal"), log)
+	} else if _, err := os.Stat(walDir); err == nil {
+		useWAL = true
+	}
+	if useWAL {
+		if backend != LogStoreWAL {
+			log.Info("kv: this data dir's raft log is a write-ahead log (raft_logstore backend \"wal\"); it keeps it", "path", walDir)
+		}
+		w, release, err := openWAL(walDir, log)
 		if err != nil {
 			return nil, err
 		}
@@ -67,6 +76,15 @@ func openStores(dir string, log *slog.Logger) (*stores, error) {
 			defer release()
 			return w.Close()
 		}
+	} else {
+		if backend == LogStoreWAL {
+			log.Info("kv: this data dir's raft log is bolt; it keeps it (the write-ahead log is for new data dirs)", "path", boltPath)
+		}
+		b, err := openBolt(boltPath)
+		if err != nil {
+			return nil, err
+		}
+		logs, stable, closer = b, b, b.Close
 	}
 	cached, err := raft.NewLogCache(512, logs)
 	if err != nil {

@@ -15,10 +15,11 @@ import (
 // after installing a snapshot, as the log needs), and the bolt log as not.
 func TestLogStoreMonotonicThroughGuard(t *testing.T) {
 	for _, tt := range []struct {
-		name string
-		bolt bool
-		want bool
-	}{{"write-ahead log", false, true}, {"bolt log", true, false}} {
+		name    string
+		bolt    bool
+		backend string
+		want    bool
+	}{{"write-ahead log", false, LogStoreWAL, true}, {"bolt log", true, "", false}, {"default", false, "", false}} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			if tt.bolt {
@@ -29,7 +30,7 @@ func TestLogStoreMonotonicThroughGuard(t *testing.T) {
 				b.Close()
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			st, err := openStores(dir, log)
+			st, err := openStores(dir, tt.backend, log)
 			if err != nil {
 				t.Fatal(err)
 			}

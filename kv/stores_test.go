@@ -12,19 +12,21 @@ import (
 	"github.com/cairn-dev/cairn/kvtest"
 )
 
-// TestLogStoreByDataDir: a new data dir gets the write-ahead log
-// (raft/wal); one made by an earlier version, with a bolt log
-// (raft/raft.db), keeps using it, and what is written there survives a
-// restart.
+// TestLogStoreByDataDir: a new data dir gets the log LogStore names
+// (bolt by default, raft/raft.db; the write-ahead log raft/wal when
+// asked); a data dir keeps the log it was made with whatever is asked;
+// what is written survives a restart.
 func TestLogStoreByDataDir(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
 		bolt     bool
+		backend  string
 		want     string
 		wantNone string
 	}{
-		{"new data dir", false, "wal", "raft.db"},
-		{"bolt log of an earlier version", true, "raft.db", "wal"},
+		{"new data dir", false, "", "raft.db", "wal"},
+		{"new data dir, write-ahead log asked", false, kv.LogStoreWAL, "wal", "raft.db"},
+		{"bolt log of an earlier version, write-ahead log asked", true, kv.LogStoreWAL, "raft.db", "wal"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -40,6 +42,7 @@ func TestLogStoreByDataDir(t *testing.T) {
 			}
 			cfg := kv.DefaultConfig("logs", dir, "127.0.0.1:0")
 			cfg.Bootstrap, cfg.Fast = true, true
+			cfg.LogStore = tt.backend
 			s := kvtest.Start(t, cfg)
 			for i := range 20 {
 				put(t, s, fmt.Sprintf("k/%02d", i), fmt.Sprint(i))
@@ -51,6 +54,7 @@ func TestLogStoreByDataDir(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, "raft", tt.wantNone)); !os.IsNotExist(err) {
 				t.Errorf("raft/%s exists (%v); want only raft/%s", tt.wantNone, err, tt.want)
 			}
+			cfg.LogStore = "" // the data dir decides now
 			s2 := kvtest.Start(t, cfg)
 			if e := get(t, s2, "k/19"); string(e.Value) != "19" {
 				t.Errorf("after restart k/19 = %q, want 19", e.Value)
