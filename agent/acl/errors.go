@@ -1,6 +1,9 @@
 package acl
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
 
 // The errors every enforcing endpoint answers with Consul's texts and
 // status 403 (the official client and consul-template match the texts).
@@ -13,7 +16,9 @@ var (
 
 // Resolver turns a request's secret ID into what it may do. "" is the
 // anonymous token. An unknown secret is ErrNotFound. The agent provides
-// one when ACLs are enabled; nil means ACLs are off.
+// one when ACLs are enabled; nil means ACLs are off. On client agents
+// resolving may ask the servers (cached, as Consul's token_ttl), so it
+// takes the request's context.
 type Resolver interface {
-	Authorizer(secret string) (Authorizer, error)
+	Authorizer(ctx context.Context, secret string) (Authorizer, error)
 }
