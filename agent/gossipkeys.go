@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-dev/cairn/agent/membership"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -88,26 +89,57 @@ type gossipKeyStore interface {
 	Txn(ctx context.Context, q kv.QueryOptions, ops []kv.Op) (kv.QueryMeta, []kv.TxnResult, []kv.TxnError, error)
 }
 
+// gossipMembers is what gossipKeys needs of membership.
+type gossipMembers interface {
+	Member(name string) (membership.Member, bool)
+	HasServers() bool
+}
+
 // gossipKeys is the table of bindings (catalog.Keys) and the loop that
 // keeps it current and binds this agent's own name.
 type gossipKeys struct {
 	node    string // lower case
 	pub     ed25519.PublicKey
 	store   gossipKeyStore
+	members gossipMembers
 	changed func() // the catalog's KeysChanged
 	log     *slog.Logger
 	fast    bool
 
 	mu   sync.RWMutex
-	keys map[string]ed25519.PublicKey
+	keys map[string]ed25519.PublicKey // from the Raft store
+	pins map[string]ed25519.PublicKey // without servers: first seen in a member's meta
 }
 
-// GossipKey implements catalog.Keys.
+// GossipKey implements catalog.Keys. With servers in the cluster the
+// binding in the Raft store is the only one. A cluster without servers
+// (cairn's catalog needs none) has no such store: there the key is the
+// one the member announced in its node meta when this agent first saw
+// it, pinned for as long as this agent runs (trust on first use; see
+// docs/gossip-security.md for what that does not cover).
 func (g *gossipKeys) GossipKey(node string) (ed25519.PublicKey, bool) {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	k, ok := g.keys[strings.ToLower(node)]
-	return k, ok
+	name := strings.ToLower(node)
+	if g.members.HasServers() {
+		g.mu.RLock()
+		defer g.mu.RUnlock()
+		k, ok := g.keys[name]
+		return k, ok
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if k, ok := g.pins[name]; ok {
+		return k, true
+	}
+	m, ok := g.members.Member(node)
+	if !ok || m.Meta.GossipKey == "" {
+		return nil, false
+	}
+	b, err := base64.StdEncoding.DecodeString(m.Meta.GossipKey)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, false
+	}
+	g.pins[name] = b
+	return b, true
 }
 
 // run reads the bindings with one blocking list at a time and writes this
@@ -214,9 +246,11 @@ func (w *wiring) gossipIdentity() (*gossipKeys, ed25519.PrivateKey, error) {
 		node:    strings.ToLower(w.cfg.NodeName),
 		pub:     priv.Public().(ed25519.PublicKey),
 		store:   w.routerFor(),
+		members: w.ml,
 		changed: func() {},
 		log:     w.log,
 		fast:    w.fast,
 		keys:    map[string]ed25519.PublicKey{},
+		pins:    map[string]ed25519.PublicKey{},
 	}, priv, nil
 }

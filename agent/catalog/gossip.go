@@ -157,6 +157,9 @@ func (c *Catalog) receiveLoop(ctx context.Context, g Gossip) error {
 		for _, o := range origins {
 			c.reconcile(o, members, nil)
 		}
+		if c.cfg.Keys != nil {
+			c.retryHeld(members, g) // a member may have brought its key
+		}
 	}
 	refresh()
 	sweepEvery := min(c.cfg.ForgetAfter/2, time.Minute)

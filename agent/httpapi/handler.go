@@ -73,6 +73,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Ops answers the operator endpoints (ops.go); optional.
 	Ops Ops
+	// Keyring answers /v1/operator/keyring (keyring.go); optional.
+	Keyring Keyring
 }
 
 // Self is what the agent knows about itself, for /v1/agent/self.
@@ -115,6 +117,7 @@ type handler struct {
 	coordinates Coordinates     // nil when the agent has none
 	queries     PreparedQueries // nil when the agent has none
 	autopilot   Autopilot       // nil when the agent has none
+	keyring     Keyring         // nil when the agent has none
 	self        Self
 	log         *slog.Logger
 	ops         Ops
@@ -161,6 +164,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger,
 		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain, ops: cfg.Ops}
 	h.events, h.coordinates, h.queries, h.autopilot = cfg.Events, cfg.Coordinates, cfg.PreparedQueries, cfg.Autopilot
+	h.keyring = cfg.Keyring
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
 		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
@@ -222,6 +226,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/v1/query", []string{http.MethodGet, http.MethodPost}, h.preparedQueries},
 		{"/v1/query/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.preparedQuery},
 		{"/v1/operator/autopilot/health", get, h.operatorAutopilotHealth},
+		{"/v1/operator/keyring", []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete}, h.operatorKeyring},
 		{"/", get, h.index}, // exactly "/": the page a browser opens first
 	}
 	h.routes = append(h.routes, h.opsRoutes()...)
