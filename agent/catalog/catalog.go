@@ -66,7 +66,7 @@ type Catalog struct {
 	remotes map[string]*remote
 	// held are the latest records of origins whose key is not known
 	// yet, by origin; only receiveLoop touches it.
-	held map[string][]byte
+	held map[string][]heldRecord
 
 	blocking blocking.Tracker // the blocking queries in flight (Block)
 
@@ -118,7 +118,7 @@ func New(cfg Config) (*Catalog, error) {
 		changed:  make(chan struct{}),
 		inbox:    make(chan inMsg, inboxSize),
 		keysCh:   make(chan struct{}, 1),
-		held:     map[string][]byte{},
+		held:     map[string][]heldRecord{},
 		remotes:  map[string]*remote{},
 		running:  map[string]checks.Definition{},
 

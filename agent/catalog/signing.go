@@ -1,7 +1,9 @@
 package catalog
 
 import (
+	"cmp"
 	"crypto/ed25519"
+	"slices"
 	"time"
 )
 
@@ -27,8 +29,14 @@ const sigSize = ed25519.SignatureSize
 // version may be: the clock skew between agents it tolerates.
 const MaxVersionAhead = time.Hour
 
-// maxHeld bounds the origins whose records are held waiting for a key.
-const maxHeld = 1024
+// maxHeld bounds the origins whose records are held waiting for a key,
+// heldPerOrigin the records kept for each (the newest versions): a
+// forged record cannot push the real one out alone, and push/pull brings
+// back anything dropped once the key is known.
+const (
+	maxHeld       = 1024
+	heldPerOrigin = 4
+)
 
 // Keys gives the public key each agent signs its records with. Safe for
 // concurrent use; called from the catalog's receive goroutine.
@@ -62,27 +70,39 @@ func versionTooFar(version uint64, now time.Time) bool {
 
 // retryHeld applies the held records whose origin has a key now.
 func (c *Catalog) retryHeld(members map[string]MemberStatus, g Gossip) {
-	for origin, rec := range c.held {
+	for origin, recs := range c.held {
 		if _, ok := c.cfg.Keys.GossipKey(origin); !ok {
 			continue
 		}
 		delete(c.held, origin)
-		c.receive(inMsg{buf: rec, signed: true}, members, g)
+		// Newest first: the first that verifies wins, the rest are stale.
+		for _, r := range slices.Backward(recs) {
+			c.receive(inMsg{buf: r.rec, signed: true}, members, g)
+		}
 	}
 }
 
 // hold keeps rec, origin's record at version, until origin's key is known.
 func (c *Catalog) hold(origin string, version uint64, rec []byte) {
-	if old, ok := c.held[origin]; ok {
-		if body, _, ok := splitSigned(old); ok {
-			if _, v, _, err := recordHeader(body); err == nil && v >= version {
-				return
-			}
-		}
-	} else if len(c.held) >= maxHeld {
+	recs, ok := c.held[origin]
+	if !ok && len(c.held) >= maxHeld {
 		c.log.Debug("too many catalog records wait for a key; dropped one (push/pull brings it again)", "origin", origin)
 		return
 	}
-	c.held[origin] = rec
+	i, found := slices.BinarySearchFunc(recs, version, func(h heldRecord, v uint64) int { return cmp.Compare(h.version, v) })
+	if found {
+		return
+	}
+	recs = slices.Insert(recs, i, heldRecord{version, rec})
+	if len(recs) > heldPerOrigin {
+		recs = recs[1:]
+	}
+	c.held[origin] = recs
 	c.log.Debug("holding an agent's catalog record until its gossip key is known", "origin", origin, "version", version)
+}
+
+// heldRecord is a record waiting for its origin's key.
+type heldRecord struct {
+	version uint64
+	rec     []byte
 }
