@@ -55,7 +55,7 @@ func (w *wiring) catalogParts() ([]part, error) {
 		},
 		Members:    catalogMembers{w.ml},
 		SigningKey: signer,
-		Keys:       keys,
+		Keys:       catalogKeys(keys, signer),
 		Fast:       w.fast,
 		Logger:     w.log,
 	})

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/membership"
 	"github.com/cairn-dev/cairn/kv"
 )
@@ -242,9 +243,13 @@ func (w *wiring) gossipIdentity() (*gossipKeys, ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	pub := priv.Public().(ed25519.PublicKey)
+	if w.agent.unsignedGossip {
+		priv = nil
+	}
 	return &gossipKeys{
 		node:    strings.ToLower(w.cfg.NodeName),
-		pub:     priv.Public().(ed25519.PublicKey),
+		pub:     pub,
 		store:   w.routerFor(),
 		members: w.ml,
 		changed: func() {},
@@ -253,4 +258,13 @@ func (w *wiring) gossipIdentity() (*gossipKeys, ed25519.PrivateKey, error) {
 		keys:    map[string]ed25519.PublicKey{},
 		pins:    map[string]ed25519.PublicKey{},
 	}, priv, nil
+}
+
+// catalogKeys is what the catalog checks records with: nil when this
+// agent does not sign (then it checks nothing either).
+func catalogKeys(k *gossipKeys, signer ed25519.PrivateKey) catalog.Keys {
+	if signer == nil {
+		return nil
+	}
+	return k
 }
