@@ -33,8 +33,8 @@ const gossipKeyFile = "gossip-identity.key"
 
 // GossipKeyPrefix is the KV prefix of the bindings: one key per node,
 // <prefix><lower-case node name>, whose value is "ed25519:" and the
-// public key in base64. Deleting one (cairn force-leave -prune, or a KV
-// delete by an operator) lets that name bind a new key.
+// public key in base64. Deleting one (`cairn kv delete`, an operator's
+// action) lets that name bind a new key.
 const GossipKeyPrefix = "_cairn/gossip/key/"
 
 const gossipKeyScheme = "ed25519:"
@@ -47,7 +47,7 @@ func loadGossipKey(dir string) (ed25519.PrivateKey, error) {
 	case err == nil:
 		seed, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
 		if err != nil || len(seed) != ed25519.SeedSize {
-			return nil, fmt.Errorf("gossip identity key %s is damaged (want %d bytes of base64); remove it to make a new one, then clear this node's old binding with `cairn force-leave -prune <node>` on another agent", path, ed25519.SeedSize)
+			return nil, fmt.Errorf("gossip identity key %s is damaged (want %d bytes of base64); remove it to make a new one, then clear this node's old binding with `cairn kv delete "+GossipKeyPrefix+"<node>` (docs/gossip-security.md)", path, ed25519.SeedSize)
 		}
 		return ed25519.NewKeyFromSeed(seed), nil
 	case !errors.Is(err, os.ErrNotExist):
@@ -202,7 +202,7 @@ func (g *gossipKeys) run(ctx context.Context) error {
 		case bound:
 			if k := base64.StdEncoding.EncodeToString(own); k != conflict {
 				conflict = k
-				g.log.Error("this node's name is bound to another gossip key: the other agents ignore its catalog records. If this agent's data dir was lost, or another agent used this name before, clear the old binding with `cairn force-leave -prune "+g.node+"` (or delete the KV key) and this agent binds its key again",
+				g.log.Error("this node's name is bound to another gossip key: the other agents ignore its catalog records. If this agent's data dir was lost, or another agent used this name before, clear the old binding with `cairn kv delete "+GossipKeyPrefix+g.node+"` and this agent binds its key again",
 					"node", g.node, "binding", GossipKeyPrefix+g.node)
 			}
 		default:
