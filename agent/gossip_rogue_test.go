@@ -263,3 +263,44 @@ func TestRogueGossipMemberCannotClaimServices(t *testing.T) {
 		}
 	}
 }
+
+// TestSignedCatalogSurvivesRestartAndRename: an agent that restarts with
+// its data dir keeps its gossip key (and its binding), and one renamed
+// binds its new name to the same key: both are answered again at once.
+func TestSignedCatalogSurvivesRestartAndRename(t *testing.T) {
+	s0 := startAgent(t, clusterConfig(t, "s0", true, 1))
+	waitLeader(t, s0.client)
+	c0cfg := clusterConfig(t, "c0", false, 0, s0.SerfAddr())
+	c0 := startAgent(t, c0cfg)
+	check := func(a *running, node, tag string) {
+		t.Helper()
+		err := a.client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web", Name: "web", Port: 80, Tags: []string{tag}})
+		if err != nil {
+			t.Fatalf("register on %s: %v", node, err)
+		}
+		eventually(t, "s0 answers web on "+node+" tagged "+tag, 15*time.Second, func() (bool, string) {
+			ss, _, err := s0.client.Catalog().Service("web", tag, nil)
+			if err != nil {
+				return false, err.Error()
+			}
+			var got []string
+			for _, s := range ss {
+				got = append(got, s.Node)
+			}
+			return slices.Equal(got, []string{node}), fmt.Sprint(got)
+		})
+	}
+	check(c0, "c0", "first")
+	if err := c0.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	c0 = startAgent(t, c0cfg)
+	check(c0, "c0", "restarted")
+	if err := c0.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	renamed := c0cfg
+	renamed.NodeName = "c0-renamed"
+	c0 = startAgent(t, renamed)
+	check(c0, "c0-renamed", "renamed")
+}
