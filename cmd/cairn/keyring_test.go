@@ -60,7 +60,13 @@ func TestKeyringCommand(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		ms, err := c.Agent().Members(false)
-		if err == nil && len(ms) == 3 {
+		alive := 0
+		for _, m := range ms {
+			if m.Status == 1 {
+				alive++
+			}
+		}
+		if err == nil && alive == 3 {
 			break
 		}
 		if time.Now().After(deadline) {
