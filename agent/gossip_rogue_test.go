@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -205,6 +207,7 @@ func TestRogueGossipMemberCannotClaimServices(t *testing.T) {
 		}
 		return recs, signed
 	}
+	targets := map[string]string{"s0": s0.SerfAddr(), "c0": c0.SerfAddr()}
 	attack := func(ml *memberlist.Memberlist) {
 		t.Helper()
 		// c0's own next version: what an attacker that watched the
@@ -223,13 +226,14 @@ func TestRogueGossipMemberCannotClaimServices(t *testing.T) {
 		if ml == nil {
 			return
 		}
-		for _, m := range ml.Members() {
-			if m.Name == "rogue" {
-				continue
-			}
+		// To every agent, at addresses it knows (memberlist's Members
+		// are pointers its goroutines keep rewriting).
+		for name, addr := range targets {
+			ap := netip.MustParseAddrPort(addr)
+			to := &memberlist.Node{Name: name, Addr: net.IP(ap.Addr().AsSlice()), Port: ap.Port()}
 			for _, g := range gossip {
-				if err := ml.SendReliable(m, g); err != nil {
-					t.Logf("rogue send to %s: %v", m.Name, err)
+				if err := ml.SendReliable(to, g); err != nil {
+					t.Logf("rogue send to %s: %v", name, err)
 				}
 			}
 		}
