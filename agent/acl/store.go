@@ -353,6 +353,11 @@ func (s *Store) TokenClone(ctx context.Context, accessor, description string) (*
 		return nil, invalid("Cannot clone the anonymous token")
 	}
 	c := cloneToken(old)
+	n, err := s.names(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.fill(c) // drops links to policies and roles deleted since
 	c.AccessorID, c.SecretID, c.CreateIndex, c.ModifyIndex, c.ExpirationTTL = "", "", 0, 0, 0
 	if description != "" {
 		c.Description = description
