@@ -136,6 +136,7 @@ func TestTokenLifecycle(t *testing.T) {
 	if err != nil || clone.AccessorID == tok.AccessorID || clone.SecretID == tok.SecretID || clone.Description != "app" {
 		t.Fatalf("clone = %+v, %v", clone, err)
 	}
+	_, tok, _ = s.TokenRead(ctx, kv.QueryOptions{}, tok.AccessorID)
 	tok.Description = "changed"
 	up, err := s.TokenUpdate(ctx, tok)
 	if err != nil || up.CreateIndex != tok.CreateIndex || up.ModifyIndex == tok.ModifyIndex {
