@@ -121,9 +121,11 @@ func (s *Store) txn(ctx context.Context, ops []kv.Op, conflict func(op kv.Op) er
 	return res, nil
 }
 
+// indexOf returns the indexes of the last result about key: the write,
+// after any check of the same key.
 func indexOf(res []kv.TxnResult, key string) (create, modify uint64) {
-	for _, r := range res {
-		if r.KV != nil && r.KV.Key == key {
+	for i := len(res) - 1; i >= 0; i-- {
+		if r := res[i]; r.KV != nil && r.KV.Key == key {
 			return r.KV.CreateIndex, r.KV.ModifyIndex
 		}
 	}
