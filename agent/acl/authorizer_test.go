@@ -38,7 +38,7 @@ var kvTeamChecks = []check{
 	{acl.Key, "anything", acl.Read, false, true},
 	{acl.Key, "anything", acl.Write, false, false},
 	{acl.Key, "team/app/config", acl.Write, false, true},
-	{acl.Key, "team/secrets/db", acl.Read, false, false}, // longest prefix: deny
+	{acl.Key, "team/secrets/db", acl.Read, false, false},    // longest prefix: deny
 	{acl.Key, "team/secrets/public", acl.Read, false, true}, // exact beats prefix
 	{acl.Key, "team/secrets/public", acl.Write, false, false},
 	{acl.Key, "logs/x", acl.List, false, true},
@@ -47,7 +47,7 @@ var kvTeamChecks = []check{
 	{acl.Key, "other/x", acl.List, false, false}, // read does not grant list
 	{acl.Key, "team/app/", acl.Write, true, true},
 	{acl.Key, "team/", acl.Write, true, false}, // team/secrets/ below denies
-	{acl.Key, "", acl.Read, true, false},        // deny below
+	{acl.Key, "", acl.Read, true, false},       // deny below
 	{acl.Key, "logs/", acl.Read, true, true},
 	{acl.Service, "web", acl.Read, false, false}, // no service rule: default deny
 }

@@ -128,9 +128,9 @@ type Token struct {
 	ServiceIdentities []*ServiceIdentity `json:",omitempty"`
 	NodeIdentities    []*NodeIdentity    `json:",omitempty"`
 	Local             bool
-	AuthMethod        string         `json:",omitempty"`
-	ExpirationTTL     Duration       `json:",omitempty"`
-	ExpirationTime    *time.Time     `json:",omitempty"`
+	AuthMethod        string     `json:",omitempty"`
+	ExpirationTTL     Duration   `json:",omitempty"`
+	ExpirationTime    *time.Time `json:",omitempty"`
 	CreateTime        time.Time
 	Hash              []byte
 	// Rules is Consul's legacy field; always empty, kept so requests

@@ -32,9 +32,9 @@ type KV interface {
 // refuse the prefix.
 const (
 	Prefix         = "_cairn/acl/"
-	tokenPrefix    = Prefix + "token/"    // by accessor: the token
-	secretPrefix   = Prefix + "secret/"   // by sha256(secret): a copy of the token
-	policyPrefix   = Prefix + "policy/"   // by ID
+	tokenPrefix    = Prefix + "token/"       // by accessor: the token
+	secretPrefix   = Prefix + "secret/"      // by sha256(secret): a copy of the token
+	policyPrefix   = Prefix + "policy/"      // by ID
 	policyNamePfx  = Prefix + "policy-name/" // by name: the ID
 	rolePrefix     = Prefix + "role/"
 	roleNamePfx    = Prefix + "role-name/"
