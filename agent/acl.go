@@ -51,6 +51,7 @@ type fileACL struct {
 	RoleTTL                *string        `hcl:"role_ttl"`
 	EnableKeyListPolicy    *bool          `hcl:"enable_key_list_policy"`
 	EnableTokenReplication *bool          `hcl:"enable_token_replication"`
+	DisabledTTL            *string        `hcl:"disabled_ttl"`
 	Tokens                 *fileACLTokens `hcl:"tokens"`
 }
 
@@ -176,7 +177,8 @@ func (w *wiring) aclSystem() (*aclState, error) {
 	}
 	var err error
 	st.store, err = acl.NewStore(acl.StoreConfig{KV: w.routerFor(), Datacenter: w.cfg.Datacenter, DataDir: w.dataDir,
-		Default: acl.Default(c.DefaultPolicy != "deny"), OnChange: func() {
+		InitialManagement: c.InitialManagement,
+		Default:           acl.Default(c.DefaultPolicy != "deny"), OnChange: func() {
 			if st.resolver != nil {
 				st.resolver.Invalidate()
 			}
@@ -271,8 +273,10 @@ func (st *aclState) setAgentToken(kind, secret string) error {
 }
 
 // aclPart runs on servers: the leader makes the initial_management token
-// (retrying until the store takes it), and every server empties its
-// token cache whenever anything under the ACL prefix changes.
+// (retrying until the store takes it; a request carrying it before then
+// makes it too, see StoreConfig.InitialManagement), and every server
+// empties its token cache whenever anything under the ACL prefix
+// changes.
 func (w *wiring) aclPart() (part, bool, error) {
 	st, err := w.aclSystem()
 	if st == nil || err != nil || w.store == nil {
@@ -280,25 +284,38 @@ func (w *wiring) aclPart() (part, bool, error) {
 	}
 	store, log, initial := w.store, w.log, w.cfg.ACL.InitialManagement
 	return part{"acl", func(ctx context.Context) error {
-		made := initial == ""
+		if initial != "" {
+			go func() {
+				for {
+					changed := store.LeaderChanged()
+					if store.IsLeader() {
+						err := st.store.EnsureInitialManagement(ctx, initial)
+						if err == nil {
+							return
+						}
+						if ctx.Err() != nil {
+							return
+						}
+						log.Warn("could not create the ACL initial management token; retrying", "err", err)
+						select {
+						case <-ctx.Done():
+							return
+						case <-time.After(time.Second):
+						}
+						continue
+					}
+					select {
+					case <-ctx.Done():
+						return
+					case <-changed:
+					}
+				}
+			}()
+		}
 		var index uint64
 		for ctx.Err() == nil {
-			if !made && store.IsLeader() {
-				if err := st.store.EnsureInitialManagement(ctx, initial); err != nil {
-					log.Warn("could not create the ACL initial management token; retrying", "err", err)
-				} else {
-					made = true
-				}
-			}
-			wait := 5 * time.Minute
-			if !made {
-				wait = time.Second
-			}
-			meta, _, err := store.List(ctx, kv.QueryOptions{Stale: true, MinIndex: index, MaxWait: wait}, acl.Prefix)
+			meta, _, err := store.List(ctx, kv.QueryOptions{Stale: true, MinIndex: index, MaxWait: 5 * time.Minute}, acl.Prefix)
 			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
 				select {
 				case <-ctx.Done():
 					return nil

@@ -74,6 +74,9 @@ type StoreConfig struct {
 	// OnChange is called after every write (the resolver's cache drops
 	// what it holds); optional.
 	OnChange func()
+	// InitialManagement is the configured initial_management secret: a
+	// request carrying it before the leader stored it stores it then.
+	InitialManagement string
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -200,7 +203,7 @@ func (s *Store) Bootstrap(ctx context.Context) (*Token, error) {
 // no token has it yet, and marks the ACL system bootstrapped (Consul's
 // leader does the same at start).
 func (s *Store) EnsureInitialManagement(ctx context.Context, secret string) error {
-	if old, err := s.bySecret(ctx, secret); err != nil || old != nil {
+	if _, e, err := s.cfg.KV.Get(ctx, kv.QueryOptions{}, secretKey(secret)); err != nil || e != nil {
 		return err
 	}
 	t := &Token{AccessorID: uuid.NewString(), SecretID: secret, Description: "Initial Management Token",
@@ -432,6 +435,10 @@ func (s *Store) bySecret(ctx context.Context, secret string) (*Token, error) {
 	}
 	var t Token
 	_, e, err := s.getJSON(ctx, kv.QueryOptions{}, secretKey(secret), &t)
+	if err == nil && e == nil && secret == s.cfg.InitialManagement {
+		_ = s.EnsureInitialManagement(ctx, secret) // a concurrent maker may win; read again either way
+		_, e, err = s.getJSON(ctx, kv.QueryOptions{}, secretKey(secret), &t)
+	}
 	if err != nil || e == nil {
 		return nil, err
 	}
