@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,4 +245,63 @@ func TestACLConfigFile(t *testing.T) {
 	if err := c.ACL.Validate(); err == nil || !strings.Contains(err.Error(), `acl.default_policy = "maybe"`) {
 		t.Errorf("bad default policy: %v", err)
 	}
+}
+
+// TestACLClientAgent: a client agent resolves tokens through the
+// servers and keeps them for token_ttl (as Consul's clients do): a token
+// deleted on a server still works on the client until then, while a
+// write through the client empties the client's cache at once, and the
+// server's cache empties by its watch of the ACL records.
+func TestACLClientAgent(t *testing.T) {
+	server := clusterConfig(t, "s0", true, 1)
+	server.ACL = ACLConfig{Enabled: true, DefaultPolicy: "deny", InitialManagement: "root"}
+	s := startAgent(t, server)
+	client := clusterConfig(t, "c0", false, 0, s.SerfAddr())
+	client.ACL = ACLConfig{Enabled: true, DefaultPolicy: "deny", TokenTTL: time.Hour}
+	c := startAgent(t, client)
+	waitLeader(t, s.client)
+	waitLeader(t, c.client)
+
+	onClient, onServer := aclClient(t, c, "root"), aclClient(t, s, "root")
+	waitToken(t, onClient)
+	newToken := func() string {
+		tok, _, err := onClient.ACL().TokenCreate(&api.ACLToken{
+			Policies: []*api.ACLTokenPolicyLink{{ID: "00000000-0000-0000-0000-000000000002"}}}, nil)
+		if err != nil {
+			t.Fatalf("create through the client: %v", err)
+		}
+		for _, a := range []*running{c, s} { // resolve (and cache) on both
+			if _, _, err := aclClient(t, a, tok.SecretID).ACL().PolicyList(nil); err != nil {
+				t.Fatalf("the new token on %s: %v", a.Config().NodeName, err)
+			}
+		}
+		return tok.AccessorID
+	}
+	// Deleted through the server: the client's cache (1h here) keeps it.
+	first := newToken()
+	tok, _, _ := onServer.ACL().TokenRead(first, nil)
+	if _, err := onServer.ACL().TokenDelete(first, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := aclClient(t, c, tok.SecretID).ACL().PolicyList(nil); err != nil {
+		t.Errorf("within token_ttl the client forgot the token: %v", err)
+	}
+	if _, _, err := aclClient(t, s, tok.SecretID).ACL().PolicyList(nil); err == nil {
+		t.Error("the server still honours a token deleted through it")
+	}
+
+	// Deleted through the client: gone there at once, and on the server
+	// once its watch sees the change.
+	second := newToken()
+	tok, _, _ = onServer.ACL().TokenRead(second, nil)
+	if _, err := onClient.ACL().TokenDelete(second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := aclClient(t, c, tok.SecretID).ACL().PolicyList(nil); err == nil || !strings.Contains(err.Error(), "ACL not found") {
+		t.Errorf("deleted through the client, the token still works there: %v", err)
+	}
+	eventually(t, "the server drops a token deleted through the client", 10*time.Second, func() (bool, string) {
+		_, _, err := aclClient(t, s, tok.SecretID).ACL().PolicyList(nil)
+		return err != nil, fmt.Sprint(err)
+	})
 }
