@@ -243,10 +243,19 @@ func (r *CachingResolver) Identity(ctx context.Context, secret string) (*Identit
 		secret = r.cfg.Tokens.Get(KindDefault)
 	}
 	if rec := r.cfg.Tokens.Get(KindAgentRecovery); rec != "" && secret == rec {
+		// The recovery token is for when the servers cannot say what a
+		// token may do; a token they know keeps its own rights.
+		if id, err := r.resolve(ctx, secret); err == nil {
+			return id, nil
+		}
 		rules := []Rule{{Resource: Agent, Name: r.cfg.NodeName, Access: Write}, {Resource: Node, Prefix: true, Access: Read}}
 		return &Identity{Token: &Token{AccessorID: "agent-recovery-token", Description: "Agent Recovery Token"},
 			Authorizer: Compile(rules, DefaultDeny, "agent-recovery-token")}, nil
 	}
+	return r.resolve(ctx, secret)
+}
+
+func (r *CachingResolver) resolve(ctx context.Context, secret string) (*Identity, error) {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	ce, cached := r.cache[secret]

@@ -238,3 +238,23 @@ func TestResolverCache(t *testing.T) {
 		t.Errorf("after delete through the store: %v, want ACL not found", err)
 	}
 }
+
+// TestAgentRecoveryToken: the agent_recovery token may act on its own
+// agent when it is not a known token; a known token keeps its rights.
+func TestAgentRecoveryToken(t *testing.T) {
+	s, _ := newStore(t, acl.DefaultDeny)
+	tokens := &acl.AgentTokens{}
+	r, _ := acl.NewResolver(acl.ResolverConfig{Store: s, Tokens: tokens, NodeName: "n1"})
+	tokens.Set(acl.KindAgentRecovery, "recovery")
+	a, err := r.Authorizer(ctx, "recovery")
+	if err != nil || !a.Allowed(acl.Agent, "n1", acl.Write) || a.Allowed(acl.Agent, "n2", acl.Write) || a.Allowed(acl.ACL, "", acl.Read) {
+		t.Fatalf("recovery token: %v", err)
+	}
+	if err := s.EnsureInitialManagement(ctx, "root"); err != nil {
+		t.Fatal(err)
+	}
+	tokens.Set(acl.KindAgentRecovery, "root")
+	if a, err := r.Authorizer(ctx, "root"); err != nil || !a.Allowed(acl.ACL, "", acl.Write) {
+		t.Errorf("a management token set as the recovery token lost its rights: %v", err)
+	}
+}
