@@ -116,9 +116,10 @@ func openWAL(dir string, log *slog.Logger) (w *raftwal.WAL, release func(), err 
 			w, release, err = nil, nil, fmt.Errorf("kv: open raft log %s: it is damaged (%v); restore the data dir from a backup or move it away to start empty", dir, r)
 		}
 	}()
-	// WAL.Close leaves its meta store open (raft-wal v0.4.0), and the
-	// next Open in this process would wait forever on its file lock:
-	// close it here.
+	// WAL.Close closes its meta store (raft-wal v0.4.1 on), but a failed
+	// Open leaves it open, and the next Open in this process would wait
+	// forever on its file lock: release closes it too (a second Close is
+	// a no-op).
 	meta := &metadb.BoltMetaDB{}
 	unlock := release
 	release = func() {
