@@ -1,6 +1,7 @@
 package kv_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/cairn-dev/cairn/kv"
@@ -58,5 +59,22 @@ func BenchmarkSetParallel(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkList is one default-consistency listing of 100 keys on the
+// leader (GET /v1/kv/<prefix>?recurse's share in the store).
+func BenchmarkList(b *testing.B) {
+	s := kvtest.NewServer(b)
+	for i := range 100 {
+		if _, err := s.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: fmt.Sprintf("bench/key%03d", i), Value: make([]byte, 48)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, es, err := s.List(ctx, kv.QueryOptions{}, "bench/"); err != nil || len(es) != 100 {
+			b.Fatal(len(es), err)
+		}
 	}
 }
