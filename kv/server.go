@@ -557,6 +557,13 @@ func (s *Server) LeaderChanged() <-chan struct{} {
 // when never, or when it leads).
 func (s *Server) LeaderContact() time.Time { return s.raft.LastContact() }
 
+// AnswersLocally reports whether this server takes KV requests itself
+// rather than forwarding them to a leader: it leads, or it is the only
+// voter and its disk failed (it cannot lead, yet its memory holds every
+// committed entry: reads answer from it, writes are refused naming the
+// disk condition).
+func (s *Server) AnswersLocally() bool { return s.IsLeader() || s.soleVoterOnBadDisk() }
+
 // IsLeader reports whether this server currently leads.
 func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
 
