@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,7 @@ func TestLinearizableThroughLeaderChanges(t *testing.T) {
 	t.Logf("porcupine: %v in %v", res, time.Since(start).Round(time.Millisecond))
 	if res != porcupine.Ok {
 		_, info := porcupine.CheckOperationsVerbose(kvModel, ops, 60*time.Second)
+		logViolation(t, ops, faults)
 		info.AddAnnotations(faults)
 		path := filepath.Join(t.ArtifactDir(), "linearizability.html")
 		if err := porcupine.VisualizePath(kvModel, info, path); err != nil {
@@ -400,4 +402,41 @@ func staleRead(ops []porcupine.Operation, client int) (porcupine.Operation, bool
 		Output:   kvOutput{value: w1.Input.(kvInput).value},
 		Return:   w2.Return + 2,
 	}, found
+}
+
+// logViolation writes, for each key whose history is not linearizable,
+// its operations around the point where the longest linearization
+// stops, and the faults, so a failure can be read from the test log.
+func logViolation(t *testing.T, ops []porcupine.Operation, faults []porcupine.Annotation) {
+	t.Helper()
+	for _, f := range faults {
+		t.Logf("fault at %v: %s", time.Duration(f.Start), f.Description)
+	}
+	for _, part := range kvModel.Partition(ops) {
+		res, info := porcupine.CheckOperationsVerbose(kvModel, part, 30*time.Second)
+		if res != porcupine.Illegal {
+			continue
+		}
+		var longest []porcupine.Operation
+		for _, lin := range info.PartialLinearizationsOperations() {
+			for _, l := range lin {
+				if len(l) > len(longest) {
+					longest = l
+				}
+			}
+		}
+		var at int64
+		if len(longest) > 0 {
+			at = longest[len(longest)-1].Call
+		}
+		sorted := slices.Clone(part)
+		sort.Slice(sorted, func(i, j int) bool { return sorted[i].Call < sorted[j].Call })
+		t.Logf("key %s: not linearizable; %d operations linearize, the last called at %v; operations around it:", part[0].Input.(kvInput).key, len(longest), time.Duration(at))
+		for _, op := range sorted {
+			if op.Call < at-int64(500*time.Millisecond) || op.Call > at+int64(500*time.Millisecond) {
+				continue
+			}
+			t.Logf("  client %d [%v, %v] %s", op.ClientId, time.Duration(op.Call), time.Duration(op.Return), kvModel.DescribeOperation(op.Input, op.Output))
+		}
+	}
 }
