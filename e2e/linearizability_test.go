@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
@@ -75,6 +76,25 @@ func TestLinearizableThroughLeaderChanges(t *testing.T) {
 	ops := rec.operations()
 	t.Logf("history: %s", rec.summary())
 
+	// Every value is written once, so every read of it sees one
+	// ModifyIndex; two mean a write was applied twice.
+	indexes := map[string]map[uint64]bool{}
+	for _, op := range ops {
+		in, out := op.Input.(kvInput), op.Output.(kvOutput)
+		if in.op != "get" || out.value == "" {
+			continue
+		}
+		if indexes[out.value] == nil {
+			indexes[out.value] = map[uint64]bool{}
+		}
+		indexes[out.value][out.index] = true
+	}
+	for v, idx := range indexes {
+		if len(idx) > 1 {
+			t.Errorf("value %q was read at ModifyIndex %v: written more than once", v, slices.Sorted(maps.Keys(idx)))
+		}
+	}
+
 	start := time.Now()
 	res := porcupine.CheckOperationsTimeout(kvModel, ops, 60*time.Second)
 	t.Logf("porcupine: %v in %v", res, time.Since(start).Round(time.Millisecond))
@@ -123,6 +143,7 @@ type kvInput struct {
 // kvOutput is its answer.
 type kvOutput struct {
 	value   string // get: the value read; "" is no key
+	index   uint64 // get: its ModifyIndex (not part of the model)
 	ok      bool   // cas: swapped
 	unknown bool   // put, cas: no answer; it may or may not have happened
 }
@@ -327,7 +348,7 @@ func runKVClient(ctx context.Context, id int, c *api.Client, keys []string, h *k
 					s = seen{string(kv.Value), kv.ModifyIndex}
 				}
 				last[key] = s
-				out.value = s.value
+				out.value, out.index = s.value, s.index
 			}
 		case "put":
 			_, err = c.KV().Put(&api.KVPair{Key: key, Value: []byte(value)}, (&api.WriteOptions{}).WithContext(octx))
@@ -436,7 +457,7 @@ func logViolation(t *testing.T, ops []porcupine.Operation, faults []porcupine.An
 			if op.Call < at-int64(500*time.Millisecond) || op.Call > at+int64(500*time.Millisecond) {
 				continue
 			}
-			t.Logf("  client %d [%v, %v] %s", op.ClientId, time.Duration(op.Call), time.Duration(op.Return), kvModel.DescribeOperation(op.Input, op.Output))
+			t.Logf("  client %d [%v, %v] %s (index %d)", op.ClientId, time.Duration(op.Call), time.Duration(op.Return), kvModel.DescribeOperation(op.Input, op.Output), op.Output.(kvOutput).index)
 		}
 	}
 }
