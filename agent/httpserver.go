@@ -67,7 +67,12 @@ func (w *wiring) httpPart() (part, error) {
 			return part{}, err
 		}
 	}
+	txns, err := w.txnCoordinator()
+	if err != nil {
+		return part{}, err
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
+		CatalogTxn:      txns,
 		ConnectRoot:     root,
 		TrustDomain:     trustDomain,
 		Store:           w.tel.store(w.routerFor()),

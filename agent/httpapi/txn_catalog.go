@@ -14,12 +14,13 @@ import (
 // The catalog and session operations of /v1/txn (api.NodeTxnOp,
 // ServiceTxnOp, CheckTxnOp and Consul's session delete). The catalog is
 // not in the Raft store (it is each agent's own, spread by gossip), so a
-// transaction that mixes them is made all or nothing here: every
-// operation's precondition (gets, CAS indexes, sessions) is checked
-// first, the catalog writes are applied with an undo log, then the KV
-// operations run in one Raft transaction; if those fail, the catalog
-// writes are undone. The catalog entries written belong to this agent,
-// as with /v1/catalog/register.
+// transaction that mixes them is made all or nothing by
+// agent/catalogtxn (txn_atomic.go): every operation's precondition
+// (gets, CAS indexes, sessions) is checked first, under a lock that
+// serializes such transactions, then the KV operations and the catalog
+// writes commit in one Raft transaction (the writes as an intent the
+// agent applies, even after a crash). The catalog entries written belong
+// to this agent, as with /v1/catalog/register.
 
 type txnNodeOp struct {
 	Verb string
@@ -76,7 +77,7 @@ type txnCheckResult struct {
 // catalogTxn is the catalog part of one transaction.
 type catalogTxn struct {
 	h    *handler
-	undo []func() error
+	used bool // the transaction has catalog operations: it holds the lock
 }
 
 func (t *catalogTxn) node(name string) *catalog.Node {
@@ -163,148 +164,6 @@ func (t *catalogTxn) precheck(op txnOp) string {
 		}
 	}
 	return ""
-}
-
-// apply applies op's write, recording how to undo it; "" when it worked.
-func (t *catalogTxn) apply(op txnOp) string {
-	switch {
-	case op.Node != nil:
-		n := op.Node.Node
-		switch op.Node.Verb {
-		case "set", "cas":
-			prev := t.snapshotNode(n.Node)
-			err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{
-				ID: n.ID, Node: n.Node, Address: n.Address, TaggedAddresses: n.TaggedAddresses, Meta: n.Meta,
-			}})
-			if err != nil {
-				return err.Error()
-			}
-			t.undo = append(t.undo, prev)
-		case "delete", "delete-cas":
-			prev := t.snapshotNode(n.Node)
-			if err := t.h.catalog.Deregister(catalog.Deregistration{Node: n.Node}); err != nil && t.node(n.Node) != nil {
-				return err.Error()
-			}
-			t.undo = append(t.undo, prev)
-		}
-	case op.Service != nil:
-		s := op.Service
-		prev := t.snapshotNode(s.Node)
-		switch s.Verb {
-		case "set", "cas":
-			svc, err := s.Service.service()
-			if err != nil {
-				return err.Error()
-			}
-			if err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{Node: s.Node}, SkipNodeUpdate: true, Service: svc}); err != nil {
-				return err.Error()
-			}
-		case "delete", "delete-cas":
-			if t.service(s.Node, s.Service.ID) != nil {
-				if err := t.h.catalog.Deregister(catalog.Deregistration{Node: s.Node, ServiceID: s.Service.ID}); err != nil {
-					return err.Error()
-				}
-			}
-		}
-		t.undo = append(t.undo, prev)
-	case op.Check != nil:
-		c := op.Check.Check
-		prev := t.snapshotNode(c.Node)
-		switch op.Check.Verb {
-		case "set", "cas":
-			chk, err := c.check(c.ServiceID)
-			if err != nil {
-				return err.Error()
-			}
-			if err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{Node: c.Node}, SkipNodeUpdate: true, Checks: []*catalog.Check{chk}}); err != nil {
-				return err.Error()
-			}
-		case "delete", "delete-cas":
-			if t.check(c.Node, c.CheckID) != nil {
-				if err := t.h.catalog.Deregister(catalog.Deregistration{Node: c.Node, CheckID: c.CheckID}); err != nil {
-					return err.Error()
-				}
-			}
-		}
-		t.undo = append(t.undo, prev)
-	}
-	return ""
-}
-
-// snapshotNode returns what puts node back as it is now: its
-// registration (node, services, checks), or its removal if it does not
-// exist. The agent's own node is put back service by service.
-func (t *catalogTxn) snapshotNode(name string) func() error {
-	_, n, svcs := t.h.catalog.Node(nil, name)
-	_, checks := t.h.catalog.NodeChecks(nil, name)
-	return func() error {
-		if n == nil {
-			return t.h.catalog.Deregister(catalog.Deregistration{Node: name})
-		}
-		// Drop what the transaction added, then register what was there.
-		_, _, nowSvcs := t.h.catalog.Node(nil, name)
-		for _, s := range nowSvcs {
-			if !containsService(svcs, s.ID) {
-				_ = t.h.catalog.Deregister(catalog.Deregistration{Node: name, ServiceID: s.ID})
-			}
-		}
-		_, nowChecks := t.h.catalog.NodeChecks(nil, name)
-		for _, c := range nowChecks {
-			if c.CheckID != catalog.SerfCheckID && !containsCheck(checks, c.CheckID) {
-				_ = t.h.catalog.Deregister(catalog.Deregistration{Node: name, CheckID: c.CheckID})
-			}
-		}
-		if err := t.h.catalog.Register(catalog.Registration{Node: *n}); err != nil {
-			return err
-		}
-		for _, s := range svcs {
-			if err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{Node: name}, SkipNodeUpdate: true, Service: s}); err != nil {
-				return err
-			}
-		}
-		for _, c := range checks {
-			if c.CheckID == catalog.SerfCheckID {
-				continue
-			}
-			if err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{Node: name}, SkipNodeUpdate: true, Checks: []*catalog.Check{c}}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-}
-
-func containsService(svcs []*catalog.Service, id string) bool {
-	for _, s := range svcs {
-		if s.ID == id {
-			return true
-		}
-	}
-	return false
-}
-
-func containsCheck(cs []*catalog.Check, id string) bool {
-	for _, c := range cs {
-		if c.CheckID == id {
-			return true
-		}
-	}
-	return false
-}
-
-// rollback undoes the writes applied, last first.
-func (t *catalogTxn) rollback() error {
-	var errs []string
-	for i := len(t.undo) - 1; i >= 0; i-- {
-		if err := t.undo[i](); err != nil {
-			errs = append(errs, err.Error())
-		}
-	}
-	t.undo = nil
-	if len(errs) > 0 {
-		return fmt.Errorf("undoing the catalog writes of a failed transaction: %s", strings.Join(errs, "; "))
-	}
-	return nil
 }
 
 // result is op's result after the transaction: the entry it read or
