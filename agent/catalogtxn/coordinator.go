@@ -40,6 +40,7 @@ type Catalog interface {
 
 // Crash points, for Config.Crash: where a test may kill the process.
 const (
+	CrashPrepared  = "prepared"  // the intent is built; the Raft transaction not yet sent
 	CrashCommitted = "committed" // the Raft transaction committed; nothing applied to the catalog
 	CrashApplying  = "applying"  // the first catalog step applied, the others not
 	CrashApplied   = "applied"   // every step applied and recorded; the intent key not yet deleted
@@ -125,6 +126,7 @@ func (c *Coordinator) Commit(ctx context.Context, q kv.QueryOptions, ops []kv.Op
 	}
 	key := c.prefix() + id
 	all := append(append(make([]kv.Op, 0, len(ops)+1), ops...), kv.Op{Verb: kv.VerbSet, Key: key, Value: body})
+	c.cfg.Crash(CrashPrepared)
 	m, results, txnErrs, err := c.cfg.Store.Txn(ctx, q, all)
 	if err != nil || len(txnErrs) > 0 {
 		// Not committed (or, if the store lost track of it, committed

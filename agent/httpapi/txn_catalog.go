@@ -105,9 +105,18 @@ func (t *catalogTxn) check(node, id string) *catalog.Check {
 	return nil
 }
 
-// casError is Consul's text for a CAS that lost.
-func casError(what, name string) string {
-	return fmt.Sprintf("failed to set %s %q, index is stale", what, name)
+// casError is Consul's text for a CAS that lost (its state store's
+// txnNode, txnService and txnCheck): "failed to set service "web" on
+// node "n1", index is stale". node is "" for a node operation.
+func casError(verb, what, id, node string) string {
+	action := "set"
+	if verb == "delete-cas" {
+		action = "delete"
+	}
+	if node == "" {
+		return fmt.Sprintf("failed to %s %s %q, index is stale", action, what, id)
+	}
+	return fmt.Sprintf("failed to %s %s %q on node %q, index is stale", action, what, id, node)
 }
 
 // precheck is op's precondition against the catalog as it is; "" when it
@@ -124,11 +133,11 @@ func (t *catalogTxn) precheck(op txnOp) string {
 			}
 		case "cas", "delete-cas":
 			if cur == nil && n.ModifyIndex != 0 || cur != nil && cur.ModifyIndex != n.ModifyIndex {
-				return casError("node", n.Node)
+				return casError(op.Node.Verb, "node", n.Node, "")
 			}
 		case "set", "delete":
 		default:
-			return fmt.Sprintf("unknown node operation: %s", op.Node.Verb)
+			return fmt.Sprintf("unknown Node verb %q", op.Node.Verb)
 		}
 	case op.Service != nil:
 		s := op.Service
@@ -140,11 +149,11 @@ func (t *catalogTxn) precheck(op txnOp) string {
 			}
 		case "cas", "delete-cas":
 			if cur == nil && s.Service.ModifyIndex != 0 || cur != nil && cur.ModifyIndex != s.Service.ModifyIndex {
-				return casError("service", s.Service.ID)
+				return casError(s.Verb, "service", s.Service.ID, s.Node)
 			}
 		case "set", "delete":
 		default:
-			return fmt.Sprintf("unknown service operation: %s", s.Verb)
+			return fmt.Sprintf("unknown Service verb %q", s.Verb)
 		}
 	case op.Check != nil:
 		c := op.Check.Check
@@ -156,11 +165,11 @@ func (t *catalogTxn) precheck(op txnOp) string {
 			}
 		case "cas", "delete-cas":
 			if cur == nil && c.ModifyIndex != 0 || cur != nil && cur.ModifyIndex != c.ModifyIndex {
-				return casError("check", c.CheckID)
+				return casError(op.Check.Verb, "check", c.CheckID, c.Node)
 			}
 		case "set", "delete":
 		default:
-			return fmt.Sprintf("unknown check operation: %s", op.Check.Verb)
+			return fmt.Sprintf("unknown Check verb %q", op.Check.Verb)
 		}
 	}
 	return ""
@@ -207,7 +216,7 @@ func (t *catalogTxn) result(op txnOp) *txnResultOut {
 // sessionPrecheck is a session delete's precondition: the session exists.
 func (h *handler) sessionPrecheck(ctx context.Context, op *txnSessionOp) string {
 	if op.Verb != "delete" {
-		return fmt.Sprintf("unknown session operation: %s", op.Verb)
+		return fmt.Sprintf("failed to delete session: unknown Session verb %q", op.Verb)
 	}
 	_, s, err := h.store.SessionInfo(ctx, kv.QueryOptions{}, op.Session.ID)
 	if err != nil {
