@@ -25,10 +25,10 @@ func TestTxnCrashAtomic(t *testing.T) {
 		want  string // "all" or "none"
 	}{
 		{"", "all"},
-		{"prepared", "none"},  // killed before the Raft transaction is sent
-		{"committed", "all"},  // killed right after the Raft commit
-		{"applying", "all"},   // killed after the first catalog write
-		{"applied", "all"},    // killed before the intent is deleted
+		{"prepared", "none"}, // killed before the Raft transaction is sent
+		{"committed", "all"}, // killed right after the Raft commit
+		{"applying", "all"},  // killed after the first catalog write
+		{"applied", "all"},   // killed before the intent is deleted
 	}
 	for _, tc := range tests {
 		name := tc.point
