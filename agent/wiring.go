@@ -114,7 +114,7 @@ func (w *wiring) build() ([]layer, error) {
 	if withVIPs {
 		services = append(services, vips)
 	}
-	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart, w.sessionChecksPart, w.txnRecoveryPart} {
+	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart, w.sessionChecksPart, w.txnRecoveryPart, w.rexecPart} {
 		p, ok, err := build()
 		if err != nil {
 			return nil, err

@@ -16,6 +16,7 @@ const usage = `Usage: cairn <command> [args]
 Commands:
     agent          Runs a cairn agent (Consul's flags; try "cairn agent -dev")
     completion     Prints a shell completion script (bash or zsh)
+    exec           Executes a command on cluster nodes (agents with disable_remote_exec = false)
     force-leave    Forces a member of the cluster to enter the "left" state
     join           Tells a running agent to join the cluster
     keygen         Generates a new gossip encryption key
@@ -53,6 +54,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runJoin(args[1:], stdout, stderr)
 	case "leave":
 		return runLeave(args[1:], stdout, stderr)
+	case "exec":
+		return runExec(args[1:], stdin, stdout, stderr)
 	case "force-leave":
 		return runForceLeave(args[1:], stdout, stderr)
 	case "operator":
