@@ -4,10 +4,13 @@ package e2e
 
 import (
 	"os"
+	"regexp"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/consul/api"
 )
 
 // TestExecAcrossAgents runs `cairn exec` (Consul's remote exec protocol)
@@ -89,6 +92,38 @@ func TestExecAcrossAgents(t *testing.T) {
 			}
 		})
 	}
+	// The other daily commands against the same agents, output as
+	// consul prints it.
+	s0 := "CONSUL_HTTP_ADDR=" + c.servers[0].ports.httpAddr()
+	if err := c.servers[0].api.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-1", Name: "web", Port: 80}); err != nil {
+		t.Fatal(err)
+	}
+	cli := []struct {
+		args []string
+		code int
+		out  string // a regular expression for the whole stdout
+	}{
+		{[]string{"event", "-name", "deploy", "-service", "web", "v1"}, 0, `^Event ID: [0-9a-f-]{36}\n$`},
+		{[]string{"event", "-tag", "x", "-name", "deploy"}, 1, `^$`},
+		{[]string{"maint", "-enable", "-reason", "upgrade"}, 0, `^Node maintenance is now enabled\n$`},
+		{[]string{"maint", "-enable", "-service", "web-1"}, 0, `^Service maintenance is now enabled for "web-1"\n$`},
+		{[]string{"maint"}, 0, `^Node:\n  Name:   s0\n  Reason: upgrade\n\nService:\n  ID:     web-1\n  Reason: Maintenance mode is enabled for this service, but no reason was provided. This is a default message.\n\n$`},
+		{[]string{"maint", "-disable"}, 0, `^Node maintenance is now disabled\n$`},
+		{[]string{"maint", "-disable", "-service", "web-1"}, 0, `^Service maintenance is now disabled for "web-1"\n$`},
+		{[]string{"maint"}, 0, `^$`},
+		{[]string{"rtt", "nosuch"}, 1, `^$`},
+	}
+	for _, tc := range cli {
+		code, stdout, stderr := cairn(t, []string{s0}, "", tc.args...)
+		if code != tc.code || !regexp.MustCompile(tc.out).MatchString(stdout) {
+			t.Errorf("cairn %s = %d, stdout %q, stderr %q; want %d, stdout matching %s", strings.Join(tc.args, " "), code, stdout, stderr, tc.code, tc.out)
+		}
+	}
+	eventually(t, "cairn rtt c0 (to s0)", 20e9, func() (bool, string) {
+		code, stdout, stderr := cairn(t, []string{s0}, "", "rtt", "c0")
+		return code == 0 && regexp.MustCompile(`^Estimated c0 <-> s0 rtt: [0-9]+\.[0-9]{3} ms \(using LAN coordinates\)\n$`).MatchString(stdout), stdout + stderr
+	})
+
 	// Nothing is left in the KV store.
 	keys, _, err := c.servers[0].api.KV().Keys("_rexec/", "", nil)
 	if err != nil || len(keys) != 0 {
