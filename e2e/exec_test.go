@@ -4,8 +4,8 @@ package e2e
 
 import (
 	"os"
-	"regexp"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
