@@ -71,8 +71,13 @@ func (w *wiring) httpPart() (part, error) {
 	if err != nil {
 		return part{}, err
 	}
+	acls, err := w.httpACLs()
+	if err != nil {
+		return part{}, err
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
 		CatalogTxn:      txns,
+		ACLSystem:       acls,
 		ConnectRoot:     root,
 		TrustDomain:     trustDomain,
 		Store:           w.tel.store(w.routerFor()),

@@ -53,6 +53,7 @@ type wiring struct {
 	events   *membership.Events
 	queries  *preparedquery.Registry // made by queryRegistry
 	txns     *catalogtxn.Coordinator // made by txnCoordinator
+	acls     *aclState               // made by aclSystem; nil with ACLs off
 	tel      *telemetry              // nil with -disable-metrics
 
 	closers []func() error
@@ -114,7 +115,7 @@ func (w *wiring) build() ([]layer, error) {
 	if withVIPs {
 		services = append(services, vips)
 	}
-	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart, w.sessionChecksPart, w.txnRecoveryPart, w.rexecPart} {
+	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart, w.sessionChecksPart, w.aclPart, w.txnRecoveryPart, w.rexecPart} {
 		p, ok, err := build()
 		if err != nil {
 			return nil, err
