@@ -82,6 +82,11 @@ type Config struct {
 	// enable_local_script_checks) allows script checks defined in config
 	// files only, not those registered over the HTTP API.
 	EnableLocalScriptChecks bool
+	// EnableRemoteExec is Consul's disable_remote_exec = false: this
+	// agent runs the commands `consul exec` / `cairn exec` send it
+	// (agent/rexec). Off by default, as in Consul: anyone who can write
+	// the KV store and fire events could run anything here.
+	EnableRemoteExec bool
 	// NodeMeta (-node-meta key:value, node_meta) is this node's Node.Meta,
 	// besides Consul's own keys (consul-network-segment, consul-version).
 	NodeMeta map[string]string

@@ -42,6 +42,7 @@ type fileConfig struct {
 	LogLevel        *string           `hcl:"log_level"`
 	LeaveOnTerm     *bool             `hcl:"leave_on_terminate"`
 	ScriptChecks    *bool             `hcl:"enable_script_checks"`
+	NoRemoteExec    *bool             `hcl:"disable_remote_exec"`
 	LocalScripts    *bool             `hcl:"enable_local_script_checks"`
 	NodeMeta        map[string]string `hcl:"node_meta"`
 	Bootstrap       *bool             `hcl:"bootstrap"`
@@ -303,6 +304,9 @@ func (fc *fileConfig) apply(c *Config) error {
 	set(&c.LogLevel, fc.LogLevel)
 	set(&c.LeaveOnTerminate, fc.LeaveOnTerm)
 	set(&c.EnableScriptChecks, fc.ScriptChecks)
+	if fc.NoRemoteExec != nil {
+		c.EnableRemoteExec = !*fc.NoRemoteExec
+	}
 	set(&c.EnableLocalScriptChecks, fc.LocalScripts)
 	if len(fc.NodeMeta) > 0 {
 		if c.NodeMeta == nil {

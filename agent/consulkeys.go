@@ -47,8 +47,8 @@ var consulKeys = setOf(
 	"log_json", "log_rotate_bytes", "log_rotate_duration", "log_rotate_max_files", "enable_syslog",
 	"syslog_facility", "pid_file", "disable_update_check", "disable_anonymous_signature",
 	"disable_host_node_id", "disable_http_unprintable_char_filter", "http_config",
-	// Behaviour cairn fixes: interrupts and remote exec.
-	"skip_leave_on_interrupt", "disable_remote_exec", "check_output_max_size",
+	// Behaviour cairn fixes: interrupts.
+	"skip_leave_on_interrupt", "check_output_max_size",
 	"discard_check_output", "enable_agent_tls_for_checks", "auto_reload_config", "watches",
 	// DNS tuning beyond TTLs and only_passing.
 	"dns_config.allow_stale", "dns_config.max_stale", "dns_config.udp_answer_limit",

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/catalogtxn"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -75,6 +76,10 @@ type Config struct {
 	Ops Ops
 	// Keyring answers /v1/operator/keyring (keyring.go); optional.
 	Keyring Keyring
+	// CatalogTxn commits the /v1/txn transactions that have catalog
+	// operations (txn_atomic.go); the agent runs its recovery loop.
+	// Optional: without it, one over Catalog without recovery.
+	CatalogTxn *catalogtxn.Coordinator
 	// ACLSystem answers /v1/acl/* and /v1/agent/token/* (acl.go); nil
 	// when ACLs are off.
 	ACLSystem *ACLSystem
@@ -114,13 +119,14 @@ const DefaultDatacenter = "dc1"
 // handler routes /v1/* requests to the endpoint functions.
 type handler struct {
 	store       Store
-	cluster     Cluster         // nil when the agent has none
-	catalog     Catalog         // nil when the agent has none
-	events      Events          // nil when the agent has none
-	coordinates Coordinates     // nil when the agent has none
-	queries     PreparedQueries // nil when the agent has none
-	autopilot   Autopilot       // nil when the agent has none
-	keyring     Keyring         // nil when the agent has none
+	cluster     Cluster                 // nil when the agent has none
+	catalog     Catalog                 // nil when the agent has none
+	events      Events                  // nil when the agent has none
+	coordinates Coordinates             // nil when the agent has none
+	queries     PreparedQueries         // nil when the agent has none
+	autopilot   Autopilot               // nil when the agent has none
+	txns        *catalogtxn.Coordinator // nil when the catalog keeps no transaction ledger
+	keyring     Keyring                 // nil when the agent has none
 	self        Self
 	log         *slog.Logger
 	ops         Ops
@@ -169,6 +175,9 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain, ops: cfg.Ops}
 	h.events, h.coordinates, h.queries, h.autopilot = cfg.Events, cfg.Coordinates, cfg.PreparedQueries, cfg.Autopilot
 	h.keyring = cfg.Keyring
+	if h.txns = cfg.CatalogTxn; h.txns == nil {
+		h.txns = newTxnCoordinator(cfg)
+	}
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
 		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
