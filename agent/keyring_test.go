@@ -109,5 +109,6 @@ func TestKeyringRotationAcrossThreeAgents(t *testing.T) {
 	}
 	c0 = startAgent(t, c0cfg)
 	allAlive(t, s0, 3)
+	allAlive(t, c1, 3)
 	wantKeyring(t, c0, map[string]int{newKey: 3}, map[string]int{newKey: 3})
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -64,6 +66,9 @@ func (r KeyringResult) Failed() int { return len(r.Messages) }
 type keyringRequest struct {
 	ID   uint64
 	From string
+	// Addr is From's gossip address: the answer goes there, even when
+	// the member's own table has not caught up with a restart yet.
+	Addr string `json:",omitempty"`
 	Op   string
 	Key  string `json:",omitempty"`
 }
@@ -241,7 +246,8 @@ func (m *Membership) Keyring(ctx context.Context, op, key string) (KeyringResult
 		st.mu.Unlock()
 	}()
 
-	req, _ := json.Marshal(keyringRequest{ID: id, From: m.cfg.NodeName, Op: op, Key: key})
+	self := m.LocalMember()
+	req, _ := json.Marshal(keyringRequest{ID: id, From: m.cfg.NodeName, Addr: netip.AddrPortFrom(self.Addr, uint16(self.Port)).String(), Op: op, Key: key})
 	msg := append([]byte{msgKeyringRequest}, req...)
 	res := KeyringResult{Keys: map[string]int{}, PrimaryKeys: map[string]int{}, Messages: map[string]string{}, NumNodes: len(asked) + 1}
 	add := func(r keyringResponse) {
@@ -310,6 +316,9 @@ func (m *Membership) handleKeyringRequest(buf []byte) {
 	go func() {
 		defer m.wg.Done()
 		to, err := (&Channel{m: m}).member(req.From)
+		if ap, perr := netip.ParseAddrPort(req.Addr); perr == nil {
+			to, err = &memberlist.Node{Name: req.From, Addr: net.IP(ap.Addr().AsSlice()), Port: ap.Port()}, nil
+		}
 		if err == nil {
 			err = m.ml.SendReliable(to, msg)
 		}
