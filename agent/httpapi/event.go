@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"github.com/cairn-dev/cairn/agent/acl"
 	"net/http"
 	"strconv"
 
@@ -60,6 +61,10 @@ func (h *handler) eventFire(c *call) error {
 	if c.arg == remoteExecEvent {
 		return &httpError{code: http.StatusNotImplemented, msg: "cairn does not support remote exec (consul exec): no agent would run the command (Consul's own agents refuse it too unless disable_remote_exec is false); run it through your own tooling, e.g. ssh"}
 	}
+	// Consul's EventFire: event write on the name.
+	if err := c.allow(acl.Event, c.arg, acl.Write); err != nil {
+		return err
+	}
 	payload, err := readBody(c, maxBodySize, "a user event's payload")
 	if err != nil {
 		return err
@@ -102,10 +107,17 @@ func (h *handler) eventList(c *call) error {
 	name := c.query.Get("name")
 	var out []userEventOut
 	var idx uint64
+	var filtered bool
 	read := func(ws memdb.WatchSet) {
 		out = []userEventOut{}
+		filtered = false
 		for _, ev := range h.events.List(ws) {
 			if name == "" || ev.Name == name {
+				// Consul's UserEvents: event read on each name.
+				if !c.aclOff() && !c.can(acl.Event, ev.Name, acl.Read) {
+					filtered = true
+					continue
+				}
 				out = append(out, toUserEventOut(ev))
 			}
 		}
@@ -131,6 +143,9 @@ func (h *handler) eventList(c *call) error {
 		}
 	}
 	c.w.Header()[hdrIndex] = []string{strconv.FormatUint(idx, 10)}
+	if filtered {
+		c.markFiltered()
+	}
 	return writeFiltered(c, out)
 }
 

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/kv"
 )
@@ -73,6 +74,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Ops answers the operator endpoints (ops.go); optional.
 	Ops Ops
+	// ACL resolves the request's token to what it may do; every endpoint
+	// checks before it acts (enforce.go). nil: ACLs are off and
+	// everything is allowed.
+	ACL acl.Resolver
+	// EnableKeyListPolicy is Consul's acl.enable_key_list_policy: ?recurse
+	// and ?keys also need "list" on the prefix (otherwise, as in Consul,
+	// they only drop the keys the token cannot read).
+	EnableKeyListPolicy bool
 }
 
 // Self is what the agent knows about itself, for /v1/agent/self.
@@ -123,6 +132,9 @@ type handler struct {
 
 	connectRoot *CARoot
 	trustDomain string
+
+	acl           acl.Resolver // nil: ACLs off
+	keyListPolicy bool
 }
 
 // route is one Consul endpoint. A path ending in "/" (other than "/"
@@ -144,6 +156,11 @@ type call struct {
 	// filter is ?filter= parsed (nil when absent), for the answers that
 	// Consul filters.
 	filter *filter
+
+	h        *handler
+	token    string         // the caller's ACL token ("" anonymous)
+	authz    acl.Authorizer // resolved on first check (enforce.go)
+	authzErr error
 }
 
 // NewHandler validates cfg and returns the /v1 API handler. It starts
@@ -159,7 +176,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger,
-		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain, ops: cfg.Ops}
+		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain, ops: cfg.Ops,
+		acl: cfg.ACL, keyListPolicy: cfg.EnableKeyListPolicy}
 	h.events, h.coordinates, h.queries, h.autopilot = cfg.Events, cfg.Coordinates, cfg.PreparedQueries, cfg.Autopilot
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
@@ -266,15 +284,22 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	c := &call{w: w, r: r, ctx: r.Context(), arg: arg}
+	c := &call{w: w, r: r, ctx: r.Context(), arg: arg, h: h}
 	err := checkMethod(r.Method, rt.methods)
 	if err == nil {
 		c.query, err = parseQuery(r.URL.RawQuery)
 	}
 	if err == nil {
 		// The caller's ACL token travels with the request, to the servers
-		// too (kv.WithToken); nothing checks it yet.
-		c.ctx = kv.WithToken(c.ctx, requestToken(r, c.query))
+		// too (kv.WithToken), which check it again; here each endpoint
+		// checks it before acting (enforce.go).
+		c.token = requestToken(r, c.query)
+		c.ctx = kv.WithToken(c.ctx, c.token)
+		if h.acl != nil && !tokenless(rt.path) {
+			// Once per request; an unknown token is a 403 "ACL not
+			// found" before anything else happens, as in Consul.
+			_, err = c.authorizer()
+		}
 	}
 	if err == nil {
 		err = h.checkDatacenter(c.query)
