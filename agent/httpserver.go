@@ -77,6 +77,7 @@ func (w *wiring) httpPart() (part, error) {
 		Coordinates:     w.ml,
 		PreparedQueries: queries,
 		Autopilot:       &autopilot{ml: w.ml, router: w.routerFor()},
+		ACL:             w.aclResolver,
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      w.nodeID,

@@ -20,7 +20,7 @@ func (w *wiring) queryRegistry() (*preparedquery.Registry, error) {
 	}
 	ml := w.ml
 	r, err := preparedquery.New(preparedquery.Config{
-		Store:   w.routerFor(),
+		Store:   w.routerFor().Internal(), // the agent's own keys (_cairn/query/)
 		Catalog: w.cat,
 		Coordinates: func() []membership.NodeCoordinate {
 			_, cs := ml.Coordinates(nil)

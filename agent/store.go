@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/forward"
 	"github.com/cairn-dev/cairn/agent/servers"
 	"github.com/cairn-dev/cairn/kv"
@@ -113,7 +114,15 @@ func (w *wiring) routerFor() *forward.Router {
 				return nil
 			}
 			return w.members.serverAddrs()
-		}, w.pool, forward.HoldTimeout(w.cfg.RPCHoldTimeout), forward.NodeExists(w.nodeExists))
+		}, w.pool, forward.HoldTimeout(w.cfg.RPCHoldTimeout), forward.NodeExists(w.nodeExists),
+			// ACLs (nil resolver: off). The agent's own forwarded
+			// requests carry the agent token.
+			forward.ACL(func() acl.Resolver { return w.aclResolver }), forward.AgentToken(func() string {
+				if w.aclAgentToken == nil {
+					return ""
+				}
+				return w.aclAgentToken()
+			}))
 	}
 	return w.router
 }

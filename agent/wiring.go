@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/forward"
@@ -52,6 +53,13 @@ type wiring struct {
 	events   *membership.Events
 	queries  *preparedquery.Registry // made by queryRegistry
 	tel      *telemetry              // nil with -disable-metrics
+
+	// ACLs: the resolver (nil when ACLs are off), and the tokens the
+	// agent acts and answers DNS with (Consul's acl.tokens.agent and
+	// acl.tokens.default); the ACL part sets them.
+	aclResolver     acl.Resolver
+	aclAgentToken   func() string
+	aclDefaultToken func() string
 
 	closers []func() error
 }
