@@ -166,6 +166,15 @@ type call struct {
 // NewHandler validates cfg and returns the /v1 API handler. It starts
 // nothing; mount it on an http.Server.
 func NewHandler(cfg Config) (http.Handler, error) {
+	h, err := newHandler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return h.observed(cfg.Ops.Observer), nil
+}
+
+// newHandler is NewHandler without the observer.
+func newHandler(cfg Config) (*handler, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("httpapi: Config.Store is nil; pass the store that answers KV, session and status requests (the kv server, or a forwarder on client agents)")
 	}
@@ -243,7 +252,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/", get, h.index}, // exactly "/": the page a browser opens first
 	}
 	h.routes = append(h.routes, h.opsRoutes()...)
-	return h.observed(cfg.Ops.Observer), nil
+	return h, nil
 }
 
 func (h *handler) match(path string) (*route, string, bool) {
