@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-dev/cairn/agent/preparedquery"
 	"github.com/cairn-dev/cairn/kv"
 	"github.com/cairn-dev/cairn/kvtest"
+	"github.com/hashicorp/consul/api"
 )
 
 // ---- a rule-table Authorizer and Resolver (the real ones are agent/acl's) ----
@@ -158,7 +159,10 @@ func (fakeSnapshots) Save(_ context.Context, w io.Writer, started func(uint64)) 
 	_, err := w.Write([]byte("snapshot"))
 	return err
 }
-func (fakeSnapshots) Restore(_ context.Context, r io.Reader) error { _, err := io.ReadAll(r); return err }
+func (fakeSnapshots) Restore(_ context.Context, r io.Reader) error {
+	_, err := io.ReadAll(r)
+	return err
+}
 
 type fakeRaft struct{}
 
@@ -261,7 +265,9 @@ func newSession(t *testing.T, e *aclEnv) string {
 	return out.ID
 }
 
-func r(res acl.Resource, name string, a acl.Access) rule { return rule{res: res, name: name, access: a} }
+func r(res acl.Resource, name string, a acl.Access) rule {
+	return rule{res: res, name: name, access: a}
+}
 func rp(res acl.Resource, name string, a acl.Access) rule {
 	return rule{res: res, name: name, prefix: true, access: a}
 }
@@ -665,3 +671,145 @@ one missing, in the order listed. Details the table does not show:
 - DNS answers with the default token's view (` + "`acl.tokens.default`" + `, else
   anonymous): services and nodes it cannot read are not answered (NXDOMAIN).
 `
+
+// TestACLReservedKeys: the ACL system's keys are out of reach of /v1/kv
+// and /v1/txn for every token, the management one included, and with
+// ACLs off; reads of the root skip them.
+func TestACLReservedKeys(t *testing.T) {
+	e := newACLEnv(t)
+	e.res.set("mgmt", "acc-mgmt", rp(acl.Key, "", acl.Write), r(acl.ACL, "", acl.Write))
+	const key = httpapi.ReservedACLPrefix + "token/secret"
+	for _, v := range []struct {
+		name, token string
+		api         *testAPI
+	}{{"management", "mgmt", e.on}, {"off", "", e.off}} {
+		t.Run(v.name, func(t *testing.T) {
+			send := func(method, path, body string) (int, string, http.Header) {
+				req, _ := http.NewRequest(method, v.api.url+path, strings.NewReader(body))
+				req.Header.Set("X-Consul-Token", v.token)
+				resp, err := v.api.http.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b), resp.Header
+			}
+			refused := []struct{ method, path, body string }{
+				{http.MethodGet, "/v1/kv/" + key, ""},
+				{http.MethodGet, "/v1/kv/" + key + "?raw", ""},
+				{http.MethodGet, "/v1/kv/_cairn/acl/?recurse", ""},
+				{http.MethodGet, "/v1/kv/_cairn/acl/?keys", ""},
+				{http.MethodPut, "/v1/kv/" + key, "stolen"},
+				{http.MethodDelete, "/v1/kv/" + key, ""},
+				{http.MethodDelete, "/v1/kv/?recurse", ""},
+				{http.MethodDelete, "/v1/kv/_cairn?recurse", ""},
+			}
+			for _, rq := range refused {
+				code, body, _ := send(rq.method, rq.path, rq.body)
+				if code != http.StatusForbidden || !strings.HasPrefix(body, "Permission denied: ") || !strings.Contains(body, "_cairn/acl/") {
+					t.Errorf("%s %s = %d %q, want 403 Permission denied naming _cairn/acl/", rq.method, rq.path, code, body)
+				}
+			}
+			for _, op := range []string{
+				`[{"KV":{"Verb":"get","Key":"` + key + `"}}]`,
+				`[{"KV":{"Verb":"get-tree","Key":"_cairn/acl/"}}]`,
+				`[{"KV":{"Verb":"set","Key":"` + key + `","Value":"eA=="}}]`,
+				`[{"KV":{"Verb":"delete-tree","Key":""}}]`,
+			} {
+				code, body, _ := send(http.MethodPut, "/v1/txn", op)
+				if code != http.StatusConflict || !strings.Contains(body, "Permission denied") {
+					t.Errorf("txn %s = %d %s, want 409 Permission denied", op, code, body)
+				}
+			}
+			// Recursive reads of the root and of _cairn/ skip them.
+			for _, path := range []string{"/v1/kv/?recurse", "/v1/kv/?keys", "/v1/kv/_cairn/?keys&separator=/", "/v1/kv/_c?recurse"} {
+				code, body, _ := send(http.MethodGet, path, "")
+				if strings.Contains(body, "_cairn/acl") || strings.Contains(body, "the-secret") || code == http.StatusForbidden {
+					t.Errorf("GET %s = %d %s, want the ACL keys left out", path, code, body)
+				}
+			}
+			code, body, _ := send(http.MethodPut, "/v1/txn", `[{"KV":{"Verb":"get-tree","Key":""}}]`)
+			if code != http.StatusOK || strings.Contains(body, "_cairn/acl") || !strings.Contains(body, "app/x") {
+				t.Errorf("txn get-tree of the root = %d %s, want 200 with app/x and without the ACL keys", code, body)
+			}
+			// The key is still there, unchanged.
+			if _, ent, err := e.store.Get(context.Background(), kv.QueryOptions{}, key); err != nil || ent == nil || string(ent.Value) != "the-secret" {
+				t.Fatalf("the ACL key after the attempts = %v %v", ent, err)
+			}
+		})
+	}
+}
+
+// TestACLTokenResolution: an unknown token is 403 "ACL not found" where
+// an endpoint checks, and does not fail the endpoints that check nothing;
+// a token is resolved once per request, however long the list it filters.
+func TestACLTokenResolution(t *testing.T) {
+	e := newACLEnv(t)
+	for i := range 20 {
+		e.must(t, http.MethodPut, fmt.Sprintf("/v1/agent/service/register"), fmt.Sprintf(`{"ID":"svc-%d","Name":"svc-%d"}`, i, i))
+	}
+	for _, tc := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/v1/kv/app/x", 403, "ACL not found"},
+		{"/v1/catalog/services", 403, "ACL not found"},
+		{"/v1/agent/self", 403, "ACL not found"},
+		{"/v1/status/leader", 200, ""},
+		{"/v1/catalog/datacenters", 200, `["dc1"]`},
+	} {
+		resp, body := e.on.do(t, http.MethodGet, tc.path+"?token=nobody-knows-me", nil)
+		if resp.StatusCode != tc.code || (tc.body != "" && body != tc.body) {
+			t.Errorf("GET %s with an unknown token = %d %q, want %d %q", tc.path, resp.StatusCode, body, tc.code, tc.body)
+		}
+	}
+	e.res.set("some", "acc-some", rp(acl.Service, "svc-1", acl.Read), rp(acl.Node, "", acl.Read))
+	e.res.mu.Lock()
+	before := e.res.resolve
+	e.res.mu.Unlock()
+	resp, body := e.on.do(t, http.MethodGet, "/v1/agent/services?token=some", nil)
+	e.res.mu.Lock()
+	n := e.res.resolve - before
+	e.res.mu.Unlock()
+	if n != 1 {
+		t.Errorf("GET /v1/agent/services resolved the token %d times, want once", n)
+	}
+	var got map[string]any
+	json.Unmarshal([]byte(body), &got)
+	if len(got) != 11 || resp.Header.Get("X-Consul-Results-Filtered-By-ACLs") != "true" { // svc-1, svc-10..svc-19
+		t.Errorf("GET /v1/agent/services with service_prefix svc-1 = %d services (%s), header %q; want 11 and true", len(got), body, resp.Header.Get("X-Consul-Results-Filtered-By-ACLs"))
+	}
+}
+
+// TestACLOfficialClient: what the official client (and so consul-template
+// and the consul CLI) sees: the 403 text in its error, and QueryMeta's
+// ResultsFilteredByACLs.
+func TestACLOfficialClient(t *testing.T) {
+	e := newACLEnv(t)
+	e.put(t, "app/y", "2")
+	e.res.set("reader", "acc-reader", r(acl.Key, "app/x", acl.Read))
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address = strings.TrimPrefix(e.on.url, "http://")
+	cfg.Token = "reader"
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, _, err := c.KV().Get("app/x", nil)
+	if err != nil || pair == nil || string(pair.Value) != "1" {
+		t.Fatalf("Get(app/x) with key read = %v, %v", pair, err)
+	}
+	_, _, err = c.KV().Get("app/y", nil)
+	if err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "Permission denied: token with AccessorID 'acc-reader' lacks permission 'key:read' on \"app/y\"") {
+		t.Errorf("Get(app/y) without key read: err = %v, want the client's 403 with Consul's text", err)
+	}
+	pairs, meta, err := c.KV().List("app/", nil)
+	if err != nil || len(pairs) != 1 || pairs[0].Key != "app/x" || !meta.ResultsFilteredByACLs {
+		t.Errorf("List(app/) = %v, filtered %v, %v; want [app/x], true", pairs, meta != nil && meta.ResultsFilteredByACLs, err)
+	}
+	if _, err := c.KV().Put(&api.KVPair{Key: "app/x", Value: []byte("2")}, nil); err == nil || !strings.Contains(err.Error(), "Permission denied") {
+		t.Errorf("Put(app/x) with key read only: err = %v, want Permission denied", err)
+	}
+}
