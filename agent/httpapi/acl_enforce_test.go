@@ -644,7 +644,8 @@ one missing, in the order listed. Details the table does not show:
 - KV keys under ` + "`_cairn/acl/`" + ` (the ACL system's tokens and policies) are never
   readable, listable or writable through ` + "`/v1/kv`" + ` or ` + "`/v1/txn`" + `, whatever the
   token; recursive reads and key lists that reach them skip them, and a
-  recursive delete that would reach them is refused. Use ` + "`/v1/acl/*`" + `.
+  recursive delete that would reach them is refused (with ACLs off, a
+  recursive delete of the root works as before). Use ` + "`/v1/acl/*`" + `.
 - ` + "`?recurse`" + ` and ` + "`?keys`" + ` need no rule up front, as Consul without
   ` + "`acl.enable_key_list_policy`" + `; with it (` + "`httpapi.Config.EnableKeyListPolicy`" + `)
   they need ` + "`list`" + ` on the prefix.
@@ -702,8 +703,12 @@ func TestACLReservedKeys(t *testing.T) {
 				{http.MethodGet, "/v1/kv/_cairn/acl/?keys", ""},
 				{http.MethodPut, "/v1/kv/" + key, "stolen"},
 				{http.MethodDelete, "/v1/kv/" + key, ""},
-				{http.MethodDelete, "/v1/kv/?recurse", ""},
-				{http.MethodDelete, "/v1/kv/_cairn?recurse", ""},
+				{http.MethodDelete, "/v1/kv/_cairn/acl/token?recurse", ""},
+			}
+			if v.name != "off" {
+				// Prefixes above them: refused while ACLs are on.
+				refused = append(refused, struct{ method, path, body string }{http.MethodDelete, "/v1/kv/?recurse", ""},
+					struct{ method, path, body string }{http.MethodDelete, "/v1/kv/_cairn?recurse", ""})
 			}
 			for _, rq := range refused {
 				code, body, _ := send(rq.method, rq.path, rq.body)
@@ -715,7 +720,7 @@ func TestACLReservedKeys(t *testing.T) {
 				`[{"KV":{"Verb":"get","Key":"` + key + `"}}]`,
 				`[{"KV":{"Verb":"get-tree","Key":"_cairn/acl/"}}]`,
 				`[{"KV":{"Verb":"set","Key":"` + key + `","Value":"eA=="}}]`,
-				`[{"KV":{"Verb":"delete-tree","Key":""}}]`,
+				`[{"KV":{"Verb":"delete-tree","Key":"_cairn/acl/"}}]`,
 			} {
 				code, body, _ := send(http.MethodPut, "/v1/txn", op)
 				if code != http.StatusConflict || !strings.Contains(body, "Permission denied") {

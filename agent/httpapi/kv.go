@@ -226,10 +226,17 @@ func (h *handler) checkKeyList(c *call) error {
 // checkDelete is Consul's kvsPreApply for deletes: key write on the key,
 // or for ?recurse on the prefix and everything under it
 // (KeyWritePrefix). A recursive delete that would reach the ACL system's
-// keys is refused whatever the token.
+// keys is refused while ACLs are on.
 func (h *handler) checkDelete(c *call, op kv.Op) error {
 	if op.Verb == kv.VerbDeleteTree {
-		if reservedUnder(op.Key) {
+		if reservedKey(op.Key) {
+			return errReserved(op.Key)
+		}
+		// A prefix above the ACL system's keys (the root, "_cairn/"):
+		// refused while ACLs are on; with ACLs off there is no ACL
+		// system to protect and `consul kv delete -recurse` of the root
+		// works as before.
+		if reservedUnder(op.Key) && !c.aclOff() {
 			return &permissionDenied{cause: fmt.Sprintf("a recursive delete of %q would delete the ACL system's keys under %s; delete the prefixes you mean one by one", op.Key, ReservedACLPrefix)}
 		}
 		return c.allowUnder(acl.Key, op.Key, acl.Write)
