@@ -292,7 +292,7 @@ func (w *wiring) dnsPart() (part, bool, error) {
 	if err != nil {
 		return part{}, false, err
 	}
-	dc.Queries = dnsQueries{queries}
+	dc.Queries = dnsQueries{r: queries, view: w.dnsView}
 	if w.tel != nil {
 		dc.Metrics = w.tel
 	}

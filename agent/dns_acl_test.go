@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,7 +14,9 @@ import (
 	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/checks"
+	"github.com/cairn-dev/cairn/agent/preparedquery"
 	"github.com/cairn-dev/cairn/dns"
+	"github.com/cairn-dev/cairn/kvtest"
 )
 
 // readOnly is an Authorizer that may read the services and nodes named.
@@ -110,4 +113,38 @@ func TestDNSAnswersTheDefaultTokensView(t *testing.T) {
 		}
 		return r.Rcode == mdns.RcodeNameError, mdns.RcodeToString[r.Rcode]
 	})
+}
+
+// TestDNSPreparedQueriesAnswerTheDefaultTokensView: <query>.query.consul
+// leaves out what the default token may not read, as the catalog names do.
+func TestDNSPreparedQueriesAnswerTheDefaultTokensView(t *testing.T) {
+	cfg := catalog.DefaultConfig()
+	cfg.NodeName, cfg.Address = "node-1", "10.0.0.1"
+	cat, err := catalog.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"web", "secret"} {
+		if err := cat.RegisterService(catalog.ServiceDefinition{Service: catalog.Service{ID: name, Name: name, Port: 80}}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg, err := preparedquery.New(preparedquery.Config{Store: kvtest.NewServer(t), Catalog: cat, NodeName: "node-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, name := range []string{"web", "secret"} {
+		if _, err := reg.Create(ctx, preparedquery.Query{Name: "q-" + name, Service: preparedquery.ServiceQuery{Service: name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	view := readOnly{services: map[string]bool{"web": true}, nodes: map[string]bool{"node-1": true}}
+	q := dnsQueries{r: reg, view: func() acl.Authorizer { return view }}
+	for name, want := range map[string]int{"q-web": 1, "q-secret": 0} {
+		insts, _, _, err := q.Query(ctx, name, netip.Addr{})
+		if err != nil || len(insts) != want {
+			t.Errorf("Query(%s) = %d instances, %v; want %d", name, len(insts), err, want)
+		}
+	}
 }
