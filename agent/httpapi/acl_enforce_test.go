@@ -727,6 +727,12 @@ func TestACLReservedKeys(t *testing.T) {
 					t.Errorf("txn %s = %d %s, want 409 Permission denied", op, code, body)
 				}
 			}
+			if v.name != "off" {
+				code, body, _ := send(http.MethodPut, "/v1/txn", `[{"KV":{"Verb":"delete-tree","Key":""}}]`)
+				if code != http.StatusConflict || !strings.Contains(body, "Permission denied") {
+					t.Errorf("txn delete-tree of the root = %d %s, want 409 Permission denied", code, body)
+				}
+			}
 			// Recursive reads of the root and of _cairn/ skip them.
 			for _, path := range []string{"/v1/kv/?recurse", "/v1/kv/?keys", "/v1/kv/_cairn/?keys&separator=/", "/v1/kv/_c?recurse"} {
 				code, body, _ := send(http.MethodGet, path, "")
