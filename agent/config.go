@@ -177,6 +177,8 @@ type Config struct {
 	// RaftLogStore (raft_logstore.backend) is the Raft log of a new
 	// server data dir: "boltdb" (the default) or "wal" (experimental).
 	RaftLogStore string
+	// ACL is Consul's acl block (agent/acl.go).
+	ACL ACLConfig
 }
 
 // Limits bound what one client can hold of the agent (limits { }).

@@ -348,14 +348,11 @@ func listenDNS(addr string, port int) (net.PacketConn, net.Listener, error) {
 // (Consul's acl.tokens.default, else the anonymous token); nil when ACLs
 // are off. A token that cannot be resolved answers nothing.
 func (w *wiring) dnsView() acl.Authorizer {
-	if w.aclResolver == nil {
+	st := w.acls
+	if st == nil {
 		return nil
 	}
-	tok := ""
-	if w.aclDefaultToken != nil {
-		tok = w.aclDefaultToken()
-	}
-	a, err := w.aclResolver.Authorizer(context.Background(), tok)
+	a, err := st.resolver.Authorizer(context.Background(), st.tokens.Get(acl.KindDefault))
 	if err != nil {
 		w.log.Warn("dns: cannot resolve the default ACL token; answering nothing from the catalog", "err", err)
 		return denyAll{}

@@ -67,7 +67,16 @@ func (w *wiring) httpPart() (part, error) {
 			return part{}, err
 		}
 	}
+	acls, err := w.httpACLs()
+	if err != nil {
+		return part{}, err
+	}
+	resolver, err := w.aclResolver() // nil when ACLs are off
+	if err != nil {
+		return part{}, err
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
+		ACLSystem:       acls,
 		ConnectRoot:     root,
 		TrustDomain:     trustDomain,
 		Store:           w.tel.store(w.routerFor()),
@@ -77,7 +86,7 @@ func (w *wiring) httpPart() (part, error) {
 		Coordinates:     w.ml,
 		PreparedQueries: queries,
 		Autopilot:       &autopilot{ml: w.ml, router: w.routerFor()},
-		ACL:             w.aclResolver,
+		ACL:             resolver,
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      w.nodeID,

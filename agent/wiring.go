@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 
-	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/forward"
@@ -52,14 +51,8 @@ type wiring struct {
 	vips     *vip.VIPs // nil without -vip-cidr
 	events   *membership.Events
 	queries  *preparedquery.Registry // made by queryRegistry
+	acls     *aclState               // made by aclSystem; nil with ACLs off
 	tel      *telemetry              // nil with -disable-metrics
-
-	// ACLs: the resolver (nil when ACLs are off), and the tokens the
-	// agent acts and answers DNS with (Consul's acl.tokens.agent and
-	// acl.tokens.default); the ACL part sets them.
-	aclResolver     acl.Resolver
-	aclAgentToken   func() string
-	aclDefaultToken func() string
 
 	closers []func() error
 }
@@ -120,7 +113,7 @@ func (w *wiring) build() ([]layer, error) {
 	if withVIPs {
 		services = append(services, vips)
 	}
-	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart, w.sessionChecksPart} {
+	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart, w.sessionChecksPart, w.aclPart} {
 		p, ok, err := build()
 		if err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -25,10 +26,11 @@ import (
 // Consul's acl.tokens.agent), which the server checks like any other.
 
 // ReservedACLPrefix is where the ACL system keeps tokens, policies and
-// roles. Over the server port only a token with ACL read (for reads) or
-// ACL write (for writes) reaches them: the management token, or an
-// agent token made for a client agent's resolver.
-const ReservedACLPrefix = "_cairn/acl/"
+// roles (acl.Prefix). Over the server port the ACL system's own rules
+// decide who reaches them: acl.ReservedReadAllowed (a token's own record,
+// policies and roles for the resolver of any caller; the rest with ACL
+// read) and acl.ReservedOpsAllowed (ACL write, or the first bootstrap).
+const ReservedACLPrefix = acl.Prefix
 
 // internalKey marks an agent-internal context.
 type internalKey struct{}
@@ -52,6 +54,12 @@ func IsInternal(ctx context.Context) bool {
 // nil resolver: ACLs off, nothing is checked.
 func ACL(res func() acl.Resolver) Option {
 	return func(r *Router) { r.acl = res }
+}
+
+// InitialManagement is acl.tokens.initial_management, whose holder may
+// make that token on the servers (acl.ReservedOpsAllowed).
+func InitialManagement(secret string) Option {
+	return func(r *Router) { r.initialMgmt = secret }
 }
 
 // AgentToken gives the token internal requests carry when they are
@@ -78,8 +86,9 @@ func (r *Router) outgoing(ctx context.Context) context.Context {
 // error refuses it before anything runs, and filter (when not nil) trims
 // the answer to what the token may read.
 type guard struct {
-	authz acl.Authorizer
-	token string
+	authz       acl.Authorizer // nil when the token did not resolve (reserved reads only)
+	token       string
+	initialMgmt string
 }
 
 // check vets req. For a transaction it returns Consul's per-operation
@@ -94,23 +103,28 @@ func (r *Router) check(ctx context.Context, req *Request) (*guard, []kv.TxnError
 	}
 	authz, err := res.Authorizer(ctx, req.Token)
 	if err != nil {
-		return nil, nil, err
+		// The ACL system's own reads go on without a resolved token
+		// (resolving a token reads its record, which may not exist):
+		// acl.ReservedReadAllowed decides them. Anything else stops here.
+		if !errors.Is(err, acl.ErrNotFound) || !req.reservedRead() {
+			return nil, nil, err
+		}
+		authz = nil
 	}
-	g := &guard{authz: authz, token: req.Token}
+	g := &guard{authz: authz, token: req.Token, initialMgmt: r.initialMgmt}
 	switch req.Method {
 	case mGet:
 		return g, nil, g.key(req.Key, acl.Read)
 	case mList, mKeys:
 		return g, nil, g.prefix(req.Key)
 	case mApply:
-		return g, nil, g.op(req.Op)
+		return g, nil, g.ops([]kv.Op{req.Op}, func(_ int, err error) error { return err })
 	case mTxn:
 		var errs []kv.TxnError
-		for i, op := range req.Ops {
-			if err := g.op(op); err != nil {
-				errs = append(errs, kv.TxnError{OpIndex: i, What: err.Error()})
-			}
-		}
+		g.ops(req.Ops, func(i int, err error) error {
+			errs = append(errs, kv.TxnError{OpIndex: i, What: err.Error()})
+			return nil
+		})
 		return g, errs, nil
 	case mCreateSession:
 		return g, nil, g.allow(acl.Session, req.Session.Node, acl.Write)
@@ -136,64 +150,107 @@ func (g *guard) denied(r acl.Resource, name string, want acl.Access) error {
 }
 
 func (g *guard) allow(r acl.Resource, name string, want acl.Access) error {
-	if g.authz.Allowed(r, name, want) {
+	if g.authz != nil && g.authz.Allowed(r, name, want) {
 		return nil
 	}
 	return g.denied(r, name, want)
 }
 
-// key checks want on one key; the ACL system's keys need ACL read or
-// write instead.
-func (g *guard) key(key string, want acl.Access) error {
-	if strings.HasPrefix(key, ReservedACLPrefix) {
-		if want == acl.Read || want == acl.List {
-			return g.allow(acl.ACL, "", acl.Read)
+// reservedRead reports whether req only reads the ACL system's keys.
+func (req *Request) reservedRead() bool {
+	switch req.Method {
+	case mGet, mList, mKeys:
+		return acl.IsReserved(req.Key)
+	case mTxn:
+		for _, op := range req.Ops {
+			if !op.Verb.IsRead() || !acl.IsReserved(op.Key) {
+				return false
+			}
 		}
-		return g.allow(acl.ACL, "", acl.Write)
+		return len(req.Ops) > 0
+	}
+	return false
+}
+
+// errReserved refuses an operation on the ACL system's keys.
+func (g *guard) errReserved(key string) error {
+	return fmt.Errorf("%w: %q is the ACL system's; use /v1/acl/*", acl.ErrPermissionDenied, key)
+}
+
+// key checks want on one key; the ACL system's keys are the ACL
+// system's to decide (acl.ReservedReadAllowed).
+func (g *guard) key(key string, want acl.Access) error {
+	if acl.IsReserved(key) {
+		if acl.ReservedReadAllowed(key, g.token, g.authz) {
+			return nil
+		}
+		return g.errReserved(key)
 	}
 	return g.allow(acl.Key, key, want)
 }
 
-// prefix checks a recursive read: inside the ACL system's keys, ACL read;
-// elsewhere nothing up front (the answer is filtered, as Consul's KVS.List
-// without enable_key_list_policy).
+// prefix checks a recursive read: inside the ACL system's keys, as
+// acl.ReservedReadAllowed says; elsewhere nothing up front (the answer is
+// filtered, as Consul's KVS.List without enable_key_list_policy).
 func (g *guard) prefix(prefix string) error {
-	if strings.HasPrefix(prefix, ReservedACLPrefix) {
-		return g.allow(acl.ACL, "", acl.Read)
+	if acl.IsReserved(prefix) && !acl.ReservedReadAllowed(prefix, g.token, g.authz) {
+		return g.errReserved(prefix)
 	}
 	return nil
 }
 
-// op is Consul's kvsPreApply for one KV operation.
-func (g *guard) op(op kv.Op) error {
-	switch op.Verb {
-	case kv.VerbGet, kv.VerbGetTree:
-		if strings.HasPrefix(op.Key, ReservedACLPrefix) {
-			return g.allow(acl.ACL, "", acl.Read)
+// ops is Consul's kvsPreApply for each KV operation of ops, refuse called
+// with each refusal (its error ends the check). Operations on the ACL
+// system's keys are allowed together by acl.ReservedOpsAllowed, or all
+// refused.
+func (g *guard) ops(ops []kv.Op, refuse func(i int, err error) error) error {
+	reservedOK := acl.ReservedOpsAllowed(ops, g.token, g.authz, g.initialMgmt)
+	for i, op := range ops {
+		var err error
+		switch {
+		case acl.IsReserved(op.Key) || (op.Verb == kv.VerbDeleteTree && strings.HasPrefix(acl.Prefix, op.Key)):
+			if op.Verb.IsRead() && op.Verb != kv.VerbCheckNotExists {
+				err = g.key(op.Key, acl.Read)
+			} else if !reservedOK || (op.Verb == kv.VerbDeleteTree && !g.mgmt()) {
+				err = g.errReserved(op.Key)
+			}
+			if err == nil && op.Verb == kv.VerbDeleteTree {
+				err = g.under(op.Key)
+			}
+		case op.Verb == kv.VerbGet || op.Verb == kv.VerbGetTree:
+			// filtered on the way out
+		case op.Verb == kv.VerbCheckIndex || op.Verb == kv.VerbCheckSession:
+			err = g.allow(acl.Key, op.Key, acl.Read)
+		case op.Verb == kv.VerbDeleteTree:
+			err = g.under(op.Key)
+		default:
+			err = g.allow(acl.Key, op.Key, acl.Write)
 		}
-		return nil // filtered on the way out
-	case kv.VerbCheckIndex, kv.VerbCheckSession:
-		return g.key(op.Key, acl.Read)
-	case kv.VerbDeleteTree:
-		if strings.HasPrefix(ReservedACLPrefix, op.Key) || strings.HasPrefix(op.Key, ReservedACLPrefix) {
-			if err := g.allow(acl.ACL, "", acl.Write); err != nil {
+		if err != nil {
+			if err := refuse(i, err); err != nil {
 				return err
 			}
 		}
-		if g.authz.AllowedUnder(acl.Key, op.Key, acl.Write) {
-			return nil
-		}
-		return g.denied(acl.Key, op.Key, acl.Write)
 	}
-	return g.key(op.Key, acl.Write)
+	return nil
+}
+
+func (g *guard) mgmt() bool { return g.authz != nil && g.authz.Allowed(acl.ACL, "", acl.Write) }
+
+// under is KeyWritePrefix: write on prefix and everything under it.
+func (g *guard) under(prefix string) error {
+	if g.authz != nil && g.authz.AllowedUnder(acl.Key, prefix, acl.Write) {
+		return nil
+	}
+	return g.denied(acl.Key, prefix, acl.Write)
 }
 
 // readable reports whether the token may read key.
 func (g *guard) readable(key string) bool {
-	if strings.HasPrefix(key, ReservedACLPrefix) {
-		return g.authz.Allowed(acl.ACL, "", acl.Read)
+	if acl.IsReserved(key) {
+		return acl.ReservedReadAllowed(key, g.token, g.authz)
 	}
-	return g.authz.Allowed(acl.Key, key, acl.Read)
+	return g.authz != nil && g.authz.Allowed(acl.Key, key, acl.Read)
 }
 
 // filter trims resp to what the token may read and says so in its meta

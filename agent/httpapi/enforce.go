@@ -19,7 +19,7 @@ import (
 // roles in the KV store. Nothing under it is readable, listable or
 // writable through /v1/kv or /v1/txn, whatever the token: secrets live
 // there.
-const ReservedACLPrefix = "_cairn/acl/"
+const ReservedACLPrefix = acl.Prefix
 
 // hdrFilteredByACLs is Consul's header on a list answer the token's ACLs
 // shortened.

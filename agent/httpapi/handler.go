@@ -74,6 +74,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Ops answers the operator endpoints (ops.go); optional.
 	Ops Ops
+	// ACLSystem answers /v1/acl/* and /v1/agent/token/* (acl.go); nil
+	// when ACLs are off.
+	ACLSystem *ACLSystem
 	// ACL resolves the request's token to what it may do; every endpoint
 	// checks before it acts (enforce.go). nil: ACLs are off and
 	// everything is allowed.
@@ -128,6 +131,7 @@ type handler struct {
 	log         *slog.Logger
 	ops         Ops
 	routes      []route
+	acls        *ACLSystem  // nil when ACLs are off
 	answers     answerCache // encoded catalog answers (answercache.go)
 
 	connectRoot *CARoot
@@ -252,6 +256,8 @@ func newHandler(cfg Config) (*handler, error) {
 		{"/", get, h.index}, // exactly "/": the page a browser opens first
 	}
 	h.routes = append(h.routes, h.opsRoutes()...)
+	h.acls = cfg.ACLSystem
+	h.routes = append(h.aclRoutes(), h.routes...)
 	return h, nil
 }
 
