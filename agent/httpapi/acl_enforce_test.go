@@ -662,8 +662,11 @@ one missing, in the order listed. Details the table does not show:
   ACL system's own reads) are marked internal on their context, a mark no
   HTTP request can set; forwarded, they carry the agent token
   (` + "`acl.tokens.agent`" + `), which therefore needs ` + "`key_prefix \"_cairn/vip/\"`" + ` and
-  ` + "`key_prefix \"_cairn/query/\"`" + ` write on client agents. Over the server port,
-  ` + "`_cairn/acl/`" + ` needs ` + "`acl = \"read\"`" + ` (reads) or ` + "`acl = \"write\"`" + ` (writes).
+  ` + "`key_prefix \"_cairn/query/\"`" + ` write on client agents (it falls back to
+  ` + "`acl.tokens.default`" + `). Over the server port the ACL system decides who
+  reaches ` + "`_cairn/acl/`" + ` (agent/acl/reserved.go): a token's own record,
+  policies and roles for any caller (token resolution on client agents),
+  the rest with ` + "`acl = \"read\"`" + `; writes with ` + "`acl = \"write\"`" + ` or the first bootstrap.
 - DNS answers with the default token's view (` + "`acl.tokens.default`" + `, else
   anonymous): services and nodes it cannot read are not answered (NXDOMAIN).
 `
