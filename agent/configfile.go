@@ -366,7 +366,7 @@ func (fc *fileConfig) apply(c *Config) error {
 		case kv.LogStoreBolt, kv.LogStoreWAL:
 			c.RaftLogStore = *r.Backend
 		default:
-			return fmt.Errorf("raft_logstore.backend = %q is not a log store; use %q (the default) or %q (experimental)", *r.Backend, kv.LogStoreBolt, kv.LogStoreWAL)
+			return fmt.Errorf("raft_logstore.backend = %q is not a log store; use %q (the default) or %q", *r.Backend, kv.LogStoreWAL, kv.LogStoreBolt)
 		}
 	}
 	legacy := fileACLLegacy{fc.ACLDefaultPolicy, fc.ACLDownPolicy, fc.ACLTTL, fc.ACLMasterToken, fc.ACLToken,
