@@ -658,8 +658,8 @@ one missing, in the order listed. Details the table does not show:
 - The server port: a server checks again the token every forwarded KV,
   session and transaction request carries (agent/forward/enforce.go), so
   a client agent cannot be bypassed by talking to a server directly.
-  Requests the agent makes itself (VIP allocation, prepared queries, the
-  ACL system's own reads) are marked internal on their context, a mark no
+  Requests the agent makes itself (VIP allocation, prepared queries) are
+  marked internal on their context, a mark no
   HTTP request can set; forwarded, they carry the agent token
   (` + "`acl.tokens.agent`" + `), which therefore needs ` + "`key_prefix \"_cairn/vip/\"`" + ` and
   ` + "`key_prefix \"_cairn/query/\"`" + ` write on client agents (it falls back to
