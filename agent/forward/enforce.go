@@ -18,8 +18,8 @@ import (
 // HTTP API. Requests a server's own agent makes never cross the port and
 // are not checked here.
 //
-// Agent-internal requests (VIP allocation, prepared queries, the ACL
-// system's own reads, the in-process template) are marked with Internal:
+// Agent-internal requests (VIP allocation, prepared queries) are marked
+// with Internal:
 // the mark lives on the context under a key only this package can set,
 // so no HTTP request can carry it, and it never travels: when an internal
 // request is forwarded, it carries the agent's token instead (AgentToken,

@@ -7,7 +7,7 @@ import (
 )
 
 // InternalStore is the Router as the agent's own parts use it (VIP
-// allocation, prepared queries, the ACL resolver's reads): every request
+// allocation, prepared queries): every request
 // is marked Internal, so a server never checks it locally and, when it is
 // forwarded, it carries the agent token. Never hand it to the HTTP API.
 type InternalStore struct{ r *Router }
