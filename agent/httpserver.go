@@ -75,6 +75,10 @@ func (w *wiring) httpPart() (part, error) {
 	if err != nil {
 		return part{}, err
 	}
+	resolver, err := w.aclResolver() // nil when ACLs are off
+	if err != nil {
+		return part{}, err
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
 		CatalogTxn:      txns,
 		ACLSystem:       acls,
@@ -87,6 +91,7 @@ func (w *wiring) httpPart() (part, error) {
 		Coordinates:     w.ml,
 		PreparedQueries: queries,
 		Autopilot:       &autopilot{ml: w.ml, router: w.routerFor()},
+		ACL:             resolver,
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      w.nodeID,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/forward"
 	"github.com/cairn-dev/cairn/agent/servers"
 	"github.com/cairn-dev/cairn/kv"
@@ -113,7 +114,16 @@ func (w *wiring) routerFor() *forward.Router {
 				return nil
 			}
 			return w.members.serverAddrs()
-		}, w.pool, forward.HoldTimeout(w.cfg.RPCHoldTimeout), forward.NodeExists(w.nodeExists))
+		}, w.pool, forward.HoldTimeout(w.cfg.RPCHoldTimeout), forward.NodeExists(w.nodeExists),
+			// ACLs (nil resolver: off). The agent's own forwarded
+			// requests carry the agent token.
+			forward.ACL(func() acl.Resolver {
+				if st := w.acls; st != nil {
+					return st.resolver
+				}
+				return nil
+			}), forward.AgentToken(w.agentToken),
+			forward.InitialManagement(w.cfg.ACL.InitialManagement))
 	}
 	return w.router
 }
@@ -141,4 +151,17 @@ func (w *wiring) diskStats() map[string]string {
 		return map[string]string{"condition": "ok"}
 	}
 	return map[string]string{"condition": c.Kind, "since": c.Since.UTC().Format(time.RFC3339), "error": c.Error}
+}
+
+// agentToken is the token the agent's own forwarded requests carry:
+// Consul's acl.tokens.agent, else acl.tokens.default, else none.
+func (w *wiring) agentToken() string {
+	st := w.acls
+	if st == nil {
+		return ""
+	}
+	if t := st.tokens.Get(acl.KindAgent); t != "" {
+		return t
+	}
+	return st.tokens.Get(acl.KindDefault)
 }

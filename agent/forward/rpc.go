@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -200,7 +201,7 @@ func ServeConn(r *Router) (func(net.Conn), error) {
 // HTTP layer answers the same status on every agent.
 // The context's errors come back when the caller's deadline, carried to
 // the server, ran out there first.
-var sentinels = []error{kv.ErrNotLeader, kv.ErrNoLeader, kv.ErrSessionNotFound, kv.ErrInvalidRequest, kv.ErrTxnFailed, kv.ErrShutdown,
+var sentinels = []error{acl.ErrPermissionDenied, acl.ErrNotFound, kv.ErrNotLeader, kv.ErrNoLeader, kv.ErrSessionNotFound, kv.ErrInvalidRequest, kv.ErrTxnFailed, kv.ErrShutdown,
 	kv.ErrOutcomeUnknown, kv.ErrTooManyQueries, context.DeadlineExceeded, context.Canceled}
 
 func remoteError(err error) error {

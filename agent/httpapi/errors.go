@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/kv"
 )
@@ -77,6 +78,9 @@ func statusOf(err error) (int, string) {
 	var he *httpError
 	var me *methodNotAllowedError
 	switch {
+	case errors.Is(err, acl.ErrPermissionDenied), errors.Is(err, acl.ErrNotFound):
+		// Consul's HTTP layer: 403 with the error's text.
+		return http.StatusForbidden, err.Error()
 	case errors.As(err, &he):
 		return he.code, he.msg
 	case errors.As(err, &me):

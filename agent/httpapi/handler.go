@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/catalogtxn"
 	"github.com/cairn-dev/cairn/kv"
@@ -81,6 +82,14 @@ type Config struct {
 	// ACLSystem answers /v1/acl/* and /v1/agent/token/* (acl.go); nil
 	// when ACLs are off.
 	ACLSystem *ACLSystem
+	// ACL resolves the request's token to what it may do; every endpoint
+	// checks before it acts (enforce.go). nil: ACLs are off and
+	// everything is allowed.
+	ACL acl.Resolver
+	// EnableKeyListPolicy is Consul's acl.enable_key_list_policy: ?recurse
+	// and ?keys also need "list" on the prefix (otherwise, as in Consul,
+	// they only drop the keys the token cannot read).
+	EnableKeyListPolicy bool
 }
 
 // Self is what the agent knows about itself, for /v1/agent/self.
@@ -133,6 +142,9 @@ type handler struct {
 
 	connectRoot *CARoot
 	trustDomain string
+
+	acl           acl.Resolver // nil: ACLs off
+	keyListPolicy bool
 }
 
 // route is one Consul endpoint. A path ending in "/" (other than "/"
@@ -154,11 +166,25 @@ type call struct {
 	// filter is ?filter= parsed (nil when absent), for the answers that
 	// Consul filters.
 	filter *filter
+
+	h        *handler
+	token    string         // the caller's ACL token ("" anonymous)
+	authz    acl.Authorizer // resolved on first check (enforce.go)
+	authzErr error
 }
 
 // NewHandler validates cfg and returns the /v1 API handler. It starts
 // nothing; mount it on an http.Server.
 func NewHandler(cfg Config) (http.Handler, error) {
+	h, err := newHandler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return h.observed(cfg.Ops.Observer), nil
+}
+
+// newHandler is NewHandler without the observer.
+func newHandler(cfg Config) (*handler, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("httpapi: Config.Store is nil; pass the store that answers KV, session and status requests (the kv server, or a forwarder on client agents)")
 	}
@@ -169,7 +195,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger,
-		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain, ops: cfg.Ops}
+		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain, ops: cfg.Ops,
+		acl: cfg.ACL, keyListPolicy: cfg.EnableKeyListPolicy}
 	h.events, h.coordinates, h.queries, h.autopilot = cfg.Events, cfg.Coordinates, cfg.PreparedQueries, cfg.Autopilot
 	if h.txns = cfg.CatalogTxn; h.txns == nil {
 		h.txns = newTxnCoordinator(cfg)
@@ -240,7 +267,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h.routes = append(h.routes, h.opsRoutes()...)
 	h.acls = cfg.ACLSystem
 	h.routes = append(h.aclRoutes(), h.routes...)
-	return h.observed(cfg.Ops.Observer), nil
+	return h, nil
 }
 
 func (h *handler) match(path string) (*route, string, bool) {
@@ -281,15 +308,22 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	c := &call{w: w, r: r, ctx: r.Context(), arg: arg}
+	c := &call{w: w, r: r, ctx: r.Context(), arg: arg, h: h}
 	err := checkMethod(r.Method, rt.methods)
 	if err == nil {
 		c.query, err = parseQuery(r.URL.RawQuery)
 	}
 	if err == nil {
 		// The caller's ACL token travels with the request, to the servers
-		// too (kv.WithToken); nothing checks it yet.
-		c.ctx = kv.WithToken(c.ctx, requestToken(r, c.query))
+		// too (kv.WithToken), which check it again; here each endpoint
+		// checks it before acting (enforce.go).
+		c.token = requestToken(r, c.query)
+		c.ctx = kv.WithToken(c.ctx, c.token)
+		if h.acl != nil && !tokenless(rt.path) {
+			// Once per request; an unknown token is a 403 "ACL not
+			// found" before anything else happens, as in Consul.
+			_, err = c.authorizer()
+		}
 	}
 	if err == nil {
 		err = h.checkDatacenter(c.query)
