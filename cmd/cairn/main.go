@@ -29,6 +29,7 @@ Commands:
     reload         Makes the agent re-read its configuration
     snapshot       Saves, restores and inspects snapshots of the replicated state
     template       Renders consul-template templates and keeps them current
+    tls            Creates a CA and agent certificates (like "consul tls")
     validate       Checks config files and directories (like "consul validate")
     version        Prints the cairn version (-json for JSON)
 
@@ -69,6 +70,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runDebug(args[1:], stdout, stderr)
 	case "template":
 		return runTemplate(args[1:], stdout, stderr)
+	case "tls":
+		return runTLS(args[1:], stdout, stderr)
 	case "keygen":
 		return runKeygen(args[1:], stdout, stderr)
 	case "validate":
