@@ -28,13 +28,13 @@ import (
 // testCA is a CA in a temp dir that signs certificates into it, with
 // `consul tls`'s names and defaults (domain consul, dc1).
 type testCA struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	pem  tlsconfig.PEM
 	file string // the CA certificate
 }
 
-func newTestCA(t *testing.T, dir string) *testCA {
+func newTestCA(t testing.TB, dir string) *testCA {
 	t.Helper()
 	p, err := tlsconfig.CreateCA(tlsconfig.CARequest{})
 	if err != nil {
@@ -75,7 +75,7 @@ func (ca *testCA) clientTLS(kind tlsconfig.Kind) *tls.Config {
 	return c
 }
 
-func writePEM(t *testing.T, path string, b []byte) {
+func writePEM(t testing.TB, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -486,4 +486,59 @@ func closedWithin(conns []net.Conn, d time.Duration) int {
 	}
 	wg.Wait()
 	return int(n.Load())
+}
+
+// TestConfigFileTLSKeys reads Consul's tls block and the older top-level
+// names from config files (HCL and JSON, merged in order) and resolves
+// them with Consul's precedence.
+func TestConfigFileTLSKeys(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"1.hcl": `
+ca_file = "old-ca.pem"
+verify_incoming_rpc = true
+verify_server_hostname = true
+ports { https = 8501 }
+tls {
+  defaults {
+    ca_file   = "new-ca.pem"
+    cert_file = "a.pem"
+    key_file  = "a-key.pem"
+  }
+  grpc { verify_incoming = true }
+}`,
+		"2.json": `{"tls": {"https": {"verify_incoming": false, "tls_min_version": "TLSv1_3"}}, "verify_incoming": true}`,
+	}
+	cfg := DefaultConfig()
+	for _, name := range []string{"1.hcl", "2.json"} {
+		p := filepath.Join(dir, name)
+		writePEM(t, p, []byte(files[name]))
+		if err := LoadConfigFile(&cfg, p); err != nil {
+			t.Fatalf("LoadConfigFile(%s): %v", name, err)
+		}
+	}
+	if cfg.Ports.HTTPS != 8501 {
+		t.Errorf("ports.https = %d; want 8501", cfg.Ports.HTTPS)
+	}
+	got, warns, err := cfg.TLS.Resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := tlsconfig.Resolved{
+		InternalRPC: tlsconfig.Settings{CAFile: "new-ca.pem", CertFile: "a.pem", KeyFile: "a-key.pem", VerifyIncoming: true, VerifyOutgoing: true, VerifyServerHostname: true, MinVersion: tls.VersionTLS12},
+		HTTPS:       tlsconfig.Settings{CAFile: "new-ca.pem", CertFile: "a.pem", KeyFile: "a-key.pem", MinVersion: tls.VersionTLS13},
+	}
+	if got.InternalRPC.CAFile != want.InternalRPC.CAFile || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("resolved =\n%+v\nwant\n%+v", got, want)
+	}
+	if len(warns) != 4 {
+		t.Errorf("deprecation warnings = %q; want 4 (ca_file, verify_incoming_rpc, verify_server_hostname, verify_incoming)", warns)
+	}
+	found := false
+	for _, w := range cfg.ConfigWarnings {
+		found = found || strings.Contains(w, "tls.grpc")
+	}
+	if !found {
+		t.Errorf("config warnings %q; want tls.grpc named as having no effect", cfg.ConfigWarnings)
+	}
 }

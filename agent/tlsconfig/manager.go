@@ -88,7 +88,7 @@ func (m *Manager) HTTPSEnabled() bool { return m.cur.Load().https != nil }
 // takes the current certificate and client-certificate rule.
 func (m *Manager) HTTPS() *tls.Config {
 	return &tls.Config{
-		NextProtos: []string{"h2", "http/1.1"},
+		NextProtos: []string{"http/1.1", "h2"},
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			c := m.cur.Load().https
 			if c == nil {
@@ -147,7 +147,7 @@ func (m *Manager) build(cfg Config) (*state, []string, error) {
 			ClientAuth:   tls.VerifyClientCertIfGiven,
 			MinVersion:   hs.MinVersion,
 			CipherSuites: hs.CipherSuites,
-			NextProtos:   []string{"h2", "http/1.1"},
+			NextProtos:   []string{"http/1.1", "h2"},
 		}
 		if hs.VerifyIncoming {
 			st.https.ClientAuth = tls.RequireAndVerifyClientCert
