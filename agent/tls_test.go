@@ -326,7 +326,7 @@ func TestHalfOpenHandshakesDoNotStarveServerPort(t *testing.T) {
 			cn.Close()
 		}
 	}()
-	for range 64 {
+	for range 160 {
 		cn, err := d.Dial("tcp", leader.ServerAddr())
 		if err != nil {
 			t.Fatal(err)
@@ -335,8 +335,8 @@ func TestHalfOpenHandshakesDoNotStarveServerPort(t *testing.T) {
 		cn.Write([]byte{0x04}) // TLS, then never a ClientHello
 	}
 	closedAtOnce := closedWithin(conns, 3*time.Second) // under the handshake timeout
-	if closedAtOnce < 64-16 {
-		t.Errorf("%d of 64 half-open connections from one address were closed at once; want at least %d (16 may wait)", closedAtOnce, 64-16)
+	if closedAtOnce < 160-100 {
+		t.Errorf("%d of 160 half-open connections from one address were closed at once; want at least %d (100 may wait)", closedAtOnce, 160-100)
 	}
 	for i := range 20 {
 		if _, err := c.servers[i%3].client.KV().Put(&api.KVPair{Key: "k", Value: []byte("v")}, nil); err != nil {

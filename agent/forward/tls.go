@@ -33,9 +33,12 @@ type Limits struct {
 	// (Consul's limits.rpc_handshake_timeout, default 5s).
 	HandshakeTimeout time.Duration
 	// MaxPendingPerIP is how many such connections one address may hold
-	// (default 16); more are closed at once.
+	// (default 100, Consul's limits.rpc_max_conns_per_client); more are
+	// closed at once. Servers on one host share an address, and a
+	// starting or rejoining server opens many at once: 16 was too few
+	// under load.
 	MaxPendingPerIP int
-	// MaxPending bounds them over all addresses (default 256).
+	// MaxPending bounds them over all addresses (default 1024).
 	MaxPending int
 }
 
@@ -44,10 +47,10 @@ func (l Limits) withDefaults() Limits {
 		l.HandshakeTimeout = 5 * time.Second
 	}
 	if l.MaxPendingPerIP <= 0 {
-		l.MaxPendingPerIP = 16
+		l.MaxPendingPerIP = 100
 	}
 	if l.MaxPending <= 0 {
-		l.MaxPending = 256
+		l.MaxPending = 1024
 	}
 	return l
 }
