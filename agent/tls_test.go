@@ -208,11 +208,13 @@ func TestUnjoinedPeerOnServerPort(t *testing.T) {
 			if tc.tls {
 				c = tlsCluster
 			}
-			// The cluster works: a write through every agent.
+			// The cluster works: a write through every agent (once it
+			// has settled: a loaded machine may hold an election).
 			for _, a := range c.all() {
-				if _, err := a.client.KV().Put(&api.KVPair{Key: "ok/" + a.Config().NodeName, Value: []byte("v")}, nil); err != nil {
-					t.Fatalf("PUT through %s: %v", a.Config().NodeName, err)
-				}
+				eventually(t, "a write through "+a.Config().NodeName, 20*time.Second, func() (bool, string) {
+					_, err := a.client.KV().Put(&api.KVPair{Key: "ok/" + a.Config().NodeName, Value: []byte("v")}, nil)
+					return err == nil, fmt.Sprint(err)
+				})
 			}
 			leader := leaderOf(t, c)
 			key := "pwned/" + strings.ReplaceAll(tc.name, " ", "-")
