@@ -83,6 +83,11 @@ type Config struct {
 	// enable_local_script_checks) allows script checks defined in config
 	// files only, not those registered over the HTTP API.
 	EnableLocalScriptChecks bool
+	// EnableRemoteExec is Consul's disable_remote_exec = false: this
+	// agent runs the commands `consul exec` / `cairn exec` send it
+	// (agent/rexec). Off by default, as in Consul: anyone who can write
+	// the KV store and fire events could run anything here.
+	EnableRemoteExec bool
 	// NodeMeta (-node-meta key:value, node_meta) is this node's Node.Meta,
 	// besides Consul's own keys (consul-network-segment, consul-version).
 	NodeMeta map[string]string
@@ -181,8 +186,10 @@ type Config struct {
 	// Limits are the agent's resource limits (Consul's limits block).
 	Limits Limits
 	// RaftLogStore (raft_logstore.backend) is the Raft log of a new
-	// server data dir: "boltdb" (the default) or "wal" (experimental).
+	// server data dir: "wal" (the default) or "boltdb".
 	RaftLogStore string
+	// ACL is Consul's acl block (agent/acl.go).
+	ACL ACLConfig
 }
 
 // Limits bound what one client can hold of the agent (limits { }).

@@ -8,9 +8,7 @@ package agent
 // by fileConfig; a key in neither place is a typo and an error.
 var consulKeys = setOf(
 	// ACLs, TLS and encryption options cairn does not implement.
-	"acl", "acl_datacenter", "acl_default_policy", "acl_down_policy", "acl_enable_key_list_policy",
-	"acl_master_token", "acl_replication_token", "acl_token", "acl_ttl", "acl_agent_token",
-	"acl_agent_master_token", "enable_acl_replication",
+	"acl_datacenter", "acl_enable_key_list_policy", "enable_acl_replication",
 	"tls.grpc", "tls_prefer_server_cipher_suites", "auto_encrypt", "auto_config",
 	"encrypt_verify_incoming", "encrypt_verify_outgoing", "disable_keyring_file",
 	// Addresses and ports of listeners cairn does not have.
@@ -47,8 +45,8 @@ var consulKeys = setOf(
 	"log_json", "log_rotate_bytes", "log_rotate_duration", "log_rotate_max_files", "enable_syslog",
 	"syslog_facility", "pid_file", "disable_update_check", "disable_anonymous_signature",
 	"disable_host_node_id", "disable_http_unprintable_char_filter", "http_config",
-	// Behaviour cairn fixes: interrupts and remote exec.
-	"skip_leave_on_interrupt", "disable_remote_exec", "check_output_max_size",
+	// Behaviour cairn fixes: interrupts.
+	"skip_leave_on_interrupt", "check_output_max_size",
 	"discard_check_output", "enable_agent_tls_for_checks", "auto_reload_config", "watches",
 	// DNS tuning beyond TTLs and only_passing.
 	"dns_config.allow_stale", "dns_config.max_stale", "dns_config.udp_answer_limit",

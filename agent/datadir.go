@@ -54,10 +54,38 @@ func loadNodeID(dir, configured string) (string, error) {
 	if id == "" {
 		id = newUUID()
 	}
-	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+	if err := writeDurably(path, []byte(id+"\n")); err != nil {
 		return "", fmt.Errorf("write node ID: %w; is -data-dir=%s writable by this user?", err, dir)
 	}
 	return id, nil
+}
+
+// writeDurably writes data to path so that a crash or a disk error later
+// leaves either no file or the whole one (a plain write left node-id
+// empty when ext4 went read-only after an error, and the agent could not
+// start again): a temporary file, synced, renamed, the directory synced.
+func writeDurably(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	serr := f.Sync()
+	if err := errors.Join(werr, serr, f.Close()); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // newUUID returns a random (version 4) UUID.

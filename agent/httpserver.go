@@ -68,7 +68,17 @@ func (w *wiring) httpPart() (part, error) {
 			return part{}, err
 		}
 	}
+	txns, err := w.txnCoordinator()
+	if err != nil {
+		return part{}, err
+	}
+	acls, err := w.httpACLs()
+	if err != nil {
+		return part{}, err
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
+		CatalogTxn:      txns,
+		ACLSystem:       acls,
 		ConnectRoot:     root,
 		TrustDomain:     trustDomain,
 		Store:           w.tel.store(w.routerFor()),

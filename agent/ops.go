@@ -107,7 +107,7 @@ func (o *raftOps) TransferLeader(ctx context.Context, id string) error {
 		return kv.ErrNotLeader
 	}
 	if id == "" {
-		return r.LeadershipTransfer().Error()
+		return o.store.TransferLeadership("", "")
 	}
 	peers, err := o.store.Configuration()
 	if err != nil {
@@ -118,7 +118,7 @@ func (o *raftOps) TransferLeader(ctx context.Context, id string) error {
 			if !p.Voter {
 				return fmt.Errorf("%w: server %q is not a voter and cannot lead", kv.ErrInvalidRequest, id)
 			}
-			return r.LeadershipTransferToServer(raft.ServerID(p.ID), raft.ServerAddress(p.Address)).Error()
+			return o.store.TransferLeadership(p.ID, p.Address)
 		}
 	}
 	return fmt.Errorf("%w: no server with ID %q in the Raft configuration; see cairn operator raft list-peers", kv.ErrInvalidRequest, id)

@@ -59,6 +59,12 @@ func TestPreparedQueryExecute(t *testing.T) {
 		{"negated tag", api.ServiceQuery{Service: "web", Tags: []string{"!primary"}}, []string{"web-2"}},
 		{"service meta", api.ServiceQuery{Service: "web", ServiceMeta: map[string]string{"zone": "a"}}, []string{"web-1"}},
 		{"node meta that no node has", api.ServiceQuery{Service: "web", NodeMeta: map[string]string{"rack": "r9"}}, nil},
+		// cairn has one datacenter: with no healthy instance, a failover
+		// has nowhere to go, and the answer is Consul's when no failover
+		// datacenter exists (unknown ones are skipped): no nodes, the
+		// local datacenter, Failovers 0.
+		{"failover with no other datacenter", api.ServiceQuery{Service: "web", Tags: []string{"v9"},
+			Failover: api.QueryFailoverOptions{NearestN: 3, Datacenters: []string{"dc2", "dc3"}}}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

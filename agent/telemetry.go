@@ -380,6 +380,15 @@ func (t *telemetry) raft(store *kv.Server) (part, bool) {
 		}
 		return float64(time.Since(lc)) / float64(time.Millisecond)
 	})
+	t.reg.GaugeVecFunc("cairn.disk.condition", "1 for the data dir's disk condition now (ok, disk full, read-only file system, I/O error), 0 for the others", "condition", func() map[string]float64 {
+		out := map[string]float64{"ok": 0, kv.DiskFull: 0, kv.DiskReadOnly: 0, kv.DiskIOError: 0}
+		if c := store.DiskCondition(); c != nil {
+			out[c.Kind] = 1
+		} else {
+			out["ok"] = 1
+		}
+		return out
+	})
 	t.reg.GaugeFunc("consul.raft.leader", "1 while this server leads", func() float64 {
 		if r.State() == raft.Leader {
 			return 1

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/catalogtxn"
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/forward"
 	"github.com/cairn-dev/cairn/agent/membership"
@@ -54,6 +55,8 @@ type wiring struct {
 	vips     *vip.VIPs // nil without -vip-cidr
 	events   *membership.Events
 	queries  *preparedquery.Registry // made by queryRegistry
+	txns     *catalogtxn.Coordinator // made by txnCoordinator
+	acls     *aclState               // made by aclSystem; nil with ACLs off
 	tel      *telemetry              // nil with -disable-metrics
 
 	closers []func() error
@@ -121,7 +124,7 @@ func (w *wiring) build() ([]layer, error) {
 	if withVIPs {
 		services = append(services, vips)
 	}
-	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart, w.sessionChecksPart} {
+	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart, w.sessionChecksPart, w.aclPart, w.txnRecoveryPart, w.rexecPart} {
 		p, ok, err := build()
 		if err != nil {
 			return nil, err

@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -74,11 +76,31 @@ func TestLinearizableThroughLeaderChanges(t *testing.T) {
 	ops := rec.operations()
 	t.Logf("history: %s", rec.summary())
 
+	// Every value is written once, so every read of it sees one
+	// ModifyIndex; two mean a write was applied twice.
+	indexes := map[string]map[uint64]bool{}
+	for _, op := range ops {
+		in, out := op.Input.(kvInput), op.Output.(kvOutput)
+		if in.op != "get" || out.value == "" {
+			continue
+		}
+		if indexes[out.value] == nil {
+			indexes[out.value] = map[uint64]bool{}
+		}
+		indexes[out.value][out.index] = true
+	}
+	for v, idx := range indexes {
+		if len(idx) > 1 {
+			t.Errorf("value %q was read at ModifyIndex %v: written more than once", v, slices.Sorted(maps.Keys(idx)))
+		}
+	}
+
 	start := time.Now()
 	res := porcupine.CheckOperationsTimeout(kvModel, ops, 60*time.Second)
 	t.Logf("porcupine: %v in %v", res, time.Since(start).Round(time.Millisecond))
 	if res != porcupine.Ok {
 		_, info := porcupine.CheckOperationsVerbose(kvModel, ops, 60*time.Second)
+		logViolation(t, ops, faults)
 		info.AddAnnotations(faults)
 		path := filepath.Join(t.ArtifactDir(), "linearizability.html")
 		if err := porcupine.VisualizePath(kvModel, info, path); err != nil {
@@ -121,6 +143,7 @@ type kvInput struct {
 // kvOutput is its answer.
 type kvOutput struct {
 	value   string // get: the value read; "" is no key
+	index   uint64 // get: its ModifyIndex (not part of the model)
 	ok      bool   // cas: swapped
 	unknown bool   // put, cas: no answer; it may or may not have happened
 }
@@ -325,7 +348,7 @@ func runKVClient(ctx context.Context, id int, c *api.Client, keys []string, h *k
 					s = seen{string(kv.Value), kv.ModifyIndex}
 				}
 				last[key] = s
-				out.value = s.value
+				out.value, out.index = s.value, s.index
 			}
 		case "put":
 			_, err = c.KV().Put(&api.KVPair{Key: key, Value: []byte(value)}, (&api.WriteOptions{}).WithContext(octx))
@@ -400,4 +423,41 @@ func staleRead(ops []porcupine.Operation, client int) (porcupine.Operation, bool
 		Output:   kvOutput{value: w1.Input.(kvInput).value},
 		Return:   w2.Return + 2,
 	}, found
+}
+
+// logViolation writes, for each key whose history is not linearizable,
+// its operations around the point where the longest linearization
+// stops, and the faults, so a failure can be read from the test log.
+func logViolation(t *testing.T, ops []porcupine.Operation, faults []porcupine.Annotation) {
+	t.Helper()
+	for _, f := range faults {
+		t.Logf("fault at %v: %s", time.Duration(f.Start), f.Description)
+	}
+	for _, part := range kvModel.Partition(ops) {
+		res, info := porcupine.CheckOperationsVerbose(kvModel, part, 30*time.Second)
+		if res != porcupine.Illegal {
+			continue
+		}
+		var longest []porcupine.Operation
+		for _, lin := range info.PartialLinearizationsOperations() {
+			for _, l := range lin {
+				if len(l) > len(longest) {
+					longest = l
+				}
+			}
+		}
+		var at int64
+		if len(longest) > 0 {
+			at = longest[len(longest)-1].Call
+		}
+		sorted := slices.Clone(part)
+		sort.Slice(sorted, func(i, j int) bool { return sorted[i].Call < sorted[j].Call })
+		t.Logf("key %s: not linearizable; %d operations linearize, the last called at %v; operations around it:", part[0].Input.(kvInput).key, len(longest), time.Duration(at))
+		for _, op := range sorted {
+			if op.Call < at-int64(500*time.Millisecond) || op.Call > at+int64(500*time.Millisecond) {
+				continue
+			}
+			t.Logf("  client %d [%v, %v] %s (index %d)", op.ClientId, time.Duration(op.Call), time.Duration(op.Return), kvModel.DescribeOperation(op.Input, op.Output), op.Output.(kvOutput).index)
+		}
+	}
 }

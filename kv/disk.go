@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -88,6 +89,18 @@ func diskKind(err error) string {
 		return DiskReadOnly
 	case errors.Is(err, syscall.EIO):
 		return DiskIOError
+	}
+	// Stores that report an error as text (raft-boltdb's "unable to
+	// store logs within log store, err: %q") lose the errno: its words
+	// tell.
+	msg := err.Error()
+	for _, k := range []struct {
+		errno syscall.Errno
+		kind  string
+	}{{syscall.ENOSPC, DiskFull}, {syscall.EDQUOT, DiskFull}, {syscall.EROFS, DiskReadOnly}, {syscall.EIO, DiskIOError}} {
+		if strings.Contains(msg, k.errno.Error()) {
+			return k.kind
+		}
 	}
 	return ""
 }
@@ -327,6 +340,18 @@ func (g *diskGuard) retry(write func() error) error {
 	wait := 100 * time.Millisecond
 	for {
 		err := g.note(write())
+		if err != nil && !errors.Is(err, ErrDisk) {
+			// A store that met a disk error can be left broken by
+			// it (bolt after a failed remap: "database isn't
+			// correctly mapped"); while a condition lasts, its
+			// errors are that condition, waited out like it, not a
+			// crash of the agent.
+			g.mu.Lock()
+			if g.cond != nil {
+				err = &DiskError{Kind: g.cond.Kind, Path: g.dir, Err: err}
+			}
+			g.mu.Unlock()
+		}
 		if err == nil || !errors.Is(err, ErrDisk) {
 			return err
 		}

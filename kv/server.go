@@ -48,11 +48,9 @@ type Config struct {
 	Fast bool
 
 	// LogStore picks the Raft log of a new data dir, as Consul's
-	// raft_logstore.backend does: LogStoreBolt (the default) or
-	// LogStoreWAL (hashicorp/raft-wal: one fsync per write instead of
-	// two, experimental: once seen unable to reopen its log after a
-	// kill -9, "sealed segment has no index block"). A data dir keeps
-	// the log it was made with.
+	// raft_logstore.backend does: LogStoreWAL (hashicorp/raft-wal, the
+	// default: one fsync per write) or LogStoreBolt (two). A data dir
+	// keeps the log it was made with.
 	LogStore string
 
 	// SessionTTLMin is the shortest session TTL accepted (default
@@ -184,12 +182,18 @@ type Server struct {
 	blocking blocking.Tracker // the blocking queries in flight
 	parked   atomic.Int64     // the same, for MaxBlockingQueries
 
-	// quorumAt is when a quorum last confirmed this server's leadership
-	// (a verify, or the submission time of a committed write), as
-	// UnixNano; lease is how long a default read trusts it.
-	quorumAt atomic.Int64
-	lease    time.Duration
-	disk     *diskGuard
+	// confirm proves leadership for reads (see confirmer); it is set
+	// with ready and belongs to the term readyTerm, nil when not leading.
+	confirm atomic.Pointer[confirmer]
+
+	// lease is how long a default read trusts the confirmer's last
+	// quorum (see leaseHolds). noLease is a term in which this server
+	// started a leadership transfer: a transfer's target is elected at
+	// once, without waiting out the heartbeat timeout the lease relies
+	// on, so default reads of that term confirm every time.
+	lease   time.Duration
+	noLease atomic.Uint64
+	disk    *diskGuard
 
 	// leaderSeen is the Raft leader as Run last observed it, and a
 	// channel closed (and replaced) when it changes.
@@ -390,9 +394,13 @@ func (s *Server) lead(ctx context.Context) {
 	defer s.log.Info("kv: lost raft leadership", "node", s.cfg.NodeID)
 	defer s.resetReady()
 	// A barrier makes every entry of earlier terms applied before the new
-	// leader answers consistent reads or arms session timers.
-	term := s.raft.CurrentTerm()
+	// leader answers consistent reads or arms session timers. The term
+	// is read before each try: a barrier that succeeds ran in that term
+	// or a later one, and a later one only makes reads refuse (the
+	// terms differ) until Run starts this again.
+	var term uint64
 	for {
+		term = s.raft.CurrentTerm()
 		err := s.raft.Barrier(10 * time.Second).Error()
 		if err == nil {
 			break
@@ -404,6 +412,12 @@ func (s *Server) lead(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 	}
+	c := newConfirmer(s.trans, raft.ServerID(s.cfg.NodeID), term)
+	defer func() {
+		s.confirm.Store(nil)
+		c.stop()
+	}()
+	s.confirm.Store(c)
 	s.readyTerm.Store(term)
 	close(*s.ready.Load())
 	s.wasReady.Store(true)
@@ -455,12 +469,28 @@ func (s *Server) Leave() error {
 	if voters <= 1 {
 		return nil
 	}
+	s.noLease.Store(s.raft.CurrentTerm())
 	if err := s.raft.LeadershipTransfer().Error(); err == nil {
 		return nil
 	} else {
 		s.log.Warn("kv: leadership transfer before leaving failed; removing this server instead", "err", err)
 	}
 	return s.raft.RemoveServer(raft.ServerID(s.cfg.NodeID), 0, 0).Error()
+}
+
+// TransferLeadership hands leadership to the voter with the given ID and
+// address, or to the most up-to-date one when id is empty (the operator's
+// transfer-leader). Use it rather than Raft().LeadershipTransfer: default
+// reads stop trusting the leader lease first (see leaseHolds).
+func (s *Server) TransferLeadership(id, addr string) error {
+	if s.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	s.noLease.Store(s.raft.CurrentTerm())
+	if id == "" {
+		return s.raft.LeadershipTransfer().Error()
+	}
+	return s.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr)).Error()
 }
 
 // Raft exposes the Raft node to the agent for cluster management.
@@ -524,6 +554,13 @@ func (s *Server) LeaderChanged() <-chan struct{} {
 // LeaderContact is when this server last heard from the leader (zero
 // when never, or when it leads).
 func (s *Server) LeaderContact() time.Time { return s.raft.LastContact() }
+
+// AnswersLocally reports whether this server takes KV requests itself
+// rather than forwarding them to a leader: it leads, or it is the only
+// voter and its disk failed (it cannot lead, yet its memory holds every
+// committed entry: reads answer from it, writes are refused naming the
+// disk condition).
+func (s *Server) AnswersLocally() bool { return s.IsLeader() || s.soleVoterOnBadDisk() }
 
 // IsLeader reports whether this server currently leads.
 func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
@@ -614,36 +651,42 @@ func (s *Server) checkRead(ctx context.Context, q QueryOptions) error {
 			return err
 		}
 	}
-	// ?consistent always confirms leadership with a quorum; a default
-	// read does when no quorum has confirmed it within the leader lease,
-	// so a leader that was paused or cut off (and may have been
-	// replaced meanwhile) does not answer from its old state.
-	if q.Consistent || time.Since(time.Unix(0, s.quorumAt.Load())) > s.lease {
-		at := time.Now()
-		if err := s.raft.VerifyLeader().Error(); err != nil {
-			return fmt.Errorf("%w: verify leadership: %v", ErrNotLeader, err)
-		}
-		s.confirmed(at)
-	}
 	// The barrier that closed ready must be this term's: leadership
 	// lost and won back leaves ready closed from the old term while
 	// entries another leader committed in between may not be applied
 	// here yet. Run starts the new term's barrier; the read is retried.
-	if s.readyTerm.Load() != s.raft.CurrentTerm() {
+	c := s.confirm.Load()
+	term := s.raft.CurrentTerm()
+	if c == nil || s.readyTerm.Load() != term || c.term != term {
 		return fmt.Errorf("%w: leadership changed while answering; retry", ErrNotLeader)
+	}
+	// ?consistent always confirms leadership with a quorum; a default
+	// read does when no quorum has confirmed it within the leader lease,
+	// so a leader that was paused or cut off (and may have been
+	// replaced meanwhile) does not answer from its old state.
+	if q.Consistent || !s.leaseHolds(c) {
+		f := s.raft.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return fmt.Errorf("%w: read the configuration: %v", ErrNotLeader, err)
+		}
+		if err := c.confirm(ctx, f.Configuration()); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// confirmed records that a quorum followed this leader at time at.
-func (s *Server) confirmed(at time.Time) {
-	n := at.UnixNano()
-	for {
-		old := s.quorumAt.Load()
-		if old >= n || s.quorumAt.CompareAndSwap(old, n) {
-			return
-		}
+// leaseHolds reports whether a quorum confirmed this leader within the
+// leader lease, in c's term, so that a default read may answer without
+// asking again. Followers wait a heartbeat timeout (longer than the
+// lease) after they last heard from this leader before they elect
+// another, so no other leader can have committed anything yet; a
+// leadership transfer skips that wait, so a term with one has no lease.
+func (s *Server) leaseHolds(c *confirmer) bool {
+	if s.noLease.Load() == c.term {
+		return false
 	}
+	return c.sinceQuorum() <= s.lease
 }
 
 // waitReady waits for a new leader's barrier, bounded by readyTimeout.
@@ -866,6 +909,7 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		enqueue = min(enqueue, max(time.Until(dl), time.Millisecond))
 	}
+	c0 := s.confirm.Load()
 	submitted := time.Now()
 	f := s.raft.Apply(data, enqueue)
 	done := make(chan error, 1)
@@ -893,7 +937,11 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 		}
 		return nil, err
 	}
-	s.confirmed(submitted)
+	if c0 != nil {
+		// Committed: a quorum took an entry of this leader's after
+		// it was submitted (in c0's term, or c0 is no longer used).
+		c0.confirmed(submitted)
+	}
 	if s.cfg.OnCommit != nil {
 		s.cfg.OnCommit(time.Since(submitted))
 	}
@@ -977,6 +1025,7 @@ func (s *Server) handOver() bool {
 		return false
 	}
 	s.log.Warn("kv: this leader's disk refuses writes; handing leadership over", "kind", c.Kind)
+	s.noLease.Store(s.raft.CurrentTerm())
 	go func() {
 		if err := s.raft.LeadershipTransfer().Error(); err != nil {
 			s.log.Warn("kv: leadership transfer after a disk condition failed", "err", err)

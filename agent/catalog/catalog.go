@@ -33,6 +33,9 @@ type Catalog struct {
 	services map[string]*Service      // by ID, as registered
 	checks   map[string]*localCheck   // by check ID
 	external map[string]*externalNode // by lower-case node name
+	// txns are the /v1/txn intents whose catalog half is applied and
+	// whose intent is still in the KV store (txnledger.go).
+	txns map[string]bool
 	// outputPending: a check's output changed without its status;
 	// it goes out with the next version (see Config.CheckUpdateInterval).
 	outputPending bool
@@ -148,6 +151,7 @@ func New(cfg Config) (*Catalog, error) {
 			defer c.log.Info("moved the local services and checks into the catalog log", "log", c.store.logPath())
 		}
 		reserved = loaded.reserved
+		c.txns = loaded.txns
 		for _, s := range loaded.services {
 			s.Node = cfg.NodeName
 			c.services[s.ID] = s

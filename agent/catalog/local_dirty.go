@@ -193,6 +193,14 @@ func (c *Catalog) logLinesLocked() []logLine {
 	for _, k := range keys {
 		out = append(out, logLine{Op: opExternal, External: c.external[k]})
 	}
+	txns := make([]string, 0, len(c.txns))
+	for id := range c.txns {
+		txns = append(txns, id)
+	}
+	sort.Strings(txns)
+	for _, id := range txns {
+		out = append(out, logLine{Op: opTxn, ID: id})
+	}
 	return out
 }
 

@@ -17,6 +17,8 @@ const (
 	NodeMaintenanceID        = "_node_maintenance"
 	ServiceMaintenancePrefix = "_service_maintenance:"
 	defaultMaintenanceReason = "Maintenance mode is enabled for this node, but no reason was provided. This is a default message."
+	// defaultServiceMaintenanceReason is Consul's defaultServiceMaintReason.
+	defaultServiceMaintenanceReason = "Maintenance mode is enabled for this service, but no reason was provided. This is a default message."
 )
 
 // SetMaintenance turns maintenance mode of this node (serviceID "") or of
@@ -40,6 +42,9 @@ func (c *Catalog) SetMaintenance(serviceID string, enable bool, reason string) e
 	}
 	if reason == "" {
 		reason = defaultMaintenanceReason
+		if serviceID != "" {
+			reason = defaultServiceMaintenanceReason
+		}
 	}
 	d := checks.Definition{ID: id, Name: name, Notes: reason, ServiceID: serviceID, Status: checks.Critical}
 	if err := c.checkCheck(&d, false); err != nil {

@@ -69,6 +69,8 @@ const (
 	opExternal        = "external"
 	opExternalRemove  = "-external"
 	opReserved        = "reserved"
+	opTxn             = "txn"  // a /v1/txn's catalog half was applied (txnledger.go)
+	opTxnForget       = "-txn" // ... and its intent is gone from the KV store
 	logName           = "state.log"
 	compactMinLines   = 1024
 	compactLiveFactor = 2
@@ -105,6 +107,7 @@ type loaded struct {
 	checks   []checks.Definition
 	external []*externalNode
 	reserved uint64
+	txns     map[string]bool // applied transaction intents (txnledger.go)
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -366,7 +369,8 @@ func (s *store) load() (out loaded, migrated bool, err error) {
 	if err != nil {
 		return out, false, err
 	}
-	if err := s.replay(services, chks, external, &reserved); err != nil {
+	out.txns = map[string]bool{}
+	if err := s.replay(services, chks, external, &reserved, out.txns); err != nil {
 		return out, false, err
 	}
 	for _, svc := range services {
@@ -388,7 +392,7 @@ func (s *store) load() (out loaded, migrated bool, err error) {
 }
 
 // replay applies the log's lines to the maps, and cuts a torn last line.
-func (s *store) replay(services map[string]*Service, chks map[string]checks.Definition, external map[string]*externalNode, reserved *uint64) error {
+func (s *store) replay(services map[string]*Service, chks map[string]checks.Definition, external map[string]*externalNode, reserved *uint64, txns map[string]bool) error {
 	path := s.logPath()
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -433,6 +437,7 @@ func (s *store) replay(services map[string]*Service, chks map[string]checks.Defi
 			clear(services)
 			clear(chks)
 			clear(external)
+			clear(txns)
 			*reserved = 0
 			s.lines = 1
 		case opService:
@@ -461,6 +466,10 @@ func (s *store) replay(services map[string]*Service, chks map[string]checks.Defi
 			delete(external, lower(l.ID))
 		case opReserved:
 			*reserved = max(*reserved, l.Reserved)
+		case opTxn:
+			txns[l.ID] = true
+		case opTxnForget:
+			delete(txns, l.ID)
 		default:
 			return fmt.Errorf("read %s line %d: unknown change %q (written by a newer cairn?); run that version, or remove the file to drop every registration", path, lineNo, l.Op)
 		}

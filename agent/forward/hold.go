@@ -81,24 +81,25 @@ func (r *Router) holdRequest(ctx context.Context, write bool, wait time.Duration
 		if err == nil {
 			return nil
 		}
-		if r.local != nil {
-			select {
-			case <-r.local.Stopping():
-				return err // this agent is stopping: nothing to wait for
-			default:
-			}
-		}
-		if ctx.Err() != nil {
-			if write && mayApplied {
-				return fmt.Errorf("%w: %v", kv.ErrOutcomeUnknown, err)
-			}
-			return err
-		}
 		if timedOut {
 			err = fmt.Errorf("%w: no answer within %v", errAttemptTimeout, perTry)
 		}
 		if write && (timedOut || errors.Is(err, kv.ErrOutcomeUnknown) || errors.Is(err, ErrConnectionLost) || errors.Is(err, errLeaderChanged)) {
 			mayApplied = true
+		}
+		stopping := false
+		if r.local != nil {
+			select {
+			case <-r.local.Stopping():
+				stopping = true // this agent is stopping: nothing to wait for
+			default:
+			}
+		}
+		if stopping || ctx.Err() != nil {
+			if write && mayApplied && !errors.Is(err, kv.ErrOutcomeUnknown) {
+				return fmt.Errorf("%w: %v", kv.ErrOutcomeUnknown, err)
+			}
+			return err
 		}
 		if !retryable(err) {
 			if mayApplied && !errors.Is(err, kv.ErrOutcomeUnknown) {

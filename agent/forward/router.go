@@ -60,7 +60,7 @@ func (r *Router) target(stale bool, hops int) (string, error) {
 			return "", kv.ErrShutdown
 		default:
 		}
-		if stale || r.local.IsLeader() {
+		if stale || r.local.AnswersLocally() {
 			return "", nil
 		}
 		if hops >= maxHops {

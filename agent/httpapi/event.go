@@ -42,10 +42,6 @@ func toUserEventOut(ev membership.UserEvent) userEventOut {
 	return userEventOut(ev)
 }
 
-// remoteExecEvent is the event `consul exec` fires to make agents run
-// the job it stored under _rexec/<session>/ in the KV store.
-const remoteExecEvent = "_rexec"
-
 // eventFire serves PUT /v1/event/fire/<name>: the body is the payload;
 // ?node=, ?service= and ?tag= are regular expressions that the receiving
 // agents judge against their node name and local services. The answer is
@@ -56,9 +52,6 @@ func (h *handler) eventFire(c *call) error {
 	}
 	if c.arg == "" {
 		return badRequest("Missing name: give the event's name in the path, e.g. /v1/event/fire/deploy")
-	}
-	if c.arg == remoteExecEvent {
-		return &httpError{code: http.StatusNotImplemented, msg: "cairn does not support remote exec (consul exec): no agent would run the command (Consul's own agents refuse it too unless disable_remote_exec is false); run it through your own tooling, e.g. ssh"}
 	}
 	payload, err := readBody(c, maxBodySize, "a user event's payload")
 	if err != nil {

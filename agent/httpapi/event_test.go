@@ -79,7 +79,6 @@ func TestEventJSONAndIndex(t *testing.T) {
 		{http.MethodPut, "/v1/event/fire/", "Missing name"},
 		{http.MethodPut, "/v1/event/fire/x?tag=a", "cannot provide tag filter without service filter"},
 		{http.MethodPut, "/v1/event/fire/x?service=(", "Invalid service filter"},
-		{http.MethodPut, "/v1/event/fire/_rexec", "cairn does not support remote exec"},
 		{http.MethodGet, "/v1/event/fire/x", "method GET not allowed"},
 	}
 	for _, e := range errs {

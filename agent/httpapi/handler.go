@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/catalogtxn"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -73,6 +74,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Ops answers the operator endpoints (ops.go); optional.
 	Ops Ops
+	// CatalogTxn commits the /v1/txn transactions that have catalog
+	// operations (txn_atomic.go); the agent runs its recovery loop.
+	// Optional: without it, one over Catalog without recovery.
+	CatalogTxn *catalogtxn.Coordinator
+	// ACLSystem answers /v1/acl/* and /v1/agent/token/* (acl.go); nil
+	// when ACLs are off.
+	ACLSystem *ACLSystem
 }
 
 // Self is what the agent knows about itself, for /v1/agent/self.
@@ -109,16 +117,18 @@ const DefaultDatacenter = "dc1"
 // handler routes /v1/* requests to the endpoint functions.
 type handler struct {
 	store       Store
-	cluster     Cluster         // nil when the agent has none
-	catalog     Catalog         // nil when the agent has none
-	events      Events          // nil when the agent has none
-	coordinates Coordinates     // nil when the agent has none
-	queries     PreparedQueries // nil when the agent has none
-	autopilot   Autopilot       // nil when the agent has none
+	cluster     Cluster                 // nil when the agent has none
+	catalog     Catalog                 // nil when the agent has none
+	events      Events                  // nil when the agent has none
+	coordinates Coordinates             // nil when the agent has none
+	queries     PreparedQueries         // nil when the agent has none
+	autopilot   Autopilot               // nil when the agent has none
+	txns        *catalogtxn.Coordinator // nil when the catalog keeps no transaction ledger
 	self        Self
 	log         *slog.Logger
 	ops         Ops
 	routes      []route
+	acls        *ACLSystem  // nil when ACLs are off
 	answers     answerCache // encoded catalog answers (answercache.go)
 
 	connectRoot *CARoot
@@ -161,6 +171,9 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger,
 		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain, ops: cfg.Ops}
 	h.events, h.coordinates, h.queries, h.autopilot = cfg.Events, cfg.Coordinates, cfg.PreparedQueries, cfg.Autopilot
+	if h.txns = cfg.CatalogTxn; h.txns == nil {
+		h.txns = newTxnCoordinator(cfg)
+	}
 	get, put := []string{http.MethodGet}, []string{http.MethodPut}
 	h.routes = []route{
 		{"/v1/kv/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.kv},
@@ -225,6 +238,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/", get, h.index}, // exactly "/": the page a browser opens first
 	}
 	h.routes = append(h.routes, h.opsRoutes()...)
+	h.acls = cfg.ACLSystem
+	h.routes = append(h.aclRoutes(), h.routes...)
 	return h.observed(cfg.Ops.Observer), nil
 }
 

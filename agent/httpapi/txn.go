@@ -86,6 +86,14 @@ func (h *handler) txn(c *call) error {
 			if h.catalog == nil {
 				return errNoCatalog
 			}
+			if !ct.used {
+				// Held until the transaction ends: its catalog
+				// preconditions stay true until it commits.
+				if err := ct.lock(); err != nil {
+					return err
+				}
+				defer ct.unlock()
+			}
 			if what := ct.precheck(op); what != "" {
 				preErrs = append(preErrs, kv.TxnError{OpIndex: i, What: what})
 			}
@@ -107,39 +115,28 @@ func (h *handler) txn(c *call) error {
 		setMeta(c.w, kv.QueryMeta{KnownLeader: h.store.Leader() != ""}, o)
 		return writeJSON(c.w, http.StatusConflict, txnResponse{Errors: preErrs})
 	}
-	// Catalog writes first, undone if a later one or the KV part fails.
-	for i, op := range in {
-		if op.Node == nil && op.Service == nil && op.Check == nil {
-			continue
-		}
-		if what := ct.apply(op); what != "" {
-			if err := ct.rollback(); err != nil {
-				h.log.Warn("txn: " + err.Error())
-			}
-			return writeJSON(c.w, http.StatusConflict, txnResponse{Errors: []kv.TxnError{{OpIndex: i, What: what}}})
-		}
-	}
 	var m kv.QueryMeta
 	var results []kv.TxnResult
-	if len(ops) > 0 {
+	if ct.used {
+		// The catalog half commits with the KV half (txn_atomic.go).
+		var txnErrs []kv.TxnError
+		m, results, txnErrs, err = ct.commit(c.ctx, o, in, ops, kvIndex)
+		if err != nil {
+			return err
+		}
+		if len(txnErrs) > 0 {
+			setMeta(c.w, m, o)
+			return writeJSON(c.w, http.StatusConflict, txnResponse{Errors: txnErrs})
+		}
+	} else if len(ops) > 0 {
 		var txnErrs []kv.TxnError
 		m, results, txnErrs, err = h.store.Txn(c.ctx, o, ops)
-		if err != nil || len(txnErrs) > 0 {
-			if rbErr := ct.rollback(); rbErr != nil {
-				h.log.Warn("txn: " + rbErr.Error())
-			}
-		}
 		if err != nil && !(errors.Is(err, kv.ErrTxnFailed) && len(txnErrs) > 0) {
 			return err
 		}
 		if len(txnErrs) > 0 {
-			for j := range txnErrs {
-				if k := txnErrs[j].OpIndex; k >= 0 && k < len(kvIndex) {
-					txnErrs[j].OpIndex = kvIndex[k]
-				}
-			}
 			setMeta(c.w, m, o)
-			return writeJSON(c.w, http.StatusConflict, txnResponse{Errors: txnErrs})
+			return writeJSON(c.w, http.StatusConflict, txnResponse{Errors: remapTxnErrors(txnErrs, kvIndex)})
 		}
 	} else {
 		m.KnownLeader = h.store.Leader() != ""
@@ -159,6 +156,17 @@ func (h *handler) txn(c *call) error {
 		return writeJSON(c.w, http.StatusOK, txnResponse{Results: results})
 	}
 	return writeJSON(c.w, http.StatusOK, struct{ Results []*txnResultOut }{mergeResults(in, results, ct)})
+}
+
+// remapTxnErrors turns the OpIndex of the KV half's errors into the
+// index of the operation in the whole transaction.
+func remapTxnErrors(txnErrs []kv.TxnError, kvIndex []int) []kv.TxnError {
+	for j := range txnErrs {
+		if k := txnErrs[j].OpIndex; k >= 0 && k < len(kvIndex) {
+			txnErrs[j].OpIndex = kvIndex[k]
+		}
+	}
+	return txnErrs
 }
 
 // mergeResults puts the KV results and the catalog ones in the order of

@@ -14,12 +14,13 @@ import (
 // The catalog and session operations of /v1/txn (api.NodeTxnOp,
 // ServiceTxnOp, CheckTxnOp and Consul's session delete). The catalog is
 // not in the Raft store (it is each agent's own, spread by gossip), so a
-// transaction that mixes them is made all or nothing here: every
-// operation's precondition (gets, CAS indexes, sessions) is checked
-// first, the catalog writes are applied with an undo log, then the KV
-// operations run in one Raft transaction; if those fail, the catalog
-// writes are undone. The catalog entries written belong to this agent,
-// as with /v1/catalog/register.
+// transaction that mixes them is made all or nothing by
+// agent/catalogtxn (txn_atomic.go): every operation's precondition
+// (gets, CAS indexes, sessions) is checked first, under a lock that
+// serializes such transactions, then the KV operations and the catalog
+// writes commit in one Raft transaction (the writes as an intent the
+// agent applies, even after a crash). The catalog entries written belong
+// to this agent, as with /v1/catalog/register.
 
 type txnNodeOp struct {
 	Verb string
@@ -76,7 +77,7 @@ type txnCheckResult struct {
 // catalogTxn is the catalog part of one transaction.
 type catalogTxn struct {
 	h    *handler
-	undo []func() error
+	used bool // the transaction has catalog operations: it holds the lock
 }
 
 func (t *catalogTxn) node(name string) *catalog.Node {
@@ -104,9 +105,18 @@ func (t *catalogTxn) check(node, id string) *catalog.Check {
 	return nil
 }
 
-// casError is Consul's text for a CAS that lost.
-func casError(what, name string) string {
-	return fmt.Sprintf("failed to set %s %q, index is stale", what, name)
+// casError is Consul's text for a CAS that lost (its state store's
+// txnNode, txnService and txnCheck): "failed to set service "web" on
+// node "n1", index is stale". node is "" for a node operation.
+func casError(verb, what, id, node string) string {
+	action := "set"
+	if verb == "delete-cas" {
+		action = "delete"
+	}
+	if node == "" {
+		return fmt.Sprintf("failed to %s %s %q, index is stale", action, what, id)
+	}
+	return fmt.Sprintf("failed to %s %s %q on node %q, index is stale", action, what, id, node)
 }
 
 // precheck is op's precondition against the catalog as it is; "" when it
@@ -123,11 +133,11 @@ func (t *catalogTxn) precheck(op txnOp) string {
 			}
 		case "cas", "delete-cas":
 			if cur == nil && n.ModifyIndex != 0 || cur != nil && cur.ModifyIndex != n.ModifyIndex {
-				return casError("node", n.Node)
+				return casError(op.Node.Verb, "node", n.Node, "")
 			}
 		case "set", "delete":
 		default:
-			return fmt.Sprintf("unknown node operation: %s", op.Node.Verb)
+			return fmt.Sprintf("unknown Node verb %q", op.Node.Verb)
 		}
 	case op.Service != nil:
 		s := op.Service
@@ -139,11 +149,11 @@ func (t *catalogTxn) precheck(op txnOp) string {
 			}
 		case "cas", "delete-cas":
 			if cur == nil && s.Service.ModifyIndex != 0 || cur != nil && cur.ModifyIndex != s.Service.ModifyIndex {
-				return casError("service", s.Service.ID)
+				return casError(s.Verb, "service", s.Service.ID, s.Node)
 			}
 		case "set", "delete":
 		default:
-			return fmt.Sprintf("unknown service operation: %s", s.Verb)
+			return fmt.Sprintf("unknown Service verb %q", s.Verb)
 		}
 	case op.Check != nil:
 		c := op.Check.Check
@@ -155,156 +165,14 @@ func (t *catalogTxn) precheck(op txnOp) string {
 			}
 		case "cas", "delete-cas":
 			if cur == nil && c.ModifyIndex != 0 || cur != nil && cur.ModifyIndex != c.ModifyIndex {
-				return casError("check", c.CheckID)
+				return casError(op.Check.Verb, "check", c.CheckID, c.Node)
 			}
 		case "set", "delete":
 		default:
-			return fmt.Sprintf("unknown check operation: %s", op.Check.Verb)
+			return fmt.Sprintf("unknown Check verb %q", op.Check.Verb)
 		}
 	}
 	return ""
-}
-
-// apply applies op's write, recording how to undo it; "" when it worked.
-func (t *catalogTxn) apply(op txnOp) string {
-	switch {
-	case op.Node != nil:
-		n := op.Node.Node
-		switch op.Node.Verb {
-		case "set", "cas":
-			prev := t.snapshotNode(n.Node)
-			err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{
-				ID: n.ID, Node: n.Node, Address: n.Address, TaggedAddresses: n.TaggedAddresses, Meta: n.Meta,
-			}})
-			if err != nil {
-				return err.Error()
-			}
-			t.undo = append(t.undo, prev)
-		case "delete", "delete-cas":
-			prev := t.snapshotNode(n.Node)
-			if err := t.h.catalog.Deregister(catalog.Deregistration{Node: n.Node}); err != nil && t.node(n.Node) != nil {
-				return err.Error()
-			}
-			t.undo = append(t.undo, prev)
-		}
-	case op.Service != nil:
-		s := op.Service
-		prev := t.snapshotNode(s.Node)
-		switch s.Verb {
-		case "set", "cas":
-			svc, err := s.Service.service()
-			if err != nil {
-				return err.Error()
-			}
-			if err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{Node: s.Node}, SkipNodeUpdate: true, Service: svc}); err != nil {
-				return err.Error()
-			}
-		case "delete", "delete-cas":
-			if t.service(s.Node, s.Service.ID) != nil {
-				if err := t.h.catalog.Deregister(catalog.Deregistration{Node: s.Node, ServiceID: s.Service.ID}); err != nil {
-					return err.Error()
-				}
-			}
-		}
-		t.undo = append(t.undo, prev)
-	case op.Check != nil:
-		c := op.Check.Check
-		prev := t.snapshotNode(c.Node)
-		switch op.Check.Verb {
-		case "set", "cas":
-			chk, err := c.check(c.ServiceID)
-			if err != nil {
-				return err.Error()
-			}
-			if err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{Node: c.Node}, SkipNodeUpdate: true, Checks: []*catalog.Check{chk}}); err != nil {
-				return err.Error()
-			}
-		case "delete", "delete-cas":
-			if t.check(c.Node, c.CheckID) != nil {
-				if err := t.h.catalog.Deregister(catalog.Deregistration{Node: c.Node, CheckID: c.CheckID}); err != nil {
-					return err.Error()
-				}
-			}
-		}
-		t.undo = append(t.undo, prev)
-	}
-	return ""
-}
-
-// snapshotNode returns what puts node back as it is now: its
-// registration (node, services, checks), or its removal if it does not
-// exist. The agent's own node is put back service by service.
-func (t *catalogTxn) snapshotNode(name string) func() error {
-	_, n, svcs := t.h.catalog.Node(nil, name)
-	_, checks := t.h.catalog.NodeChecks(nil, name)
-	return func() error {
-		if n == nil {
-			return t.h.catalog.Deregister(catalog.Deregistration{Node: name})
-		}
-		// Drop what the transaction added, then register what was there.
-		_, _, nowSvcs := t.h.catalog.Node(nil, name)
-		for _, s := range nowSvcs {
-			if !containsService(svcs, s.ID) {
-				_ = t.h.catalog.Deregister(catalog.Deregistration{Node: name, ServiceID: s.ID})
-			}
-		}
-		_, nowChecks := t.h.catalog.NodeChecks(nil, name)
-		for _, c := range nowChecks {
-			if c.CheckID != catalog.SerfCheckID && !containsCheck(checks, c.CheckID) {
-				_ = t.h.catalog.Deregister(catalog.Deregistration{Node: name, CheckID: c.CheckID})
-			}
-		}
-		if err := t.h.catalog.Register(catalog.Registration{Node: *n}); err != nil {
-			return err
-		}
-		for _, s := range svcs {
-			if err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{Node: name}, SkipNodeUpdate: true, Service: s}); err != nil {
-				return err
-			}
-		}
-		for _, c := range checks {
-			if c.CheckID == catalog.SerfCheckID {
-				continue
-			}
-			if err := t.h.catalog.Register(catalog.Registration{Node: catalog.Node{Node: name}, SkipNodeUpdate: true, Checks: []*catalog.Check{c}}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-}
-
-func containsService(svcs []*catalog.Service, id string) bool {
-	for _, s := range svcs {
-		if s.ID == id {
-			return true
-		}
-	}
-	return false
-}
-
-func containsCheck(cs []*catalog.Check, id string) bool {
-	for _, c := range cs {
-		if c.CheckID == id {
-			return true
-		}
-	}
-	return false
-}
-
-// rollback undoes the writes applied, last first.
-func (t *catalogTxn) rollback() error {
-	var errs []string
-	for i := len(t.undo) - 1; i >= 0; i-- {
-		if err := t.undo[i](); err != nil {
-			errs = append(errs, err.Error())
-		}
-	}
-	t.undo = nil
-	if len(errs) > 0 {
-		return fmt.Errorf("undoing the catalog writes of a failed transaction: %s", strings.Join(errs, "; "))
-	}
-	return nil
 }
 
 // result is op's result after the transaction: the entry it read or
@@ -348,7 +216,7 @@ func (t *catalogTxn) result(op txnOp) *txnResultOut {
 // sessionPrecheck is a session delete's precondition: the session exists.
 func (h *handler) sessionPrecheck(ctx context.Context, op *txnSessionOp) string {
 	if op.Verb != "delete" {
-		return fmt.Sprintf("unknown session operation: %s", op.Verb)
+		return fmt.Sprintf("failed to delete session: unknown Session verb %q", op.Verb)
 	}
 	_, s, err := h.store.SessionInfo(ctx, kv.QueryOptions{}, op.Session.ID)
 	if err != nil {

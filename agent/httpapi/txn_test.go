@@ -1,8 +1,10 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -131,5 +133,125 @@ func TestTxnLimitsAndErrors(t *testing.T) {
 	}
 	if p := ta.get(t, "k"); p != nil {
 		t.Errorf("k = %+v after refused transactions, want nothing written", p)
+	}
+}
+
+// TestTxnConcurrentCASOnOneService races transactions that each CAS the
+// same service (at the index they all read) and write a key of their
+// own: exactly one commits; every other fails whole, with Consul's error
+// for the operation that lost and its key unwritten.
+func TestTxnConcurrentCASOnOneService(t *testing.T) {
+	t.Parallel()
+	ta := newFullAPI(t)
+	c := ta.client
+	if _, err := c.Catalog().Register(&api.CatalogRegistration{Node: "ext1", Address: "10.0.0.2",
+		Service: &api.AgentService{ID: "web-1", Service: "web", Port: 80}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	node, _, err := c.Catalog().Node("ext1", nil)
+	if err != nil || node.Services["web-1"] == nil {
+		t.Fatalf("Catalog().Node(ext1) = %+v, %v", node, err)
+	}
+	index := node.Services["web-1"].ModifyIndex
+
+	const racers = 8
+	type outcome struct {
+		ok   bool
+		resp *api.TxnResponse
+		err  error
+	}
+	out := make([]outcome, racers)
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, resp, _, err := c.Txn().Txn(api.TxnOps{
+				{KV: &api.KVTxnOp{Verb: api.KVSet, Key: fmt.Sprintf("race/%d", i), Value: []byte("x")}},
+				{Service: &api.ServiceTxnOp{Verb: api.ServiceCAS, Node: "ext1", Service: api.AgentService{
+					ID: "web-1", Service: "web", Port: 8000 + i, ModifyIndex: index}}},
+			}, nil)
+			out[i] = outcome{ok, resp, err}
+		}()
+	}
+	wg.Wait()
+	winners := 0
+	wantErr := `failed to set service "web-1" on node "ext1", index is stale`
+	for i, o := range out {
+		if o.err != nil {
+			t.Fatalf("racer %d: %v", i, o.err)
+		}
+		p, _, err := c.KV().Get(fmt.Sprintf("race/%d", i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.ok {
+			winners++
+			if p == nil {
+				t.Errorf("racer %d committed but its key is missing", i)
+			}
+			svc, _, _ := c.Catalog().Node("ext1", nil)
+			if got := svc.Services["web-1"].Port; got != 8000+i {
+				t.Errorf("racer %d committed; web-1 port = %d, want %d", i, got, 8000+i)
+			}
+			continue
+		}
+		if p != nil {
+			t.Errorf("racer %d failed but wrote race/%d", i, i)
+		}
+		if len(o.resp.Errors) != 1 || o.resp.Errors[0].OpIndex != 1 || o.resp.Errors[0].What != wantErr {
+			t.Errorf("racer %d errors = %+v, want [{OpIndex:1 What:%q}]", i, o.resp.Errors, wantErr)
+		}
+	}
+	if winners != 1 {
+		t.Errorf("%d of %d racers committed, want exactly 1", winners, racers)
+	}
+}
+
+// TestTxnCatalogErrorsAreConsuls checks the texts of the catalog
+// operations' errors against Consul's state store (txnNode, txnService,
+// txnCheck), and that a failing catalog operation leaves the KV ones
+// unwritten.
+func TestTxnCatalogErrorsAreConsuls(t *testing.T) {
+	t.Parallel()
+	ta := newFullAPI(t)
+	c := ta.client
+	if _, err := c.Catalog().Register(&api.CatalogRegistration{Node: "ext1", Address: "10.0.0.2",
+		Service: &api.AgentService{ID: "web-1", Service: "web", Port: 80},
+		Check:   &api.AgentCheck{CheckID: "c1", Name: "c1", Status: api.HealthPassing}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		op   *api.TxnOp
+		want string
+	}{
+		{"node cas", &api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeCAS, Node: api.Node{Node: "ext1", Address: "10.0.0.2", ModifyIndex: 1}}},
+			`failed to set node "ext1", index is stale`},
+		{"node delete-cas", &api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeDeleteCAS, Node: api.Node{Node: "ext1", ModifyIndex: 1}}},
+			`failed to delete node "ext1", index is stale`},
+		{"service delete-cas", &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceDeleteCAS, Node: "ext1", Service: api.AgentService{ID: "web-1", ModifyIndex: 1}}},
+			`failed to delete service "web-1" on node "ext1", index is stale`},
+		{"check cas", &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckCAS, Check: api.HealthCheck{Node: "ext1", CheckID: "c1", Name: "c1", Status: api.HealthCritical, ModifyIndex: 1}}},
+			`failed to set check "c1" on node "ext1", index is stale`},
+		{"service get", &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceGet, Node: "ext1", Service: api.AgentService{ID: "nosuch"}}},
+			`service "nosuch" on node "ext1" doesn't exist`},
+		{"unknown verb", &api.TxnOp{Check: &api.CheckTxnOp{Verb: "frob", Check: api.HealthCheck{Node: "ext1", CheckID: "c1"}}},
+			`unknown Check verb "frob"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			key := "errs/" + strings.ReplaceAll(tc.name, " ", "-")
+			ok, resp, _, err := c.Txn().Txn(api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVSet, Key: key, Value: []byte("x")}}, tc.op}, nil)
+			if err != nil || ok {
+				t.Fatalf("Txn = %v, %v; want rolled back", ok, err)
+			}
+			if len(resp.Errors) != 1 || resp.Errors[0].OpIndex != 1 || resp.Errors[0].What != tc.want {
+				t.Errorf("Txn errors = %+v, want [{OpIndex:1 What:%q}]", resp.Errors, tc.want)
+			}
+			if p, _, _ := c.KV().Get(key, nil); p != nil {
+				t.Errorf("%s written by a failed transaction", key)
+			}
+		})
 	}
 }

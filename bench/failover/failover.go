@@ -233,9 +233,18 @@ func failoverRound(ctx context.Context, c *cluster, mode stopMode, n int) (round
 	// its own copy. It goes to the new leader directly: the client agent
 	// may still pick the stopped server until gossip marks it failed.
 	final := fmt.Sprintf("final-%d", n)
+	// A resumed leader may still call itself leader, or make the
+	// others look again, for a moment: wait (bounded) for one.
 	now := c.leader()
+	for wait := time.Now().Add(20 * time.Second); now == nil && time.Now().Before(wait); now = c.leader() {
+		select {
+		case <-ctx.Done():
+			return round{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	if now == nil {
-		return round{}, fmt.Errorf("no leader after the failover")
+		return round{}, fmt.Errorf("no leader within 20s after the failover")
 	}
 	if _, err := now.api.KV().Put(&api.KVPair{Key: "bench/failover", Value: []byte(final)}, nil); err != nil {
 		return round{}, fmt.Errorf("PUT through the new leader %s: %w", now.name, err)

@@ -16,17 +16,22 @@ const usage = `Usage: cairn <command> [args]
 Commands:
     agent          Runs a cairn agent (Consul's flags; try "cairn agent -dev")
     completion     Prints a shell completion script (bash or zsh)
+    event          Fires a user event across the cluster
+    exec           Executes a command on cluster nodes (agents with disable_remote_exec = false)
     force-leave    Forces a member of the cluster to enter the "left" state
     join           Tells a running agent to join the cluster
     keygen         Generates a new gossip encryption key
+    acl            Manages ACL tokens, policies and roles (like "consul acl")
     kv             Interacts with the key-value store (like "consul kv")
     leave          Gracefully leaves the cluster and shuts the agent down
+    maint          Controls node or service maintenance mode
     members        Lists the members of the cluster
     debug          Captures the agent's state for a bug report
     info           Shows the agent's state (stats) for debugging
     monitor        Streams the agent's log
     operator       Cluster-level tools for operators ("operator raft list-peers")
     reload         Makes the agent re-read its configuration
+    rtt            Estimates network round trip time between nodes
     snapshot       Saves, restores and inspects snapshots of the replicated state
     template       Renders consul-template templates and keeps them current
     tls            Creates a CA and agent certificates (like "consul tls")
@@ -48,12 +53,22 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runAgent(args[1:], stderr)
 	case "kv":
 		return runKV(args[1:], stdin, stdout, stderr)
+	case "acl":
+		return runACL(args[1:], stdin, stdout, stderr)
 	case "members":
 		return runMembers(args[1:], stdout, stderr)
 	case "join":
 		return runJoin(args[1:], stdout, stderr)
 	case "leave":
 		return runLeave(args[1:], stdout, stderr)
+	case "event":
+		return runEvent(args[1:], stdout, stderr)
+	case "maint":
+		return runMaint(args[1:], stdout, stderr)
+	case "rtt":
+		return runRTT(args[1:], stdout, stderr)
+	case "exec":
+		return runExec(args[1:], stdin, stdout, stderr)
 	case "force-leave":
 		return runForceLeave(args[1:], stdout, stderr)
 	case "operator":
