@@ -24,6 +24,7 @@ import (
 func (w *wiring) storeParts() ([]part, error) {
 	cfg := w.cfg
 	w.pool = forward.NewPool(5 * time.Second)
+	w.pool.UseTLS(w.tls)
 	w.onClose(func() error { w.pool.Close(); return nil })
 	if !cfg.Server {
 		return nil, nil
@@ -33,6 +34,7 @@ func (w *wiring) storeParts() ([]part, error) {
 		return nil, err
 	}
 	w.mux = mux
+	mux.UseTLS(w.tls)
 	w.onClose(func() error { mux.Close(); return nil })
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  mux.RaftLayer(),

@@ -227,6 +227,7 @@ func remoteError(err error) error {
 // concurrent calls (blocking queries included) over that connection.
 type Pool struct {
 	timeout time.Duration
+	dialer  dialer
 	prefix  string        // random, so that CallIDs of two agents never meet
 	seq     atomic.Uint64 // numbers this pool's calls
 
@@ -241,6 +242,10 @@ func NewPool(dialTimeout time.Duration) *Pool {
 	}
 	return &Pool{timeout: dialTimeout, prefix: fmt.Sprintf("%016x", rand.Uint64()), clients: map[string]*rpc.Client{}}
 }
+
+// UseTLS makes the pool dial servers with TLS when t's OutgoingRPC says
+// so (verify_outgoing); call before the first Call.
+func (p *Pool) UseTLS(t TLS) { p.dialer = dialer{tls: t} }
 
 // callID names a new call, unique across agents.
 func (p *Pool) callID() string { return p.prefix + "-" + strconv.FormatUint(p.seq.Add(1), 10) }
@@ -258,7 +263,7 @@ func (p *Pool) client(ctx context.Context, addr string) (*rpc.Client, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, max(time.Until(dl), time.Millisecond))
 	}
-	conn, err := dial(addr, connRPC, timeout)
+	conn, err := p.dialer.dial(addr, connRPC, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w: server %s: %v", kv.ErrNoLeader, ErrUnreachable, addr, err)
 	}
