@@ -113,7 +113,7 @@ func (w *wiring) routerFor() *forward.Router {
 				return nil
 			}
 			return w.members.serverAddrs()
-		}, w.pool, forward.HoldTimeout(w.cfg.RPCHoldTimeout), forward.NodeExists(w.nodeExists))
+		}, w.pool, forward.HoldTimeout(w.cfg.RPCHoldTimeout), forward.NodeExists(w.nodeExists), forward.Logger(w.log))
 	}
 	return w.router
 }

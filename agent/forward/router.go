@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -28,6 +29,7 @@ type Router struct {
 
 	hold       time.Duration          // see HoldTimeout
 	nodeExists func(node string) bool // see NodeExists; nil: any node
+	log        *slog.Logger           // see Logger; nil: none
 
 	mu  sync.Mutex
 	bad map[string]time.Time // server -> when a connection to it last failed

@@ -261,6 +261,7 @@ func (h *handler) observed(o Observer) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
+		id := requestID(w, r)
 		if o == nil {
 			o = nopObserver{}
 		}
@@ -279,10 +280,10 @@ func (h *handler) observed(o Observer) http.Handler {
 			d := time.Since(start)
 			o.Request(r.Method, route, sw.status, d)
 			if debug && route != "/v1/agent/monitor" {
-				h.log.Debug("agent.http: Request finished", "method", r.Method, "url", r.URL.Path, "from", r.RemoteAddr, "status", sw.status, "latency", d)
+				h.log.Debug("agent.http: Request finished", "method", r.Method, "url", r.URL.Path, "from", r.RemoteAddr, "status", sw.status, "latency", d, logging.RequestIDKey, id)
 			}
 		}()
-		h.ServeHTTP(sw, r)
+		h.serve(sw, r, id)
 	})
 }
 
