@@ -540,7 +540,10 @@ func (r *Router) serve(ctx context.Context, req *Request) (*Response, error) {
 	case mRaftStats:
 		resp.RaftStats = r.local.Stats()
 	default:
-		err = fmt.Errorf("unknown forwarded method %q; is this server older than the agent?", req.Method)
+		var ok bool
+		if ok, err = r.serveOperator(ctx, req, &resp); !ok {
+			err = fmt.Errorf("unknown forwarded method %q; is this server older than the agent?", req.Method)
+		}
 	}
 	return &resp, err
 }

@@ -67,6 +67,9 @@ type Request struct {
 	Session   kv.Session
 	ID        string
 	Node      string
+	// SnapshotMeta and Data are a snapshot to restore (Data: its state).
+	SnapshotMeta kv.SnapshotMeta
+	Data         []byte
 }
 
 // Response carries whatever the method returns.
@@ -85,6 +88,9 @@ type Response struct {
 	Peers      []string
 	RaftPeers  []kv.Peer
 	RaftStats  map[string]string
+	// SnapshotMeta and Data are a snapshot taken (Data: its state).
+	SnapshotMeta kv.SnapshotMeta
+	Data         []byte
 }
 
 // readOnly reports whether a request only reads, so that sending it
