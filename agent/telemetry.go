@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -351,6 +352,76 @@ func (t *telemetry) catalog(cat *catalog.Catalog, ml *membership.Membership) {
 		}
 		return out
 	})
+}
+
+// convergence measures how gossip carries the other agents' catalog
+// states here: the gauge cairn.catalog.replicas_missing (live members
+// whose state this agent does not hold; 0 when converged, read at each
+// scrape) and the timer cairn.catalog.convergence (from a member first
+// seen live here, joining or coming back, to its state arriving here;
+// milliseconds). The part watches membership and
+// the catalog and returns when ctx ends.
+func (t *telemetry) convergence(cat *catalog.Catalog, ml *membership.Membership, self string) (part, bool) {
+	if t == nil {
+		return part{}, false
+	}
+	missing := func(ms []membership.Member, held map[string]uint64) []string {
+		var out []string
+		for _, m := range ms {
+			if m.Name == self || (m.Status != membership.StatusAlive && m.Status != membership.StatusLeaving) {
+				continue
+			}
+			if _, ok := held[m.Name]; !ok {
+				out = append(out, m.Name)
+			}
+		}
+		return out
+	}
+	t.reg.GaugeFunc("cairn.catalog.replicas_missing", "live members whose catalog state this agent does not hold (0: converged)", func() float64 {
+		_, ms := ml.Members(nil)
+		return float64(len(missing(ms, cat.Replicas())))
+	})
+	timer := t.reg.Timer("cairn.catalog.convergence", "time from a live member being seen without its catalog state here to the state arriving").With()
+	return part{"catalog convergence metrics", func(ctx context.Context) error {
+		// Each live member is timed once per time it is live: from when
+		// this loop first sees it live to when its state is held here
+		// (0 when both were already true at the first look).
+		seen := map[string]time.Time{} // live member -> when first seen live
+		done := map[string]bool{}      // live members already timed
+		for {
+			ws := memdb.NewWatchSet()
+			_, ms := ml.Members(ws)
+			cat.Nodes(ws, catalog.Filter{})
+			held := cat.Replicas()
+			now := time.Now()
+			live := map[string]bool{}
+			for _, m := range ms {
+				if m.Name == self || (m.Status != membership.StatusAlive && m.Status != membership.StatusLeaving) {
+					continue
+				}
+				live[m.Name] = true
+				if done[m.Name] {
+					continue
+				}
+				if _, ok := seen[m.Name]; !ok {
+					seen[m.Name] = now
+				}
+				if _, ok := held[m.Name]; ok {
+					timer.Observe(now.Sub(seen[m.Name]))
+					done[m.Name] = true
+				}
+			}
+			for name := range seen {
+				if !live[name] {
+					delete(seen, name)
+					delete(done, name)
+				}
+			}
+			if err := ws.WatchCtx(ctx); err != nil {
+				return nil
+			}
+		}
+	}}, true
 }
 
 // raft exposes Raft's indexes and last contact, read at each scrape,
