@@ -36,6 +36,8 @@ type telemetry struct {
 	reg *metrics.Registry
 
 	httpTime      *metrics.TimerVec
+	httpSeries    atomic.Pointer[map[httpSeries]metrics.Timer] // see Request
+	httpSeriesMu  sync.Mutex                                   // serializes adding to httpSeries
 	blocking      prometheus.Gauge
 	kvRead        *metrics.TimerVec
 	kvApply       *metrics.TimerVec
@@ -104,13 +106,53 @@ func (t *telemetry) Query(rcode int, d time.Duration) {
 //
 // Methods outside HTTP's own count as OTHER, so a client cannot grow the
 // label set without bound (routes and status codes are bounded already).
+//
+// The series of a (method, route, status) is looked up once and kept in
+// a copy-on-write map read without a lock: a request costs a map read
+// and an atomic add, no label hashing, no allocation.
 func (t *telemetry) Request(method, route string, status int, d time.Duration) {
 	switch method {
 	case http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete, http.MethodHead, http.MethodOptions, http.MethodPatch:
 	default:
 		method = "OTHER"
 	}
-	t.httpTime.With(method, route, strconv.Itoa(status)).Observe(d)
+	k := httpSeries{method, route, status}
+	if m := t.httpSeries.Load(); m != nil {
+		if tm, ok := (*m)[k]; ok {
+			tm.Observe(d)
+			return
+		}
+	}
+	t.httpSeriesFor(k).Observe(d)
+}
+
+// httpSeries names one series of consul.api.http.
+type httpSeries struct {
+	method, route string
+	status        int
+}
+
+// httpSeriesFor adds k's series to the map (a new copy); the label sets
+// are bounded (methods, routes and status codes), so the map is too.
+func (t *telemetry) httpSeriesFor(k httpSeries) metrics.Timer {
+	t.httpSeriesMu.Lock()
+	defer t.httpSeriesMu.Unlock()
+	old := t.httpSeries.Load()
+	if old != nil {
+		if tm, ok := (*old)[k]; ok {
+			return tm
+		}
+	}
+	next := make(map[httpSeries]metrics.Timer, 1)
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	tm := t.httpTime.With(k.method, k.route, strconv.Itoa(k.status))
+	next[k] = tm
+	t.httpSeries.Store(&next)
+	return tm
 }
 
 // Blocking implements httpapi.Observer.

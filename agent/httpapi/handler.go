@@ -247,7 +247,15 @@ func (h *handler) match(path string) (*route, string, bool) {
 // (OPTIONS answers the Allow list), query parsing, the endpoint, and one
 // place that turns the endpoint's error into a status code.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.serve(w, r, requestID(w, r))
+	rt, arg, ok := h.match(r.URL.Path)
+	h.serve(w, r, requestID(w, r), matched{rt, arg, ok})
+}
+
+// matched is h.match's answer, found once per request.
+type matched struct {
+	rt  *route
+	arg string
+	ok  bool
 }
 
 // requestID is the request's ID (the caller's X-Request-ID when fit to
@@ -260,7 +268,7 @@ func requestID(w http.ResponseWriter, r *http.Request) string {
 
 // serve is ServeHTTP for a request whose ID is known; the ID rides on
 // the request's context (to a server too, when the request is forwarded).
-func (h *handler) serve(w http.ResponseWriter, r *http.Request, id string) {
+func (h *handler) serve(w http.ResponseWriter, r *http.Request, id string, m matched) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -271,7 +279,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, id string) {
 		}
 	}()
 
-	rt, arg, ok := h.match(r.URL.Path)
+	rt, arg, ok := m.rt, m.arg, m.ok
 	if !ok {
 		writeText(w, http.StatusNotFound, fmt.Sprintf("no API endpoint at %s", r.URL.Path))
 		return

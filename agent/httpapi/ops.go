@@ -267,7 +267,8 @@ func (h *handler) observed(o Observer) http.Handler {
 		}
 		start := time.Now()
 		route := "other"
-		if rt, _, ok := h.match(r.URL.Path); ok {
+		rt, arg, ok := h.match(r.URL.Path)
+		if ok {
 			route = rt.path
 		}
 		blocking := r.Method == http.MethodGet && blockingIndex(r.URL.RawQuery)
@@ -283,7 +284,7 @@ func (h *handler) observed(o Observer) http.Handler {
 				h.log.Debug("agent.http: Request finished", "method", r.Method, "url", r.URL.Path, "from", r.RemoteAddr, "status", sw.status, "latency", d, logging.RequestIDKey, id)
 			}
 		}()
-		h.serve(sw, r, id)
+		h.serve(sw, r, id, matched{rt, arg, ok})
 	})
 }
 
