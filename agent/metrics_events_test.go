@@ -190,6 +190,7 @@ func TestMetricsFromEvents(t *testing.T) {
 	// Registrator: the fake engine's container is registered.
 	wantMetric(t, r, `cairn_registrator_events{op="register",result="ok"}`, "cairn.registrator.events", map[string]string{"op": "register", "result": "ok"}, 1)
 	wantMetric(t, r, `cairn_registrator_apply_count{op="register"}`, "cairn.registrator.apply", map[string]string{"op": "register"}, 1)
+	wantMetric(t, r, `cairn_registrator_lag_count{op="register"}`, "cairn.registrator.lag", map[string]string{"op": "register"}, 1)
 
 	// VIPs: reconciles, and the ones the data plane refused.
 	wantMetric(t, r, `cairn_vip_reconcile_count{op="sync"}`, "cairn.vip.reconcile", map[string]string{"op": "sync"}, 1)

@@ -48,6 +48,7 @@ type telemetry struct {
 	checkUpdates  *prometheus.CounterVec
 	regEvents     *prometheus.CounterVec
 	regTime       *metrics.TimerVec
+	regLag        *metrics.TimerVec
 	vipTime       *metrics.TimerVec
 	vipErrors     *prometheus.CounterVec
 	raftCommit    metrics.Timer
@@ -73,6 +74,7 @@ func newTelemetry(hostname string) *telemetry {
 		checkUpdates:  r.Counter("consul.checks.updates", "check results that changed a check's status or output, by the new status", "status"),
 		regEvents:     r.Counter("cairn.registrator.events", "registrator calls to the catalog, by op and result", "op", "result"),
 		regTime:       r.Timer("cairn.registrator.apply", "registrator calls to the catalog, by op", "op"),
+		regLag:        r.Timer("cairn.registrator.lag", "registrator lag: from the work being queued (a Docker event received, a sync, a heartbeat) to the catalog call that applied it, by op", "op"),
 		vipTime:       r.Timer("cairn.vip.reconcile", "VIP data plane reconciles, by kind (sync, update, flush)", "op"),
 		vipErrors:     r.Counter("cairn.vip.reconcile_errors", "VIP data plane reconciles that failed, by kind", "op"),
 		raftCommit:    r.Timer("consul.raft.commitTime", "Raft applies this server led, submit to applied").With(),
@@ -279,29 +281,32 @@ type countedRegistry struct {
 	t *telemetry
 }
 
-func (r countedRegistry) count(op string, start time.Time, err error) error {
+func (r countedRegistry) count(ctx context.Context, op string, start time.Time, err error) error {
 	result := "ok"
 	if err != nil {
 		result = "error"
 	}
 	r.t.regEvents.WithLabelValues(op, result).Inc()
 	r.t.regTime.Since(start, op)
+	if q := registrator.QueuedAt(ctx); !q.IsZero() && err == nil {
+		r.t.regLag.Since(q, op)
+	}
 	return err
 }
 
 func (r countedRegistry) Register(ctx context.Context, s *registrator.Service) error {
 	start := time.Now()
-	return r.count("register", start, r.Registry.Register(ctx, s))
+	return r.count(ctx, "register", start, r.Registry.Register(ctx, s))
 }
 
 func (r countedRegistry) Deregister(ctx context.Context, s *registrator.Service) error {
 	start := time.Now()
-	return r.count("deregister", start, r.Registry.Deregister(ctx, s))
+	return r.count(ctx, "deregister", start, r.Registry.Deregister(ctx, s))
 }
 
 func (r countedRegistry) Refresh(ctx context.Context, s *registrator.Service) error {
 	start := time.Now()
-	return r.count("refresh", start, r.Registry.Refresh(ctx, s))
+	return r.count(ctx, "refresh", start, r.Registry.Refresh(ctx, s))
 }
 
 // dataplane times the VIP data plane's reconciles.
