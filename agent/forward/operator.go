@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/hashicorp/raft"
 
@@ -59,10 +60,36 @@ func (r *Router) restore(ctx context.Context, hops int, meta kv.SnapshotMeta, st
 
 // RemovePeer takes the server with Raft ID id, or at Raft address
 // address, out of the Raft configuration.
+//
+// It is held like a write: when a try may have removed the server (the
+// leader lost its leadership while committing the change) and the next
+// finds it gone, that is success.
 func (r *Router) RemovePeer(ctx context.Context, id, address string) error {
+	mayHaveRemoved := false
 	return r.holdRequest(ctx, false, 0, func(ctx context.Context) error {
-		return r.removePeer(ctx, 0, id, address)
+		err := r.removePeer(ctx, 0, id, address)
+		absent := err != nil && strings.Contains(err.Error(), notAPeer)
+		if absent && mayHaveRemoved {
+			return nil
+		}
+		if err != nil && !absent {
+			mayHaveRemoved = true
+		}
+		return err
 	})
+}
+
+// notAPeer is in the error of a removal of a server that is not in the
+// configuration (it survives being forwarded, as text).
+const notAPeer = "in the Raft configuration; see cairn operator raft list-peers"
+
+// raftLeadership maps Raft's lost-leadership errors to kv.ErrNotLeader,
+// which the hold tries again with the new leader.
+func raftLeadership(err error) error {
+	if errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+		return fmt.Errorf("%w: %v", kv.ErrNotLeader, err)
+	}
+	return err
 }
 
 func (r *Router) removePeer(ctx context.Context, hops int, id, address string) error {
@@ -76,13 +103,13 @@ func (r *Router) removePeer(ctx context.Context, hops int, id, address string) e
 	}
 	for _, p := range peers {
 		if (id != "" && p.ID == id) || (address != "" && p.Address == address) {
-			return r.local.RemoveServer(p.ID)
+			return raftLeadership(r.local.RemoveServer(p.ID))
 		}
 	}
 	if id != "" {
-		return fmt.Errorf("%w: no server with ID %q in the Raft configuration; see cairn operator raft list-peers", kv.ErrInvalidRequest, id)
+		return fmt.Errorf("%w: no server with ID %q %s", kv.ErrInvalidRequest, id, notAPeer)
 	}
-	return fmt.Errorf("%w: no server at address %q in the Raft configuration; see cairn operator raft list-peers", kv.ErrInvalidRequest, address)
+	return fmt.Errorf("%w: no server at address %q %s", kv.ErrInvalidRequest, address, notAPeer)
 }
 
 // TransferLeader hands leadership to the server with Raft ID id, or to
