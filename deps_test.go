@@ -39,6 +39,7 @@ var forbidden = map[string][]string{
 	"agent/consuljson":    {"kv", "dns", "template", "registrator", "cmd", "agent/httpapi"},
 	"agent/vip":           {"dns", "template", "registrator", "cmd"},
 	"agent/preparedquery": {"dns", "template", "registrator", "cmd", "agent/httpapi"},
+	"agent/acl":           {"dns", "template", "registrator", "cmd", "agent/httpapi"},
 	"agent":               {"cmd"},
 }
 

@@ -175,8 +175,10 @@ type Config struct {
 	// Limits are the agent's resource limits (Consul's limits block).
 	Limits Limits
 	// RaftLogStore (raft_logstore.backend) is the Raft log of a new
-	// server data dir: "boltdb" (the default) or "wal" (experimental).
+	// server data dir: "wal" (the default) or "boltdb".
 	RaftLogStore string
+	// ACL is Consul's acl block (agent/acl.go).
+	ACL ACLConfig
 }
 
 // Limits bound what one client can hold of the agent (limits { }).

@@ -29,7 +29,7 @@ func TestConfigFaultKeys(t *testing.T) {
 		{"raft log store", "raft_logstore {\n  backend = \"wal\"\n  verification { enabled = true }\n}\n", func(c *Config) {
 			c.RaftLogStore = "wal"
 		}, ""},
-		{"bad raft log store", `raft_logstore { backend = "rocks" }`, nil, `raft_logstore.backend = "rocks" is not a log store; use "boltdb" (the default) or "wal"`},
+		{"bad raft log store", `raft_logstore { backend = "rocks" }`, nil, `raft_logstore.backend = "rocks" is not a log store; use "wal" (the default) or "boltdb"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "c.hcl")

@@ -65,6 +65,16 @@ type fileConfig struct {
 	VIPGrace     *string `hcl:"vip_grace"`
 	// docker { ... }: the in-process registrator (-docker and its options).
 	Docker *fileDocker `hcl:"docker"`
+	// acl { ... } and its older top-level names (agent/acl.go).
+	ACL                 *fileACL `hcl:"acl"`
+	ACLDefaultPolicy    *string  `hcl:"acl_default_policy"`
+	ACLDownPolicy       *string  `hcl:"acl_down_policy"`
+	ACLTTL              *string  `hcl:"acl_ttl"`
+	ACLMasterToken      *string  `hcl:"acl_master_token"`
+	ACLToken            *string  `hcl:"acl_token"`
+	ACLAgentToken       *string  `hcl:"acl_agent_token"`
+	ACLAgentMasterToken *string  `hcl:"acl_agent_master_token"`
+	ACLReplicationToken *string  `hcl:"acl_replication_token"`
 }
 
 // fileDNS is Consul's dns_config block, in the part cairn reads.
@@ -356,7 +366,17 @@ func (fc *fileConfig) apply(c *Config) error {
 		case kv.LogStoreBolt, kv.LogStoreWAL:
 			c.RaftLogStore = *r.Backend
 		default:
-			return fmt.Errorf("raft_logstore.backend = %q is not a log store; use %q (the default) or %q (experimental)", *r.Backend, kv.LogStoreBolt, kv.LogStoreWAL)
+			return fmt.Errorf("raft_logstore.backend = %q is not a log store; use %q (the default) or %q", *r.Backend, kv.LogStoreWAL, kv.LogStoreBolt)
+		}
+	}
+	legacy := fileACLLegacy{fc.ACLDefaultPolicy, fc.ACLDownPolicy, fc.ACLTTL, fc.ACLMasterToken, fc.ACLToken,
+		fc.ACLAgentToken, fc.ACLAgentMasterToken, fc.ACLReplicationToken}
+	if err := legacy.apply(&c.ACL); err != nil {
+		return err
+	}
+	if fc.ACL != nil {
+		if err := fc.ACL.apply(&c.ACL); err != nil {
+			return err
 		}
 	}
 	if l := fc.Limits; l != nil {

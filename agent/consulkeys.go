@@ -8,9 +8,7 @@ package agent
 // by fileConfig; a key in neither place is a typo and an error.
 var consulKeys = setOf(
 	// ACLs, TLS and encryption options cairn does not implement.
-	"acl", "acl_datacenter", "acl_default_policy", "acl_down_policy", "acl_enable_key_list_policy",
-	"acl_master_token", "acl_replication_token", "acl_token", "acl_ttl", "acl_agent_token",
-	"acl_agent_master_token", "enable_acl_replication",
+	"acl_datacenter", "acl_enable_key_list_policy", "enable_acl_replication",
 	"tls", "ca_file", "ca_path", "cert_file", "key_file", "verify_incoming", "verify_incoming_rpc",
 	"verify_incoming_https", "verify_outgoing", "verify_server_hostname", "tls_min_version",
 	"tls_cipher_suites", "tls_prefer_server_cipher_suites", "auto_encrypt", "auto_config",

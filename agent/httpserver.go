@@ -67,7 +67,12 @@ func (w *wiring) httpPart() (part, error) {
 			return part{}, err
 		}
 	}
+	acls, err := w.httpACLs()
+	if err != nil {
+		return part{}, err
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
+		ACLSystem:       acls,
 		ConnectRoot:     root,
 		TrustDomain:     trustDomain,
 		Store:           w.tel.store(w.routerFor()),

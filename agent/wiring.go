@@ -51,6 +51,7 @@ type wiring struct {
 	vips     *vip.VIPs // nil without -vip-cidr
 	events   *membership.Events
 	queries  *preparedquery.Registry // made by queryRegistry
+	acls     *aclState               // made by aclSystem; nil with ACLs off
 	tel      *telemetry              // nil with -disable-metrics
 
 	closers []func() error
@@ -112,7 +113,7 @@ func (w *wiring) build() ([]layer, error) {
 	if withVIPs {
 		services = append(services, vips)
 	}
-	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart, w.sessionChecksPart} {
+	for _, build := range []func() (part, bool, error){w.dnsPart, w.templatePart, w.registratorPart, w.sessionChecksPart, w.aclPart} {
 		p, ok, err := build()
 		if err != nil {
 			return nil, err

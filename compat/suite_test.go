@@ -23,10 +23,11 @@ const apiVersion = "v1.34.5"
 
 // suiteFiles are the test files of consul/api about what cairn serves:
 // KV, transactions, sessions, locks, semaphores, catalog, health, the
-// agent endpoints (members among them), status and snapshots.
+// agent endpoints (members among them), status, snapshots and ACLs.
 var suiteFiles = []string{
 	"kv_test.go", "txn_test.go", "session_test.go", "lock_test.go", "semaphore_test.go",
 	"catalog_test.go", "health_test.go", "agent_test.go", "status_test.go", "snapshot_test.go",
+	"acl_test.go",
 }
 
 // TestConsulAPISuite copies consul/api (sources and tests) from the

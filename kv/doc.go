@@ -1,7 +1,8 @@
 // Package kv owns cairn's replicated, linearizable state: Consul-compatible
 // key/value entries, sessions and locks, kept in an indexed in-memory store
 // (go-memdb) that is the state machine of a hashicorp/raft group, with the
-// Raft log and stable store in bolt and snapshots on disk.
+// Raft log and stable store in a write-ahead log (hashicorp/raft-wal; bolt in
+// data dirs made with it) and snapshots on disk.
 //
 // Every write gets its Raft index; every read has the shape
 //

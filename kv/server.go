@@ -48,11 +48,9 @@ type Config struct {
 	Fast bool
 
 	// LogStore picks the Raft log of a new data dir, as Consul's
-	// raft_logstore.backend does: LogStoreBolt (the default) or
-	// LogStoreWAL (hashicorp/raft-wal: one fsync per write instead of
-	// two, experimental: once seen unable to reopen its log after a
-	// kill -9, "sealed segment has no index block"). A data dir keeps
-	// the log it was made with.
+	// raft_logstore.backend does: LogStoreWAL (hashicorp/raft-wal, the
+	// default: one fsync per write) or LogStoreBolt (two). A data dir
+	// keeps the log it was made with.
 	LogStore string
 
 	// SessionTTLMin is the shortest session TTL accepted (default

@@ -2,6 +2,7 @@ package kv
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -57,6 +58,7 @@ func schema() *memdb.DBSchema {
 type State struct {
 	db      *memdb.MemDB
 	abandon chan struct{}
+	lists   listCache
 }
 
 func newState() *State {
@@ -124,15 +126,31 @@ func getTxn(tx *memdb.Txn, ws memdb.WatchSet, key string) (uint64, *Entry, error
 func (s *State) List(ws memdb.WatchSet, prefix string) (uint64, []*Entry, error) {
 	tx := s.db.Txn(false)
 	defer tx.Abort()
-	return listTxn(tx, ws, prefix)
+	return listTxn(tx, ws, prefix, &s.lists)
 }
 
-func listTxn(tx *memdb.Txn, ws memdb.WatchSet, prefix string) (uint64, []*Entry, error) {
+// listTxn lists prefix in tx. With a cache (reads outside a write
+// transaction), a listing read before is answered from it when neither
+// tree changed under prefix since: the trees are immutable and every
+// write replaces each node on its path, with a new watch channel, so the
+// same two channels mean the same entries and tombstones.
+func listTxn(tx *memdb.Txn, ws memdb.WatchSet, prefix string, cache *listCache) (uint64, []*Entry, error) {
 	it, err := tx.Get(tableKVs, "id_prefix", prefix)
 	if err != nil {
 		return 0, nil, fmt.Errorf("kv: list %q: %w", prefix, err)
 	}
-	ws.Add(it.WatchCh())
+	tit, err := tx.Get(tableTombstones, "id_prefix", prefix)
+	if err != nil {
+		return 0, nil, fmt.Errorf("kv: read tombstones %q: %w", prefix, err)
+	}
+	kvCh, tombCh := it.WatchCh(), tit.WatchCh()
+	ws.Add(kvCh)
+	ws.Add(tombCh)
+	if cache != nil {
+		if l := cache.get(prefix, kvCh, tombCh); l != nil {
+			return l.index, slices.Clone(l.entries), nil
+		}
+	}
 	var (
 		idx     uint64
 		entries []*Entry
@@ -142,28 +160,76 @@ func listTxn(tx *memdb.Txn, ws memdb.WatchSet, prefix string) (uint64, []*Entry,
 		idx = max(idx, e.ModifyIndex)
 		entries = append(entries, e)
 	}
-	tidx, err := tombstoneIndex(tx, ws, prefix)
-	if err != nil {
-		return 0, nil, err
+	for raw := tit.Next(); raw != nil; raw = tit.Next() {
+		idx = max(idx, raw.(*tombstone).Index)
 	}
-	idx = max(idx, tidx)
+	// An empty listing, and the whole store's, answer the tables'
+	// index, which writes elsewhere move: those are not cached.
 	if idx == 0 || prefix == "" {
-		idx = max(idx, maxIndex(tx, tableKVs, tableTombstones))
+		return max(idx, maxIndex(tx, tableKVs, tableTombstones)), entries, nil
+	}
+	if cache != nil {
+		cache.put(prefix, &cachedList{kvCh: kvCh, tombCh: tombCh, index: idx, entries: slices.Clone(entries)})
 	}
 	return idx, entries, nil
 }
 
-func tombstoneIndex(tx *memdb.Txn, ws memdb.WatchSet, prefix string) (uint64, error) {
-	it, err := tx.Get(tableTombstones, "id_prefix", prefix)
-	if err != nil {
-		return 0, fmt.Errorf("kv: read tombstones %q: %w", prefix, err)
+// listCache keeps recent KV listings (GET ?recurse of a prefix that
+// clients poll, as consul-template and watches do) with the watch
+// channels of the trees they were read from (see listTxn). A listing
+// costs then a lookup and a copy of its pointers, not a walk of the
+// tree. It is bounded; past the bounds, arbitrary listings make room.
+type listCache struct {
+	mu      sync.Mutex
+	m       map[string]*cachedList
+	entries int // the entries all listings hold
+}
+
+type cachedList struct {
+	kvCh, tombCh <-chan struct{}
+	index        uint64
+	entries      []*Entry
+}
+
+// Bounds of the listing cache; a longer listing is not cached.
+const (
+	listCacheLists   = 1024
+	listCacheEntries = 1 << 16
+	listCacheLongest = 4096
+)
+
+func (c *listCache) get(prefix string, kvCh, tombCh <-chan struct{}) *cachedList {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.m[prefix]
+	if l == nil || l.kvCh != kvCh || l.tombCh != tombCh {
+		return nil
 	}
-	ws.Add(it.WatchCh())
-	var idx uint64
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		idx = max(idx, raw.(*tombstone).Index)
+	return l
+}
+
+func (c *listCache) put(prefix string, l *cachedList) {
+	if len(l.entries) > listCacheLongest {
+		return
 	}
-	return idx, nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]*cachedList{}
+	}
+	if old := c.m[prefix]; old != nil {
+		c.entries -= len(old.entries)
+		delete(c.m, prefix)
+	}
+	for k, old := range c.m {
+		if len(c.m) < listCacheLists && c.entries+len(l.entries) <= listCacheEntries {
+			break
+		}
+		c.entries -= len(old.entries)
+		delete(c.m, k)
+	}
+	c.m[prefix] = l
+	c.entries += len(l.entries)
 }
 
 // Keys lists keys under prefix. With a separator, a key is cut just after
@@ -451,7 +517,7 @@ func txnOp(tx *memdb.Txn, idx uint64, op *Op) ([]TxnResult, error) {
 			return []TxnResult{{KV: entry}}, nil
 		}
 	case VerbGetTree:
-		_, es, err := listTxn(tx, nil, op.Key)
+		_, es, err := listTxn(tx, nil, op.Key, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -20,12 +20,14 @@ import (
 // stores are the durable halves of Raft: the log and stable store, and
 // snapshots as files beside them.
 //
-// The log is a write-ahead log (hashicorp/raft-wal, as Consul uses) in
-// raft/wal/: an append costs one write and one fsync, where bolt's
-// copy-on-write B+tree costs two fdatasyncs (pages, then meta page) and
-// rewrites pages. A data dir made by an earlier version holds raft/raft.db
-// (bolt) instead; it is kept and used as it is, so nothing in it is ever
-// lost or converted behind the user's back.
+// The log of a new data dir is a write-ahead log (hashicorp/raft-wal, as
+// Consul uses) in raft/wal/: an append costs one write and one fsync,
+// where bolt's copy-on-write B+tree costs two fdatasyncs (pages, then
+// meta page) and rewrites pages. raft_logstore { backend = "boltdb" }
+// (Config.LogStore) makes a new data dir use bolt, raft/raft.db. A data
+// dir keeps the log it was made with (one made by an earlier version
+// holds bolt): nothing in it is ever lost or converted behind the user's
+// back.
 type stores struct {
 	logs   raft.LogStore
 	stable raft.StableStore
@@ -45,7 +47,8 @@ const (
 )
 
 // openStores opens the log and dir/snapshots. The log is the one the
-// data dir already has (dir/raft.db or dir/wal), else backend's. It is
+// data dir already has (dir/raft.db or dir/wal), else backend's (the
+// write-ahead log unless backend is LogStoreBolt). It is
 // locked, so a second agent on the same data dir fails here instead of
 // corrupting it.
 func openStores(dir, backend string, log *slog.Logger) (*stores, error) {
@@ -55,7 +58,7 @@ func openStores(dir, backend string, log *slog.Logger) (*stores, error) {
 		closer func() error
 	)
 	boltPath, walDir := filepath.Join(dir, "raft.db"), filepath.Join(dir, "wal")
-	useWAL := backend == LogStoreWAL
+	useWAL := backend != LogStoreBolt
 	if _, err := os.Stat(boltPath); err == nil {
 		useWAL = false
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -64,8 +67,8 @@ func openStores(dir, backend string, log *slog.Logger) (*stores, error) {
 		useWAL = true
 	}
 	if useWAL {
-		if backend != LogStoreWAL {
-			log.Info("kv: this data dir's raft log is a write-ahead log (raft_logstore backend \"wal\"); it keeps it", "path", walDir)
+		if backend == LogStoreBolt {
+			log.Info("kv: this data dir's raft log is a write-ahead log (raft_logstore backend \"wal\"); it keeps it (bolt is for new data dirs)", "path", walDir)
 		}
 		w, release, err := openWAL(walDir, log)
 		if err != nil {
@@ -77,8 +80,8 @@ func openStores(dir, backend string, log *slog.Logger) (*stores, error) {
 			return w.Close()
 		}
 	} else {
-		if backend == LogStoreWAL {
-			log.Info("kv: this data dir's raft log is bolt; it keeps it (the write-ahead log is for new data dirs)", "path", boltPath)
+		if backend != LogStoreBolt {
+			log.Info("kv: this data dir's raft log is bolt (raft_logstore backend \"boltdb\"); it keeps it (the write-ahead log is for new data dirs)", "path", boltPath)
 		}
 		b, err := openBolt(boltPath)
 		if err != nil {
@@ -116,9 +119,10 @@ func openWAL(dir string, log *slog.Logger) (w *raftwal.WAL, release func(), err 
 			w, release, err = nil, nil, fmt.Errorf("kv: open raft log %s: it is damaged (%v); restore the data dir from a backup or move it away to start empty", dir, r)
 		}
 	}()
-	// WAL.Close leaves its meta store open (raft-wal v0.4.0), and the
-	// next Open in this process would wait forever on its file lock:
-	// close it here.
+	// WAL.Close closes its meta store (raft-wal v0.4.1 on), but a failed
+	// Open leaves it open, and the next Open in this process would wait
+	// forever on its file lock: release closes it too (a second Close is
+	// a no-op).
 	meta := &metadb.BoltMetaDB{}
 	unlock := release
 	release = func() {

@@ -19,7 +19,7 @@ func TestLogStoreMonotonicThroughGuard(t *testing.T) {
 		bolt    bool
 		backend string
 		want    bool
-	}{{"write-ahead log", false, LogStoreWAL, true}, {"bolt log", true, "", false}, {"default", false, "", false}} {
+	}{{"write-ahead log", false, LogStoreWAL, true}, {"bolt log", true, "", false}, {"default", false, "", true}, {"bolt asked", false, LogStoreBolt, false}} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			if tt.bolt {

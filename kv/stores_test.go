@@ -13,7 +13,7 @@ import (
 )
 
 // TestLogStoreByDataDir: a new data dir gets the log LogStore names
-// (bolt by default, raft/raft.db; the write-ahead log raft/wal when
+// (the write-ahead log raft/wal by default; bolt, raft/raft.db, when
 // asked); a data dir keeps the log it was made with whatever is asked;
 // what is written survives a restart.
 func TestLogStoreByDataDir(t *testing.T) {
@@ -24,8 +24,10 @@ func TestLogStoreByDataDir(t *testing.T) {
 		want     string
 		wantNone string
 	}{
-		{"new data dir", false, "", "raft.db", "wal"},
+		{"new data dir", false, "", "wal", "raft.db"},
 		{"new data dir, write-ahead log asked", false, kv.LogStoreWAL, "wal", "raft.db"},
+		{"new data dir, bolt asked", false, kv.LogStoreBolt, "raft.db", "wal"},
+		{"bolt log of an earlier version", true, "", "raft.db", "wal"},
 		{"bolt log of an earlier version, write-ahead log asked", true, kv.LogStoreWAL, "raft.db", "wal"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

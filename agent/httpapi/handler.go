@@ -74,6 +74,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Ops answers the operator endpoints (ops.go); optional.
 	Ops Ops
+	// ACLSystem answers /v1/acl/* and /v1/agent/token/* (acl.go); nil
+	// when ACLs are off.
+	ACLSystem *ACLSystem
 }
 
 // Self is what the agent knows about itself, for /v1/agent/self.
@@ -120,6 +123,7 @@ type handler struct {
 	log         *slog.Logger
 	ops         Ops
 	routes      []route
+	acls        *ACLSystem  // nil when ACLs are off
 	answers     answerCache // encoded catalog answers (answercache.go)
 
 	connectRoot *CARoot
@@ -226,6 +230,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		{"/", get, h.index}, // exactly "/": the page a browser opens first
 	}
 	h.routes = append(h.routes, h.opsRoutes()...)
+	h.acls = cfg.ACLSystem
+	h.routes = append(h.aclRoutes(), h.routes...)
 	return h.observed(cfg.Ops.Observer), nil
 }
 

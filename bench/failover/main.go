@@ -42,6 +42,8 @@ func main() {
 
 type config struct {
 	bin      string
+	bins     []string // every -bin; throughput compares them side by side
+	tpRounds int      // throughput rounds per binary and target
 	rounds   int
 	stops    []stopMode
 	clients  []int
@@ -62,7 +64,8 @@ var stopModes = map[string]stopMode{
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("failover", flag.ContinueOnError)
-	bin := fs.String("bin", "bin/cairn", "the cairn binary to run")
+	bin := fs.String("bin", "bin/cairn", "the cairn binary to run; for throughput a comma-separated list compares them side by side (the first is the baseline), failover uses the first")
+	tpRounds := fs.Int("throughput-rounds", 1, "throughput runs per binary, target and concurrency, taking turns; the median is reported")
 	rounds := fs.Int("rounds", 10, "failover rounds per kind of stop")
 	stops := fs.String("stop", "kill,term", "kinds of leader stop to measure: kill (SIGKILL), term (SIGTERM, a graceful leave), stop (SIGSTOP: a paused leader, resumed with SIGCONT after the round)")
 	clients := fs.String("clients", "16,64", "comma-separated concurrent clients for the throughput runs")
@@ -77,13 +80,20 @@ func run(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q; failover takes only flags", fs.Arg(0))
 	}
-	cfg := config{bin: *bin, rounds: *rounds, duration: *duration, verbose: *verbose}
-	path, err := exec.LookPath(cfg.bin)
-	if err != nil {
-		return fmt.Errorf("-bin %s: %w (build it with: go build -o bin/cairn ./cmd/cairn)", cfg.bin, err)
+	cfg := config{rounds: *rounds, tpRounds: *tpRounds, duration: *duration, verbose: *verbose}
+	for _, b := range strings.Split(*bin, ",") {
+		path, err := exec.LookPath(strings.TrimSpace(b))
+		if err != nil {
+			return fmt.Errorf("-bin %s: %w (build it with: go build -o bin/cairn ./cmd/cairn)", b, err)
+		}
+		if path, err = filepath.Abs(path); err != nil {
+			return err
+		}
+		cfg.bins = append(cfg.bins, path)
 	}
-	if cfg.bin, err = filepath.Abs(path); err != nil {
-		return err
+	cfg.bin = cfg.bins[0]
+	if cfg.tpRounds < 1 {
+		return fmt.Errorf("-throughput-rounds=%d; want at least 1", cfg.tpRounds)
 	}
 	if cfg.rounds < 1 {
 		return fmt.Errorf("-rounds=%d; want at least 1", cfg.rounds)
@@ -120,9 +130,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	version, _ := exec.Command(cfg.bin, "version").Output()
-	fmt.Printf("cairn: %s (%s)\nmachine: %d CPUs, GOMAXPROCS %d; agents on 127.0.0.1, logs in %s\n\n",
-		strings.TrimSpace(strings.SplitN(string(version), "\n", 2)[0]), cfg.bin, runtime.NumCPU(), runtime.GOMAXPROCS(0), dir)
+	for _, b := range cfg.bins {
+		version, _ := exec.Command(b, "version").Output()
+		fmt.Printf("cairn: %s (%s)\n", strings.TrimSpace(strings.SplitN(string(version), "\n", 2)[0]), b)
+	}
+	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d; agents on 127.0.0.1, logs in %s\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), dir)
 
 	err = func() error {
 		if what["failover"] {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -15,73 +16,95 @@ import (
 // target is an HTTP API the load goes to.
 type target struct {
 	name string
+	bin  int // which of cfg.bins runs it
 	kv   *api.KV
 }
 
 // throughput runs the same PUT load against a one-server agent and a
-// three-server cluster (its leader, and a client agent), taking turns at
-// each concurrency so that drift on the machine hits all three alike.
+// three-server cluster (its leader, and a client agent) of every binary,
+// taking turns at each concurrency (and, over -throughput-rounds, in
+// alternating order) so that drift on the machine hits all alike. It
+// prints the median of each, its ratio to the one-server agent of the
+// same binary, and its ratio to the first binary's same target.
 func throughput(ctx context.Context, cfg config, dir string) error {
-	single, err := startCluster(ctx, cfg.bin, dir, "single", 1, 0)
-	if err != nil {
-		return err
-	}
-	defer single.close()
-	triple, err := startCluster(ctx, cfg.bin, dir, "triple", 3, 1)
-	if err != nil {
-		return err
-	}
-	defer triple.close()
-	leader := triple.leader()
-	if leader == nil {
-		return fmt.Errorf("the three-server cluster has no leader")
-	}
-	mk := func(name string, a *agent) (target, error) {
-		transport := &http.Transport{MaxIdleConnsPerHost: 2048}
-		cl, err := api.NewClient(&api.Config{Address: addr(a.ports.http), HttpClient: &http.Client{Transport: transport}})
-		if err != nil {
-			return target{}, err
-		}
-		return target{name: name, kv: cl.KV()}, nil
-	}
 	var targets []target
-	for _, t := range []struct {
-		name string
-		a    *agent
-	}{
-		{"1 server", single.servers[0]},
-		{"3 servers: leader " + leader.name, leader},
-		{"3 servers: client agent c0", triple.clients[0]},
-	} {
-		tg, err := mk(t.name, t.a)
+	for b, bin := range cfg.bins {
+		single, err := startCluster(ctx, bin, dir, fmt.Sprintf("single-%d", b), 1, 0)
 		if err != nil {
 			return err
 		}
-		targets = append(targets, tg)
+		defer single.close()
+		triple, err := startCluster(ctx, bin, dir, fmt.Sprintf("triple-%d", b), 3, 1)
+		if err != nil {
+			return err
+		}
+		defer triple.close()
+		leader := triple.leader()
+		if leader == nil {
+			return fmt.Errorf("the three-server cluster of %s has no leader", bin)
+		}
+		for _, t := range []struct {
+			name string
+			a    *agent
+		}{
+			{"1 server", single.servers[0]},
+			{"3 servers: leader " + leader.name, leader},
+			{"3 servers: client agent c0", triple.clients[0]},
+		} {
+			transport := &http.Transport{MaxIdleConnsPerHost: 2048}
+			cl, err := api.NewClient(&api.Config{Address: addr(t.a.ports.http), HttpClient: &http.Client{Transport: transport}})
+			if err != nil {
+				return err
+			}
+			targets = append(targets, target{name: t.name, bin: b, kv: cl.KV()})
+		}
 	}
 
 	value := []byte(strings.Repeat("v", 128))
-	fmt.Printf("throughput: PUT of 128-byte values to keys bench/<client>/<0..63> with consul/api, %v per run, after a 1 s warm-up\n\n", cfg.duration)
-	fmt.Printf("%-8s %-30s %10s %10s %10s %7s %9s\n", "clients", "target", "PUT/s", "p50", "p99", "errors", "vs 1")
+	fmt.Printf("throughput: PUT of 128-byte values to keys bench/<client>/<0..63> with consul/api, %v per run after a 1 s warm-up, median of %d\n", cfg.duration, cfg.tpRounds)
+	for b, bin := range cfg.bins {
+		fmt.Printf("  bin %d: %s\n", b, bin)
+	}
+	fmt.Println()
+	fmt.Printf("%-8s %-4s %-30s %10s %10s %10s %7s %7s %9s\n", "clients", "bin", "target", "PUT/s", "p50", "p99", "errors", "vs 1", "vs bin 0")
+	perBin := len(targets) / len(cfg.bins)
 	for _, n := range cfg.clients {
-		var base float64
+		results := make([][]result, len(targets))
+		for round := range cfg.tpRounds {
+			order := make([]int, len(targets))
+			for i := range order {
+				order[i] = i
+			}
+			if round%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, i := range order {
+				if err := ctx.Err(); err != nil {
+					return context.Cause(ctx)
+				}
+				tg := targets[i]
+				put := func(ctx context.Context, worker, i int) error {
+					_, err := tg.kv.Put(&api.KVPair{Key: fmt.Sprintf("bench/%d/%d", worker, i%64), Value: value}, (&api.WriteOptions{}).WithContext(ctx))
+					return err
+				}
+				measure(ctx, n, time.Second, put) // warm-up: connections, pools
+				results[i] = append(results[i], measure(ctx, n, cfg.duration, put))
+			}
+		}
+		med := make([]result, len(targets))
+		for i, rs := range results {
+			med[i] = medianResult(rs)
+		}
 		for i, tg := range targets {
-			if err := ctx.Err(); err != nil {
-				return context.Cause(ctx)
+			r := med[i]
+			vs1, vsBin := "1.00", "1.00"
+			if base := med[tg.bin*perBin].rate; base > 0 {
+				vs1 = fmt.Sprintf("%.2f", r.rate/base)
 			}
-			put := func(ctx context.Context, worker, i int) error {
-				_, err := tg.kv.Put(&api.KVPair{Key: fmt.Sprintf("bench/%d/%d", worker, i%64), Value: value}, (&api.WriteOptions{}).WithContext(ctx))
-				return err
+			if base := med[i%perBin].rate; base > 0 {
+				vsBin = fmt.Sprintf("%.2f", r.rate/base)
 			}
-			measure(ctx, n, time.Second, put) // warm-up: connections, pools
-			r := measure(ctx, n, cfg.duration, put)
-			ratio := "1.00"
-			if i == 0 {
-				base = r.rate
-			} else if base > 0 {
-				ratio = fmt.Sprintf("%.2f", r.rate/base)
-			}
-			fmt.Printf("%-8d %-30s %10.0f %10v %10v %7d %9s\n", n, tg.name, r.rate, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, ratio)
+			fmt.Printf("%-8d %-4d %-30s %10.0f %10v %10v %7d %7s %9s\n", n, tg.bin, tg.name, r.rate, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, vs1, vsBin)
 			if r.errors > 0 {
 				fmt.Printf("         first error: %v\n", r.firstErr)
 			}
@@ -89,6 +112,21 @@ func throughput(ctx context.Context, cfg config, dir string) error {
 	}
 	fmt.Println()
 	return nil
+}
+
+// medianResult is the run with the median rate (errors summed over all).
+func medianResult(rs []result) result {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b result) int { return cmp.Compare(a.rate, b.rate) })
+	m := sorted[len(sorted)/2]
+	m.errors = 0
+	for _, r := range rs {
+		m.errors += r.errors
+		if m.firstErr == nil {
+			m.firstErr = r.firstErr
+		}
+	}
+	return m
 }
 
 type result struct {

@@ -19,6 +19,7 @@ Commands:
     force-leave    Forces a member of the cluster to enter the "left" state
     join           Tells a running agent to join the cluster
     keygen         Generates a new gossip encryption key
+    acl            Manages ACL tokens, policies and roles (like "consul acl")
     kv             Interacts with the key-value store (like "consul kv")
     leave          Gracefully leaves the cluster and shuts the agent down
     members        Lists the members of the cluster
@@ -47,6 +48,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runAgent(args[1:], stderr)
 	case "kv":
 		return runKV(args[1:], stdin, stdout, stderr)
+	case "acl":
+		return runACL(args[1:], stdin, stdout, stderr)
 	case "members":
 		return runMembers(args[1:], stdout, stderr)
 	case "join":

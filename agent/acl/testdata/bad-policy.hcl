@@ -1,0 +1,3 @@
+key_prefix "" {
+  policy = "rw"
+}
