@@ -125,7 +125,7 @@ func (w *wiring) routerFor() *forward.Router {
 				}
 				return nil
 			}), forward.AgentToken(w.agentToken),
-			forward.InitialManagement(w.cfg.ACL.InitialManagement))
+			forward.InitialManagement(w.cfg.ACL.InitialManagement), forward.Logger(w.log))
 	}
 	return w.router
 }

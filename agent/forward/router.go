@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -32,6 +33,7 @@ type Router struct {
 	acl         func() acl.Resolver    // see ACL; nil: nothing is checked
 	agentToken  func() string          // see AgentToken
 	initialMgmt string                 // see InitialManagement
+	log         *slog.Logger           // see Logger; nil: none
 
 	mu  sync.Mutex
 	bad map[string]time.Time // server -> when a connection to it last failed
@@ -550,7 +552,10 @@ func (r *Router) serve(ctx context.Context, req *Request) (*Response, error) {
 	case mRaftStats:
 		resp.RaftStats = r.local.Stats()
 	default:
-		err = fmt.Errorf("unknown forwarded method %q; is this server older than the agent?", req.Method)
+		var ok bool
+		if ok, err = r.serveOperator(ctx, req, &resp); !ok {
+			err = fmt.Errorf("unknown forwarded method %q; is this server older than the agent?", req.Method)
+		}
 	}
 	return &resp, err
 }

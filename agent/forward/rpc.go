@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/rpc"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/acl"
+	"github.com/cairn-dev/cairn/agent/logging"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -53,6 +55,10 @@ type Request struct {
 	// WriteID names the write (kv.WriteID of the caller's context), so
 	// that a write sent again is applied at most once.
 	WriteID string
+	// RequestID names the HTTP request this call serves
+	// (logging.RequestID of the caller's context), so that the server's
+	// log lines about it carry the same request_id as the caller's.
+	RequestID string
 
 	Q         kv.QueryOptions
 	Key       string
@@ -62,6 +68,9 @@ type Request struct {
 	Session   kv.Session
 	ID        string
 	Node      string
+	// SnapshotMeta and Data are a snapshot to restore (Data: its state).
+	SnapshotMeta kv.SnapshotMeta
+	Data         []byte
 }
 
 // Response carries whatever the method returns.
@@ -80,6 +89,9 @@ type Response struct {
 	Peers      []string
 	RaftPeers  []kv.Peer
 	RaftStats  map[string]string
+	// SnapshotMeta and Data are a snapshot taken (Data: its state).
+	SnapshotMeta kv.SnapshotMeta
+	Data         []byte
 }
 
 // readOnly reports whether a request only reads, so that sending it
@@ -129,12 +141,21 @@ const cancelledMemory = time.Minute
 func (e *Endpoint) Call(req *Request, resp *Response) error {
 	ctx, done := e.begin(req)
 	defer done()
+	start := time.Now()
 	out, err := e.r.serve(ctx, req)
 	if out != nil {
 		*resp = *out
 	}
+	if log := e.r.log; log != nil && log.Enabled(ctx, slog.LevelDebug) {
+		log.Debug("forward: served a forwarded request", "method", req.Method, "hops", req.Hops,
+			logging.RequestIDKey, req.RequestID, "latency", time.Since(start), "err", err)
+	}
 	return err
 }
+
+// Logger sets the log the server side of forwarding writes to: a debug
+// line per forwarded call it serves, with the caller's request ID.
+func Logger(l *slog.Logger) Option { return func(r *Router) { r.log = l } }
 
 // Cancel cancels the running call with CallID id, or the call with that
 // ID when it arrives. Unknown IDs are not an error: the call may have
@@ -158,7 +179,8 @@ func (e *Endpoint) Cancel(id string, _ *struct{}) error {
 
 // begin returns the context req runs under and the function that ends it.
 func (e *Endpoint) begin(req *Request) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(kv.WithWriteID(kv.WithToken(context.Background(), req.Token), req.WriteID))
+	ctx := logging.WithRequestID(context.Background(), req.RequestID)
+	ctx, cancel := context.WithCancel(kv.WithWriteID(kv.WithToken(ctx, req.Token), req.WriteID))
 	if req.Timeout > 0 {
 		ctx, cancel = withTimeout(ctx, cancel, req.Timeout)
 	}
@@ -306,6 +328,7 @@ func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, 
 	}
 	req.Token = kv.Token(ctx)
 	req.WriteID = kv.WriteID(ctx)
+	req.RequestID = logging.RequestID(ctx)
 	req.CallID = p.callID()
 	var resp Response
 	call := c.Go("Cairn.Call", req, &resp, make(chan *rpc.Call, 1))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/logging"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -139,11 +140,11 @@ func (h *handler) fail(c *call, err error) {
 		// The cluster's state, not this request's fault: raft and
 		// membership log the change once; a line per request during an
 		// election or outage would bury it.
-		h.log.Debug("httpapi: request failed", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err)
+		h.log.Debug("httpapi: request failed", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err, logging.RequestIDKey, logging.RequestID(c.ctx))
 	case code >= 500:
-		h.log.Error("httpapi: request failed", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err)
+		h.log.Error("httpapi: request failed", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err, logging.RequestIDKey, logging.RequestID(c.ctx))
 	default:
-		h.log.Debug("httpapi: request refused", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err)
+		h.log.Debug("httpapi: request refused", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err, logging.RequestIDKey, logging.RequestID(c.ctx))
 	}
 	writeText(c.w, code, msg)
 }

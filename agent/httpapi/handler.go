@@ -13,6 +13,7 @@ import (
 	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/catalogtxn"
+	"github.com/cairn-dev/cairn/agent/logging"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -288,17 +289,39 @@ func (h *handler) match(path string) (*route, string, bool) {
 // (OPTIONS answers the Allow list), query parsing, the endpoint, and one
 // place that turns the endpoint's error into a status code.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, arg, ok := h.match(r.URL.Path)
+	h.serve(w, r, requestID(w, r), matched{rt, arg, ok})
+}
+
+// matched is h.match's answer, found once per request.
+type matched struct {
+	rt  *route
+	arg string
+	ok  bool
+}
+
+// requestID is the request's ID (the caller's X-Request-ID when fit to
+// log, else a new one), also sent back in the answer's header.
+func requestID(w http.ResponseWriter, r *http.Request) string {
+	id := logging.AcceptRequestID(r.Header.Get(logging.RequestIDHeader))
+	w.Header()[logging.RequestIDHeader] = []string{id}
+	return id
+}
+
+// serve is ServeHTTP for a request whose ID is known; the ID rides on
+// the request's context (to a server too, when the request is forwarded).
+func (h *handler) serve(w http.ResponseWriter, r *http.Request, id string, m matched) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			h.log.Error("httpapi: panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			h.log.Error("httpapi: panic serving request", "method", r.Method, "path", r.URL.Path, logging.RequestIDKey, id, "panic", p, "stack", string(debug.Stack()))
 			writeText(w, http.StatusInternalServerError, "internal error serving this request; see the agent's log")
 		}
 	}()
 
-	rt, arg, ok := h.match(r.URL.Path)
+	rt, arg, ok := m.rt, m.arg, m.ok
 	if !ok {
 		writeText(w, http.StatusNotFound, fmt.Sprintf("no API endpoint at %s", r.URL.Path))
 		return
@@ -308,7 +331,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	c := &call{w: w, r: r, ctx: r.Context(), arg: arg, h: h}
+	c := &call{w: w, r: r, ctx: logging.WithRequestID(r.Context(), id), arg: arg, h: h}
 	err := checkMethod(r.Method, rt.methods)
 	if err == nil {
 		c.query, err = parseQuery(r.URL.RawQuery)

@@ -295,12 +295,14 @@ func (h *handler) observed(o Observer) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
+		id := requestID(w, r)
 		if o == nil {
 			o = nopObserver{}
 		}
 		start := time.Now()
 		route := "other"
-		if rt, _, ok := h.match(r.URL.Path); ok {
+		rt, arg, ok := h.match(r.URL.Path)
+		if ok {
 			route = rt.path
 		}
 		blocking := r.Method == http.MethodGet && blockingIndex(r.URL.RawQuery)
@@ -313,10 +315,10 @@ func (h *handler) observed(o Observer) http.Handler {
 			d := time.Since(start)
 			o.Request(r.Method, route, sw.status, d)
 			if debug && route != "/v1/agent/monitor" {
-				h.log.Debug("agent.http: Request finished", "method", r.Method, "url", r.URL.Path, "from", r.RemoteAddr, "status", sw.status, "latency", d)
+				h.log.Debug("agent.http: Request finished", "method", r.Method, "url", r.URL.Path, "from", r.RemoteAddr, "status", sw.status, "latency", d, logging.RequestIDKey, id)
 			}
 		}()
-		h.ServeHTTP(sw, r)
+		h.serve(sw, r, id, matched{rt, arg, ok})
 	})
 }
 
