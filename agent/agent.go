@@ -34,6 +34,7 @@ type Agent struct {
 
 	mu         sync.Mutex
 	httpAddr   net.Addr // nil when the HTTP API is off
+	httpsAddr  net.Addr // nil without ports.https
 	dnsAddr    net.Addr // nil when DNS is off
 	tmplSource *templateSource
 	serverAddr string

@@ -93,11 +93,15 @@ func (w *wiring) catalogParts() ([]part, error) {
 	}
 	w.checks = runner
 	w.tel.catalog(cat, w.ml)
-	return []part{
+	parts := []part{
 		{"catalog", func(ctx context.Context) error { return cat.Run(ctx, gossip, checkRunner{runner}) }},
 		{"checks", runner.Run},
 		{"gossip keys", keys.run},
-	}, nil
+	}
+	if p, ok := w.tel.convergence(cat, w.ml, w.cfg.NodeName); ok {
+		parts = append(parts, p)
+	}
+	return parts, nil
 }
 
 // Adapters between the catalog and its neighbours: membership (which

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cairn-dev/cairn/agent/tlsconfig"
 	"github.com/cairn-dev/cairn/dns"
 	"log/slog"
 	"net/netip"
@@ -177,6 +178,11 @@ type Config struct {
 	// election, or for a server that stopped answering, before it fails
 	// (default 7s, Consul's).
 	RPCHoldTimeout time.Duration
+	// TLS is Consul's tls { defaults internal_rpc https } block and the
+	// older top-level keys (ca_file, verify_incoming, ...); see
+	// agent/tlsconfig and docs/tls.md.
+	TLS tlsconfig.Config
+
 	// Limits are the agent's resource limits (Consul's limits block).
 	Limits Limits
 	// RaftLogStore (raft_logstore.backend) is the Raft log of a new
@@ -214,6 +220,7 @@ type DNSConfig struct {
 // which tests use and (*Agent).HTTPAddr reports.
 type Ports struct {
 	HTTP    int
+	HTTPS   int // -1 (Consul's default): no HTTPS listener
 	DNS     int
 	SerfLAN int
 	Server  int
@@ -243,6 +250,7 @@ func DefaultConfig() Config {
 		LogLevel:   DefaultLogLevel,
 		Ports: Ports{
 			HTTP:    DefaultHTTPPort,
+			HTTPS:   -1,
 			DNS:     DefaultDNSPort,
 			SerfLAN: DefaultSerfLAN,
 			Server:  DefaultServerPort,

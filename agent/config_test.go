@@ -255,7 +255,7 @@ dns_config {
 	want.BindAddr = "10.0.0.5"
 	want.AdvertiseAddr = "192.0.2.1"
 	want.ClientAddr = "0.0.0.0"
-	want.Ports = Ports{HTTP: 18500, DNS: 18600, SerfLAN: 18301, Server: 18300}
+	want.Ports = Ports{HTTP: 18500, HTTPS: -1, DNS: 18600, SerfLAN: 18301, Server: 18300}
 	want.Join = []string{"10.0.0.7"}
 	want.RetryJoin = []string{"10.0.0.6", "10.0.0.8"}
 	want.Encrypt = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
@@ -310,9 +310,9 @@ func TestLoadConfigFileErrors(t *testing.T) {
 		{"unknown json key", "a.json", "{\"server\": true,\n \"enable_locl_script_checks\": true}",
 			`config file %s: unknown key "enable_locl_script_checks"; it is neither one of cairn's keys (` + keys + `) nor one of Consul's`},
 		{"unknown port", "a.hcl", "ports {\n  htps = 8501\n}\n",
-			`config file %s: line 2: unknown key "ports.htps"; it is neither one of cairn's keys in ports (dns, http, serf_lan, server) nor one of Consul's`},
+			`config file %s: line 2: unknown key "ports.htps"; it is neither one of cairn's keys in ports (dns, http, https, serf_lan, server) nor one of Consul's`},
 		{"unknown json port", "a.json", `{"ports": {"grcp": 8502}}`,
-			`config file %s: unknown key "ports.grcp"; it is neither one of cairn's keys in ports (dns, http, serf_lan, server) nor one of Consul's`},
+			`config file %s: unknown key "ports.grcp"; it is neither one of cairn's keys in ports (dns, http, https, serf_lan, server) nor one of Consul's`},
 		{"bad service", "a.hcl", "service {\n  name = \"web\"\n  prot = 80\n}\n",
 			`config file %s: line 1: service: json: unknown field "Prot"`},
 		{"bad check", "a.json", `{"checks": [{"id": "a", "ttl": "soon"}]}`,

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/hcl"
 	"github.com/hashicorp/hcl/hcl/ast"
 
+	"github.com/cairn-dev/cairn/agent/tlsconfig"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -52,6 +53,20 @@ type fileConfig struct {
 	Performance     *filePerformance  `hcl:"performance"`
 	Limits          *fileLimits       `hcl:"limits"`
 	RaftLogStore    *fileLogStore     `hcl:"raft_logstore"`
+	// TLS: the tls block and the older top-level keys (tlsconfig.Resolve
+	// applies Consul's precedence).
+	TLS                  *fileTLS `hcl:"tls"`
+	CAFile               *string  `hcl:"ca_file"`
+	CAPath               *string  `hcl:"ca_path"`
+	CertFile             *string  `hcl:"cert_file"`
+	KeyFile              *string  `hcl:"key_file"`
+	VerifyIncoming       *bool    `hcl:"verify_incoming"`
+	VerifyIncomingRPC    *bool    `hcl:"verify_incoming_rpc"`
+	VerifyIncomingHTTPS  *bool    `hcl:"verify_incoming_https"`
+	VerifyOutgoing       *bool    `hcl:"verify_outgoing"`
+	VerifyServerHostname *bool    `hcl:"verify_server_hostname"`
+	TLSMinVersion        *string  `hcl:"tls_min_version"`
+	TLSCipherSuites      *string  `hcl:"tls_cipher_suites"`
 	// Service and check definitions (service {}, services [], check {},
 	// checks []) are read by definitions.go, not decoded here; the
 	// fields only declare the keys.
@@ -103,7 +118,15 @@ type fileLogStore struct {
 	Backend *string `hcl:"backend"`
 }
 
+// fileTLS is Consul's tls block (tls.grpc is accepted and ignored).
+type fileTLS struct {
+	Defaults    *tlsconfig.Protocol `hcl:"defaults"`
+	InternalRPC *tlsconfig.Protocol `hcl:"internal_rpc"`
+	HTTPS       *tlsconfig.Protocol `hcl:"https"`
+}
+
 type filePorts struct {
+	HTTPS   *int `hcl:"https"`
 	HTTP    *int `hcl:"http"`
 	DNS     *int `hcl:"dns"`
 	SerfLAN *int `hcl:"serf_lan"`
@@ -291,6 +314,7 @@ func (fc *fileConfig) apply(c *Config) error {
 	set(&c.ClientAddr, fc.ClientAddr)
 	if p := fc.Ports; p != nil {
 		set(&c.Ports.HTTP, p.HTTP)
+		set(&c.Ports.HTTPS, p.HTTPS)
 		set(&c.Ports.DNS, p.DNS)
 		set(&c.Ports.SerfLAN, p.SerfLAN)
 		set(&c.Ports.Server, p.Server)
@@ -383,6 +407,7 @@ func (fc *fileConfig) apply(c *Config) error {
 			return err
 		}
 	}
+	fc.applyTLS(&c.TLS)
 	if l := fc.Limits; l != nil {
 		set(&c.Limits.HTTPMaxConnsPerClient, l.HTTPMaxConnsPerClient)
 		set(&c.Limits.MaxBlockingQueries, l.MaxBlockingQueries)
@@ -405,6 +430,50 @@ func (fc *fileConfig) apply(c *Config) error {
 		set(&c.DNS.OnlyPassing, d.OnlyPassing)
 	}
 	return nil
+}
+
+// applyTLS merges the tls keys of one file over the earlier files,
+// block by block and key by key, as Consul merges config files.
+func (fc *fileConfig) applyTLS(t *tlsconfig.Config) {
+	if fc.TLS != nil {
+		for _, b := range []struct{ dst, src *tlsconfig.Protocol }{
+			{&t.Defaults, fc.TLS.Defaults}, {&t.InternalRPC, fc.TLS.InternalRPC}, {&t.HTTPS, fc.TLS.HTTPS},
+		} {
+			if b.src == nil {
+				continue
+			}
+			keep(&b.dst.CAFile, b.src.CAFile)
+			keep(&b.dst.CAPath, b.src.CAPath)
+			keep(&b.dst.CertFile, b.src.CertFile)
+			keep(&b.dst.KeyFile, b.src.KeyFile)
+			keep(&b.dst.VerifyIncoming, b.src.VerifyIncoming)
+			keep(&b.dst.VerifyOutgoing, b.src.VerifyOutgoing)
+			keep(&b.dst.VerifyServerHostname, b.src.VerifyServerHostname)
+			keep(&b.dst.TLSMinVersion, b.src.TLSMinVersion)
+			keep(&b.dst.TLSCipherSuites, b.src.TLSCipherSuites)
+		}
+	}
+	d := &t.Deprecated
+	for _, k := range []struct{ dst, src **string }{
+		{&d.CAFile, &fc.CAFile}, {&d.CAPath, &fc.CAPath}, {&d.CertFile, &fc.CertFile}, {&d.KeyFile, &fc.KeyFile},
+		{&d.TLSMinVersion, &fc.TLSMinVersion}, {&d.TLSCipherSuites, &fc.TLSCipherSuites},
+	} {
+		keep(k.dst, *k.src)
+	}
+	for _, k := range []struct{ dst, src **bool }{
+		{&d.VerifyIncoming, &fc.VerifyIncoming}, {&d.VerifyIncomingRPC, &fc.VerifyIncomingRPC},
+		{&d.VerifyIncomingHTTPS, &fc.VerifyIncomingHTTPS}, {&d.VerifyOutgoing, &fc.VerifyOutgoing},
+		{&d.VerifyServerHostname, &fc.VerifyServerHostname},
+	} {
+		keep(k.dst, *k.src)
+	}
+}
+
+// keep sets *dst to v when v is set (a pointer field of a later file).
+func keep[T any](dst **T, v *T) {
+	if v != nil {
+		*dst = v
+	}
 }
 
 func set[T any](dst *T, v *T) {

@@ -9,13 +9,11 @@ package agent
 var consulKeys = setOf(
 	// ACLs, TLS and encryption options cairn does not implement.
 	"acl_datacenter", "acl_enable_key_list_policy", "enable_acl_replication",
-	"tls", "ca_file", "ca_path", "cert_file", "key_file", "verify_incoming", "verify_incoming_rpc",
-	"verify_incoming_https", "verify_outgoing", "verify_server_hostname", "tls_min_version",
-	"tls_cipher_suites", "tls_prefer_server_cipher_suites", "auto_encrypt", "auto_config",
+	"tls.grpc", "tls_prefer_server_cipher_suites", "auto_encrypt", "auto_config",
 	"encrypt_verify_incoming", "encrypt_verify_outgoing", "disable_keyring_file",
 	// Addresses and ports of listeners cairn does not have.
 	"addresses.https", "addresses.grpc", "addresses.grpc_tls",
-	"ports.https", "ports.serf_wan", "ports.grpc", "ports.grpc_tls", "ports.sidecar_min_port",
+	"ports.serf_wan", "ports.grpc", "ports.grpc_tls", "ports.sidecar_min_port",
 	"ports.sidecar_max_port", "ports.expose_min_port", "ports.expose_max_port",
 	"ports.proxy_min_port", "ports.proxy_max_port",
 	"advertise_addr_ipv4", "advertise_addr_ipv6", "advertise_addr_wan", "advertise_addr_wan_ipv4",

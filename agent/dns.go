@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/cairn-dev/cairn/dns"
@@ -28,6 +30,11 @@ type dnsCatalog struct {
 	cat  *catalog.Catalog
 	vips *vip.VIPs // nil without -vip-cidr
 	log  *slog.Logger
+	// view, when set, is what DNS may answer: the default token's
+	// Authorizer (Consul answers DNS with acl.tokens.default). Services
+	// and nodes it may not read are left out, so they answer NXDOMAIN.
+	// nil (ACLs off): everything.
+	view func() acl.Authorizer
 
 	mu          sync.Mutex
 	lastCatalog uint64 // the catalog index the counter was last bumped for
@@ -62,6 +69,7 @@ func (d *dnsCatalog) allocations(ws memdb.WatchSet) (uint64, map[string]vip.Allo
 func (d *dnsCatalog) Snapshot(ws memdb.WatchSet) (uint64, []dns.Service, []dns.Node) {
 	iidx, insts := d.cat.AllInstances(ws)
 	nidx, nodes := d.cat.Nodes(ws, catalog.Filter{})
+	insts, nodes = d.visible(insts, nodes)
 	feedIdx, _, _ := d.cat.Changes(nil, 0)
 	vidx, vips, verrs := d.allocations(ws)
 
@@ -108,6 +116,7 @@ func (d *dnsCatalog) Changes(ws memdb.WatchSet, since uint64) (dns.Delta, bool) 
 	delta := dns.Delta{Index: d.index}
 	for _, name := range names {
 		_, insts := d.cat.ServiceHealth(nil, name, catalog.Filter{})
+		insts, _ = d.visible(insts, nil)
 		warned := d.warned[name]
 		delete(d.warned, name)
 		if svcs := d.services(insts, map[string]map[string]bool{name: warned}); len(svcs) > 0 {
@@ -118,9 +127,28 @@ func (d *dnsCatalog) Changes(ws memdb.WatchSet, since uint64) (dns.Delta, bool) 
 	}
 	if nidx, nodes := d.cat.Nodes(nil, catalog.Filter{}); nidx != d.lastNodes {
 		d.lastNodes = nidx
+		_, nodes = d.visible(nil, nodes)
 		delta.Nodes, delta.NodesChanged = dnsNodes(nodes), true
 	}
 	return delta, true
+}
+
+// visible trims insts and nodes to the view: an instance needs service
+// read on its service and node read on its node, a node node read
+// (Consul's DNS filters with the default token as its catalog reads do).
+func (d *dnsCatalog) visible(insts []catalog.Instance, nodes []*catalog.Node) ([]catalog.Instance, []*catalog.Node) {
+	if d.view == nil {
+		return insts, nodes
+	}
+	a := d.view()
+	if a == nil {
+		return insts, nodes
+	}
+	insts = slices.DeleteFunc(slices.Clone(insts), func(in catalog.Instance) bool {
+		return !a.Allowed(acl.Service, in.Service.Name, acl.Read) || !a.Allowed(acl.Node, in.Node.Node, acl.Read)
+	})
+	nodes = slices.DeleteFunc(slices.Clone(nodes), func(n *catalog.Node) bool { return !a.Allowed(acl.Node, n.Node, acl.Read) })
+	return insts, nodes
 }
 
 // services groups instances into dns services by exact name, in the
@@ -264,11 +292,13 @@ func (w *wiring) dnsPart() (part, bool, error) {
 	if err != nil {
 		return part{}, false, err
 	}
-	dc.Queries = dnsQueries{queries}
+	dc.Queries = dnsQueries{r: queries, view: w.dnsView}
 	if w.tel != nil {
 		dc.Metrics = w.tel
 	}
-	srv, err := dns.New(dc, newDNSCatalog(w.cat, w.vips, w.log))
+	dcat := newDNSCatalog(w.cat, w.vips, w.log)
+	dcat.view = w.dnsView
+	srv, err := dns.New(dc, dcat)
 	if err != nil {
 		return part{}, false, err
 	}
@@ -313,3 +343,25 @@ func listenDNS(addr string, port int) (net.PacketConn, net.Listener, error) {
 		}
 	}
 }
+
+// dnsView is the default token's Authorizer, which DNS answers with
+// (Consul's acl.tokens.default, else the anonymous token); nil when ACLs
+// are off. A token that cannot be resolved answers nothing.
+func (w *wiring) dnsView() acl.Authorizer {
+	st := w.acls
+	if st == nil {
+		return nil
+	}
+	a, err := st.resolver.Authorizer(context.Background(), st.tokens.Get(acl.KindDefault))
+	if err != nil {
+		w.log.Warn("dns: cannot resolve the default ACL token; answering nothing from the catalog", "err", err)
+		return denyAll{}
+	}
+	return a
+}
+
+// denyAll is the Authorizer of a token that could not be resolved.
+type denyAll struct{}
+
+func (denyAll) Allowed(acl.Resource, string, acl.Access) bool      { return false }
+func (denyAll) AllowedUnder(acl.Resource, string, acl.Access) bool { return false }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +76,10 @@ func (w *wiring) httpPart() (part, error) {
 	if err != nil {
 		return part{}, err
 	}
+	resolver, err := w.aclResolver() // nil when ACLs are off
+	if err != nil {
+		return part{}, err
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
 		CatalogTxn:      txns,
 		ACLSystem:       acls,
@@ -88,6 +93,7 @@ func (w *wiring) httpPart() (part, error) {
 		PreparedQueries: queries,
 		Autopilot:       &autopilot{ml: w.ml, router: w.routerFor()},
 		Keyring:         keyring{w.ml},
+		ACL:             resolver,
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,
 			NodeID:      w.nodeID,
@@ -113,9 +119,9 @@ func (w *wiring) httpPart() (part, error) {
 	if err != nil {
 		return part{}, fmt.Errorf("build the HTTP API: %w", err)
 	}
-	ln := w.httpLn
+	ln, httpsLn := w.httpLn, w.httpsLn
 	return part{"HTTP API", func(ctx context.Context) error {
-		if ln == nil {
+		if ln == nil && httpsLn == nil {
 			<-ctx.Done()
 			return nil
 		}
@@ -134,12 +140,32 @@ func (w *wiring) httpPart() (part, error) {
 		srv.Protocols = new(http.Protocols)
 		srv.Protocols.SetHTTP1(true)
 		srv.Protocols.SetUnencryptedHTTP2(true)
+		srv.Protocols.SetHTTP2(true) // over HTTPS, by ALPN
 		srv.RegisterOnShutdown(cancelRequests)
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(limitConnsPerClient(ln, cfg.Limits.HTTPMaxConnsPerClient)) }()
+		served := make(chan error, 2)
+		serving := 0
+		for _, l := range []net.Listener{ln, httpsLn} {
+			if l == nil {
+				continue
+			}
+			serving++
+			limited := limitConnsPerClient(l, cfg.Limits.HTTPMaxConnsPerClient)
+			if l == httpsLn {
+				// HTTPS: the same API; each handshake takes the current
+				// certificate (reload swaps it), HTTP/2 by ALPN.
+				limited = tls.NewListener(limited, w.tls.HTTPS())
+			}
+			go func() {
+				if err := srv.Serve(limited); !errors.Is(err, http.ErrServerClosed) {
+					served <- fmt.Errorf("serve on %s: %w", l.Addr(), err)
+					return
+				}
+				served <- http.ErrServerClosed
+			}()
+		}
 		select {
 		case err := <-served:
-			return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+			return err
 		case <-ctx.Done():
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -148,9 +174,12 @@ func (w *wiring) httpPart() (part, error) {
 			w.log.Warn("HTTP API: requests still running after the shutdown timeout; closing them", "timeout", cfg.ShutdownTimeout)
 			srv.Close()
 		}
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			return err
+		var errs []error
+		for range serving {
+			if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+				errs = append(errs, err)
+			}
 		}
-		return nil
+		return errors.Join(errs...)
 	}}, nil
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,8 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hashicorp/raft"
-
+	"github.com/cairn-dev/cairn/agent/forward"
 	"github.com/cairn-dev/cairn/agent/httpapi"
 	"github.com/cairn-dev/cairn/agent/logging"
 	"github.com/cairn-dev/cairn/agent/membership"
@@ -35,18 +35,19 @@ func (w *wiring) ops() httpapi.Ops {
 	if logs := logging.Of(w.log); logs != nil {
 		o.Logs = logs
 	}
-	if w.store != nil {
-		o.Snapshots = snapshots{store: w.store}
-		o.Raft = &raftOps{store: w.store}
-	}
+	// Every agent takes snapshots and Raft changes; a client or a
+	// follower forwards them to the leader, as Consul's do.
+	o.Snapshots = snapshots{router: w.routerFor()}
+	o.Raft = w.routerFor()
 	return o
 }
 
-// snapshots implements httpapi.Snapshots on a server's store.
-type snapshots struct{ store *kv.Server }
+// snapshots implements httpapi.Snapshots through the router: the
+// leader's state, wherever the request came in.
+type snapshots struct{ router *forward.Router }
 
 func (s snapshots) Save(ctx context.Context, w io.Writer, started func(index uint64)) error {
-	meta, state, err := s.store.Snapshot()
+	meta, state, err := s.router.Snapshot(ctx)
 	if err != nil {
 		return err
 	}
@@ -69,59 +70,18 @@ func (s snapshots) Restore(ctx context.Context, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	if _, err := kv.SummarizeState(st); err != nil {
+	state, err := io.ReadAll(st)
+	if err != nil {
 		return badSnapshot(fmt.Errorf("%w: %v", snapshot.ErrCorrupt, err))
 	}
-	if st, err = a.State(); err != nil {
-		return err
+	if _, err := kv.SummarizeState(bytes.NewReader(state)); err != nil {
+		return badSnapshot(fmt.Errorf("%w: %v", snapshot.ErrCorrupt, err))
 	}
-	return s.store.Restore(ctx, kv.SnapshotMeta{ID: a.Meta.ID, Index: a.Meta.Index, Term: a.Meta.Term, Size: a.Meta.Size}, st)
+	return s.router.Restore(ctx, kv.SnapshotMeta{ID: a.Meta.ID, Index: a.Meta.Index, Term: a.Meta.Term, Size: a.Meta.Size}, state)
 }
 
 func badSnapshot(err error) error {
 	return fmt.Errorf("%w: refused the snapshot, nothing was changed: %v", kv.ErrInvalidRequest, err)
-}
-
-// raftOps implements httpapi.RaftOperator on a server.
-type raftOps struct{ store *kv.Server }
-
-func (o *raftOps) RemovePeer(ctx context.Context, id, address string) error {
-	peers, err := o.store.Configuration()
-	if err != nil {
-		return err
-	}
-	for _, p := range peers {
-		if (id != "" && p.ID == id) || (address != "" && p.Address == address) {
-			return o.store.RemoveServer(p.ID)
-		}
-	}
-	if id != "" {
-		return fmt.Errorf("%w: no server with ID %q in the Raft configuration; see cairn operator raft list-peers", kv.ErrInvalidRequest, id)
-	}
-	return fmt.Errorf("%w: no server at address %q in the Raft configuration; see cairn operator raft list-peers", kv.ErrInvalidRequest, address)
-}
-
-func (o *raftOps) TransferLeader(ctx context.Context, id string) error {
-	r := o.store.Raft()
-	if r.State() != raft.Leader {
-		return kv.ErrNotLeader
-	}
-	if id == "" {
-		return o.store.TransferLeadership("", "")
-	}
-	peers, err := o.store.Configuration()
-	if err != nil {
-		return err
-	}
-	for _, p := range peers {
-		if p.ID == id {
-			if !p.Voter {
-				return fmt.Errorf("%w: server %q is not a voter and cannot lead", kv.ErrInvalidRequest, id)
-			}
-			return o.store.TransferLeadership(p.ID, p.Address)
-		}
-	}
-	return fmt.Errorf("%w: no server with ID %q in the Raft configuration; see cairn operator raft list-peers", kv.ErrInvalidRequest, id)
 }
 
 // errReloadUnavailable is Reload called on an agent that is not running.

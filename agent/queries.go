@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
+	"github.com/cairn-dev/cairn/agent/acl"
+	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/membership"
 	"github.com/cairn-dev/cairn/agent/preparedquery"
 	"github.com/cairn-dev/cairn/dns"
@@ -20,7 +23,7 @@ func (w *wiring) queryRegistry() (*preparedquery.Registry, error) {
 	}
 	ml := w.ml
 	r, err := preparedquery.New(preparedquery.Config{
-		Store:   w.routerFor(),
+		Store:   w.routerFor().Internal(), // the agent's own keys (_cairn/query/)
 		Catalog: w.cat,
 		Coordinates: func() []membership.NodeCoordinate {
 			_, cs := ml.Coordinates(nil)
@@ -37,7 +40,11 @@ func (w *wiring) queryRegistry() (*preparedquery.Registry, error) {
 }
 
 // dnsQueries adapts the prepared queries to dns.Queries.
-type dnsQueries struct{ r *preparedquery.Registry }
+type dnsQueries struct {
+	r *preparedquery.Registry
+	// view is DNS's ACL view (dnsCatalog.view); nil: everything.
+	view func() acl.Authorizer
+}
 
 func (q dnsQueries) Query(ctx context.Context, name string, source netip.Addr) ([]dns.Instance, time.Duration, bool, error) {
 	res, err := q.r.Execute(ctx, name, preparedquery.ExecOptions{SourceIP: source})
@@ -47,8 +54,17 @@ func (q dnsQueries) Query(ctx context.Context, name string, source netip.Addr) (
 	if err != nil {
 		return nil, 0, false, err
 	}
-	out := make([]dns.Instance, 0, len(res.Instances))
-	for _, in := range res.Instances {
+	insts := res.Instances
+	if q.view != nil {
+		// The default token's view, as the catalog's names (dnsCatalog.visible).
+		if a := q.view(); a != nil {
+			insts = slices.DeleteFunc(slices.Clone(insts), func(in catalog.Instance) bool {
+				return !a.Allowed(acl.Service, in.Service.Name, acl.Read) || !a.Allowed(acl.Node, in.Node.Node, acl.Read)
+			})
+		}
+	}
+	out := make([]dns.Instance, 0, len(insts))
+	for _, in := range insts {
 		if inst, reason := dnsInstance(in); reason == "" {
 			out = append(out, inst)
 		}

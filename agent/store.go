@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/forward"
 	"github.com/cairn-dev/cairn/agent/servers"
 	"github.com/cairn-dev/cairn/kv"
@@ -23,6 +24,7 @@ import (
 func (w *wiring) storeParts() ([]part, error) {
 	cfg := w.cfg
 	w.pool = forward.NewPool(5 * time.Second)
+	w.pool.UseTLS(w.tls)
 	w.onClose(func() error { w.pool.Close(); return nil })
 	if !cfg.Server {
 		return nil, nil
@@ -32,6 +34,7 @@ func (w *wiring) storeParts() ([]part, error) {
 		return nil, err
 	}
 	w.mux = mux
+	mux.UseTLS(w.tls)
 	w.onClose(func() error { mux.Close(); return nil })
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  mux.RaftLayer(),
@@ -113,7 +116,16 @@ func (w *wiring) routerFor() *forward.Router {
 				return nil
 			}
 			return w.members.serverAddrs()
-		}, w.pool, forward.HoldTimeout(w.cfg.RPCHoldTimeout), forward.NodeExists(w.nodeExists))
+		}, w.pool, forward.HoldTimeout(w.cfg.RPCHoldTimeout), forward.NodeExists(w.nodeExists),
+			// ACLs (nil resolver: off). The agent's own forwarded
+			// requests carry the agent token.
+			forward.ACL(func() acl.Resolver {
+				if st := w.acls; st != nil {
+					return st.resolver
+				}
+				return nil
+			}), forward.AgentToken(w.agentToken),
+			forward.InitialManagement(w.cfg.ACL.InitialManagement), forward.Logger(w.log))
 	}
 	return w.router
 }
@@ -141,4 +153,17 @@ func (w *wiring) diskStats() map[string]string {
 		return map[string]string{"condition": "ok"}
 	}
 	return map[string]string{"condition": c.Kind, "since": c.Since.UTC().Format(time.RFC3339), "error": c.Error}
+}
+
+// agentToken is the token the agent's own forwarded requests carry:
+// Consul's acl.tokens.agent, else acl.tokens.default, else none.
+func (w *wiring) agentToken() string {
+	st := w.acls
+	if st == nil {
+		return ""
+	}
+	if t := st.tokens.Get(acl.KindAgent); t != "" {
+		return t
+	}
+	return st.tokens.Get(acl.KindDefault)
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,8 @@ type telemetry struct {
 	reg *metrics.Registry
 
 	httpTime      *metrics.TimerVec
+	httpSeries    atomic.Pointer[map[httpSeries]metrics.Timer] // see Request
+	httpSeriesMu  sync.Mutex                                   // serializes adding to httpSeries
 	blocking      prometheus.Gauge
 	kvRead        *metrics.TimerVec
 	kvApply       *metrics.TimerVec
@@ -45,6 +48,7 @@ type telemetry struct {
 	checkUpdates  *prometheus.CounterVec
 	regEvents     *prometheus.CounterVec
 	regTime       *metrics.TimerVec
+	regLag        *metrics.TimerVec
 	vipTime       *metrics.TimerVec
 	vipErrors     *prometheus.CounterVec
 	raftCommit    metrics.Timer
@@ -70,6 +74,7 @@ func newTelemetry(hostname string) *telemetry {
 		checkUpdates:  r.Counter("consul.checks.updates", "check results that changed a check's status or output, by the new status", "status"),
 		regEvents:     r.Counter("cairn.registrator.events", "registrator calls to the catalog, by op and result", "op", "result"),
 		regTime:       r.Timer("cairn.registrator.apply", "registrator calls to the catalog, by op", "op"),
+		regLag:        r.Timer("cairn.registrator.lag", "registrator lag: from the work being queued (a Docker event received, a sync, a heartbeat) to the catalog call that applied it, by op", "op"),
 		vipTime:       r.Timer("cairn.vip.reconcile", "VIP data plane reconciles, by kind (sync, update, flush)", "op"),
 		vipErrors:     r.Counter("cairn.vip.reconcile_errors", "VIP data plane reconciles that failed, by kind", "op"),
 		raftCommit:    r.Timer("consul.raft.commitTime", "Raft applies this server led, submit to applied").With(),
@@ -103,13 +108,53 @@ func (t *telemetry) Query(rcode int, d time.Duration) {
 //
 // Methods outside HTTP's own count as OTHER, so a client cannot grow the
 // label set without bound (routes and status codes are bounded already).
+//
+// The series of a (method, route, status) is looked up once and kept in
+// a copy-on-write map read without a lock: a request costs a map read
+// and an atomic add, no label hashing, no allocation.
 func (t *telemetry) Request(method, route string, status int, d time.Duration) {
 	switch method {
 	case http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete, http.MethodHead, http.MethodOptions, http.MethodPatch:
 	default:
 		method = "OTHER"
 	}
-	t.httpTime.With(method, route, strconv.Itoa(status)).Observe(d)
+	k := httpSeries{method, route, status}
+	if m := t.httpSeries.Load(); m != nil {
+		if tm, ok := (*m)[k]; ok {
+			tm.Observe(d)
+			return
+		}
+	}
+	t.httpSeriesFor(k).Observe(d)
+}
+
+// httpSeries names one series of consul.api.http.
+type httpSeries struct {
+	method, route string
+	status        int
+}
+
+// httpSeriesFor adds k's series to the map (a new copy); the label sets
+// are bounded (methods, routes and status codes), so the map is too.
+func (t *telemetry) httpSeriesFor(k httpSeries) metrics.Timer {
+	t.httpSeriesMu.Lock()
+	defer t.httpSeriesMu.Unlock()
+	old := t.httpSeries.Load()
+	if old != nil {
+		if tm, ok := (*old)[k]; ok {
+			return tm
+		}
+	}
+	next := make(map[httpSeries]metrics.Timer, 1)
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	tm := t.httpTime.With(k.method, k.route, strconv.Itoa(k.status))
+	next[k] = tm
+	t.httpSeries.Store(&next)
+	return tm
 }
 
 // Blocking implements httpapi.Observer.
@@ -236,29 +281,32 @@ type countedRegistry struct {
 	t *telemetry
 }
 
-func (r countedRegistry) count(op string, start time.Time, err error) error {
+func (r countedRegistry) count(ctx context.Context, op string, start time.Time, err error) error {
 	result := "ok"
 	if err != nil {
 		result = "error"
 	}
 	r.t.regEvents.WithLabelValues(op, result).Inc()
 	r.t.regTime.Since(start, op)
+	if q := registrator.QueuedAt(ctx); !q.IsZero() && err == nil {
+		r.t.regLag.Since(q, op)
+	}
 	return err
 }
 
 func (r countedRegistry) Register(ctx context.Context, s *registrator.Service) error {
 	start := time.Now()
-	return r.count("register", start, r.Registry.Register(ctx, s))
+	return r.count(ctx, "register", start, r.Registry.Register(ctx, s))
 }
 
 func (r countedRegistry) Deregister(ctx context.Context, s *registrator.Service) error {
 	start := time.Now()
-	return r.count("deregister", start, r.Registry.Deregister(ctx, s))
+	return r.count(ctx, "deregister", start, r.Registry.Deregister(ctx, s))
 }
 
 func (r countedRegistry) Refresh(ctx context.Context, s *registrator.Service) error {
 	start := time.Now()
-	return r.count("refresh", start, r.Registry.Refresh(ctx, s))
+	return r.count(ctx, "refresh", start, r.Registry.Refresh(ctx, s))
 }
 
 // dataplane times the VIP data plane's reconciles.
@@ -351,6 +399,76 @@ func (t *telemetry) catalog(cat *catalog.Catalog, ml *membership.Membership) {
 		}
 		return out
 	})
+}
+
+// convergence measures how gossip carries the other agents' catalog
+// states here: the gauge cairn.catalog.replicas_missing (live members
+// whose state this agent does not hold; 0 when converged, read at each
+// scrape) and the timer cairn.catalog.convergence (from a member first
+// seen live here, joining or coming back, to its state arriving here;
+// milliseconds). The part watches membership and
+// the catalog and returns when ctx ends.
+func (t *telemetry) convergence(cat *catalog.Catalog, ml *membership.Membership, self string) (part, bool) {
+	if t == nil {
+		return part{}, false
+	}
+	missing := func(ms []membership.Member, held map[string]uint64) []string {
+		var out []string
+		for _, m := range ms {
+			if m.Name == self || (m.Status != membership.StatusAlive && m.Status != membership.StatusLeaving) {
+				continue
+			}
+			if _, ok := held[m.Name]; !ok {
+				out = append(out, m.Name)
+			}
+		}
+		return out
+	}
+	t.reg.GaugeFunc("cairn.catalog.replicas_missing", "live members whose catalog state this agent does not hold (0: converged)", func() float64 {
+		_, ms := ml.Members(nil)
+		return float64(len(missing(ms, cat.Replicas())))
+	})
+	timer := t.reg.Timer("cairn.catalog.convergence", "time from a live member being seen without its catalog state here to the state arriving").With()
+	return part{"catalog convergence metrics", func(ctx context.Context) error {
+		// Each live member is timed once per time it is live: from when
+		// this loop first sees it live to when its state is held here
+		// (0 when both were already true at the first look).
+		seen := map[string]time.Time{} // live member -> when first seen live
+		done := map[string]bool{}      // live members already timed
+		for {
+			ws := memdb.NewWatchSet()
+			_, ms := ml.Members(ws)
+			cat.Nodes(ws, catalog.Filter{})
+			held := cat.Replicas()
+			now := time.Now()
+			live := map[string]bool{}
+			for _, m := range ms {
+				if m.Name == self || (m.Status != membership.StatusAlive && m.Status != membership.StatusLeaving) {
+					continue
+				}
+				live[m.Name] = true
+				if done[m.Name] {
+					continue
+				}
+				if _, ok := seen[m.Name]; !ok {
+					seen[m.Name] = now
+				}
+				if _, ok := held[m.Name]; ok {
+					timer.Observe(now.Sub(seen[m.Name]))
+					done[m.Name] = true
+				}
+			}
+			for name := range seen {
+				if !live[name] {
+					delete(seen, name)
+					delete(done, name)
+				}
+			}
+			if err := ws.WatchCtx(ctx); err != nil {
+				return nil
+			}
+		}
+	}}, true
 }
 
 // raft exposes Raft's indexes and last contact, read at each scrape,

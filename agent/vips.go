@@ -232,7 +232,7 @@ func (w *wiring) vipPart() (part, bool, error) {
 	vc := vip.Config{
 		CIDR:  cidr,
 		Grace: cfg.VIPGrace,
-		Store: w.routerFor(), Leader: leader, Catalog: w.cat, Dataplane: w.tel.dataplane(dp), Logger: w.log,
+		Store: w.routerFor().Internal(), Leader: leader, Catalog: w.cat, Dataplane: w.tel.dataplane(dp), Logger: w.log,
 		// DNS answers VIPs from here until the first read of the store.
 		CachePath: filepath.Join(w.dataDir, vipCacheFile),
 		// A VIP that appears or changes wakes blocking queries on its service.

@@ -14,6 +14,7 @@ import (
 	"github.com/cairn-dev/cairn/agent/forward"
 	"github.com/cairn-dev/cairn/agent/membership"
 	"github.com/cairn-dev/cairn/agent/preparedquery"
+	"github.com/cairn-dev/cairn/agent/tlsconfig"
 	"github.com/cairn-dev/cairn/agent/vip"
 	"github.com/cairn-dev/cairn/kv"
 )
@@ -38,6 +39,8 @@ type wiring struct {
 	store    *kv.Server
 	mux      *forward.Mux
 	httpLn   net.Listener // nil when the HTTP API is off
+	httpsLn  net.Listener // nil without ports.https
+	tls      *tlsconfig.Manager
 	httpPort int
 	dnsPC    net.PacketConn // nil when DNS is off
 	dnsLn    net.Listener
@@ -79,6 +82,9 @@ func (w *wiring) build() ([]layer, error) {
 	if err := w.prepare(); err != nil {
 		return nil, err
 	}
+	if err := w.tlsSetup(); err != nil {
+		return nil, err
+	}
 	store, err := w.storeParts()
 	if err != nil {
 		return nil, err
@@ -87,6 +93,9 @@ func (w *wiring) build() ([]layer, error) {
 		store = append(store, p)
 	}
 	if err := w.listen(); err != nil {
+		return nil, err
+	}
+	if err := w.listenHTTPS(); err != nil {
 		return nil, err
 	}
 	membership, err := w.membershipParts()

@@ -140,6 +140,9 @@ type QueryMeta struct {
 	Index       uint64
 	KnownLeader bool
 	LastContact time.Duration
+	// ResultsFilteredByACLs: the answer left out what the caller's token
+	// may not read (Consul's X-Consul-Results-Filtered-By-ACLs).
+	ResultsFilteredByACLs bool
 }
 
 // Errors callers branch on. The HTTP layer maps each to one status code.

@@ -3,6 +3,7 @@ package registrator
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Work a queued container needs; flags accumulate while it waits.
@@ -26,8 +27,9 @@ type queue struct {
 	// testing/synctest and select on stop.)
 	wake     chan struct{}
 	stop     chan struct{}
-	order    []string         // waiting containers, oldest first; each also in work, none inflight
-	work     map[string]uint8 // waiting (or re-added while inflight) -> flags
+	order    []string             // waiting containers, oldest first; each also in work, none inflight
+	work     map[string]uint8     // waiting (or re-added while inflight) -> flags
+	since    map[string]time.Time // waiting -> when its oldest waiting work was queued
 	inflight map[string]bool
 
 	// barrier: containers queued by the latest full sync that no worker
@@ -40,7 +42,7 @@ type queue struct {
 }
 
 func newQueue() *queue {
-	return &queue{work: map[string]uint8{}, inflight: map[string]bool{}, barrier: map[string]bool{}, rerun: map[string]bool{},
+	return &queue{work: map[string]uint8{}, since: map[string]time.Time{}, inflight: map[string]bool{}, barrier: map[string]bool{}, rerun: map[string]bool{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
@@ -58,6 +60,7 @@ func (q *queue) addLocked(id string, flags uint8) {
 		return
 	}
 	q.work[id] = flags
+	q.since[id] = time.Now()
 	if !q.inflight[id] {
 		q.order = append(q.order, id)
 		q.signal()
@@ -94,13 +97,15 @@ func (q *queue) addSync(ids []string) <-chan struct{} {
 	return done
 }
 
-// next blocks until a container is waiting and no other worker holds it,
-// and returns it with its work; ok is false once the queue is closed.
-func (q *queue) next() (id string, flags uint8, ok bool) {
+// nextSince blocks until a container is waiting and no other worker
+// holds it, and returns it with its work and when that was queued (an
+// event arriving, a sync, a heartbeat: the start of the registrator's
+// lag); ok is false once the queue is closed.
+func (q *queue) nextSince() (id string, flags uint8, since time.Time, ok bool) {
 	for {
 		select {
 		case <-q.stop:
-			return "", 0, false
+			return "", 0, time.Time{}, false
 		case <-q.wake:
 		}
 		q.mu.Lock()
@@ -114,11 +119,12 @@ func (q *queue) next() (id string, flags uint8, ok bool) {
 		if len(q.order) > 0 {
 			q.signal()
 		}
-		flags = q.work[id]
+		flags, since = q.work[id], q.since[id]
 		delete(q.work, id)
+		delete(q.since, id)
 		q.inflight[id] = true
 		q.mu.Unlock()
-		return id, flags, true
+		return id, flags, since, true
 	}
 }
 

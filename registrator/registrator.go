@@ -353,3 +353,17 @@ func New(cfg Config, engine Engine, reg Registry) (*Registrator, error) {
 	}
 	return &Registrator{cfg: cfg, engine: engine, reg: reg, log: log, tags: tt, st: newState()}, nil
 }
+
+type queuedAtKey struct{}
+
+func withQueuedAt(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, queuedAtKey{}, t)
+}
+
+// QueuedAt is, in a Registry call, when the work that led to it was
+// queued: a Docker event arriving, a full sync, a heartbeat. The time
+// from it to the call's end is the registrator's lag. Zero when unknown.
+func QueuedAt(ctx context.Context) time.Time {
+	t, _ := ctx.Value(queuedAtKey{}).(time.Time)
+	return t
+}

@@ -89,11 +89,11 @@ func (r *Registrator) Run(ctx context.Context) error {
 	for range r.cfg.Workers {
 		g.Go(func() error {
 			for {
-				id, flags, ok := q.next()
+				id, flags, since, ok := q.nextSince()
 				if !ok {
 					return nil
 				}
-				r.handle(gctx, m, id, flags)
+				r.handle(withQueuedAt(gctx, since), m, id, flags)
 				q.done(id, flags)
 			}
 		})

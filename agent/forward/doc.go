@@ -17,6 +17,11 @@
 // sent again safely; one that may have been applied when the hold runs out
 // fails with kv.ErrOutcomeUnknown, never "no cluster leader".
 //
-// forward imports kv and nothing above it; it must not import dns,
-// template or registrator.
+// A server checks the token of each request it serves for another agent
+// (enforce.go), so that the server port is no way around the HTTP API's
+// ACLs; the agent's own requests are marked Internal and carry the agent
+// token when forwarded.
+//
+// forward imports kv and agent/acl (the Authorizer contract) and nothing
+// above them; it must not import dns, template or registrator.
 package forward

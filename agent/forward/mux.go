@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,11 +28,17 @@ type Mux struct {
 	raft chan net.Conn
 	rpc  func(net.Conn)
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	done   chan struct{}
-	wg     sync.WaitGroup
+	tls    TLS
+	limits Limits
+	dialer dialer
+
+	mu         sync.Mutex
+	conns      map[net.Conn]struct{}
+	pending    map[string]int // connections not yet past their first byte(s), by remote IP
+	pendingAll int
+	closed     bool
+	done       chan struct{}
+	wg         sync.WaitGroup
 }
 
 // Listen binds the server port. advertiseIP is the address other servers
@@ -57,8 +64,21 @@ func Listen(bind, advertiseIP string, log *slog.Logger) (*Mux, error) {
 		ln.Close()
 		return nil, fmt.Errorf("server port bound to %s: other servers cannot dial an unspecified address; set -advertise (or -bind to a concrete address)", bind)
 	}
-	return &Mux{ln: ln, adv: adv, log: log, raft: make(chan net.Conn), conns: map[net.Conn]struct{}{}, done: make(chan struct{})}, nil
+	return &Mux{ln: ln, adv: adv, log: log, raft: make(chan net.Conn), conns: map[net.Conn]struct{}{},
+		pending: map[string]int{}, limits: Limits{}.withDefaults(), done: make(chan struct{})}, nil
 }
+
+// UseTLS makes the server port accept TLS (and, when t says required,
+// only TLS from peers with a certificate of the CA) and Raft dial out
+// with it; call before Serve.
+func (m *Mux) UseTLS(t TLS) {
+	m.tls = t
+	m.dialer = dialer{tls: t}
+}
+
+// SetLimits sets the limits on connections that have not yet said what
+// they carry; call before Serve.
+func (m *Mux) SetLimits(l Limits) { m.limits = l.withDefaults() }
 
 // Addr is the advertised server address.
 func (m *Mux) Addr() net.Addr { return m.adv }
@@ -102,32 +122,93 @@ func (m *Mux) untrack(c net.Conn) {
 }
 
 func (m *Mux) handle(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var b [1]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
+	release, ok := m.admit(c)
+	if !ok {
+		m.log.Debug("server port: too many connections that have not finished their handshake; closing", "remote", c.RemoteAddr())
 		m.untrack(c)
 		c.Close()
 		return
 	}
-	c.SetReadDeadline(time.Time{})
-	switch b[0] {
+	kind, conn, err := m.open(c)
+	release()
+	if err != nil {
+		m.log.Debug("server port: connection refused", "remote", c.RemoteAddr(), "err", err)
+		m.untrack(c)
+		c.Close()
+		return
+	}
+	if conn != c {
+		// Close must reach the TLS connection's socket either way.
+		m.mu.Lock()
+		delete(m.conns, c)
+		closed := m.closed
+		if !closed {
+			m.conns[conn] = struct{}{}
+		}
+		m.mu.Unlock()
+		if closed {
+			conn.Close()
+			return
+		}
+	}
+	switch kind {
 	case connRaft:
 		// Raft owns the connection from here; it closes it itself.
-		m.untrack(c)
+		m.untrack(conn)
 		select {
-		case m.raft <- c:
+		case m.raft <- conn:
 		case <-m.done:
-			c.Close()
+			conn.Close()
 		}
 	case connRPC:
-		m.rpc(c)
-		m.untrack(c)
-		c.Close()
-	default:
-		m.log.Warn("server port: unknown connection type; closing", "remote", c.RemoteAddr(), "byte", b[0])
-		m.untrack(c)
-		c.Close()
+		m.rpc(conn)
+		m.untrack(conn)
+		conn.Close()
 	}
+}
+
+// open reads what c carries, within the handshake timeout: the first
+// byte, and for TLS the handshake and the inner byte. With TLS required
+// a plain connection gets nothing, and a TLS peer without a certificate
+// of the CA fails the handshake, so neither gets a byte read as Raft or
+// RPC.
+func (m *Mux) open(c net.Conn) (byte, net.Conn, error) {
+	c.SetDeadline(time.Now().Add(m.limits.HandshakeTimeout))
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return 0, nil, err
+	}
+	var cfg *tls.Config
+	var required bool
+	if m.tls != nil {
+		cfg, required = m.tls.IncomingRPC()
+	}
+	conn := c
+	switch b[0] {
+	case connRaft, connRPC:
+		if required {
+			return 0, nil, errors.New("plain connection refused: TLS is required (tls.internal_rpc.verify_incoming)")
+		}
+	case connTLS:
+		if cfg == nil {
+			return 0, nil, errors.New("TLS connection refused: this server has no certificate (tls cert_file/key_file)")
+		}
+		tc := tls.Server(c, cfg)
+		if err := tc.Handshake(); err != nil {
+			return 0, nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		if _, err := io.ReadFull(tc, b[:]); err != nil {
+			return 0, nil, err
+		}
+		if b[0] != connRaft && b[0] != connRPC {
+			return 0, nil, fmt.Errorf("unknown connection type %#x inside TLS", b[0])
+		}
+		conn = tc
+	default:
+		return 0, nil, fmt.Errorf("unknown connection type %#x", b[0])
+	}
+	c.SetDeadline(time.Time{})
+	return b[0], conn, nil
 }
 
 // Close stops accepting and closes every RPC connection.
@@ -166,17 +247,5 @@ func (l raftLayer) Close() error   { return nil } // the Mux owns the listener
 func (l raftLayer) Addr() net.Addr { return l.m.adv }
 
 func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dial(string(addr), connRaft, timeout)
-}
-
-func dial(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := c.Write([]byte{kind}); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	return l.m.dialer.dial(string(addr), connRaft, timeout)
 }

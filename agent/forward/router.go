@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/blocking"
 	"github.com/cairn-dev/cairn/kv"
 )
@@ -26,8 +28,12 @@ type Router struct {
 	servers func() []string // server RPC addresses known from membership
 	pool    *Pool
 
-	hold       time.Duration          // see HoldTimeout
-	nodeExists func(node string) bool // see NodeExists; nil: any node
+	hold        time.Duration          // see HoldTimeout
+	nodeExists  func(node string) bool // see NodeExists; nil: any node
+	acl         func() acl.Resolver    // see ACL; nil: nothing is checked
+	agentToken  func() string          // see AgentToken
+	initialMgmt string                 // see InitialManagement
+	log         *slog.Logger           // see Logger; nil: none
 
 	mu  sync.Mutex
 	bad map[string]time.Time // server -> when a connection to it last failed
@@ -87,6 +93,7 @@ func (r *Router) forward(ctx context.Context, stale bool, req *Request) (*Respon
 	if err == nil && addr == "" {
 		return nil, false, nil
 	}
+	ctx = r.outgoing(ctx)
 	req.Hops++
 	if err == nil {
 		return r.toLeader(ctx, addr, req)
@@ -505,10 +512,17 @@ func (r *Router) serve(ctx context.Context, req *Request) (*Response, error) {
 	if r.local == nil {
 		return nil, errors.New("this agent is not a server")
 	}
-	var (
-		resp Response
-		err  error
-	)
+	g, txnErrs, err := r.check(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(txnErrs) > 0 {
+		// Consul's Txn: one refused operation refuses the whole
+		// transaction, each refusal reported as that operation's error.
+		return &Response{TxnErrors: txnErrs}, nil
+	}
+	var resp Response
+	defer g.filter(req, &resp)
 	switch req.Method {
 	case mGet:
 		resp.Meta, resp.Entry, err = r.get(ctx, req.Hops, req.Q, req.Key)
@@ -538,7 +552,10 @@ func (r *Router) serve(ctx context.Context, req *Request) (*Response, error) {
 	case mRaftStats:
 		resp.RaftStats = r.local.Stats()
 	default:
-		err = fmt.Errorf("unknown forwarded method %q; is this server older than the agent?", req.Method)
+		var ok bool
+		if ok, err = r.serveOperator(ctx, req, &resp); !ok {
+			err = fmt.Errorf("unknown forwarded method %q; is this server older than the agent?", req.Method)
+		}
 	}
 	return &resp, err
 }

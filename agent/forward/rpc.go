@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/rpc"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-dev/cairn/agent/acl"
+	"github.com/cairn-dev/cairn/agent/logging"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -52,6 +55,10 @@ type Request struct {
 	// WriteID names the write (kv.WriteID of the caller's context), so
 	// that a write sent again is applied at most once.
 	WriteID string
+	// RequestID names the HTTP request this call serves
+	// (logging.RequestID of the caller's context), so that the server's
+	// log lines about it carry the same request_id as the caller's.
+	RequestID string
 
 	Q         kv.QueryOptions
 	Key       string
@@ -61,6 +68,9 @@ type Request struct {
 	Session   kv.Session
 	ID        string
 	Node      string
+	// SnapshotMeta and Data are a snapshot to restore (Data: its state).
+	SnapshotMeta kv.SnapshotMeta
+	Data         []byte
 }
 
 // Response carries whatever the method returns.
@@ -79,6 +89,9 @@ type Response struct {
 	Peers      []string
 	RaftPeers  []kv.Peer
 	RaftStats  map[string]string
+	// SnapshotMeta and Data are a snapshot taken (Data: its state).
+	SnapshotMeta kv.SnapshotMeta
+	Data         []byte
 }
 
 // readOnly reports whether a request only reads, so that sending it
@@ -128,12 +141,21 @@ const cancelledMemory = time.Minute
 func (e *Endpoint) Call(req *Request, resp *Response) error {
 	ctx, done := e.begin(req)
 	defer done()
+	start := time.Now()
 	out, err := e.r.serve(ctx, req)
 	if out != nil {
 		*resp = *out
 	}
+	if log := e.r.log; log != nil && log.Enabled(ctx, slog.LevelDebug) {
+		log.Debug("forward: served a forwarded request", "method", req.Method, "hops", req.Hops,
+			logging.RequestIDKey, req.RequestID, "latency", time.Since(start), "err", err)
+	}
 	return err
 }
+
+// Logger sets the log the server side of forwarding writes to: a debug
+// line per forwarded call it serves, with the caller's request ID.
+func Logger(l *slog.Logger) Option { return func(r *Router) { r.log = l } }
 
 // Cancel cancels the running call with CallID id, or the call with that
 // ID when it arrives. Unknown IDs are not an error: the call may have
@@ -157,7 +179,8 @@ func (e *Endpoint) Cancel(id string, _ *struct{}) error {
 
 // begin returns the context req runs under and the function that ends it.
 func (e *Endpoint) begin(req *Request) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(kv.WithWriteID(kv.WithToken(context.Background(), req.Token), req.WriteID))
+	ctx := logging.WithRequestID(context.Background(), req.RequestID)
+	ctx, cancel := context.WithCancel(kv.WithWriteID(kv.WithToken(ctx, req.Token), req.WriteID))
 	if req.Timeout > 0 {
 		ctx, cancel = withTimeout(ctx, cancel, req.Timeout)
 	}
@@ -200,7 +223,7 @@ func ServeConn(r *Router) (func(net.Conn), error) {
 // HTTP layer answers the same status on every agent.
 // The context's errors come back when the caller's deadline, carried to
 // the server, ran out there first.
-var sentinels = []error{kv.ErrNotLeader, kv.ErrNoLeader, kv.ErrSessionNotFound, kv.ErrInvalidRequest, kv.ErrTxnFailed, kv.ErrShutdown,
+var sentinels = []error{acl.ErrPermissionDenied, acl.ErrNotFound, kv.ErrNotLeader, kv.ErrNoLeader, kv.ErrSessionNotFound, kv.ErrInvalidRequest, kv.ErrTxnFailed, kv.ErrShutdown,
 	kv.ErrOutcomeUnknown, kv.ErrTooManyQueries, context.DeadlineExceeded, context.Canceled}
 
 func remoteError(err error) error {
@@ -226,6 +249,7 @@ func remoteError(err error) error {
 // concurrent calls (blocking queries included) over that connection.
 type Pool struct {
 	timeout time.Duration
+	dialer  dialer
 	prefix  string        // random, so that CallIDs of two agents never meet
 	seq     atomic.Uint64 // numbers this pool's calls
 
@@ -240,6 +264,10 @@ func NewPool(dialTimeout time.Duration) *Pool {
 	}
 	return &Pool{timeout: dialTimeout, prefix: fmt.Sprintf("%016x", rand.Uint64()), clients: map[string]*rpc.Client{}}
 }
+
+// UseTLS makes the pool dial servers with TLS when t's OutgoingRPC says
+// so (verify_outgoing); call before the first Call.
+func (p *Pool) UseTLS(t TLS) { p.dialer = dialer{tls: t} }
 
 // callID names a new call, unique across agents.
 func (p *Pool) callID() string { return p.prefix + "-" + strconv.FormatUint(p.seq.Add(1), 10) }
@@ -257,7 +285,7 @@ func (p *Pool) client(ctx context.Context, addr string) (*rpc.Client, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, max(time.Until(dl), time.Millisecond))
 	}
-	conn, err := dial(addr, connRPC, timeout)
+	conn, err := p.dialer.dial(addr, connRPC, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w: server %s: %v", kv.ErrNoLeader, ErrUnreachable, addr, err)
 	}
@@ -300,6 +328,7 @@ func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, 
 	}
 	req.Token = kv.Token(ctx)
 	req.WriteID = kv.WriteID(ctx)
+	req.RequestID = logging.RequestID(ctx)
 	req.CallID = p.callID()
 	var resp Response
 	call := c.Go("Cairn.Call", req, &resp, make(chan *rpc.Call, 1))

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"fmt"
+	"github.com/cairn-dev/cairn/agent/acl"
 	"net/http"
 	"strconv"
 
@@ -23,7 +24,14 @@ func (h *handler) agentChecks(c *call) error {
 		return err
 	}
 	out := map[string]*consuljson.Check{}
-	for _, ch := range h.catalog.LocalChecks() {
+	// Consul's agent filter: service read for a service's check, node
+	// read on this agent for a node check.
+	for _, ch := range filterList(c, h.catalog.LocalChecks(), func(ch *catalog.Check) bool {
+		if ch.ServiceID != "" {
+			return c.can(acl.Service, ch.ServiceName, acl.Read)
+		}
+		return c.can(acl.Node, h.self.NodeName, acl.Read)
+	}) {
 		out[ch.CheckID] = consuljson.FromCheck(ch)
 	}
 	return writeFiltered(c, out)
@@ -42,6 +50,19 @@ func (h *handler) agentCheckRegister(c *call) error {
 	if err != nil {
 		return err
 	}
+	// Consul's vetCheckRegister: service write on the check's service,
+	// node write on this agent for a node check.
+	if d.ServiceID != "" {
+		if s := h.catalog.LocalService(d.ServiceID); s != nil {
+			if err := c.allow(acl.Service, s.Name, acl.Write); err != nil {
+				return err
+			}
+		} else if err := c.allow(acl.Service, d.ServiceID, acl.Write); err != nil {
+			return err
+		}
+	} else if err := c.allow(acl.Node, h.self.NodeName, acl.Write); err != nil {
+		return err
+	}
 	return h.catalog.RegisterCheck(d)
 }
 
@@ -52,6 +73,9 @@ func (h *handler) agentCheckDeregister(c *call) error {
 	}
 	if c.arg == "" {
 		return badRequest("Missing check ID: use /v1/agent/check/deregister/<id>")
+	}
+	if err := h.checkLocalCheckWrite(c, c.arg); err != nil {
+		return err
 	}
 	return h.catalog.DeregisterCheck(c.arg)
 }
@@ -65,6 +89,9 @@ func (h *handler) agentCheckStatus(status string) func(c *call) error {
 		}
 		if c.arg == "" {
 			return badRequest("Missing check ID: use the check's ID after the last /")
+		}
+		if err := h.checkLocalCheckWrite(c, c.arg); err != nil {
+			return err
 		}
 		return h.catalog.UpdateTTL(c.arg, status, c.query.Get("note"))
 	}
@@ -88,6 +115,9 @@ func (h *handler) agentCheckUpdate(c *call) error {
 	}
 	if !catalog.ValidStatus(in.Status) {
 		return badRequest("Invalid check status: '%s'; use passing, warning or critical", in.Status)
+	}
+	if err := h.checkLocalCheckWrite(c, c.arg); err != nil {
+		return err
 	}
 	return h.catalog.UpdateTTL(c.arg, in.Status, in.Output)
 }
@@ -123,6 +153,16 @@ func (h *handler) maintenance(c *call, serviceID string) error {
 	enable, err := strconv.ParseBool(c.query.Get("enable"))
 	if err != nil {
 		return badRequest("Invalid value for enable: %q", c.query.Get("enable"))
+	}
+	// Consul: node write on this agent for node maintenance, service
+	// write on the service (vetServiceUpdate) for a service's.
+	if serviceID == "" {
+		err = c.allow(acl.Node, h.self.NodeName, acl.Write)
+	} else {
+		err = h.checkLocalServiceWrite(c, serviceID)
+	}
+	if err != nil {
+		return err
 	}
 	err = h.catalog.SetMaintenance(serviceID, enable, c.query.Get("reason"))
 	if errors.Is(err, catalog.ErrNotFound) {
@@ -179,6 +219,10 @@ func (h *handler) agentHealthServiceByID(c *call) error {
 	if s == nil {
 		return writeHealth(c, http.StatusNotFound, fmt.Sprintf("ServiceId %s not found", c.arg), nil)
 	}
+	// Consul's AgentHealthServiceByID: service read on the service.
+	if err := c.allow(acl.Service, s.Name, acl.Read); err != nil {
+		return err
+	}
 	info := h.localServiceHealth(s, h.catalog.LocalChecks())
 	return writeHealth(c, healthCode(info.AggregatedStatus), info.AggregatedStatus, info)
 }
@@ -191,6 +235,10 @@ func (h *handler) agentHealthServiceByName(c *call) error {
 	}
 	if c.arg == "" {
 		return badRequest("Missing service Name")
+	}
+	// Consul's AgentHealthServiceByName: service read on the name.
+	if err := c.allow(acl.Service, c.arg, acl.Read); err != nil {
+		return err
 	}
 	all := h.catalog.LocalChecks()
 	out := []agentServiceHealth{}
@@ -230,4 +278,25 @@ func writeHealth(c *call, code int, text string, v any) error {
 		return err
 	}
 	return writeJSON(c.w, code, v)
+}
+
+// checkLocalCheckWrite is Consul's vetCheckUpdate: service write on the
+// service of this agent's check id, or node write on this agent for a
+// node check. An unknown id needs nothing: the endpoint answers its own
+// 404.
+func (h *handler) checkLocalCheckWrite(c *call, id string) error {
+	if c.aclOff() {
+		return nil
+	}
+	for _, ch := range h.catalog.LocalChecks() {
+		if ch.CheckID != id {
+			continue
+		}
+		if ch.ServiceID != "" {
+			return c.allow(acl.Service, ch.ServiceName, acl.Write)
+		}
+		return c.allow(acl.Node, h.self.NodeName, acl.Write)
+	}
+	_, err := c.authorizer()
+	return err
 }

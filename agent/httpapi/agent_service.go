@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cairn-dev/cairn/agent/acl"
 	"hash/fnv"
 	"net/http"
 	"strconv"
@@ -403,6 +404,16 @@ func (h *handler) agentServiceRegister(c *call) error {
 	if err != nil {
 		return err
 	}
+	// Consul's vetServiceRegister: service write on the service, and on
+	// its sidecar's.
+	if err := c.allow(acl.Service, def.Service.Name, acl.Write); err != nil {
+		return err
+	}
+	if sidecar != nil {
+		if err := c.allow(acl.Service, sidecar.Service.Name, acl.Write); err != nil {
+			return err
+		}
+	}
 	if err := h.catalog.RegisterService(def, replace); err != nil {
 		return err
 	}
@@ -437,6 +448,9 @@ func (h *handler) agentServiceDeregister(c *call) error {
 	if c.arg == "" {
 		return badRequest("Missing service ID: use /v1/agent/service/deregister/<id>")
 	}
+	if err := h.checkLocalServiceWrite(c, c.arg); err != nil {
+		return err
+	}
 	// A sidecar registered with the service goes with it, as in Consul.
 	if sc := h.catalog.LocalService(c.arg + sidecarSuffix); sc != nil && sc.Kind == "connect-proxy" {
 		var p struct{ DestinationServiceID string }
@@ -459,7 +473,8 @@ func (h *handler) agentServices(c *call) error {
 		return err
 	}
 	out := map[string]*consuljson.Service{}
-	for _, s := range h.catalog.LocalServices() {
+	// Consul's agent filter: service read on each.
+	for _, s := range filterList(c, h.catalog.LocalServices(), func(s *catalog.Service) bool { return c.can(acl.Service, s.Name, acl.Read) }) {
 		j := consuljson.FromService(s)
 		j.Datacenter = h.self.Datacenter
 		out[s.ID] = j
@@ -493,6 +508,12 @@ func (h *handler) agentService(c *call) error {
 		return j, contentHash(j)
 	}
 	j, hash := read()
+	// Consul's AgentService: service read on the service.
+	if j != nil {
+		if err := c.allow(acl.Service, j.Service, acl.Read); err != nil {
+			return err
+		}
+	}
 	if want := c.query.Get("hash"); want != "" && j != nil && hash == want {
 		wait := o.MaxWait
 		if wait <= 0 {
@@ -532,4 +553,19 @@ func contentHash(j *consuljson.Service) string {
 	f := fnv.New64a()
 	f.Write(b)
 	return fmt.Sprintf("%016x", f.Sum64())
+}
+
+// checkLocalServiceWrite is Consul's vetServiceUpdate: service write on
+// the name of this agent's service id. An unknown id needs nothing: the
+// endpoint answers its own 404.
+func (h *handler) checkLocalServiceWrite(c *call, id string) error {
+	if c.aclOff() {
+		return nil
+	}
+	s := h.catalog.LocalService(id)
+	if s == nil {
+		_, err := c.authorizer()
+		return err
+	}
+	return c.allow(acl.Service, s.Name, acl.Write)
 }

@@ -135,7 +135,9 @@ func answerKey(kind, name string, f catalog.Filter) string {
 // build()'s, which it caches. Answers cut by ?filter= or sorted by
 // ?near= are not cached.
 func (h *handler) writeCached(c *call, key string, index uint64, build func() any) error {
-	if c.filter != nil || has(c.query, "near") {
+	if c.filter != nil || has(c.query, "near") || c.w.Header()[hdrFilteredByACLs] != nil {
+		// Answers shortened by ?filter= or by the token's ACLs are the
+		// caller's own, not the service's: never cached.
 		return writeFiltered(c, build())
 	}
 	body := h.answers.get(key, index)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"github.com/cairn-dev/cairn/agent/acl"
 	"net/http"
 	"time"
 )
@@ -86,6 +87,10 @@ func healthyServer(s ServerHealth, leader *ServerHealth) bool {
 // 200 when every server is healthy, 429 otherwise (Consul's codes, which
 // the client accepts both of).
 func (h *handler) operatorAutopilotHealth(c *call) error {
+	// Consul's Operator.ServerHealth: operator read.
+	if err := c.allow(acl.Operator, "", acl.Read); err != nil {
+		return err
+	}
 	if h.autopilot == nil {
 		return errNoAutopilot
 	}

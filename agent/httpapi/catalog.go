@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/checks"
 	"github.com/cairn-dev/cairn/agent/consuljson"
@@ -166,6 +167,20 @@ func (h *handler) catalogServices(c *call) error {
 	}); err != nil {
 		return err
 	}
+	// Consul's filterServices: the names the token may read.
+	if !c.aclOff() {
+		kept := make(map[string][]string, len(out))
+		for name, tags := range out {
+			if c.can(acl.Service, name, acl.Read) {
+				kept[name] = tags
+			}
+		}
+		if len(kept) != len(out) {
+			c.markFiltered()
+		}
+		out = kept
+		insts = filterList(c, insts, func(s consuljson.CatalogService) bool { return c.can(acl.Service, s.ServiceName, acl.Read) })
+	}
 	if c.filter == nil {
 		return writeJSON(c.w, http.StatusOK, out)
 	}
@@ -215,6 +230,7 @@ func (h *handler) catalogService(c *call) error {
 	}); err != nil {
 		return err
 	}
+	insts = filterInstances(c, insts)
 	return h.writeCached(c, answerKey("catalog", c.arg, f), index, func() any {
 		out := make([]consuljson.CatalogService, 0, len(insts))
 		for _, in := range insts {
@@ -244,6 +260,7 @@ func (h *handler) catalogConnect(c *call) error {
 	}); err != nil {
 		return err
 	}
+	insts = filterInstances(c, insts)
 	out := make([]consuljson.CatalogService, 0, len(insts))
 	for _, in := range insts {
 		out = append(out, consuljson.FromInstance(in))
@@ -265,6 +282,8 @@ func (h *handler) catalogNodes(c *call) error {
 	}); err != nil {
 		return err
 	}
+	// Consul's filterNodes: node read on each.
+	nodes = filterList(c, nodes, func(n *catalog.Node) bool { return c.can(acl.Node, n.Node, acl.Read) })
 	out := make([]*consuljson.Node, 0, len(nodes))
 	for _, n := range nodes {
 		out = append(out, consuljson.FromNode(n))
@@ -288,7 +307,17 @@ func (h *handler) readNode(c *call, use string) (*catalog.Node, []*catalog.Servi
 		node, svcs = n, s
 		return idx
 	})
-	return node, svcs, err
+	if err != nil || node == nil || c.aclOff() {
+		return node, svcs, err
+	}
+	// Consul's filterNodeServices: nothing without node read, then the
+	// services the token may read.
+	if !c.can(acl.Node, node.Node, acl.Read) {
+		c.markFiltered()
+		return nil, nil, nil
+	}
+	svcs = filterList(c, svcs, func(s *catalog.Service) bool { return c.can(acl.Service, s.Name, acl.Read) })
+	return node, svcs, nil
 }
 
 // catalogNode serves GET /v1/catalog/node/<node>: the node and a map of
@@ -550,6 +579,9 @@ func (h *handler) catalogRegister(c *call) error {
 		}
 		reg.Checks = append(reg.Checks, chk)
 	}
+	if err := checkRegister(c, reg); err != nil {
+		return err
+	}
 	if err := h.catalog.Register(reg); err != nil {
 		return err
 	}
@@ -573,6 +605,9 @@ func (h *handler) catalogDeregister(c *call) error {
 	if in.Datacenter != "" && in.Datacenter != h.self.Datacenter {
 		return badRequest("Datacenter %q is not this agent's %q, and cairn does not federate datacenters; leave Datacenter out", in.Datacenter, h.self.Datacenter)
 	}
+	if err := h.checkDeregister(c, in.Node, in.ServiceID, in.CheckID); err != nil {
+		return err
+	}
 	if err := h.catalog.Deregister(catalog.Deregistration{Node: in.Node, ServiceID: in.ServiceID, CheckID: in.CheckID}); err != nil {
 		return err
 	}
@@ -593,4 +628,86 @@ func decodeJSONBody(c *call, v any, what string) error {
 		return badRequest("Request decode failed: %v; send %s as JSON", err, what)
 	}
 	return nil
+}
+
+// filterInstances keeps the instances whose node and service the token
+// may read (Consul's filterServiceNodes and filterCheckServiceNodes).
+func filterInstances(c *call, insts []catalog.Instance) []catalog.Instance {
+	return filterList(c, insts, func(in catalog.Instance) bool {
+		return c.can(acl.Node, in.Node.Node, acl.Read) && c.can(acl.Service, in.Service.Name, acl.Read)
+	})
+}
+
+// filterChecks keeps the checks whose node the token may read, and whose
+// service too for a service's check (Consul's filterHealthChecks).
+func filterChecks(c *call, checks []*catalog.Check) []*catalog.Check {
+	return filterList(c, checks, func(ch *catalog.Check) bool {
+		return c.can(acl.Node, ch.Node, acl.Read) && (ch.ServiceName == "" || c.can(acl.Service, ch.ServiceName, acl.Read))
+	})
+}
+
+// checkRegister is Consul's vetRegisterWithACL: node write on the node
+// (unless SkipNodeUpdate), service write on the service, and for each
+// check service write on its service or, for a node check, node write.
+func checkRegister(c *call, reg catalog.Registration) error {
+	if !reg.SkipNodeUpdate {
+		if err := c.allow(acl.Node, reg.Node.Node, acl.Write); err != nil {
+			return err
+		}
+	}
+	if reg.Service != nil {
+		if err := c.allow(acl.Service, reg.Service.Name, acl.Write); err != nil {
+			return err
+		}
+	}
+	for _, ch := range reg.Checks {
+		var err error
+		if ch.ServiceID != "" {
+			name := ch.ServiceName
+			if name == "" && reg.Service != nil {
+				name = reg.Service.Name
+			}
+			err = c.allow(acl.Service, name, acl.Write)
+		} else {
+			err = c.allow(acl.Node, reg.Node.Node, acl.Write)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkDeregister is Consul's vetDeregisterWithACL: service write on the
+// service removed (or on the service of the check removed), node write
+// for a node check or the whole node.
+func (h *handler) checkDeregister(c *call, node, serviceID, checkID string) error {
+	if c.aclOff() {
+		return nil
+	}
+	_, _, svcs := h.catalog.Node(nil, node)
+	serviceName := func(id string) (string, bool) {
+		for _, s := range svcs {
+			if s.ID == id {
+				return s.Name, true
+			}
+		}
+		return "", false
+	}
+	switch {
+	case serviceID != "":
+		name, ok := serviceName(serviceID)
+		if !ok {
+			name = serviceID
+		}
+		return c.allow(acl.Service, name, acl.Write)
+	case checkID != "":
+		_, checks := h.catalog.NodeChecks(nil, node)
+		for _, ch := range checks {
+			if ch.CheckID == checkID && ch.ServiceID != "" {
+				return c.allow(acl.Service, ch.ServiceName, acl.Write)
+			}
+		}
+	}
+	return c.allow(acl.Node, node, acl.Write)
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"cmp"
 	"errors"
+	"github.com/cairn-dev/cairn/agent/acl"
 	"net/http"
 	"slices"
 	"strconv"
@@ -190,7 +191,8 @@ func (h *handler) agentMembers(c *call) error {
 		return err
 	}
 	out := []agentMember{}
-	members := slices.Clone(cl.Members())
+	// Consul's filterMembers: node read on each member's name.
+	members := filterList(c, slices.Clone(cl.Members()), func(m Member) bool { return c.can(acl.Node, m.Name, acl.Read) })
 	if c.query.Get("wan") != "" {
 		return writeFiltered(c, wanMembers(members, h.self.Datacenter))
 	}
@@ -233,6 +235,10 @@ func (h *handler) agentJoin(c *call) error {
 	if c.arg == "" {
 		return badRequest("Missing address to join: put it in the path, e.g. /v1/agent/join/10.0.0.2:8301")
 	}
+	// Consul's AgentJoin: agent write on this agent.
+	if err := c.allow(acl.Agent, h.self.NodeName, acl.Write); err != nil {
+		return err
+	}
 	if _, err := cl.Join([]string{c.arg}); err != nil {
 		return err
 	}
@@ -245,6 +251,10 @@ func (h *handler) agentJoin(c *call) error {
 func (h *handler) agentLeave(c *call) error {
 	cl, err := h.clusterOrErr()
 	if err != nil {
+		return err
+	}
+	// Consul's AgentLeave: agent write on this agent.
+	if err := c.allow(acl.Agent, h.self.NodeName, acl.Write); err != nil {
 		return err
 	}
 	if err := cl.Leave(); err != nil {
@@ -268,6 +278,10 @@ func (h *handler) agentForceLeave(c *call) error {
 	}
 	if c.arg == "" {
 		return badRequest("Missing node name to force-leave: put it in the path, e.g. /v1/agent/force-leave/web-3")
+	}
+	// Consul's AgentForceLeave: operator write.
+	if err := c.allow(acl.Operator, "", acl.Write); err != nil {
+		return err
 	}
 	force := cl.ForceLeave
 	if p, ok := cl.(pruner); ok && has(c.query, "prune") {
@@ -293,6 +307,10 @@ type pruner interface {
 func (h *handler) operatorRaftConfiguration(c *call) error {
 	cl, err := h.clusterOrErr()
 	if err != nil {
+		return err
+	}
+	// Consul's Operator.RaftGetConfiguration: operator read.
+	if err := c.allow(acl.Operator, "", acl.Read); err != nil {
 		return err
 	}
 	opts, err := readOptions(c.query)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"github.com/cairn-dev/cairn/agent/acl"
 	"net/http"
 	"slices"
 
@@ -92,6 +93,8 @@ func (h *handler) readCoordinates(c *call, keep func(node string) bool) ([]coord
 	if err != nil {
 		return nil, err
 	}
+	// Consul's filterCoordinates: node read on each.
+	out = filterList(c, out, func(e coordinateEntry) bool { return c.can(acl.Node, e.Node, acl.Read) })
 	setMeta(c.w, kv.QueryMeta{Index: idx, KnownLeader: true}, o)
 	return out, nil
 }
@@ -143,6 +146,10 @@ func (h *handler) coordinateUpdate(c *call) error {
 	}
 	if in.Coord == nil {
 		return badRequest("Missing coordinate: give the body's Coord (Vec, Error, Adjustment, Height)")
+	}
+	// Consul's Coordinate.Update: node write on the node.
+	if err := c.allow(acl.Node, in.Node, acl.Write); err != nil {
+		return err
 	}
 	if h.cluster != nil && !slices.ContainsFunc(h.cluster.Members(), func(m Member) bool { return m.Name == in.Node }) {
 		return badRequest("Unknown node %q: a coordinate is kept only for a member of the cluster (see /v1/agent/members)", in.Node)

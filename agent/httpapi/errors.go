@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
+	"github.com/cairn-dev/cairn/agent/logging"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -77,6 +79,9 @@ func statusOf(err error) (int, string) {
 	var he *httpError
 	var me *methodNotAllowedError
 	switch {
+	case errors.Is(err, acl.ErrPermissionDenied), errors.Is(err, acl.ErrNotFound):
+		// Consul's HTTP layer: 403 with the error's text.
+		return http.StatusForbidden, err.Error()
 	case errors.As(err, &he):
 		return he.code, he.msg
 	case errors.As(err, &me):
@@ -135,11 +140,11 @@ func (h *handler) fail(c *call, err error) {
 		// The cluster's state, not this request's fault: raft and
 		// membership log the change once; a line per request during an
 		// election or outage would bury it.
-		h.log.Debug("httpapi: request failed", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err)
+		h.log.Debug("httpapi: request failed", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err, logging.RequestIDKey, logging.RequestID(c.ctx))
 	case code >= 500:
-		h.log.Error("httpapi: request failed", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err)
+		h.log.Error("httpapi: request failed", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err, logging.RequestIDKey, logging.RequestID(c.ctx))
 	default:
-		h.log.Debug("httpapi: request refused", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err)
+		h.log.Debug("httpapi: request refused", "method", c.r.Method, "path", c.r.URL.Path, "status", code, "err", err, logging.RequestIDKey, logging.RequestID(c.ctx))
 	}
 	writeText(c.w, code, msg)
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"github.com/cairn-dev/cairn/agent/acl"
 	"net/http"
 	"strconv"
 
@@ -53,6 +54,10 @@ func (h *handler) eventFire(c *call) error {
 	if c.arg == "" {
 		return badRequest("Missing name: give the event's name in the path, e.g. /v1/event/fire/deploy")
 	}
+	// Consul's EventFire: event write on the name.
+	if err := c.allow(acl.Event, c.arg, acl.Write); err != nil {
+		return err
+	}
 	payload, err := readBody(c, maxBodySize, "a user event's payload")
 	if err != nil {
 		return err
@@ -95,10 +100,17 @@ func (h *handler) eventList(c *call) error {
 	name := c.query.Get("name")
 	var out []userEventOut
 	var idx uint64
+	var filtered bool
 	read := func(ws memdb.WatchSet) {
 		out = []userEventOut{}
+		filtered = false
 		for _, ev := range h.events.List(ws) {
 			if name == "" || ev.Name == name {
+				// Consul's UserEvents: event read on each name.
+				if !c.aclOff() && !c.can(acl.Event, ev.Name, acl.Read) {
+					filtered = true
+					continue
+				}
 				out = append(out, toUserEventOut(ev))
 			}
 		}
@@ -124,6 +136,9 @@ func (h *handler) eventList(c *call) error {
 		}
 	}
 	c.w.Header()[hdrIndex] = []string{strconv.FormatUint(idx, 10)}
+	if filtered {
+		c.markFiltered()
+	}
 	return writeFiltered(c, out)
 }
 

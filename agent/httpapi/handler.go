@@ -10,8 +10,10 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/catalogtxn"
+	"github.com/cairn-dev/cairn/agent/logging"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -83,6 +85,14 @@ type Config struct {
 	// ACLSystem answers /v1/acl/* and /v1/agent/token/* (acl.go); nil
 	// when ACLs are off.
 	ACLSystem *ACLSystem
+	// ACL resolves the request's token to what it may do; every endpoint
+	// checks before it acts (enforce.go). nil: ACLs are off and
+	// everything is allowed.
+	ACL acl.Resolver
+	// EnableKeyListPolicy is Consul's acl.enable_key_list_policy: ?recurse
+	// and ?keys also need "list" on the prefix (otherwise, as in Consul,
+	// they only drop the keys the token cannot read).
+	EnableKeyListPolicy bool
 }
 
 // Self is what the agent knows about itself, for /v1/agent/self.
@@ -136,6 +146,9 @@ type handler struct {
 
 	connectRoot *CARoot
 	trustDomain string
+
+	acl           acl.Resolver // nil: ACLs off
+	keyListPolicy bool
 }
 
 // route is one Consul endpoint. A path ending in "/" (other than "/"
@@ -157,11 +170,25 @@ type call struct {
 	// filter is ?filter= parsed (nil when absent), for the answers that
 	// Consul filters.
 	filter *filter
+
+	h        *handler
+	token    string         // the caller's ACL token ("" anonymous)
+	authz    acl.Authorizer // resolved on first check (enforce.go)
+	authzErr error
 }
 
 // NewHandler validates cfg and returns the /v1 API handler. It starts
 // nothing; mount it on an http.Server.
 func NewHandler(cfg Config) (http.Handler, error) {
+	h, err := newHandler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return h.observed(cfg.Ops.Observer), nil
+}
+
+// newHandler is NewHandler without the observer.
+func newHandler(cfg Config) (*handler, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("httpapi: Config.Store is nil; pass the store that answers KV, session and status requests (the kv server, or a forwarder on client agents)")
 	}
@@ -172,7 +199,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{store: cfg.Store, cluster: cfg.Cluster, catalog: cfg.Catalog, self: cfg.Self, log: cfg.Logger,
-		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain, ops: cfg.Ops}
+		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain, ops: cfg.Ops,
+		acl: cfg.ACL, keyListPolicy: cfg.EnableKeyListPolicy}
 	h.events, h.coordinates, h.queries, h.autopilot = cfg.Events, cfg.Coordinates, cfg.PreparedQueries, cfg.Autopilot
 	h.keyring = cfg.Keyring
 	if h.txns = cfg.CatalogTxn; h.txns == nil {
@@ -245,7 +273,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h.routes = append(h.routes, h.opsRoutes()...)
 	h.acls = cfg.ACLSystem
 	h.routes = append(h.aclRoutes(), h.routes...)
-	return h.observed(cfg.Ops.Observer), nil
+	return h, nil
 }
 
 func (h *handler) match(path string) (*route, string, bool) {
@@ -266,17 +294,39 @@ func (h *handler) match(path string) (*route, string, bool) {
 // (OPTIONS answers the Allow list), query parsing, the endpoint, and one
 // place that turns the endpoint's error into a status code.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, arg, ok := h.match(r.URL.Path)
+	h.serve(w, r, requestID(w, r), matched{rt, arg, ok})
+}
+
+// matched is h.match's answer, found once per request.
+type matched struct {
+	rt  *route
+	arg string
+	ok  bool
+}
+
+// requestID is the request's ID (the caller's X-Request-ID when fit to
+// log, else a new one), also sent back in the answer's header.
+func requestID(w http.ResponseWriter, r *http.Request) string {
+	id := logging.AcceptRequestID(r.Header.Get(logging.RequestIDHeader))
+	w.Header()[logging.RequestIDHeader] = []string{id}
+	return id
+}
+
+// serve is ServeHTTP for a request whose ID is known; the ID rides on
+// the request's context (to a server too, when the request is forwarded).
+func (h *handler) serve(w http.ResponseWriter, r *http.Request, id string, m matched) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			h.log.Error("httpapi: panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			h.log.Error("httpapi: panic serving request", "method", r.Method, "path", r.URL.Path, logging.RequestIDKey, id, "panic", p, "stack", string(debug.Stack()))
 			writeText(w, http.StatusInternalServerError, "internal error serving this request; see the agent's log")
 		}
 	}()
 
-	rt, arg, ok := h.match(r.URL.Path)
+	rt, arg, ok := m.rt, m.arg, m.ok
 	if !ok {
 		writeText(w, http.StatusNotFound, fmt.Sprintf("no API endpoint at %s", r.URL.Path))
 		return
@@ -286,15 +336,22 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	c := &call{w: w, r: r, ctx: r.Context(), arg: arg}
+	c := &call{w: w, r: r, ctx: logging.WithRequestID(r.Context(), id), arg: arg, h: h}
 	err := checkMethod(r.Method, rt.methods)
 	if err == nil {
 		c.query, err = parseQuery(r.URL.RawQuery)
 	}
 	if err == nil {
 		// The caller's ACL token travels with the request, to the servers
-		// too (kv.WithToken); nothing checks it yet.
-		c.ctx = kv.WithToken(c.ctx, requestToken(r, c.query))
+		// too (kv.WithToken), which check it again; here each endpoint
+		// checks it before acting (enforce.go).
+		c.token = requestToken(r, c.query)
+		c.ctx = kv.WithToken(c.ctx, c.token)
+		if h.acl != nil && !tokenless(rt.path) {
+			// Once per request; an unknown token is a 403 "ACL not
+			// found" before anything else happens, as in Consul.
+			_, err = c.authorizer()
+		}
 	}
 	if err == nil {
 		err = h.checkDatacenter(c.query)

@@ -29,6 +29,7 @@ func (h *handler) healthService(c *call) error {
 	}); err != nil {
 		return err
 	}
+	insts = filterInstances(c, insts)
 	return h.writeCached(c, answerKey("health", c.arg, f), index, func() any {
 		out := make([]consuljson.ServiceEntry, 0, len(insts))
 		for _, in := range insts {
@@ -57,6 +58,7 @@ func (h *handler) healthChecks(c *call) error {
 	}); err != nil {
 		return err
 	}
+	checks = filterChecks(c, checks)
 	out := consuljson.FromChecks(checks)
 	sortNear(h, c, out, func(ch *consuljson.Check) string { return ch.Node })
 	return writeFiltered(c, out)
@@ -76,6 +78,7 @@ func (h *handler) healthNode(c *call) error {
 	}); err != nil {
 		return err
 	}
+	checks = filterChecks(c, checks)
 	return writeFiltered(c, consuljson.FromChecks(checks))
 }
 
@@ -98,6 +101,7 @@ func (h *handler) healthState(c *call) error {
 	}); err != nil {
 		return err
 	}
+	checks = filterChecks(c, checks)
 	out := consuljson.FromChecks(checks)
 	sortNear(h, c, out, func(ch *consuljson.Check) string { return ch.Node })
 	return writeFiltered(c, out)
@@ -156,6 +160,7 @@ func (h *handler) healthConnect(c *call) error {
 	}); err != nil {
 		return err
 	}
+	insts = filterInstances(c, insts)
 	out := make([]consuljson.ServiceEntry, 0, len(insts))
 	for _, in := range insts {
 		out = append(out, consuljson.FromHealth(in))

@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -37,19 +40,35 @@ func (h *handler) kvGet(c *call) error {
 		return err
 	}
 	if has(c.query, "recurse") {
+		if err := h.checkKeyList(c); err != nil {
+			return err
+		}
 		m, entries, err := h.store.List(c.ctx, o, c.arg)
 		if err != nil {
 			return err
 		}
+		// Consul's KVS.List: entries the token cannot read are dropped
+		// (and the ACL system's, always, silently: they are not data).
+		all := len(entries)
+		entries = skipReserved(entries, c.arg)
+		cut := len(entries) < all
+		entries = filterList(c, entries, func(e *kv.Entry) bool { return c.can(acl.Key, e.Key, acl.Read) })
 		setMeta(c.w, m, o)
 		if len(entries) == 0 {
 			c.w.WriteHeader(http.StatusNotFound)
 			return nil
 		}
+		if cut || c.w.Header().Get(hdrFilteredByACLs) != "" {
+			return writeJSON(c.w, http.StatusOK, entries) // not the cached full list
+		}
 		return h.writeEntries(c, entries)
 	}
 	if c.arg == "" {
 		return badRequest("Missing key name")
+	}
+	// Consul's KVS.Get: key read on the key.
+	if err := c.checkKey(c.arg, acl.Read); err != nil {
+		return err
 	}
 	m, e, err := h.store.Get(c.ctx, o, c.arg)
 	if err != nil {
@@ -88,10 +107,19 @@ func (h *handler) kvKeys(c *call) error {
 	if has(c.query, "separator") {
 		sep = c.query.Get("separator")
 	}
+	if err := h.checkKeyList(c); err != nil {
+		return err
+	}
 	m, keys, err := h.store.Keys(c.ctx, o, c.arg, sep)
 	if err != nil {
 		return err
 	}
+	// Consul's KVS.ListKeys: keys (and cut prefixes) the token cannot
+	// read are dropped; the ACL system's never show.
+	if reservedUnder(c.arg) {
+		keys = slices.DeleteFunc(keys, reservedKey)
+	}
+	keys = filterList(c, keys, func(k string) bool { return c.can(acl.Key, k, acl.Read) })
 	setMeta(c.w, m, o)
 	if len(keys) == 0 && c.arg != "" {
 		c.w.WriteHeader(http.StatusNotFound)
@@ -135,6 +163,10 @@ func (h *handler) kvPut(c *call) error {
 	if c.r.ContentLength > maxBodySize {
 		return tooLarge("Request body(%d bytes) too large, max size: %d bytes. See %s.", c.r.ContentLength, maxBodySize, kvValueURL)
 	}
+	// Consul's kvsPreApply: key write on the key, for locks too.
+	if err := c.checkKey(c.arg, acl.Write); err != nil {
+		return err
+	}
 	op.Value, err = readBody(c, maxBodySize, "a KV value; see "+kvValueURL)
 	if err != nil {
 		return err
@@ -167,11 +199,58 @@ func (h *handler) kvDelete(c *call) error {
 	} else if ok {
 		op.Verb, op.Index = kv.VerbDeleteCAS, idx
 	}
+	if err := h.checkDelete(c, op); err != nil {
+		return err
+	}
 	ok, err := h.store.Apply(c.ctx, op)
 	if err != nil {
 		return err
 	}
 	return writeJSON(c.w, http.StatusOK, ok || op.Verb != kv.VerbDeleteCAS)
+}
+
+// checkKeyList is the check of ?recurse and ?keys: never a prefix inside
+// the ACL system's keys; with EnableKeyListPolicy, "list" on the prefix
+// (Consul's KeyList, only when acl.enable_key_list_policy is set).
+func (h *handler) checkKeyList(c *call) error {
+	if reservedKey(c.arg) {
+		return errReserved(c.arg)
+	}
+	if h.keyListPolicy {
+		return c.allow(acl.Key, c.arg, acl.List)
+	}
+	_, err := c.authorizer() // an unknown token is still "ACL not found"
+	return err
+}
+
+// checkDelete is Consul's kvsPreApply for deletes: key write on the key,
+// or for ?recurse on the prefix and everything under it
+// (KeyWritePrefix). A recursive delete that would reach the ACL system's
+// keys is refused while ACLs are on.
+func (h *handler) checkDelete(c *call, op kv.Op) error {
+	if op.Verb == kv.VerbDeleteTree {
+		if reservedKey(op.Key) {
+			return errReserved(op.Key)
+		}
+		// A prefix above the ACL system's keys (the root, "_cairn/"):
+		// refused while ACLs are on; with ACLs off there is no ACL
+		// system to protect and `consul kv delete -recurse` of the root
+		// works as before.
+		if reservedUnder(op.Key) && !c.aclOff() {
+			return &permissionDenied{cause: fmt.Sprintf("a recursive delete of %q would delete the ACL system's keys under %s; delete the prefixes you mean one by one", op.Key, ReservedACLPrefix)}
+		}
+		return c.allowUnder(acl.Key, op.Key, acl.Write)
+	}
+	return c.checkKey(op.Key, acl.Write)
+}
+
+// skipReserved drops the ACL system's entries from a recursive read of
+// prefix.
+func skipReserved(entries []*kv.Entry, prefix string) []*kv.Entry {
+	if !reservedUnder(prefix) {
+		return entries
+	}
+	return slices.DeleteFunc(slices.Clone(entries), func(e *kv.Entry) bool { return reservedKey(e.Key) })
 }
 
 // conflictingFlags refuses parameters that cannot be combined, with

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"github.com/cairn-dev/cairn/agent/acl"
 	"io"
 	"log/slog"
 	"net/http"
@@ -100,6 +101,10 @@ func (h *handler) opsRoutes() []route {
 // ?debug=1 or 2 asks for text, as net/http/pprof's does.
 func pprofHandler(name string) func(c *call) error {
 	return func(c *call) error {
+		// Consul's /debug/pprof: operator read.
+		if err := c.allow(acl.Operator, "", acl.Read); err != nil {
+			return err
+		}
 		debug, _ := strconv.Atoi(c.query.Get("debug"))
 		if debug > 0 {
 			c.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -111,6 +116,10 @@ func pprofHandler(name string) func(c *call) error {
 }
 
 func (h *handler) agentMetrics(c *call) error {
+	// Consul's AgentMetrics: agent read on this agent.
+	if err := c.allow(acl.Agent, h.self.NodeName, acl.Read); err != nil {
+		return err
+	}
 	if h.ops.Metrics == nil {
 		return notHere("/v1/agent/metrics (metrics are off: -disable-metrics)")
 	}
@@ -119,6 +128,10 @@ func (h *handler) agentMetrics(c *call) error {
 }
 
 func (h *handler) agentReload(c *call) error {
+	// Consul's AgentReload: agent write on this agent.
+	if err := c.allow(acl.Agent, h.self.NodeName, acl.Write); err != nil {
+		return err
+	}
 	if h.ops.Reload == nil {
 		return notHere("reload")
 	}
@@ -130,6 +143,10 @@ func (h *handler) agentReload(c *call) error {
 }
 
 func (h *handler) agentHost(c *call) error {
+	// Consul's AgentHost: operator read.
+	if err := c.allow(acl.Operator, "", acl.Read); err != nil {
+		return err
+	}
 	if h.ops.Host == nil {
 		return notHere("/v1/agent/host")
 	}
@@ -143,6 +160,10 @@ func (h *handler) agentHost(c *call) error {
 // agentMonitor streams log lines, one per line, until the client goes
 // away (Consul's /v1/agent/monitor: ?loglevel=, ?logjson).
 func (h *handler) agentMonitor(c *call) error {
+	// Consul's AgentMonitor: agent read on this agent.
+	if err := c.allow(acl.Agent, h.self.NodeName, acl.Read); err != nil {
+		return err
+	}
 	if h.ops.Logs == nil {
 		return notHere("/v1/agent/monitor")
 	}
@@ -193,6 +214,11 @@ func (h *handler) agentMonitor(c *call) error {
 
 // snapshot is GET (save) and PUT (restore) /v1/snapshot.
 func (h *handler) snapshot(c *call) error {
+	// Consul's Snapshot endpoint: management only (acl write), since a
+	// snapshot holds every secret.
+	if err := c.allow(acl.ACL, "", acl.Write); err != nil {
+		return err
+	}
 	if h.ops.Snapshots == nil {
 		return notHere("/v1/snapshot (snapshots are taken on servers; point -http-addr at a server)")
 	}
@@ -225,6 +251,10 @@ func (h *handler) snapshot(c *call) error {
 }
 
 func (h *handler) operatorRaftPeer(c *call) error {
+	// Consul's Operator.RaftRemovePeerBy*: operator write.
+	if err := c.allow(acl.Operator, "", acl.Write); err != nil {
+		return err
+	}
 	if h.ops.Raft == nil {
 		return notHere("raft peer removal (a server's)")
 	}
@@ -240,6 +270,10 @@ func (h *handler) operatorRaftPeer(c *call) error {
 }
 
 func (h *handler) operatorRaftTransfer(c *call) error {
+	// Consul's Operator.RaftLeaderTransfer: operator write.
+	if err := c.allow(acl.Operator, "", acl.Write); err != nil {
+		return err
+	}
 	if h.ops.Raft == nil {
 		return notHere("raft leadership transfer (a server's)")
 	}
@@ -261,12 +295,14 @@ func (h *handler) observed(o Observer) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
+		id := requestID(w, r)
 		if o == nil {
 			o = nopObserver{}
 		}
 		start := time.Now()
 		route := "other"
-		if rt, _, ok := h.match(r.URL.Path); ok {
+		rt, arg, ok := h.match(r.URL.Path)
+		if ok {
 			route = rt.path
 		}
 		blocking := r.Method == http.MethodGet && blockingIndex(r.URL.RawQuery)
@@ -279,10 +315,10 @@ func (h *handler) observed(o Observer) http.Handler {
 			d := time.Since(start)
 			o.Request(r.Method, route, sw.status, d)
 			if debug && route != "/v1/agent/monitor" {
-				h.log.Debug("agent.http: Request finished", "method", r.Method, "url", r.URL.Path, "from", r.RemoteAddr, "status", sw.status, "latency", d)
+				h.log.Debug("agent.http: Request finished", "method", r.Method, "url", r.URL.Path, "from", r.RemoteAddr, "status", sw.status, "latency", d, logging.RequestIDKey, id)
 			}
 		}()
-		h.ServeHTTP(sw, r)
+		h.serve(sw, r, id, matched{rt, arg, ok})
 	})
 }
 

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"github.com/cairn-dev/cairn/agent/acl"
 	"net"
 	"net/http"
 	"net/netip"
@@ -52,6 +53,9 @@ func (h *handler) preparedQueries(c *call) error {
 		if err := decodeJSONBody(c, &q, "a prepared query definition"); err != nil {
 			return err
 		}
+		if err := checkQueryWrite(c, &q); err != nil {
+			return err
+		}
 		id, err := h.queries.Create(c.ctx, q)
 		if err != nil {
 			return queryError(err)
@@ -69,6 +73,7 @@ func (h *handler) preparedQueries(c *call) error {
 	if err != nil {
 		return err
 	}
+	qs = filterQueries(c, qs)
 	setMeta(c.w, meta, o)
 	if qs == nil {
 		qs = []*preparedquery.Query{}
@@ -99,6 +104,10 @@ func (h *handler) preparedQuery(c *call) error {
 		if err != nil {
 			return queryError(err)
 		}
+		// Consul's PreparedQuery.Explain: query read on its prefix.
+		if len(filterQueries(c, []*preparedquery.Query{q})) == 0 {
+			return c.denied(acl.Query, q.Name, acl.Read)
+		}
 		return writeJSON(c.w, http.StatusOK, struct{ Query *preparedquery.Query }{q})
 	default:
 		return &httpError{code: http.StatusNotFound, msg: "no API endpoint at " + c.r.URL.Path + "; use /v1/query/<id>, /v1/query/<id>/execute or /v1/query/<id>/explain"}
@@ -116,6 +125,11 @@ func (h *handler) preparedQuery(c *call) error {
 		if q == nil {
 			return queryError(preparedquery.ErrNotFound)
 		}
+		// Consul's PreparedQuery.Get: a query the token may not read is
+		// a 403, not a 404.
+		if len(filterQueries(c, []*preparedquery.Query{q})) == 0 {
+			return c.denied(acl.Query, q.Name, acl.Read)
+		}
 		setMeta(c.w, meta, o)
 		return writeJSON(c.w, http.StatusOK, []*preparedquery.Query{q})
 	case http.MethodPut:
@@ -124,10 +138,19 @@ func (h *handler) preparedQuery(c *call) error {
 			return err
 		}
 		q.ID = id
+		if err := h.checkQueryExisting(c, id); err != nil {
+			return err
+		}
+		if err := checkQueryWrite(c, &q); err != nil {
+			return err
+		}
 		if err := h.queries.Update(c.ctx, q); err != nil {
 			return queryError(err)
 		}
 	case http.MethodDelete:
+		if err := h.checkQueryExisting(c, id); err != nil {
+			return err
+		}
 		if err := h.queries.Delete(c.ctx, id); err != nil {
 			return queryError(err)
 		}
@@ -168,9 +191,64 @@ func (h *handler) preparedQueryExecute(c *call, idOrName string) error {
 		return queryError(err)
 	}
 	out := queryExecuteOut{Service: res.Service, Nodes: []consuljson.ServiceEntry{}, DNS: res.DNS, Datacenter: res.Datacenter, Failovers: res.Failovers}
-	for _, in := range res.Instances {
+	// Consul's PreparedQuery.Execute: the answer is filtered as a health
+	// read is (node and service read).
+	for _, in := range filterInstances(c, res.Instances) {
 		out.Nodes = append(out.Nodes, consuljson.FromHealth(in))
 	}
 	setMeta(c.w, kv.QueryMeta{Index: res.Index, KnownLeader: true}, o)
 	return writeJSON(c.w, http.StatusOK, out)
 }
+
+// checkQueryWrite is Consul's check on a prepared query written: query
+// write on its name (GetACLPrefix); an unnamed query needs none.
+func checkQueryWrite(c *call, q *preparedquery.Query) error {
+	if q.Name == "" {
+		_, err := c.authorizer()
+		return err
+	}
+	return c.allow(acl.Query, q.Name, acl.Write)
+}
+
+// checkQueryExisting is the other half of Consul's check on an update
+// or delete: query write on the stored query's name too.
+func (h *handler) checkQueryExisting(c *call, id string) error {
+	if c.aclOff() {
+		return nil
+	}
+	_, old, err := h.queries.Get(c.ctx, kv.QueryOptions{}, id)
+	if err != nil || old == nil {
+		return err
+	}
+	return checkQueryWrite(c, old)
+}
+
+// filterQueries is Consul's filterPreparedQueries: query read on a
+// named query's name; an unnamed one only for a token that may write
+// the ACL system (management). Tokens stored in queries are redacted for
+// everyone else.
+func filterQueries(c *call, qs []*preparedquery.Query) []*preparedquery.Query {
+	if c.aclOff() {
+		return qs
+	}
+	mgmt := c.can(acl.ACL, "", acl.Write)
+	qs = filterList(c, qs, func(q *preparedquery.Query) bool {
+		if q.Name == "" {
+			return mgmt
+		}
+		return c.can(acl.Query, q.Name, acl.Read)
+	})
+	if !mgmt {
+		for i, q := range qs {
+			if q.Token != "" {
+				r := *q
+				r.Token = redactedToken
+				qs[i] = &r
+			}
+		}
+	}
+	return qs
+}
+
+// redactedToken is Consul's stand-in for a secret a token may not see.
+const redactedToken = "<hidden>"

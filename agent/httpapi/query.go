@@ -100,6 +100,11 @@ func setMeta(w http.ResponseWriter, m kv.QueryMeta, o kv.QueryOptions) {
 	h[hdrLastContact] = []string{strconv.FormatInt(max(m.LastContact, 0).Milliseconds(), 10)}
 	h[hdrKnownLeader] = []string{strconv.FormatBool(m.KnownLeader)}
 	h[hdrConsistency] = []string{consistency(o)}
+	if m.ResultsFilteredByACLs {
+		// A server trimmed the answer to the token's view (forward's
+		// guard); the handler's own filters set it too.
+		h[hdrFilteredByACLs] = []string{"true"}
+	}
 }
 
 // Consul's response headers, in the canonical form Go's net/http uses

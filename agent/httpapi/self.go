@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"github.com/cairn-dev/cairn/agent/acl"
 	"maps"
 	"net"
 	"net/http"
@@ -61,6 +62,10 @@ type selfDebugConfig struct {
 
 // agentSelf serves GET /v1/agent/self.
 func (h *handler) agentSelf(c *call) error {
+	// Consul's AgentSelf: agent read on this agent.
+	if err := c.allow(acl.Agent, h.self.NodeName, acl.Read); err != nil {
+		return err
+	}
 	s := h.self
 	// This agent as gossip sees it: alive, since it is answering.
 	member := toAgentMember(Member{

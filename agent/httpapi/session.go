@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/kv"
 )
@@ -85,6 +86,10 @@ func (h *handler) sessionCreate(c *call) error {
 	}
 	s, err := h.decodeSession(body)
 	if err != nil {
+		return err
+	}
+	// Consul's Session.Apply: session write on the session's node.
+	if err := c.allow(acl.Session, s.Node, acl.Write); err != nil {
 		return err
 	}
 	if err := h.checkSessionChecks(s); err != nil {
@@ -237,6 +242,9 @@ func (h *handler) sessionDestroy(c *call) error {
 	if err != nil {
 		return err
 	}
+	if err := h.checkSessionWrite(c, id); err != nil {
+		return err
+	}
 	if err := h.store.DestroySession(c.ctx, id); err != nil {
 		return err
 	}
@@ -248,6 +256,9 @@ func (h *handler) sessionDestroy(c *call) error {
 func (h *handler) sessionRenew(c *call) error {
 	id, err := sessionID(c)
 	if err != nil {
+		return err
+	}
+	if err := h.checkSessionWrite(c, id); err != nil {
 		return err
 	}
 	s, err := h.store.RenewSession(c.ctx, id)
@@ -278,8 +289,9 @@ func (h *handler) sessionInfo(c *call) error {
 	if err != nil {
 		return err
 	}
+	ss := filterSessions(c, []*kv.Session{s})
 	setMeta(c.w, m, o)
-	return writeJSON(c.w, http.StatusOK, toSessionList([]*kv.Session{s}))
+	return writeJSON(c.w, http.StatusOK, toSessionList(ss))
 }
 
 // sessionList serves GET /v1/session/list.
@@ -292,6 +304,7 @@ func (h *handler) sessionList(c *call) error {
 	if err != nil {
 		return err
 	}
+	ss = filterSessions(c, ss)
 	setMeta(c.w, m, o)
 	return writeJSON(c.w, http.StatusOK, toSessionList(ss))
 }
@@ -309,6 +322,32 @@ func (h *handler) sessionNode(c *call) error {
 	if err != nil {
 		return err
 	}
+	ss = filterSessions(c, ss)
 	setMeta(c.w, m, o)
 	return writeJSON(c.w, http.StatusOK, toSessionList(ss))
+}
+
+// checkSessionWrite is Consul's check for destroying or renewing a
+// session: session write on the node the session belongs to. A session
+// that does not exist needs no permission (destroy succeeds, renew is a
+// 404), as in Consul.
+func (h *handler) checkSessionWrite(c *call, id string) error {
+	if c.aclOff() {
+		return nil
+	}
+	if _, err := c.authorizer(); err != nil {
+		return err
+	}
+	_, s, err := h.store.SessionInfo(c.ctx, kv.QueryOptions{}, id)
+	if err != nil || s == nil {
+		return err
+	}
+	return c.allow(acl.Session, s.Node, acl.Write)
+}
+
+// filterSessions keeps the sessions the token may read (session read on
+// their node; Consul's aclFilter.filterSessions).
+func filterSessions(c *call, ss []*kv.Session) []*kv.Session {
+	ss = slices.DeleteFunc(slices.Clone(ss), func(s *kv.Session) bool { return s == nil })
+	return filterList(c, ss, func(s *kv.Session) bool { return c.can(acl.Session, s.Node, acl.Read) })
 }

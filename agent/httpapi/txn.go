@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -68,6 +70,16 @@ func (h *handler) txn(c *call) error {
 	ct := &catalogTxn{h: h}
 	var preErrs []kv.TxnError
 	for i, op := range in {
+		// Consul's Txn preCheck: each operation is vetted against the
+		// token; any refusal fails the whole transaction (409) with the
+		// refusal's text as that operation's error.
+		if err := h.checkTxnOp(c, op); err != nil {
+			if errors.Is(err, acl.ErrNotFound) {
+				return err
+			}
+			preErrs = append(preErrs, kv.TxnError{OpIndex: i, What: err.Error()})
+			continue
+		}
 		switch {
 		case op.KV != nil:
 			if n := len(op.KV.Value); n > maxBodySize {
@@ -150,12 +162,14 @@ func (h *handler) txn(c *call) error {
 	}
 	setMeta(c.w, m, o)
 	if len(ops) == len(in) {
+		results = filterTxnResults(c, results, func(r kv.TxnResult) *kv.Entry { return r.KV })
 		if results == nil {
 			results = []kv.TxnResult{}
 		}
 		return writeJSON(c.w, http.StatusOK, txnResponse{Results: results})
 	}
-	return writeJSON(c.w, http.StatusOK, struct{ Results []*txnResultOut }{mergeResults(in, results, ct)})
+	merged := filterTxnResults(c, mergeResults(in, results, ct), func(r *txnResultOut) *kv.Entry { return r.KV })
+	return writeJSON(c.w, http.StatusOK, struct{ Results []*txnResultOut }{merged})
 }
 
 // remapTxnErrors turns the OpIndex of the KV half's errors into the
@@ -214,4 +228,55 @@ func laterKVResults(ops []txnOp) int {
 		}
 	}
 	return n
+}
+
+// checkTxnOp vets one operation of a transaction as Consul's Txn
+// preCheck does (kvsPreApply, vetNodeTxnOp, vetServiceTxnOp,
+// vetCheckTxnOp). KV reads (get, get-tree) are filtered on the way out
+// instead, as in Consul; the ACL system's keys are refused to every verb.
+func (h *handler) checkTxnOp(c *call, op txnOp) error {
+	switch {
+	case op.KV != nil:
+		k := op.KV
+		switch k.Verb {
+		case kv.VerbDeleteTree:
+			return h.checkDelete(c, kv.Op{Verb: k.Verb, Key: k.Key})
+		case kv.VerbGetTree:
+			if reservedKey(k.Key) {
+				return errReserved(k.Key)
+			}
+			return nil
+		case kv.VerbGet:
+			if reservedKey(k.Key) {
+				return errReserved(k.Key)
+			}
+			return nil
+		case kv.VerbCheckSession, kv.VerbCheckIndex:
+			return c.checkKey(k.Key, acl.Read)
+		default:
+			return c.checkKey(k.Key, acl.Write)
+		}
+	case op.Node != nil:
+		return c.allow(acl.Node, op.Node.Node.Node, acl.Write)
+	case op.Service != nil:
+		return c.allow(acl.Service, op.Service.Service.Service, acl.Write)
+	case op.Check != nil:
+		if op.Check.Check.ServiceID == "" {
+			return c.allow(acl.Node, op.Check.Check.Node, acl.Write)
+		}
+		return c.allow(acl.Service, op.Check.Check.ServiceName, acl.Write)
+	case op.Session != nil:
+		if c.aclOff() {
+			return nil
+		}
+		return h.checkSessionWrite(c, op.Session.Session.ID)
+	}
+	return nil
+}
+
+// filterTxnResults drops KV results the token may not read, and the ACL
+// system's entries a get-tree reached (Consul's txnResultsFilter).
+func filterTxnResults[T any](c *call, rs []T, entry func(T) *kv.Entry) []T {
+	rs = slices.DeleteFunc(rs, func(r T) bool { e := entry(r); return e != nil && reservedKey(e.Key) })
+	return filterList(c, rs, func(r T) bool { e := entry(r); return e == nil || c.can(acl.Key, e.Key, acl.Read) })
 }

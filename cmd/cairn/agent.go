@@ -141,6 +141,7 @@ func agentFlags(c *agent.Config, sources *[]configSource) *flag.FlagSet {
 	fs.StringVar(&c.AdvertiseAddr, "advertise", c.AdvertiseAddr, "IP other nodes reach this one on; by default -bind, or the private IPv4 address.")
 	fs.StringVar(&c.ClientAddr, "client", c.ClientAddr, "IP for the HTTP API and DNS.")
 	fs.IntVar(&c.Ports.HTTP, "http-port", c.Ports.HTTP, "HTTP API port (-1 turns it off).")
+	fs.IntVar(&c.Ports.HTTPS, "https-port", c.Ports.HTTPS, "HTTPS API port (-1, the default, turns it off; needs tls cert_file and key_file).")
 	fs.IntVar(&c.Ports.DNS, "dns-port", c.Ports.DNS, "DNS port (-1 turns it off).")
 	fs.IntVar(&c.Ports.SerfLAN, "serf-lan-port", c.Ports.SerfLAN, "LAN gossip port.")
 	fs.IntVar(&c.Ports.Server, "server-port", c.Ports.Server, "Server RPC (Raft) port.")

@@ -22,6 +22,11 @@ type command struct {
 	token      string
 	datacenter string
 	stale      bool
+
+	// Consul's TLS client flags; unset ones keep CONSUL_CACERT,
+	// CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY and
+	// CONSUL_TLS_SERVER_NAME (read by api.DefaultConfig, as consul does).
+	caFile, caPath, clientCert, clientKey, tlsServerName string
 }
 
 func (c *command) info(format string, a ...any)  { fmt.Fprintf(c.stdout, format+"\n", a...) }
@@ -55,6 +60,11 @@ func (c *command) flagSet(name, help string, server bool) *flag.FlagSet {
 	fs := c.bareFlagSet(name, help)
 	fs.StringVar(&c.httpAddr, "http-addr", "", "Address of the agent's HTTP API, with an optional scheme (http://, https://, unix://). Default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500.")
 	fs.StringVar(&c.token, "token", "", "ACL token for the request. Default: CONSUL_HTTP_TOKEN.")
+	fs.StringVar(&c.caFile, "ca-file", "", "CA file to verify the agent's HTTPS certificate with. Default: CONSUL_CACERT.")
+	fs.StringVar(&c.caPath, "ca-path", "", "Directory of CA files to verify the agent's HTTPS certificate with. Default: CONSUL_CAPATH.")
+	fs.StringVar(&c.clientCert, "client-cert", "", "Client certificate for HTTPS with verify_incoming. Default: CONSUL_CLIENT_CERT.")
+	fs.StringVar(&c.clientKey, "client-key", "", "Key of -client-cert. Default: CONSUL_CLIENT_KEY.")
+	fs.StringVar(&c.tlsServerName, "tls-server-name", "", "Name to check the agent's certificate against (SNI). Default: CONSUL_TLS_SERVER_NAME.")
 	if server {
 		fs.StringVar(&c.datacenter, "datacenter", "", "Datacenter to query. Default: the agent's.")
 		fs.BoolVar(&c.stale, "stale", false, "Let any server answer reads, even one that is not the leader.")
@@ -73,6 +83,18 @@ func (c *command) client() (*api.Client, bool) {
 	}
 	if c.datacenter != "" {
 		cfg.Datacenter = c.datacenter
+	}
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{
+		{&cfg.TLSConfig.CAFile, c.caFile}, {&cfg.TLSConfig.CAPath, c.caPath},
+		{&cfg.TLSConfig.CertFile, c.clientCert}, {&cfg.TLSConfig.KeyFile, c.clientKey},
+		{&cfg.TLSConfig.Address, c.tlsServerName},
+	} {
+		if f.v != "" {
+			*f.dst = f.v
+		}
 	}
 	client, err := api.NewClient(cfg)
 	if err != nil {

@@ -46,7 +46,7 @@ func TestCompletionBash(t *testing.T) {
 		{"cairn agent -data", "-data-dir -datacenter"},
 		{"cairn agent -dev -retry", "-retry-join"},
 		{"cairn operator raft l", "list-peers"},
-		{"cairn kv put -http-addr 127.0.0.1:8500 -c", "-cas"},
+		{"cairn kv put -http-addr 127.0.0.1:8500 -c", "-ca-file -ca-path -cas -client-cert -client-key"},
 		{"cairn completion z", "zsh"},
 		{"cairn version -", "-format -json"},
 	}

@@ -35,6 +35,7 @@ Commands:
     rtt            Estimates network round trip time between nodes
     snapshot       Saves, restores and inspects snapshots of the replicated state
     template       Renders consul-template templates and keeps them current
+    tls            Creates a CA and agent certificates (like "consul tls")
     validate       Checks config files and directories (like "consul validate")
     version        Prints the cairn version (-json for JSON)
 
@@ -85,6 +86,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runDebug(args[1:], stdout, stderr)
 	case "template":
 		return runTemplate(args[1:], stdout, stderr)
+	case "tls":
+		return runTLS(args[1:], stdout, stderr)
 	case "keygen":
 		return runKeygen(args[1:], stdout, stderr)
 	case "keyring":

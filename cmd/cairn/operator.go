@@ -112,7 +112,8 @@ const removePeerHelp = `
 Usage: cairn operator raft remove-peer [options] (-id ID | -address IP:PORT)
 
   Removes a server from the Raft configuration: for a server that failed
-  for good and will not come back. Ask the leader.
+  for good and will not come back. Any agent takes it and passes it on
+  to the leader.
 `
 
 func runRemovePeer(args []string, stdout, stderr io.Writer) int {
@@ -152,7 +153,7 @@ const transferLeaderHelp = `
 Usage: cairn operator raft transfer-leader [options] [-id ID]
 
   Hands Raft leadership to the server with -id, or to the most
-  up-to-date follower. Ask the leader.
+  up-to-date follower. Any agent takes it and passes it on to the leader.
 `
 
 func runTransferLeader(args []string, stdout, stderr io.Writer) int {

@@ -67,7 +67,8 @@ const snapshotSaveHelp = `
 Usage: cairn snapshot save [options] FILE
 
   Saves an atomic, point-in-time snapshot of the state of the servers:
-  keys, sessions and the VIP table.
+  keys, sessions, prepared queries, the VIP table and ACLs. Any agent
+  takes it and asks the leader.
 `
 
 func runSnapshotSave(args []string, stdout, stderr io.Writer) int {
