@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/cairn-dev/cairn/agent/acl"
 )
 
 // Keyring runs gossip keyring operations on every live member (Consul's
@@ -44,10 +46,18 @@ type keyringOut struct {
 // operatorKeyring answers /v1/operator/keyring: GET lists, POST installs,
 // PUT makes primary, DELETE removes the key of the body {"Key": "..."}.
 func (h *handler) operatorKeyring(c *call) error {
+	op := map[string]string{http.MethodGet: "list", http.MethodPost: "install", http.MethodPut: "use", http.MethodDelete: "remove"}[c.r.Method]
+	// Consul's: keyring read to list, keyring write to change.
+	access := acl.Write
+	if op == "list" {
+		access = acl.Read
+	}
+	if err := c.allow(acl.Keyring, "", access); err != nil {
+		return err
+	}
 	if h.keyring == nil {
 		return errNoKeyring
 	}
-	op := map[string]string{http.MethodGet: "list", http.MethodPost: "install", http.MethodPut: "use", http.MethodDelete: "remove"}[c.r.Method]
 	var body struct{ Key string }
 	if op != "list" {
 		b, err := io.ReadAll(io.LimitReader(c.r.Body, 64<<10))
