@@ -34,6 +34,7 @@ func (w *wiring) txnCoordinator() (*catalogtxn.Coordinator, error) {
 	co, err := catalogtxn.New(catalogtxn.Config{
 		Node:    w.cfg.NodeName,
 		Store:   w.tel.store(w.routerFor()),
+		Agent:   w.routerFor().Internal(),
 		Catalog: w.cat,
 		Logger:  w.log,
 		Crash:   crash,

@@ -50,8 +50,13 @@ const (
 type Config struct {
 	// Node is this agent's node name: its intents live under
 	// Prefix+Node+"/". Required.
-	Node    string
-	Store   Store   // required
+	Node  string
+	Store Store // required
+	// Agent is the store as the agent's own requests use it (the
+	// Router's Internal view: forwarded with the agent token), for
+	// deleting applied intents and for recovery, which no caller's
+	// token covers; nil: Store.
+	Agent   Store
 	Catalog Catalog // required
 	// Logger gets a line per recovered intent and per failure; nil
 	// discards.
@@ -78,6 +83,9 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, errors.New("catalogtxn: Config.Store is nil")
 	case cfg.Catalog == nil:
 		return nil, errors.New("catalogtxn: Config.Catalog is nil")
+	}
+	if cfg.Agent == nil {
+		cfg.Agent = cfg.Store
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -174,7 +182,7 @@ func (c *Coordinator) apply(_ context.Context, id string, steps []catalog.TxnSte
 // cleanup deletes an applied intent's key, then forgets it in the
 // ledger. A failure leaves both for Run.
 func (c *Coordinator) cleanup(ctx context.Context, id string) {
-	if _, err := c.cfg.Store.Apply(ctx, kv.Op{Verb: kv.VerbDelete, Key: c.prefix() + id}); err != nil {
+	if _, err := c.cfg.Agent.Apply(ctx, kv.Op{Verb: kv.VerbDelete, Key: c.prefix() + id}); err != nil {
 		c.cfg.Logger.Warn("txn: could not delete an applied intent; the recovery loop retries", "intent", c.prefix()+id, "err", err)
 		return
 	}
@@ -191,13 +199,13 @@ func (c *Coordinator) Recover(ctx context.Context, q kv.QueryOptions) (uint64, e
 	// Wait (blocking query) without the lock, then read again under it:
 	// a transaction that committed meanwhile may have applied and
 	// deleted an intent the first read saw.
-	m, _, err := c.cfg.Store.List(ctx, q, c.prefix())
+	m, _, err := c.cfg.Agent.List(ctx, q, c.prefix())
 	if err != nil {
 		return 0, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, entries, err := c.cfg.Store.List(ctx, kv.QueryOptions{}, c.prefix())
+	_, entries, err := c.cfg.Agent.List(ctx, kv.QueryOptions{}, c.prefix())
 	if err != nil {
 		return 0, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cairn-dev/cairn/agent/acl"
+	"github.com/cairn-dev/cairn/agent/catalogtxn"
 	"github.com/cairn-dev/cairn/kv"
 )
 
@@ -72,14 +73,62 @@ func AgentToken(token func() string) Option {
 // outgoing is the context a forwarded request is sent with: for an
 // internal request, the agent token in place of any other.
 func (r *Router) outgoing(ctx context.Context) context.Context {
-	if !IsInternal(ctx) {
-		return ctx
-	}
 	t := ""
 	if r.agentToken != nil {
 		t = r.agentToken()
 	}
+	if !IsInternal(ctx) {
+		return context.WithValue(ctx, agentTokenKey{}, t)
+	}
 	return kv.WithToken(ctx, t)
+}
+
+// agentTokenKey carries the agent token to the Pool, for Request.AgentToken.
+type agentTokenKey struct{}
+
+func agentToken(ctx context.Context) string {
+	t, _ := ctx.Value(agentTokenKey{}).(string)
+	return t
+}
+
+// AgentKeysPrefix is where an agent keeps records of its own under a
+// segment named for its node (AgentKeysPrefix+node+"/..."): the intents
+// that make /v1/txn with catalog operations crash-atomic
+// (agent/catalogtxn). They are the agent's, not the caller's: a token
+// with node:write on the node (the agent token, as Consul asks of agents
+// that sync their node) reaches them, besides a token with key rights.
+const AgentKeysPrefix = catalogtxn.Prefix
+
+// agentKeyNode is the node whose agent owns key, ok false outside
+// AgentKeysPrefix.
+func agentKeyNode(key string) (node string, ok bool) {
+	rest, ok := strings.CutPrefix(key, AgentKeysPrefix)
+	if !ok {
+		return "", false
+	}
+	node, _, _ = strings.Cut(rest, "/")
+	return node, node != ""
+}
+
+func touchesAgentKeys(ops []kv.Op) bool {
+	for _, op := range ops {
+		if _, ok := agentKeyNode(op.Key); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// agentOwns reports whether the request's tokens may reach key as the
+// owning agent's: node:write on its node by the caller's token or the
+// agent token the request carries.
+func (g *guard) agentOwns(key string) bool {
+	node, ok := agentKeyNode(key)
+	if !ok {
+		return false
+	}
+	return (g.authz != nil && g.authz.Allowed(acl.Node, node, acl.Write)) ||
+		(g.agentAuthz != nil && g.agentAuthz.Allowed(acl.Node, node, acl.Write))
 }
 
 // guard is the check of one request arriving over the server port: an
@@ -87,6 +136,7 @@ func (r *Router) outgoing(ctx context.Context) context.Context {
 // the answer to what the token may read.
 type guard struct {
 	authz       acl.Authorizer // nil when the token did not resolve (reserved reads only)
+	agentAuthz  acl.Authorizer // the request's AgentToken's; nil without one
 	token       string
 	initialMgmt string
 }
@@ -112,6 +162,11 @@ func (r *Router) check(ctx context.Context, req *Request) (*guard, []kv.TxnError
 		authz = nil
 	}
 	g := &guard{authz: authz, token: req.Token, initialMgmt: r.initialMgmt}
+	if req.AgentToken != "" {
+		// Only for the agent's own keys (guard.agentOwns); an unknown
+		// agent token grants nothing.
+		g.agentAuthz, _ = res.Authorizer(ctx, req.AgentToken)
+	}
 	switch req.Method {
 	case mGet:
 		return g, nil, g.key(req.Key, acl.Read)
@@ -208,6 +263,8 @@ func (g *guard) ops(ops []kv.Op, refuse func(i int, err error) error) error {
 	for i, op := range ops {
 		var err error
 		switch {
+		case g.agentOwns(op.Key):
+			// the agent's own record (AgentKeysPrefix)
 		case acl.IsReserved(op.Key) || (op.Verb == kv.VerbDeleteTree && strings.HasPrefix(acl.Prefix, op.Key)):
 			if op.Verb.IsRead() && op.Verb != kv.VerbCheckNotExists {
 				err = g.key(op.Key, acl.Read)
@@ -247,6 +304,9 @@ func (g *guard) under(prefix string) error {
 
 // readable reports whether the token may read key.
 func (g *guard) readable(key string) bool {
+	if g.agentOwns(key) {
+		return true
+	}
 	if acl.IsReserved(key) {
 		return acl.ReservedReadAllowed(key, g.token, g.authz)
 	}

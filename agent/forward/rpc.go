@@ -59,6 +59,11 @@ type Request struct {
 	// (logging.RequestID of the caller's context), so that the server's
 	// log lines about it carry the same request_id as the caller's.
 	RequestID string
+	// AgentToken is the sending agent's token (Consul's acl.tokens.agent),
+	// carried only by a transaction that writes the agent's own keys
+	// (AgentKeysPrefix): the caller's token covers the caller's
+	// operations, the agent token the agent's record of them.
+	AgentToken string
 
 	Q         kv.QueryOptions
 	Key       string
@@ -328,6 +333,9 @@ func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, 
 	}
 	req.Token = kv.Token(ctx)
 	req.WriteID = kv.WriteID(ctx)
+	if req.Method == mTxn && touchesAgentKeys(req.Ops) {
+		req.AgentToken = agentToken(ctx)
+	}
 	req.RequestID = logging.RequestID(ctx)
 	req.CallID = p.callID()
 	var resp Response

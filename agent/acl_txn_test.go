@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// TestACLCatalogTxn: a transaction with catalog operations needs the
+// catalog rights Consul asks for (service and node write), nothing
+// more; the record cairn keeps for crash atomicity (_cairn/txn/) is the
+// agent's business, not the caller's. A token without the rights is
+// refused and nothing is applied.
+func TestACLCatalogTxn(t *testing.T) {
+	t.Run("on a server", func(t *testing.T) { testACLCatalogTxn(t, start(t, aclDevConfig(t))) })
+	t.Run("through a client agent", func(t *testing.T) {
+		server := clusterConfig(t, "s0", true, 1)
+		server.ACL = ACLConfig{Enabled: true, DefaultPolicy: "deny", InitialManagement: "root"}
+		s := startAgent(t, server)
+		client := clusterConfig(t, "c0", false, 0, s.SerfAddr())
+		client.ACL = ACLConfig{Enabled: true, DefaultPolicy: "deny"}
+		c := startAgent(t, client)
+		waitLeader(t, s.client)
+		waitLeader(t, c.client)
+		testACLCatalogTxn(t, c)
+	})
+}
+
+func testACLCatalogTxn(t *testing.T, r *running) {
+	root := aclClient(t, r, "root")
+	waitToken(t, root)
+	a := root.ACL()
+	node := r.Config().NodeName
+	mk := func(name, rules string) string {
+		t.Helper()
+		pol, _, err := a.PolicyCreate(&api.ACLPolicy{Name: name, Rules: rules}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _, err := a.TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.SecretID
+	}
+	// The agent's own token: node:write on its node, as Consul asks of
+	// every agent under default deny (it keeps the txn's record).
+	if _, err := root.Agent().UpdateAgentACLToken(mk("agent", `node "`+node+`" { policy = "write" }`), nil); err != nil {
+		t.Fatal(err)
+	}
+	writer := mk("web-writer", `service "web" { policy = "write" }
+key_prefix "app/" { policy = "write" }`)
+	reader := mk("web-reader", `service "web" { policy = "read" }
+node_prefix "" { policy = "read" }
+key_prefix "app/" { policy = "write" }`)
+
+	ops := func(id string) api.TxnOps {
+		return api.TxnOps{
+			{KV: &api.KVTxnOp{Verb: api.KVSet, Key: "app/" + id, Value: []byte("v")}},
+			{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: api.AgentService{ID: id, Service: "web", Port: 80}}},
+		}
+	}
+	ok, resp, _, err := aclClient(t, r, writer).Txn().Txn(ops("web-1"), nil)
+	if err != nil || !ok {
+		t.Fatalf("txn with service and node write: ok=%v err=%v errors=%+v", ok, err, resp)
+	}
+	ok, _, _, err = aclClient(t, r, reader).Txn().Txn(ops("web-2"), nil)
+	if err == nil && ok {
+		t.Fatal("txn registering a service with only service read succeeded")
+	}
+	svcs, _, err := root.Catalog().Service("web", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svcs) != 1 || svcs[0].ServiceID != "web-1" {
+		t.Errorf("catalog after the two txns = %+v, want web-1 alone", svcs)
+	}
+	if kv, _, err := root.KV().Get("app/web-2", nil); err != nil || kv != nil {
+		t.Errorf("the refused txn's KV half: %+v, %v; want nothing", kv, err)
+	}
+	// The record of the committed txn is deleted by the agent (with its
+	// own token): nothing stays under _cairn/txn/.
+	eventually(t, "the txn record is deleted", 10*time.Second, func() (bool, string) {
+		keys, _, err := root.KV().Keys("_cairn/txn/", "", nil)
+		return err == nil && len(keys) == 0, fmt.Sprint(keys, err)
+	})
+}
