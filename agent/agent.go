@@ -25,6 +25,9 @@ type Agent struct {
 	// dataplanes are the kernel VIP data planes built in (vips.go);
 	// tests replace them so that they never touch the host's kernel.
 	dataplanes map[string]DataplaneFactory
+	// unsignedGossip (benchmarks only) publishes catalog records
+	// unsigned and applies them unchecked, to measure what signing costs.
+	unsignedGossip bool
 
 	ran     atomic.Bool
 	started chan struct{}

@@ -34,6 +34,10 @@ func (w *wiring) catalogParts() ([]part, error) {
 	// register before the API serves (loadDefinitions), while local is set.
 	var local atomic.Bool
 	scripts := func() bool { return cfg.EnableScriptChecks || cfg.EnableLocalScriptChecks && local.Load() }
+	keys, signer, err := w.gossipIdentity()
+	if err != nil {
+		return nil, err
+	}
 	cat, err := catalog.New(catalog.Config{
 		NodeName:           cfg.NodeName,
 		NodeID:             w.nodeID,
@@ -49,14 +53,17 @@ func (w *wiring) catalogParts() ([]part, error) {
 			}
 			return d.Validate(cfg.EnableScriptChecks || cfg.EnableLocalScriptChecks)
 		},
-		Members: catalogMembers{w.ml},
-		Fast:    w.fast,
-		Logger:  w.log,
+		Members:    catalogMembers{w.ml},
+		SigningKey: signer,
+		Keys:       catalogKeys(keys, signer),
+		Fast:       w.fast,
+		Logger:     w.log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	w.cat = cat
+	keys.changed = cat.KeysChanged
 	gossip, err := w.ml.Register(gossipKindCatalog, cat.GossipHandler())
 	if err != nil {
 		return nil, fmt.Errorf("catalog gossip: %w", err)
@@ -89,6 +96,7 @@ func (w *wiring) catalogParts() ([]part, error) {
 	parts := []part{
 		{"catalog", func(ctx context.Context) error { return cat.Run(ctx, gossip, checkRunner{runner}) }},
 		{"checks", runner.Run},
+		{"gossip keys", keys.run},
 	}
 	if p, ok := w.tel.convergence(cat, w.ml, w.cfg.NodeName); ok {
 		parts = append(parts, p)

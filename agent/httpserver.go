@@ -92,6 +92,7 @@ func (w *wiring) httpPart() (part, error) {
 		Coordinates:     w.ml,
 		PreparedQueries: queries,
 		Autopilot:       &autopilot{ml: w.ml, router: w.routerFor()},
+		Keyring:         keyring{w.ml},
 		ACL:             resolver,
 		Self: httpapi.Self{
 			NodeName:    cfg.NodeName,

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 
@@ -20,6 +22,12 @@ func (w *wiring) membershipParts() ([]part, error) {
 			return nil, fmt.Errorf("-encrypt: %w", err)
 		}
 	}
+	// The gossip identity's public key travels in the node meta (the
+	// binding of a cluster without servers; gossipkeys.go).
+	gkey, err := loadGossipKey(w.dataDir)
+	if err != nil {
+		return nil, err
+	}
 	role, serverAddr := membership.RoleClient, ""
 	if w.mux != nil {
 		role, serverAddr = membership.RoleServer, w.mux.Addr().String()
@@ -30,6 +38,7 @@ func (w *wiring) membershipParts() ([]part, error) {
 		BindPort:        cfg.Ports.SerfLAN,
 		AdvertiseAddr:   w.advertise,
 		EncryptKey:      key,
+		KeyringFile:     keyringFile(w.dataDir),
 		Fast:            w.fast,
 		ReapFailedAfter: cfg.ReconnectTimeout,
 		Logger:          w.log,
@@ -41,6 +50,7 @@ func (w *wiring) membershipParts() ([]part, error) {
 			Proto:      membership.ProtocolVersion,
 			HTTPPort:   max(w.httpPort, 0),
 			DNSPort:    max(w.dnsPort, 0),
+			GossipKey:  base64.StdEncoding.EncodeToString(gkey.Public().(ed25519.PublicKey)),
 		},
 	})
 	if err != nil {

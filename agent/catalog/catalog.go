@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,8 +64,12 @@ type Catalog struct {
 
 	// The other agents' states, as received; see gossip.go.
 	inbox   chan inMsg
+	keysCh  chan struct{} // KeysChanged; buffered 1
 	rmu     sync.Mutex
 	remotes map[string]*remote
+	// held are the latest records of origins whose key is not known
+	// yet, by origin; only receiveLoop touches it.
+	held map[string][]heldRecord
 
 	blocking blocking.Tracker // the blocking queries in flight (Block)
 
@@ -115,6 +120,8 @@ func New(cfg Config) (*Catalog, error) {
 		external: map[string]*externalNode{},
 		changed:  make(chan struct{}),
 		inbox:    make(chan inMsg, inboxSize),
+		keysCh:   make(chan struct{}, 1),
+		held:     map[string][]heldRecord{},
 		remotes:  map[string]*remote{},
 		running:  map[string]checks.Definition{},
 
@@ -254,6 +261,9 @@ func (c *Catalog) record() (uint64, []byte) {
 	c.mu.Unlock()
 	start := time.Now()
 	rec := encodeRecord(c.cfg.NodeName, v, wire)
+	if c.cfg.SigningKey != nil {
+		rec = append(rec, ed25519.Sign(c.cfg.SigningKey, rec)...)
+	}
 	cost := time.Since(start)
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -64,6 +65,18 @@ type Config struct {
 	// (any more, or yet) is kept before it is dropped. 0 means 10
 	// minutes.
 	ForgetAfter time.Duration
+	// SigningKey, when set, signs every record of this agent's state
+	// (origin, version and content) with ed25519, so that the record
+	// can be checked by whoever receives it, relayed or in push/pull.
+	// It is the agent's long-term gossip identity (see signing.go).
+	SigningKey ed25519.PrivateKey
+	// Keys, when set, is where the other agents' public keys come from:
+	// a record is then applied only when it is signed by its origin's
+	// key, unsigned records are ignored, and a record whose origin has no
+	// key yet is held until KeysChanged says one may have come. nil
+	// applies records without checking signatures (tests, a lone
+	// agent).
+	Keys Keys
 	// Fast shortens the timings for agents that share one machine (-dev,
 	// tests).
 	Fast bool
@@ -95,6 +108,12 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.Datacenter == "" {
 		c.Datacenter = "dc1"
+	}
+	if c.SigningKey != nil && len(c.SigningKey) != ed25519.PrivateKeySize {
+		return c, fmt.Errorf("catalog: SigningKey is %d bytes; an ed25519 private key is %d", len(c.SigningKey), ed25519.PrivateKeySize)
+	}
+	if c.Keys != nil && c.SigningKey == nil {
+		return c, fmt.Errorf("catalog: Keys is set without SigningKey: an agent that checks the others' signatures must sign its own records")
 	}
 	for name, d := range map[string]time.Duration{"CheckUpdateInterval": c.CheckUpdateInterval, "PublishGap": c.PublishGap, "ForgetAfter": c.ForgetAfter} {
 		if d < 0 {

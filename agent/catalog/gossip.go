@@ -3,6 +3,7 @@ package catalog
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"math/rand/v2"
 	"time"
 
@@ -31,6 +32,7 @@ const directMax = 128
 type inMsg struct {
 	buf      []byte
 	pushPull bool
+	signed   bool // records end with their origin's signature
 }
 
 // remote is another agent's latest state, as received. Only the encoded
@@ -39,6 +41,7 @@ type inMsg struct {
 type remote struct {
 	version uint64
 	record  []byte // as received: what push/pull passes on
+	signed  bool   // record ends with its origin's signature
 
 	shown        bool // applied to the read side
 	shownVersion uint64
@@ -57,11 +60,11 @@ func (c *Catalog) GossipHandler() *GossipHandler { return &GossipHandler{c} }
 
 // NotifyMsg queues another agent's state.
 func (h *GossipHandler) NotifyMsg(msg []byte) {
-	if len(msg) == 0 || msg[0] != msgRecord {
+	if len(msg) == 0 || (msg[0] != msgRecord && msg[0] != msgSignedRecord) {
 		h.c.log.Debug("ignoring a catalog message of unknown type (from a newer agent?)", "size", len(msg))
 		return
 	}
-	h.c.enqueue(inMsg{buf: bytes.Clone(msg[1:])})
+	h.c.enqueue(inMsg{buf: bytes.Clone(msg[1:]), signed: msg[0] == msgSignedRecord})
 }
 
 // LocalState is every state this agent holds, its own included: the
@@ -73,7 +76,7 @@ func (h *GossipHandler) MergeRemoteState(buf []byte, join bool) {
 	if len(buf) == 0 {
 		return
 	}
-	h.c.enqueue(inMsg{buf: bytes.Clone(buf), pushPull: true})
+	h.c.enqueue(inMsg{buf: bytes.Clone(buf), pushPull: true, signed: buf[0] == pushPullSigned})
 }
 
 func (c *Catalog) enqueue(m inMsg) {
@@ -93,10 +96,19 @@ func (c *Catalog) pushPullState() []byte {
 		size += len(r.record) + 10
 	}
 	out := make([]byte, 0, size)
-	out = append(out, pushPullFormat)
+	signed := c.cfg.SigningKey != nil
+	if signed {
+		out = append(out, pushPullSigned)
+	} else {
+		out = append(out, pushPullFormat)
+	}
 	out = appendRecord(out, own)
 	for _, r := range c.remotes {
-		out = appendRecord(out, r.record)
+		// One format per state: a signing agent passes on only signed
+		// records (the only ones it applies when it checks them).
+		if r.signed == signed {
+			out = appendRecord(out, r.record)
+		}
 	}
 	return out
 }
@@ -145,6 +157,9 @@ func (c *Catalog) receiveLoop(ctx context.Context, g Gossip) error {
 		for _, o := range origins {
 			c.reconcile(o, members, nil)
 		}
+		if c.cfg.Keys != nil {
+			c.retryHeld(members, g) // a member may have brought its key
+		}
 	}
 	refresh()
 	sweepEvery := min(c.cfg.ForgetAfter/2, time.Minute)
@@ -158,6 +173,10 @@ func (c *Catalog) receiveLoop(ctx context.Context, g Gossip) error {
 			refresh()
 		case m := <-c.inbox:
 			c.receive(m, members, g)
+		case <-c.keysCh:
+			if c.cfg.Keys != nil {
+				c.retryHeld(members, g)
+			}
 		case <-sweep.C:
 			c.forget(members, time.Now())
 		}
@@ -167,6 +186,10 @@ func (c *Catalog) receiveLoop(ctx context.Context, g Gossip) error {
 // receive takes the records of one message: each replaces the state of its
 // origin when its version is higher than the one held.
 func (c *Catalog) receive(m inMsg, members map[string]MemberStatus, g Gossip) {
+	if c.cfg.Keys != nil && !m.signed {
+		c.log.Debug("ignoring an unsigned catalog record: this agent applies only records signed by their origin (from an older cairn, or forged)", "size", len(m.buf))
+		return
+	}
 	recs := [][]byte{m.buf}
 	if m.pushPull {
 		var err error
@@ -175,8 +198,17 @@ func (c *Catalog) receive(m inMsg, members map[string]MemberStatus, g Gossip) {
 			c.log.Warn("push/pull state from another agent is malformed; used what came before the fault", "err", err, "size", len(m.buf))
 		}
 	}
+	now := time.Now()
 	for _, rec := range recs {
-		origin, version, body, err := recordHeader(rec)
+		signedPart, sig := rec, []byte(nil)
+		if m.signed {
+			var ok bool
+			if signedPart, sig, ok = splitSigned(rec); !ok {
+				c.log.Warn("signed catalog state from another agent is too short; ignored", "size", len(rec))
+				continue
+			}
+		}
+		origin, version, body, err := recordHeader(signedPart)
 		if err != nil {
 			c.log.Warn("catalog state from another agent is malformed; ignored", "err", err, "size", len(rec))
 			continue
@@ -191,6 +223,26 @@ func (c *Catalog) receive(m inMsg, members map[string]MemberStatus, g Gossip) {
 		if stale {
 			continue
 		}
+		if versionTooFar(version, now) {
+			c.log.Warn("catalog state from another agent has a version from the future; ignored (is its clock more than an hour ahead?)",
+				"origin", origin, "version", version, "ahead", time.UnixMilli(int64(version>>20)).Sub(now).Round(time.Second).String())
+			continue
+		}
+		if c.cfg.Keys != nil {
+			key, ok := c.cfg.Keys.GossipKey(origin)
+			if !ok {
+				if m.pushPull {
+					rec = bytes.Clone(rec)
+				}
+				c.hold(origin, version, rec)
+				continue
+			}
+			if !ed25519.Verify(key, signedPart, sig) {
+				c.log.Warn("catalog state in another agent's name is not signed by that agent's key; ignored (forged, or the agent has a new key: see docs/gossip-security.md)",
+					"origin", origin, "version", version)
+				continue
+			}
+		}
 		nodes, err := decodeBody(body)
 		if err != nil {
 			c.log.Warn("catalog state from another agent cannot be read; ignored", "origin", origin, "version", version, "err", err)
@@ -204,14 +256,18 @@ func (c *Catalog) receive(m inMsg, members map[string]MemberStatus, g Gossip) {
 			r = &remote{}
 			c.remotes[origin] = r
 		}
-		r.version, r.record = version, rec
+		r.version, r.record, r.signed = version, rec, m.signed
 		c.rmu.Unlock()
 		c.reconcile(origin, members, nodes)
 		// Epidemic: in a cluster larger than directMax, pass on a state
 		// that is new here, so it reaches the members its origin did not
 		// send it to.
 		if !m.pushPull && g != nil && len(members) > directMax && len(rec)+1 <= g.MaxBroadcastSize() {
-			msg := append([]byte{msgRecord}, rec...)
+			typ := msgRecord
+			if m.signed {
+				typ = msgSignedRecord
+			}
+			msg := append([]byte{typ}, rec...)
 			if err := g.Broadcast(origin, msg); err != nil {
 				c.log.Debug("could not pass on a catalog state", "origin", origin, "err", err)
 			}
@@ -259,7 +315,11 @@ func (c *Catalog) reconcile(origin string, members map[string]MemberStatus, node
 		return
 	}
 	if nodes == nil {
-		_, _, body, err := recordHeader(r.record)
+		rec := r.record
+		if r.signed {
+			rec = rec[:len(rec)-sigSize]
+		}
+		_, _, body, err := recordHeader(rec)
 		if err == nil {
 			nodes, err = decodeBody(body)
 		}
@@ -287,6 +347,11 @@ func (c *Catalog) reconcile(origin string, members map[string]MemberStatus, node
 // ForgetAfter: they are hidden already, and an agent that comes back
 // sends its state again (with a higher version).
 func (c *Catalog) forget(members map[string]MemberStatus, now time.Time) {
+	for o := range c.held {
+		if _, ok := members[o]; !ok {
+			delete(c.held, o) // push/pull brings it again if it joins
+		}
+	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	for o, r := range c.remotes {
@@ -408,8 +473,12 @@ func (c *Catalog) publishGap() time.Duration {
 // lost packet and, in a cluster larger than directMax, reaches the rest
 // through the receivers (epidemic). Push/pull repairs anything else.
 func (c *Catalog) send(ctx context.Context, g Gossip, rec []byte, isNew bool, targets []string) {
+	typ := msgRecord
+	if c.cfg.SigningKey != nil {
+		typ = msgSignedRecord
+	}
 	msg := make([]byte, 0, len(rec)+1)
-	msg = append(append(msg, msgRecord), rec...)
+	msg = append(append(msg, typ), rec...)
 	small := len(msg) <= g.MaxBroadcastSize()
 	if small && isNew {
 		if err := g.Broadcast(c.cfg.NodeName, msg); err != nil {

@@ -26,6 +26,10 @@ import (
 const (
 	msgRecord      byte = 1
 	pushPullFormat byte = 1
+	// The signed forms (signing.go): each record ends with its origin's
+	// ed25519 signature of everything before it.
+	msgSignedRecord byte = 2
+	pushPullSigned  byte = 2
 
 	// maxBodySize bounds an inflated body (a hostile or broken peer must
 	// not make us allocate without limit): 64 MiB is some 150,000
@@ -116,7 +120,7 @@ func splitPushPull(buf []byte) ([][]byte, error) {
 	if len(buf) == 0 {
 		return nil, nil
 	}
-	if buf[0] != pushPullFormat {
+	if buf[0] != pushPullFormat && buf[0] != pushPullSigned {
 		return nil, fmt.Errorf("unknown format %d", buf[0])
 	}
 	var out [][]byte

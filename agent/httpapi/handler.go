@@ -76,6 +76,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Ops answers the operator endpoints (ops.go); optional.
 	Ops Ops
+	// Keyring answers /v1/operator/keyring (keyring.go); optional.
+	Keyring Keyring
 	// CatalogTxn commits the /v1/txn transactions that have catalog
 	// operations (txn_atomic.go); the agent runs its recovery loop.
 	// Optional: without it, one over Catalog without recovery.
@@ -134,6 +136,7 @@ type handler struct {
 	queries     PreparedQueries         // nil when the agent has none
 	autopilot   Autopilot               // nil when the agent has none
 	txns        *catalogtxn.Coordinator // nil when the catalog keeps no transaction ledger
+	keyring     Keyring                 // nil when the agent has none
 	self        Self
 	log         *slog.Logger
 	ops         Ops
@@ -199,6 +202,7 @@ func newHandler(cfg Config) (*handler, error) {
 		connectRoot: cfg.ConnectRoot, trustDomain: cfg.TrustDomain, ops: cfg.Ops,
 		acl: cfg.ACL, keyListPolicy: cfg.EnableKeyListPolicy}
 	h.events, h.coordinates, h.queries, h.autopilot = cfg.Events, cfg.Coordinates, cfg.PreparedQueries, cfg.Autopilot
+	h.keyring = cfg.Keyring
 	if h.txns = cfg.CatalogTxn; h.txns == nil {
 		h.txns = newTxnCoordinator(cfg)
 	}
@@ -263,6 +267,7 @@ func newHandler(cfg Config) (*handler, error) {
 		{"/v1/query", []string{http.MethodGet, http.MethodPost}, h.preparedQueries},
 		{"/v1/query/", []string{http.MethodGet, http.MethodPut, http.MethodDelete}, h.preparedQuery},
 		{"/v1/operator/autopilot/health", get, h.operatorAutopilotHealth},
+		{"/v1/operator/keyring", []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete}, h.operatorKeyring},
 		{"/", get, h.index}, // exactly "/": the page a browser opens first
 	}
 	h.routes = append(h.routes, h.opsRoutes()...)

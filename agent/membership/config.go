@@ -37,6 +37,11 @@ type Config struct {
 	// no encryption. Every agent of a cluster needs the same key; an
 	// agent with another key, or none, cannot join.
 	EncryptKey []byte
+	// KeyringFile, when set, keeps the gossip keyring (keyring.go) so
+	// that keys rotated with `cairn keyring` survive a restart: Consul's
+	// <data-dir>/serf/local.keyring. When it exists it wins over
+	// EncryptKey; when it does not, EncryptKey is saved to it.
+	KeyringFile string
 	// Meta is what this agent tells the others about itself.
 	Meta Meta
 	// Fast uses much tighter probe and gossip timings, for one machine
@@ -213,7 +218,6 @@ func (c Config) memberlistConfig() *memberlist.Config {
 		// memberlist fills it in with the kernel's choice when BindPort is 0.
 		mc.AdvertisePort = c.BindPort
 	}
-	mc.SecretKey = c.EncryptKey
 	// Refuse anything unencrypted (or encrypted with another key) when we
 	// have a key, and never send in the clear: a mismatched agent cannot
 	// join, rather than half-join.

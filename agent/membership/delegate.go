@@ -32,6 +32,10 @@ const (
 	// msgForceLeave, followed by a node name: "that failed member is now
 	// left". Sent by ForceLeave, forwarded by every agent it changes.
 	msgForceLeave byte = 1
+	// msgKeyringRequest and msgKeyringResponse, followed by JSON: a
+	// keyring operation and a member's answer (keyring.go).
+	msgKeyringRequest  byte = 2
+	msgKeyringResponse byte = 3
 )
 
 // member converts a memberlist node, logging (and dropping) meta that
@@ -147,6 +151,10 @@ func (d delegate) NotifyMsg(msg []byte) {
 			d.m.log.Info("member left (forced)", "node", name)
 			d.m.queueForceLeave(name) // pass it on
 		}
+	case msgKeyringRequest:
+		d.m.handleKeyringRequest(msg[1:])
+	case msgKeyringResponse:
+		d.m.handleKeyringResponse(msg[1:])
 	default:
 		if h, ok := d.m.handlerMap()[msg[0]]; ok {
 			h.NotifyMsg(msg[1:])

@@ -53,6 +53,8 @@ type Membership struct {
 	handlers      atomic.Pointer[map[byte]Handler] // components' gossip (channel.go)
 	udpBufferSize int                              // memberlist's packet size, for MaxBroadcastSize
 	coords        *coordinates                     // network coordinates (coordinate.go)
+	keyringState  keyringState                     // keyring operations in flight (keyring.go)
+	kr            *memberlist.Keyring              // nil without encryption
 
 	retryMin, retryMax time.Duration
 
@@ -91,6 +93,10 @@ func New(cfg Config) (*Membership, error) {
 		return nil, err
 	}
 	mc := cfg.memberlistConfig()
+	if mc.Keyring, err = cfg.loadKeyring(m.log); err != nil {
+		return nil, err
+	}
+	m.kr = mc.Keyring
 	m.udpBufferSize = mc.UDPBufferSize
 	m.broadcasts = &memberlist.TransmitLimitedQueue{NumNodes: m.table.numAlive, RetransmitMult: mc.RetransmitMult}
 	d := delegate{m}
@@ -105,7 +111,7 @@ func New(cfg Config) (*Membership, error) {
 	m.wg.Add(1)
 	go m.reapLoop()
 	self := m.LocalMember()
-	m.log.Info("gossip listening", "node", cfg.NodeName, "bind", cfg.BindAddr, "port", self.Port, "advertise", self.AddrPort().String(), "encrypted", cfg.EncryptKey != nil)
+	m.log.Info("gossip listening", "node", cfg.NodeName, "bind", cfg.BindAddr, "port", self.Port, "advertise", self.AddrPort().String(), "encrypted", mc.Keyring != nil)
 	return m, nil
 }
 
@@ -458,4 +464,20 @@ func (m *Membership) reapLoop() {
 		case <-timer.C:
 		}
 	}
+}
+
+// Member returns the member named name as this agent last saw it.
+func (m *Membership) Member(name string) (Member, bool) { return m.table.get(name) }
+
+// HasServers reports whether any server is a member, in whatever state
+// but left: the cluster has a Raft store, even if it cannot be reached
+// at the moment.
+func (m *Membership) HasServers() bool {
+	_, all := m.table.list(nil)
+	for _, mem := range all {
+		if mem.Meta.Role == RoleServer && mem.Status != StatusLeft {
+			return true
+		}
+	}
+	return false
 }

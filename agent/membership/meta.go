@@ -37,6 +37,12 @@ type Meta struct {
 	Proto int
 	// HTTPPort and DNSPort are the agent's -http-port and -dns-port.
 	HTTPPort, DNSPort int
+	// GossipKey is the public key the agent signs its catalog records
+	// with (base64 ed25519). In a cluster without servers it is the
+	// binding that receivers pin when they first see the member; with
+	// servers the binding in the Raft store is authoritative (see
+	// docs/gossip-security.md).
+	GossipKey string
 }
 
 // wireMeta is Meta as it travels: JSON with short keys (about 120 bytes for
@@ -53,12 +59,13 @@ type wireMeta struct {
 	HTTPPort   int    `json:"http,omitempty"`
 	DNSPort    int    `json:"dns,omitempty"`
 	Leaving    bool   `json:"leaving,omitempty"`
+	GossipKey  string `json:"gk,omitempty"`
 }
 
 func encodeMeta(m Meta, leaving bool) ([]byte, error) {
 	b, err := json.Marshal(wireMeta{
 		Role: m.Role, Datacenter: m.Datacenter, RaftAddr: m.RaftAddr, NodeID: m.NodeID,
-		Proto: m.Proto, HTTPPort: m.HTTPPort, DNSPort: m.DNSPort, Leaving: leaving,
+		Proto: m.Proto, HTTPPort: m.HTTPPort, DNSPort: m.DNSPort, Leaving: leaving, GossipKey: m.GossipKey,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode node meta: %w", err)
@@ -81,6 +88,6 @@ func decodeMeta(b []byte) (m Meta, leaving bool, err error) {
 	}
 	return Meta{
 		Role: w.Role, Datacenter: w.Datacenter, RaftAddr: w.RaftAddr, NodeID: w.NodeID,
-		Proto: w.Proto, HTTPPort: w.HTTPPort, DNSPort: w.DNSPort,
+		Proto: w.Proto, HTTPPort: w.HTTPPort, DNSPort: w.DNSPort, GossipKey: w.GossipKey,
 	}, w.Leaving, nil
 }

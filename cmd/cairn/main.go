@@ -21,6 +21,7 @@ Commands:
     force-leave    Forces a member of the cluster to enter the "left" state
     join           Tells a running agent to join the cluster
     keygen         Generates a new gossip encryption key
+    keyring        Manages the gossip encryption keys (install, use, remove, list)
     acl            Manages ACL tokens, policies and roles (like "consul acl")
     kv             Interacts with the key-value store (like "consul kv")
     leave          Gracefully leaves the cluster and shuts the agent down
@@ -89,6 +90,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runTLS(args[1:], stdout, stderr)
 	case "keygen":
 		return runKeygen(args[1:], stdout, stderr)
+	case "keyring":
+		return runKeyring(args[1:], stdout, stderr)
 	case "validate":
 		return runValidate(args[1:], stdout, stderr)
 	case "completion":
