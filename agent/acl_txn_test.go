@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,11 +25,14 @@ func TestACLCatalogTxn(t *testing.T) {
 		c := startAgent(t, client)
 		waitLeader(t, s.client)
 		waitLeader(t, c.client)
-		testACLCatalogTxn(t, c)
+		testACLCatalogTxn(t, c, s)
 	})
 }
 
-func testACLCatalogTxn(t *testing.T, r *running) {
+// others are more agents of r's cluster, which must see what r registers:
+// its records reach them signed, with the gossip key r bound with its
+// agent token.
+func testACLCatalogTxn(t *testing.T, r *running, others ...*running) {
 	root := aclClient(t, r, "root")
 	waitToken(t, root)
 	a := root.ACL()
@@ -80,10 +84,52 @@ key_prefix "app/" { policy = "write" }`)
 	if kv, _, err := root.KV().Get("app/web-2", nil); err != nil || kv != nil {
 		t.Errorf("the refused txn's KV half: %+v, %v; want nothing", kv, err)
 	}
+	for _, o := range others {
+		eventually(t, "another agent sees the service", 15*time.Second, func() (bool, string) {
+			svcs, _, err := aclClient(t, o, "root").Catalog().Service("web", "", nil)
+			return err == nil && len(svcs) == 1 && svcs[0].ServiceID == "web-1", fmt.Sprint(svcs, err)
+		})
+	}
 	// The record of the committed txn is deleted by the agent (with its
 	// own token): nothing stays under _cairn/txn/.
 	eventually(t, "the txn record is deleted", 10*time.Second, func() (bool, string) {
 		keys, _, err := root.KV().Keys("_cairn/txn/", "", nil)
 		return err == nil && len(keys) == 0, fmt.Sprint(keys, err)
 	})
+}
+
+// TestACLSnapshotRoundTrip: a snapshot carries the ACL system (tokens,
+// policies), so a token made on one cluster works on the cluster the
+// snapshot is restored into, with the same rights.
+func TestACLSnapshotRoundTrip(t *testing.T) {
+	a, b := start(t, aclDevConfig(t)), start(t, aclDevConfig(t))
+	rootA, rootB := aclClient(t, a, "root"), aclClient(t, b, "root")
+	waitToken(t, rootA)
+	waitToken(t, rootB)
+	pol, _, err := rootA.ACL().PolicyCreate(&api.ACLPolicy{Name: "app", Rules: `key_prefix "app/" { policy = "write" }`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := rootA.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, _, err := rootA.Snapshot().Save(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	if err := rootB.Snapshot().Restore(nil, snap); err != nil {
+		t.Fatal(err)
+	}
+	onB := aclClient(t, b, tok.SecretID)
+	if self, _, err := onB.ACL().TokenReadSelf(nil); err != nil || self.AccessorID != tok.AccessorID {
+		t.Fatalf("the token on the restored cluster: %+v, %v", self, err)
+	}
+	if _, err := onB.KV().Put(&api.KVPair{Key: "app/x", Value: []byte("1")}, nil); err != nil {
+		t.Errorf("a write the token's policy allows: %v", err)
+	}
+	if _, err := onB.KV().Put(&api.KVPair{Key: "other/x", Value: []byte("1")}, nil); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("a write the token's policy does not allow: %v, want 403", err)
+	}
 }

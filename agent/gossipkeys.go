@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/cairn-dev/cairn/agent/forward"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -35,7 +36,7 @@ const gossipKeyFile = "gossip-identity.key"
 // <prefix><lower-case node name>, whose value is "ed25519:" and the
 // public key in base64. Deleting one (`cairn kv delete`, an operator's
 // action) lets that name bind a new key.
-const GossipKeyPrefix = "_cairn/gossip/key/"
+const GossipKeyPrefix = forward.GossipKeyPrefix
 
 const gossipKeyScheme = "ed25519:"
 
@@ -250,7 +251,7 @@ func (w *wiring) gossipIdentity() (*gossipKeys, ed25519.PrivateKey, error) {
 	return &gossipKeys{
 		node:    strings.ToLower(w.cfg.NodeName),
 		pub:     pub,
-		store:   w.routerFor(),
+		store:   w.routerFor().Internal(), // the agent's own (forward.GossipKeyPrefix): its token, not a caller's
 		members: w.ml,
 		changed: func() {},
 		log:     w.log,

@@ -91,23 +91,29 @@ func agentToken(ctx context.Context) string {
 	return t
 }
 
-// AgentKeysPrefix is where an agent keeps records of its own under a
-// segment named for its node (AgentKeysPrefix+node+"/..."): the intents
-// that make /v1/txn with catalog operations crash-atomic
-// (agent/catalogtxn). They are the agent's, not the caller's: a token
-// with node:write on the node (the agent token, as Consul asks of agents
-// that sync their node) reaches them, besides a token with key rights.
-const AgentKeysPrefix = catalogtxn.Prefix
+// Keys an agent keeps for its own node, named for it, which the agent
+// reaches with its own token (the agent token: Consul asks node:write on
+// the node of every agent under default deny) besides any token with key
+// rights on them:
+//   - AgentKeysPrefix+node+"/<id>": the intents that make /v1/txn with
+//     catalog operations crash-atomic (agent/catalogtxn);
+//   - GossipKeyPrefix+node: the node's gossip signing key (public), which
+//     every agent reads to check catalog records, so anyone may read it.
+const (
+	AgentKeysPrefix = catalogtxn.Prefix
+	GossipKeyPrefix = "_cairn/gossip/key/"
+)
 
-// agentKeyNode is the node whose agent owns key, ok false outside
-// AgentKeysPrefix.
+// agentKeyNode is the node whose agent owns key, ok false for any other key.
 func agentKeyNode(key string) (node string, ok bool) {
-	rest, ok := strings.CutPrefix(key, AgentKeysPrefix)
-	if !ok {
-		return "", false
+	if rest, ok := strings.CutPrefix(key, AgentKeysPrefix); ok {
+		node, _, _ = strings.Cut(rest, "/")
+		return node, node != ""
 	}
-	node, _, _ = strings.Cut(rest, "/")
-	return node, node != ""
+	if node, ok := strings.CutPrefix(key, GossipKeyPrefix); ok {
+		return node, node != "" && !strings.Contains(node, "/")
+	}
+	return "", false
 }
 
 func touchesAgentKeys(ops []kv.Op) bool {
@@ -304,7 +310,7 @@ func (g *guard) under(prefix string) error {
 
 // readable reports whether the token may read key.
 func (g *guard) readable(key string) bool {
-	if g.agentOwns(key) {
+	if g.agentOwns(key) || strings.HasPrefix(key, GossipKeyPrefix) {
 		return true
 	}
 	if acl.IsReserved(key) {
