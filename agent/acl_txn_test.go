@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/cairn-dev/cairn/template"
 )
 
 // TestACLCatalogTxn: a transaction with catalog operations needs the
@@ -131,5 +133,48 @@ func TestACLSnapshotRoundTrip(t *testing.T) {
 	}
 	if _, err := onB.KV().Put(&api.KVPair{Key: "other/x", Value: []byte("1")}, nil); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Errorf("a write the token's policy does not allow: %v, want 403", err)
+	}
+}
+
+// TestACLAgentTemplateReadsWithTheAgentToken: templates an agent renders
+// in process are its own configuration: on a client agent their KV reads
+// reach the servers with the agent token, not as the anonymous token
+// (which default deny refuses).
+func TestACLAgentTemplateReadsWithTheAgentToken(t *testing.T) {
+	server := clusterConfig(t, "s0", true, 1)
+	server.ACL = ACLConfig{Enabled: true, DefaultPolicy: "deny", InitialManagement: "root"}
+	s := startAgent(t, server)
+	client := clusterConfig(t, "c0", false, 0, s.SerfAddr())
+	client.ACL = ACLConfig{Enabled: true, DefaultPolicy: "deny"}
+	c := startAgent(t, client)
+	waitLeader(t, s.client)
+	waitLeader(t, c.client)
+	root := aclClient(t, s, "root")
+	waitToken(t, root)
+	if _, err := root.KV().Put(&api.KVPair{Key: "app/greeting", Value: []byte("hello")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	src := sourceOf(c)
+	if src == nil {
+		t.Fatal("the client agent has no in-process template source")
+	}
+	if _, _, err := src.KVGet(t.Context(), "app/greeting", template.QueryOptions{}); err == nil || !strings.Contains(err.Error(), "Permission denied") {
+		t.Fatalf("without an agent token: %v, want the anonymous token's refusal", err)
+	}
+	pol, _, err := root.ACL().PolicyCreate(&api.ACLPolicy{Name: "c0", Rules: `node "c0" { policy = "write" }
+key_prefix "app/" { policy = "read" }`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := root.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := aclClient(t, c, "root").Agent().UpdateAgentACLToken(tok.SecretID, nil); err != nil {
+		t.Fatal(err)
+	}
+	pair, _, err := src.KVGet(t.Context(), "app/greeting", template.QueryOptions{})
+	if err != nil || pair == nil || string(pair.Value) != "hello" {
+		t.Fatalf("with the agent token: %+v, %v", pair, err)
 	}
 }

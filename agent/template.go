@@ -64,7 +64,7 @@ func (c Config) templateConfig(loadFiles bool) (template.Config, error) {
 // made either way: tests reach it through the agent.
 func (w *wiring) templatePart() (part, bool, error) {
 	a := w.agent
-	src := &templateSource{store: w.routerFor(), cat: w.cat, node: w.cfg.NodeName, dc: w.cfg.Datacenter}
+	src := &templateSource{store: w.routerFor().Internal(), cat: w.cat, node: w.cfg.NodeName, dc: w.cfg.Datacenter}
 	a.mu.Lock()
 	a.tmplSource = src
 	a.mu.Unlock()
@@ -103,7 +103,10 @@ func (w *wiring) templatePart() (part, bool, error) {
 // API's JSON, so a template renders the same through this source and
 // through template.HTTPSource.
 type templateSource struct {
-	store *forward.Router
+	// store is the agent's own view: templates the agent renders are its
+	// configuration, read with the agent token (acl.tokens.agent) when
+	// forwarded, as the catalog side reads the agent's own copy.
+	store *forward.InternalStore
 	cat   *catalog.Catalog
 	node  string // this agent's node name
 	dc    string
