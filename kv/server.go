@@ -285,6 +285,9 @@ func Open(cfg Config) (*Server, error) {
 			}
 		}
 	}
+	if nt, ok := trans.(*raft.NetworkTransport); ok {
+		trans = serialReplication{nt}
+	}
 	r, err := raft.NewRaft(rc, f, st.logs, st.stable, st.snaps, trans)
 	if err != nil {
 		st.close()
@@ -946,6 +949,22 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 		s.cfg.OnCommit(time.Since(submitted))
 	}
 	return f.Response(), nil
+}
+
+// serialReplication is a NetworkTransport without pipelined replication.
+// hashicorp/raft's pipeline (v1.7.3) can deadlock: once the leader's
+// reader of pipelined answers stops (an error, a newer term, shutdown),
+// the transport's goroutine blocks handing it the next answer, the
+// in-flight window fills, and the goroutine replicating to that follower
+// blocks for ever sending more. Replication to that follower then stops
+// while its heartbeats go on (hashicorp/raft#612), and Shutdown waits for
+// that goroutine for ever (TestFullDiskLeaderHandsOver hung in its
+// cleanup this way). Without a pipeline raft sends one AppendEntries at a
+// time to each follower, each carrying up to MaxAppendEntries entries.
+type serialReplication struct{ *raft.NetworkTransport }
+
+func (serialReplication) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
 // newTCPTransport binds the Raft transport, resolving the advertised
