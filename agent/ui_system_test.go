@@ -30,39 +30,11 @@ func TestSystemWebView(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox, // CI runs the tests as root
-		chromedp.Flag("disable-gpu", true),
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	browser, cancel := chromedp.NewContext(actx)
-	defer cancel()
-
-	artifacts := t.ArtifactDir()
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			png, err := chromedp.FullScreenshot(100)(ctx, tg)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(artifacts, name+".png"), png, 0o644)
-		})
-	}
+	ctx, shot := openWebView(t, chromium, base)
 	poll := func(expr string) chromedp.Action[chromedp.Void] {
 		return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(20*time.Second))
 	}
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
-
-	// The first run starts the browser, whose life is that context's:
-	// no timeout on it; the steps after run under one.
-	if err := chromedp.Do(browser, chromedp.Navigate(base+"/")); err != nil {
-		t.Fatalf("load %s/: %v", base, err)
-	}
-	ctx, cancelTimeout := context.WithTimeout(browser, 2*time.Minute)
-	defer cancelTimeout()
 
 	// The services page loads from the root, through the redirect.
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(css(`#nav-services.active`)), shot("1-services-empty")); err != nil {
@@ -142,5 +114,74 @@ func TestSystemWebView(t *testing.T) {
 		shot("6-agent"),
 	); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// openWebView starts headless Chromium on base+"/" and returns the
+// context the test's steps run in (bounded) and a step that keeps a
+// screenshot as a test artifact.
+func openWebView(t *testing.T, chromium, base string) (context.Context, func(name string) chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox, // CI runs the tests as root
+		chromedp.Flag("disable-gpu", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	browser, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+
+	artifacts := t.ArtifactDir()
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			png, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(artifacts, name+".png"), png, 0o644)
+		})
+	}
+	// The first run starts the browser, whose life is that context's:
+	// no timeout on it; the steps after run under one.
+	if err := chromedp.Do(browser, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatalf("load %s/: %v", base, err)
+	}
+	ctx, cancelTimeout := context.WithTimeout(browser, 2*time.Minute)
+	t.Cleanup(cancelTimeout)
+	return ctx, shot
+}
+
+// TestSystemWebViewWithACLs: with ACLs on and default deny, the web view
+// shows nothing of a service to the anonymous token, and shows it once
+// the operator types a token that may read it into the page's token box.
+func TestSystemWebViewWithACLs(t *testing.T) {
+	chromium := systemtest.NeedCommand(t, "chromium")
+	r := start(t, aclDevConfig(t))
+	root := aclClient(t, r, "root")
+	waitToken(t, root)
+	if err := root.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web1", Name: "web", Port: 8080}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, shot := openWebView(t, chromium, "http://"+r.HTTPAddr().String())
+	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(css(`#nav-services.active`)), shot("acl-1-anonymous")); err != nil {
+		t.Fatal(err)
+	}
+	anon, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('tr[data-service="web"]') !== null`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if anon {
+		t.Error("the anonymous token sees service web under default deny")
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(css(`#token`), "root"),
+		chromedp.Click(css(`#token-form button`)),
+		chromedp.WaitVisible(css(`tr[data-service="web"]`)),
+		shot("acl-2-with-token"),
+	); err != nil {
+		t.Fatalf("with the management token typed in, service web did not appear: %v", err)
 	}
 }
