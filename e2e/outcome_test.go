@@ -31,6 +31,17 @@ func TestOutcomeUnknownWhenTheLeaderGoesWithTheWrite(t *testing.T) {
 	c := newCluster(t, 3, 1, "-rpc-hold-timeout", "3s")
 	agent := c.clients[0]
 	httpc := &http.Client{Timeout: 30 * time.Second}
+	// The agents' own first writes (each binds its gossip key) must be
+	// done: the test reads the leader's log index moving as "the PUT was
+	// appended", which another write would fake.
+	apic, err := api.NewClient(&api.Config{Address: agent.ports.httpAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "every agent bound its gossip key", 20*time.Second, func() (bool, string) {
+		keys, _, err := apic.KV().Keys("_cairn/gossip/key/", "", nil)
+		return err == nil && len(keys) == 4, fmt.Sprint(keys, err)
+	})
 
 	for _, tc := range []struct {
 		name string
