@@ -544,3 +544,23 @@ tls {
 		t.Errorf("config warnings %q; want tls.grpc named as having no effect", cfg.ConfigWarnings)
 	}
 }
+
+// TestHTTPSPortWithoutCertificate: Consul starts with ports.https set and
+// no certificate (its sdk/testutil sets one on every agent it starts),
+// so cairn does too, with the HTTPS API off and the HTTP API serving.
+func TestHTTPSPortWithoutCertificate(t *testing.T) {
+	cfg := devConfig()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Ports.HTTPS = ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	r := start(t, cfg)
+	if a := r.HTTPSAddr(); a != nil {
+		t.Errorf("HTTPS listens on %v without a certificate", a)
+	}
+	if _, err := r.client.Status().Leader(); err != nil {
+		t.Errorf("the HTTP API: %v", err)
+	}
+}

@@ -181,6 +181,19 @@ func (h *handler) writeACLRecord(c *call, meta kv.QueryMeta, o kv.QueryOptions, 
 }
 
 func (h *handler) aclPolicy(c *call) error {
+	st := h.acls.Store
+	return aclItem(h, c, "policy", "Policy", func(p *acl.Policy) *string { return &p.ID },
+		st.PolicyRead, st.PolicyUpdate, st.PolicyDelete)
+}
+
+// aclItem answers /v1/acl/<kind>/<id>, a policy's or a role's: GET reads
+// it, PUT updates it (the ID in the body, if any, must be the URL's),
+// DELETE deletes it. Policies and roles differ only in their type and
+// store methods.
+func aclItem[T any](h *handler, c *call, kind, title string, idOf func(*T) *string,
+	read func(context.Context, kv.QueryOptions, string) (kv.QueryMeta, *T, error),
+	update func(context.Context, *T) (*T, error),
+	del func(context.Context, string) error) error {
 	want := acl.Write
 	if c.r.Method == http.MethodGet {
 		want = acl.Read
@@ -189,7 +202,7 @@ func (h *handler) aclPolicy(c *call) error {
 		return err
 	}
 	if c.arg == "" {
-		return badRequest("Missing policy ID: use /v1/acl/policy/<id>")
+		return badRequest("Missing %s ID: use /v1/acl/%s/<id>", kind, kind)
 	}
 	switch c.r.Method {
 	case http.MethodGet:
@@ -197,24 +210,25 @@ func (h *handler) aclPolicy(c *call) error {
 		if err != nil {
 			return err
 		}
-		meta, p, err := h.acls.Store.PolicyRead(c.ctx, o, c.arg)
-		return h.writeACLRecord(c, meta, o, p, p == nil, err)
+		meta, v, err := read(c.ctx, o, c.arg)
+		return h.writeACLRecord(c, meta, o, v, v == nil, err)
 	case http.MethodPut:
-		var p acl.Policy
-		if err := decodeJSONBody(c, &p, "a policy"); err != nil {
+		v := new(T)
+		if err := decodeJSONBody(c, v, "a "+kind); err != nil {
 			return err
 		}
-		if p.ID != "" && p.ID != c.arg {
-			return badRequest("Policy ID in URL and payload do not match")
+		id := idOf(v)
+		if *id != "" && *id != c.arg {
+			return badRequest("%s ID in URL and payload do not match", title)
 		}
-		p.ID = c.arg
-		out, err := h.acls.Store.PolicyUpdate(c.ctx, &p)
+		*id = c.arg
+		out, err := update(c.ctx, v)
 		if err != nil {
 			return aclErr(err)
 		}
 		return writeJSON(c.w, http.StatusOK, out)
 	default:
-		if err := h.acls.Store.PolicyDelete(c.ctx, c.arg); err != nil {
+		if err := del(c.ctx, c.arg); err != nil {
 			return aclErr(err)
 		}
 		return writeJSON(c.w, http.StatusOK, true)
@@ -276,44 +290,9 @@ func (h *handler) aclRoleByName(c *call) error {
 }
 
 func (h *handler) aclRole(c *call) error {
-	want := acl.Write
-	if c.r.Method == http.MethodGet {
-		want = acl.Read
-	}
-	if _, err := h.aclAuthz(c, want); err != nil {
-		return err
-	}
-	if c.arg == "" {
-		return badRequest("Missing role ID: use /v1/acl/role/<id>")
-	}
-	switch c.r.Method {
-	case http.MethodGet:
-		o, err := readOptions(c.query)
-		if err != nil {
-			return err
-		}
-		meta, r, err := h.acls.Store.RoleRead(c.ctx, o, c.arg)
-		return h.writeACLRecord(c, meta, o, r, r == nil, err)
-	case http.MethodPut:
-		var r acl.Role
-		if err := decodeJSONBody(c, &r, "a role"); err != nil {
-			return err
-		}
-		if r.ID != "" && r.ID != c.arg {
-			return badRequest("Role ID in URL and payload do not match")
-		}
-		r.ID = c.arg
-		out, err := h.acls.Store.RoleUpdate(c.ctx, &r)
-		if err != nil {
-			return aclErr(err)
-		}
-		return writeJSON(c.w, http.StatusOK, out)
-	default:
-		if err := h.acls.Store.RoleDelete(c.ctx, c.arg); err != nil {
-			return aclErr(err)
-		}
-		return writeJSON(c.w, http.StatusOK, true)
-	}
+	st := h.acls.Store
+	return aclItem(h, c, "role", "Role", func(r *acl.Role) *string { return &r.ID },
+		st.RoleRead, st.RoleUpdate, st.RoleDelete)
 }
 
 // ---- tokens ----
