@@ -38,6 +38,12 @@ func kvDump(t *testing.T, c *api.Client) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A listing of the root leaves cairn's own keys out; they are asked for.
+	internal, _, err := c.KV().List("_cairn/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs = append(internal, pairs...)
 	var out []string
 	for _, p := range pairs {
 		if strings.HasPrefix(p.Key, GossipKeyPrefix) {

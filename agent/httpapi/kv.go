@@ -116,8 +116,8 @@ func (h *handler) kvKeys(c *call) error {
 	}
 	// Consul's KVS.ListKeys: keys (and cut prefixes) the token cannot
 	// read are dropped; the ACL system's never show.
-	if reservedUnder(c.arg) {
-		keys = slices.DeleteFunc(keys, reservedKey)
+	if reservedUnder(c.arg) || hidesInternal(c.arg) {
+		keys = slices.DeleteFunc(keys, func(k string) bool { return reservedKey(k) || hiddenBy(c.arg, k) })
 	}
 	keys = filterList(c, keys, func(k string) bool { return c.can(acl.Key, k, acl.Read) })
 	setMeta(c.w, m, o)
@@ -245,12 +245,33 @@ func (h *handler) checkDelete(c *call, op kv.Op) error {
 }
 
 // skipReserved drops the ACL system's entries from a recursive read of
-// prefix.
+// prefix, and cairn's own keys from one that covers them only because it
+// lists the root (hidesInternal).
 func skipReserved(entries []*kv.Entry, prefix string) []*kv.Entry {
-	if !reservedUnder(prefix) {
+	if !reservedUnder(prefix) && !hidesInternal(prefix) {
 		return entries
 	}
-	return slices.DeleteFunc(slices.Clone(entries), func(e *kv.Entry) bool { return reservedKey(e.Key) })
+	return slices.DeleteFunc(slices.Clone(entries), func(e *kv.Entry) bool {
+		return reservedKey(e.Key) || hiddenBy(prefix, e.Key)
+	})
+}
+
+// InternalPrefix holds cairn's own keys: the VIP table, prepared queries,
+// gossip key bindings, crash-atomic txn records, the ACL system. Consul's
+// KV has none, and tools list the root expecting only their own keys
+// (consul/api's own txn test does), so a recursive read of a prefix
+// shorter than this one ("", "_", ...) leaves them out; a read of
+// "_cairn/" or below shows them (the ACL system's aside).
+const InternalPrefix = "_cairn/"
+
+// hidesInternal reports whether a listing of prefix leaves out InternalPrefix.
+func hidesInternal(prefix string) bool {
+	return len(prefix) < len(InternalPrefix) && strings.HasPrefix(InternalPrefix, prefix)
+}
+
+// hiddenBy reports whether a listing of prefix leaves out key.
+func hiddenBy(prefix, key string) bool {
+	return hidesInternal(prefix) && strings.HasPrefix(key, InternalPrefix)
 }
 
 // conflictingFlags refuses parameters that cannot be combined, with
