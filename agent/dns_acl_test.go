@@ -60,14 +60,7 @@ func TestDNSAnswersTheDefaultTokensView(t *testing.T) {
 	d := newDNSCatalog(cat, nil, slog.New(slog.DiscardHandler))
 	d.view = func() acl.Authorizer { return *view.Load() }
 
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, ln := dnsListeners(t)
 	dcfg := dns.DefaultConfig()
 	dcfg.AltDomain = "consul."
 	started := make(chan struct{})
@@ -147,4 +140,25 @@ func TestDNSPreparedQueriesAnswerTheDefaultTokensView(t *testing.T) {
 			t.Errorf("Query(%s) = %d instances, %v; want %d", name, len(insts), err, want)
 		}
 	}
+}
+
+// dnsListeners binds UDP and TCP on one loopback port: a free UDP port's
+// TCP twin may be taken by another test, so a few ports are tried.
+func dnsListeners(t *testing.T) (net.PacketConn, net.Listener) {
+	t.Helper()
+	var last error
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln
+		}
+		pc.Close()
+		last = err
+	}
+	t.Fatalf("no loopback port free for both UDP and TCP: %v", last)
+	return nil, nil
 }
