@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
@@ -107,6 +108,20 @@ func TestKeyringRotationAcrossThreeAgents(t *testing.T) {
 	if err := c0.stop(t); err != nil {
 		t.Fatalf("stop c0: %v", err)
 	}
+	// c0 comes back on another port: its name is free once the others
+	// have seen it leave.
+	eventually(t, "s0 sees c0 leave", 10*time.Second, func() (bool, string) {
+		ms, err := s0.client.Agent().Members(false)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range ms {
+			if m.Name == "c0" {
+				return m.Status != 1, fmt.Sprint("c0 status ", m.Status) // 1: serf's alive
+			}
+		}
+		return true, ""
+	})
 	c0 = startAgent(t, c0cfg)
 	allAlive(t, s0, 3)
 	allAlive(t, c1, 3)
