@@ -58,11 +58,10 @@ func loadGossipKey(dir string) (ed25519.PrivateKey, error) {
 	if _, err := rand.Read(seed); err != nil {
 		return nil, fmt.Errorf("make a gossip identity key: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(base64.StdEncoding.EncodeToString(seed)+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("write the gossip identity key: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	// Durably, as node-id: a plain write left the file empty when ext4
+	// went read-only after a disk error, and the agent could not start
+	// again (TestSystemDiskReadOnlyAndIOError).
+	if err := writeDurably(path, []byte(base64.StdEncoding.EncodeToString(seed)+"\n")); err != nil {
 		return nil, fmt.Errorf("write the gossip identity key: %w", err)
 	}
 	return ed25519.NewKeyFromSeed(seed), nil
