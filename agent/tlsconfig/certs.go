@@ -58,21 +58,9 @@ func CAFileNames(domain string) (cert, key string) {
 
 // CreateCA makes a self-signed ECDSA P-256 CA, as `consul tls ca create`.
 func CreateCA(r CARequest) (PEM, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, sn, now, days, err := newCert(r.Now, r.Days, 1825)
 	if err != nil {
 		return PEM{}, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return PEM{}, err
-	}
-	now := r.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	days := r.Days
-	if days <= 0 {
-		days = 1825
 	}
 	cn := r.CommonName
 	if cn == "" {
@@ -144,21 +132,9 @@ func CreateCert(ca PEM, r CertRequest) (PEM, error) {
 	if err != nil {
 		return PEM{}, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, sn, now, days, err := newCert(r.Now, r.Days, 365)
 	if err != nil {
 		return PEM{}, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return PEM{}, err
-	}
-	now := r.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	days := r.Days
-	if days <= 0 {
-		days = 365
 	}
 	id, err := keyID(&key.PublicKey)
 	if err != nil {
@@ -305,4 +281,25 @@ func or(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// newCert is what every certificate starts from: a P-256 key, a serial
+// number, the time it is made (now unless set) and its validity in days
+// (defaultDays unless set).
+func newCert(now time.Time, days, defaultDays int) (*ecdsa.PrivateKey, *big.Int, time.Time, int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, now, 0, err
+	}
+	sn, err := serial()
+	if err != nil {
+		return nil, nil, now, 0, err
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if days <= 0 {
+		days = defaultDays
+	}
+	return key, sn, now, days, nil
 }
