@@ -98,6 +98,9 @@ func (w *wiring) catalogParts() ([]part, error) {
 		{"checks", runner.Run},
 		{"gossip keys", keys.run},
 	}
+	if p, ok := w.diskCheckPart(cat); ok {
+		parts = append(parts, p)
+	}
 	if p, ok := w.tel.convergence(cat, w.ml, w.cfg.NodeName); ok {
 		parts = append(parts, p)
 	}

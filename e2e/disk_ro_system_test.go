@@ -110,6 +110,10 @@ func TestSystemDiskReadOnlyAndIOError(t *testing.T) {
 			if m := scrape(t, p.httpAddr()); !metric.MatchString(m) {
 				t.Fatalf("metrics during %s lack %s; cairn_disk_condition lines: %q", tc.name, metric, grepLines(m, "cairn_disk_condition"))
 			}
+			eventually(t, "the consul service's disk check critical during "+tc.name, 15*time.Second, func() (bool, string) {
+				got := diskCheck(t, c)
+				return strings.HasPrefix(got, "critical "), got
+			})
 
 			// Recovery: stop, check, mount again, start.
 			agent.signal(syscall.SIGTERM)

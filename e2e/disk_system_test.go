@@ -78,6 +78,9 @@ func TestSystemDiskFaults(t *testing.T) {
 		if got := condition(); got != kind {
 			t.Fatalf("/v1/agent/self Stats.disk.condition = %q during %s", got, kind)
 		}
+		eventually(t, "the consul service's disk check critical during "+kind, 10*time.Second, func() (bool, string) {
+			return diskCheck(t, c) == "critical "+kind, diskCheck(t, c)
+		})
 	}
 	resumes := func(what string) {
 		t.Helper()
@@ -88,6 +91,10 @@ func TestSystemDiskFaults(t *testing.T) {
 		if got := condition(); got != "ok" {
 			t.Fatalf("Stats.disk.condition = %q after %s; want ok", got, what)
 		}
+		eventually(t, "the disk check gone after "+what, 10*time.Second, func() (bool, string) {
+			got := diskCheck(t, c)
+			return got == "", got
+		})
 		if _, err := c.KV().Put(&api.KVPair{Key: "k", Value: []byte("before")}, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -99,6 +106,23 @@ func TestSystemDiskFaults(t *testing.T) {
 	checkFault("disk full", http.StatusInsufficientStorage)
 	os.Remove(filler)
 	resumes("freeing space")
+}
+
+// diskCheck is the status and condition of the server's disk check on
+// its "consul" service ("critical disk full"), "" when there is none.
+func diskCheck(t *testing.T, c *api.Client) string {
+	t.Helper()
+	chs, _, err := c.Health().Checks("consul", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range chs {
+		if ch.CheckID == "cairn-disk" {
+			kind, _, _ := strings.Cut(ch.Output, " since ")
+			return ch.Status + " " + kind
+		}
+	}
+	return ""
 }
 
 // fill writes path until the file system is full.

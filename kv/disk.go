@@ -118,14 +118,27 @@ type diskGuard struct {
 	stopping  <-chan struct{} // the server's shutdown; nil while opening
 	cond      *DiskCondition
 	lastCheck time.Time
-	lastErr   error // the answer of the last check
+	lastErr   error         // the answer of the last check
+	changed   chan struct{} // closed when cond comes, changes kind or goes
 }
 
 // probeEvery bounds how often the disk is examined while writes come.
 const probeEvery = 250 * time.Millisecond
 
 func newDiskGuard(dir string, reserve uint64, log *slog.Logger) *diskGuard {
-	return &diskGuard{dir: dir, reserve: reserve, log: log}
+	return &diskGuard{dir: dir, reserve: reserve, log: log, changed: make(chan struct{})}
+}
+
+// Changed is closed when the condition next comes, changes kind or ends.
+func (g *diskGuard) Changed() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.changed
+}
+
+func (g *diskGuard) notifyLocked() {
+	close(g.changed)
+	g.changed = make(chan struct{})
 }
 
 // Condition is the disk condition now, nil when the disk is fine.
@@ -170,6 +183,7 @@ func (g *diskGuard) set(de *DiskError, fromStore bool) {
 	if g.cond == nil || g.cond.Kind != de.Kind {
 		g.log.Error("kv: disk condition: writes are refused until it is fixed; reads still answer", "kind", de.Kind, "dir", g.dir, "err", de.Err)
 		g.cond = &DiskCondition{Kind: de.Kind, Since: time.Now()}
+		g.notifyLocked()
 	}
 	g.cond.fromStore = g.cond.fromStore || fromStore
 	g.cond.Error = de.Error()
@@ -181,6 +195,7 @@ func (g *diskGuard) clearLocked() {
 	g.log.Info("kv: disk condition over; writes resume", "kind", g.cond.Kind, "dir", g.dir, "lasted", time.Since(g.cond.Since).Round(time.Millisecond))
 	g.cond = nil
 	g.lastErr = nil
+	g.notifyLocked()
 }
 
 // refusal is the error for a write this server cannot lead because of
@@ -275,6 +290,18 @@ func (g *diskGuard) wrap(err error) error {
 		return &DiskError{Kind: kind, Path: g.dir, Err: err}
 	}
 	return err
+}
+
+// DiskChanged is closed when the disk condition next comes, changes kind
+// or ends.
+func (s *Server) DiskChanged() <-chan struct{} { return s.disk.Changed() }
+
+// RecheckDisk examines the disk now (at most every probeEvery) and
+// returns the condition: without writes nothing else looks, so a health
+// check that waits for the condition to end asks with this.
+func (s *Server) RecheckDisk() *DiskCondition {
+	s.disk.check()
+	return s.disk.Condition()
 }
 
 // logStore wraps Raft's log store so that its disk errors are named and

@@ -88,6 +88,9 @@ type localCheck struct {
 	status    string
 	output    string
 	pubOutput string
+	// condition: set by the agent from its own condition
+	// (SetConditionCheck), never written to the data dir.
+	condition bool
 }
 
 // externalNode is a node registered through this agent with

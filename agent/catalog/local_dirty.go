@@ -182,6 +182,9 @@ func (c *Catalog) logLinesLocked() []logLine {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
+		if c.checks[id].condition {
+			continue
+		}
 		d := c.checks[id].def
 		out = append(out, logLine{Op: opCheck, Check: &d})
 	}
