@@ -24,8 +24,8 @@ type node struct {
 }
 
 // startServer runs a kv server whose Raft and forwarded requests share one
-// multiplexed port, as an agent's do.
-func startServer(t *testing.T, id string) *node {
+// multiplexed port, as an agent's do; opts adjust its kv configuration.
+func startServer(t *testing.T, id string, opts ...func(*kv.Config)) *node {
 	t.Helper()
 	mux, err := forward.Listen("127.0.0.1:0", "", nil)
 	if err != nil {
@@ -34,6 +34,9 @@ func startServer(t *testing.T, id string) *node {
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: mux.RaftLayer(), MaxPool: 3, Timeout: 5 * time.Second})
 	cfg := kv.DefaultConfig(id, t.TempDir(), "")
 	cfg.Transport, cfg.Fast = trans, true
+	for _, o := range opts {
+		o(&cfg)
+	}
 	s, err := kv.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -61,14 +64,14 @@ func startServer(t *testing.T, id string) *node {
 	return &node{kv: s, router: r, addr: mux.Addr().String()}
 }
 
-func startCluster(t *testing.T, n int) []*node {
+func startCluster(t *testing.T, n int, opts ...func(*kv.Config)) []*node {
 	t.Helper()
 	var (
 		nodes []*node
 		peers []kv.Peer
 	)
 	for i := range n {
-		nd := startServer(t, fmt.Sprintf("s%d", i))
+		nd := startServer(t, fmt.Sprintf("s%d", i), opts...)
 		nodes = append(nodes, nd)
 		peers = append(peers, kv.Peer{ID: nd.kv.NodeID(), Address: nd.addr})
 	}

@@ -84,7 +84,7 @@ func (r *Router) holdRequest(ctx context.Context, write bool, wait time.Duration
 		if timedOut {
 			err = fmt.Errorf("%w: no answer within %v", errAttemptTimeout, perTry)
 		}
-		if write && (timedOut || errors.Is(err, kv.ErrOutcomeUnknown) || errors.Is(err, ErrConnectionLost) || errors.Is(err, errLeaderChanged)) {
+		if write && (timedOut || cutOff(err) || errors.Is(err, kv.ErrOutcomeUnknown) || errors.Is(err, ErrConnectionLost) || errors.Is(err, errLeaderChanged)) {
 			mayApplied = true
 		}
 		stopping := false
@@ -127,6 +127,17 @@ func (r *Router) holdRequest(ctx context.Context, write bool, wait time.Duration
 		return fmt.Errorf("%w: none within the hold time (%v): %v", kv.ErrNoLeader, r.hold, trimSentinel(last))
 	}
 	return fmt.Errorf("%w: no answer within the hold time (%v): %v", kv.ErrNoLeader, r.hold, last)
+}
+
+// cutOff reports whether a try ended because the caller's context did
+// (the client gave up, or the agent stopping cancelled its requests): a
+// write it carried may have reached the leader and been applied, and
+// only its answer is missing. Reporting the context's error instead lets
+// the HTTP layer take it for a client that went away and answer nothing,
+// which net/http sends as an empty 200: Consul's client reads that as a
+// CAS that did not swap, or a put that was done.
+func cutOff(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // errAttemptTimeout: one try got no answer within its bound (a paused or

@@ -1,9 +1,11 @@
 package forward_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,5 +84,45 @@ func TestSessionNodeMustExist(t *testing.T) {
 	}
 	if _, err := r.CreateSession(ctx, kv.Session{Node: "n1"}); err != nil {
 		t.Fatalf("session for a known node: %v", err)
+	}
+}
+
+// TestWriteCutOffByItsCallerIsOutcomeUnknown is the sequence of a server
+// agent stopping (SIGTERM: it hands leadership over, then its HTTP server
+// cancels the requests still running) while one of them, a CAS it
+// forwarded to the new leader, is applied there. The caller must hear
+// that the write may have been applied, not its context's error: the
+// HTTP layer took that for a client that went away and answered nothing,
+// which net/http sent as an empty 200, and Consul's client read it as a
+// CAS that did not swap (TestLinearizableThroughLeaderChanges).
+func TestWriteCutOffByItsCallerIsOutcomeUnknown(t *testing.T) {
+	// The leader, once it has applied the write, cancels the caller's
+	// context and holds its answer back until the caller has returned.
+	var onCommit atomic.Pointer[func()]
+	nodes := startCluster(t, 3, func(c *kv.Config) {
+		c.OnCommit = func(time.Duration) {
+			if f := onCommit.Swap(nil); f != nil {
+				(*f)()
+			}
+		}
+	})
+	f := follower(nodes)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	returned := make(chan struct{})
+	cut := func() {
+		cancel()
+		<-returned
+	}
+	onCommit.Store(&cut)
+
+	ok, err := f.router.Apply(wctx, kv.Op{Verb: kv.VerbCAS, Key: "k", Index: 0, Value: []byte("v")})
+	close(returned)
+	if !errors.Is(err, kv.ErrOutcomeUnknown) || errors.Is(err, context.Canceled) {
+		t.Errorf("CAS cut off by its caller after the leader applied it = %v, %v; want kv.ErrOutcomeUnknown, not context.Canceled", ok, err)
+	}
+	_, e, err := f.router.Get(ctx, kv.QueryOptions{Consistent: true}, "k")
+	if err != nil || e == nil || string(e.Value) != "v" {
+		t.Fatalf("k after the CAS = %v, %v; want the CAS's value (it was applied)", e, err)
 	}
 }

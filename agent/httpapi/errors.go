@@ -118,11 +118,14 @@ func statusOf(err error) (int, string) {
 	return http.StatusInternalServerError, msg
 }
 
-// fail answers a failed request. A request whose client went away gets
-// no answer: nobody is left to read it.
+// fail answers a failed request. A request whose context ended (its
+// client went away, or the agent is stopping and cancelled it) gets no
+// answer: the response is aborted, since returning without one would
+// make net/http send an empty 200, which Consul's client reads as a
+// write done, or a CAS or lock that did not take.
 func (h *handler) fail(c *call, err error) {
 	if c.ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		return
+		panic(http.ErrAbortHandler)
 	}
 	code, msg := statusOf(err)
 	var me *methodNotAllowedError
