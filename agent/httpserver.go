@@ -128,7 +128,7 @@ func (w *wiring) httpPart() (part, error) {
 		reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancelRequests()
 		srv := &http.Server{
-			Handler:           ui.Handler(withBodyTimeout(handler, bodyReadTimeout)), // the web view at /ui/, beside /v1
+			Handler:           ui.Handler(withBodyTimeout(finishWritesOnStop(handler, reqCtx), bodyReadTimeout)), // the web view at /ui/, beside /v1
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			BaseContext:       func(net.Listener) context.Context { return reqCtx },
