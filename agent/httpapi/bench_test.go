@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cairn-dev/cairn/agent/acl"
+	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/kv"
 	"github.com/cairn-dev/cairn/kvtest"
 )
@@ -116,5 +117,44 @@ func BenchmarkKVACL(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkServiceReads is the server's share of the catalog and health
+// reads of one service of 10 instances (on 10 nodes) without the
+// network: the same answers bench/reads.sh loads.
+func BenchmarkServiceReads(b *testing.B) {
+	cfg := catalog.DefaultConfig()
+	cfg.NodeName = "node-1"
+	cfg.NodeID = "0d1c8a1e-6a35-4b2c-9f0e-2f4b1c3d5e6f"
+	cfg.Address = "10.0.0.1"
+	cat, err := catalog.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := NewHandler(Config{Store: kvtest.NewServer(b), Catalog: cat})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for n := range 10 {
+		body := fmt.Sprintf(`{"Node":"n%d","Address":"10.0.0.%d","Service":{"ID":"web","Service":"web","Port":80,"Tags":["a"]}}`, n, n)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPut, "/v1/catalog/register", strings.NewReader(body)))
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code, w.Body.String())
+		}
+	}
+	for _, path := range []string{"/v1/health/service/web?passing", "/v1/catalog/service/web"} {
+		b.Run(strings.Split(path, "/")[2], func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					b.Fatal(w.Code, w.Body.String())
+				}
+			}
+		})
 	}
 }
