@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -24,7 +24,7 @@ import (
 // answers already do.
 type answerCache struct {
 	mu    sync.Mutex
-	m     map[string]cachedAnswer
+	m     map[answerID]cachedAnswer
 	bytes int
 }
 
@@ -42,7 +42,7 @@ const (
 )
 
 // lookup returns the cached answer of key when it was read at index.
-func (a *answerCache) lookup(key string, index uint64) (cachedAnswer, bool) {
+func (a *answerCache) lookup(key answerID, index uint64) (cachedAnswer, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	e, ok := a.m[key]
@@ -53,7 +53,7 @@ func (a *answerCache) lookup(key string, index uint64) (cachedAnswer, bool) {
 // index does not identify it (reaping a tombstone lowers it again), but
 // its entries do: stored entries are never changed in place, so the same
 // pointers are the same bytes.
-func (a *answerCache) getList(key string, entries []*kv.Entry) []byte {
+func (a *answerCache) getList(key answerID, entries []*kv.Entry) []byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	e, ok := a.m[key]
@@ -68,12 +68,12 @@ func (a *answerCache) getList(key string, entries []*kv.Entry) []byte {
 	return e.body
 }
 
-func (a *answerCache) putList(key string, entries []*kv.Entry, body []byte) {
+func (a *answerCache) putList(key answerID, entries []*kv.Entry, body []byte) {
 	a.put(key, cachedAnswer{entries: slices.Clone(entries), body: body})
 }
 
 // put keeps e as key's answer, unless the cache has a newer one.
-func (a *answerCache) put(key string, e cachedAnswer) {
+func (a *answerCache) put(key answerID, e cachedAnswer) {
 	body, index := e.body, e.index
 	if len(body) > answerCacheBytes/16 {
 		return
@@ -81,7 +81,7 @@ func (a *answerCache) put(key string, e cachedAnswer) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.m == nil {
-		a.m = map[string]cachedAnswer{}
+		a.m = map[answerID]cachedAnswer{}
 	}
 	if old, ok := a.m[key]; ok {
 		if old.index > index {
@@ -101,32 +101,36 @@ func (a *answerCache) put(key string, e cachedAnswer) {
 	a.bytes += len(body)
 }
 
-// answerKey names an answer: the endpoint, the service and the filter.
-func answerKey(kind, name string, f catalog.Filter) string {
+// answerID names an answer: the endpoint ("health", "catalog", "kv"),
+// the service or prefix, and what of the filter changes the answer.
+// A struct rather than one string, so that naming the answer of a plain
+// read costs no allocation.
+type answerID struct {
+	kind, name string
+	passing    bool
+	more       string // ?tag= and ?node-meta=, encoded; "" without
+}
+
+// answerKey names the answer of kind for service name and filter f.
+func answerKey(kind, name string, f catalog.Filter) answerID {
+	id := answerID{kind: kind, name: name, passing: f.Passing}
+	if len(f.Tags) == 0 && len(f.NodeMeta) == 0 {
+		return id
+	}
 	var b strings.Builder
-	b.WriteString(kind)
-	b.WriteByte(0)
-	b.WriteString(name)
-	b.WriteByte(0)
-	b.WriteString(strconv.FormatBool(f.Passing))
 	for _, t := range f.Tags {
 		b.WriteString("\x00t")
 		b.WriteString(t)
 	}
-	if len(f.NodeMeta) > 0 {
-		keys := make([]string, 0, len(f.NodeMeta))
-		for k := range f.NodeMeta {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			b.WriteString("\x00m")
-			b.WriteString(k)
-			b.WriteByte(0)
-			b.WriteString(f.NodeMeta[k])
-		}
+	keys := slices.Sorted(maps.Keys(f.NodeMeta))
+	for _, k := range keys {
+		b.WriteString("\x00m")
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(f.NodeMeta[k])
 	}
-	return b.String()
+	id.more = b.String()
+	return id
 }
 
 // serviceAnswer answers a read of one service's instances (kind
@@ -224,7 +228,7 @@ func writeBody(c *call, body []byte) {
 // writeEntries answers a KV list (?recurse) with its cached encoding
 // when the entries are the same as when it was encoded.
 func (h *handler) writeEntries(c *call, entries []*kv.Entry) error {
-	key := "kv\x00" + c.arg
+	key := answerID{kind: "kv", name: c.arg}
 	body := h.answers.getList(key, entries)
 	if body == nil {
 		var err error
