@@ -3,8 +3,8 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
