@@ -3,6 +3,9 @@
 # each answer's bytes as the ceiling: GET /v1/kv/bench/?recurse (100 keys
 # of 48 bytes), /v1/health/service/web?passing and /v1/catalog/service/web
 # (10 instances). Everything listens on 127.0.0.1 (ports 18800-18822).
+# Each line ends with the ratios to barekv of the same round: the rate's
+# and the server's CPU time per request's (barekv's over cairn's), the
+# steadier of the two on a loaded machine.
 #
 #   bench/reads.sh /tmp/cairn-main /tmp/cairn-new     # ROUNDS=5 DUR=3s CONNS=16
 set -e
@@ -34,7 +37,8 @@ paths=("/v1/kv/bench/?recurse" "/v1/health/service/web?passing" "/v1/catalog/ser
 urls=()
 for k in 0 1 2; do
   "$tmp/barekv" -addr 127.0.0.1:$((18820+k)) -body "$(curl -s "127.0.0.1:18810${paths[$k]}")" & pids+=($!)
-  urls+=(-url "http://127.0.0.1:18800${paths[$k]}" -url "http://127.0.0.1:18810${paths[$k]}" -url "http://127.0.0.1:$((18820+k))${paths[$k]}")
+  urls+=(-url "http://127.0.0.1:18800${paths[$k]}" -pid ${pids[0]} -url "http://127.0.0.1:18810${paths[$k]}" -pid ${pids[1]}
+    -url "http://127.0.0.1:$((18820+k))${paths[$k]}" -pid $!)
 done
 sleep 1
-"$tmp/httpload" -conns "${CONNS:-16}" -rounds "${ROUNDS:-5}" -duration "${DUR:-3s}" "${urls[@]}"
+"$tmp/httpload" -conns "${CONNS:-16}" -rounds "${ROUNDS:-5}" -duration "${DUR:-3s}" -group 3 "${urls[@]}"

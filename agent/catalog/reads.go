@@ -96,6 +96,27 @@ func (c *Catalog) ServiceHealth(ws memdb.WatchSet, name string, f Filter) (uint6
 	return c.state.instances(orNew(ws), name, f, true)
 }
 
+// ServiceIndex is the index ServiceNodes and ServiceHealth would answer
+// name and f at, and it adds the same channels to ws, but it reads no
+// instance: a reader that keeps their answers by index (the HTTP API's
+// encoded answers) learns from it alone whether its copy is current.
+func (c *Catalog) ServiceIndex(ws memdb.WatchSet, name string, f Filter) uint64 {
+	tx := c.read()
+	defer tx.Abort()
+	return instancesIndex(tx, orNew(ws), name, f)
+}
+
+// instancesIndex is the index of a service's instances as f selects
+// them: the service's own, and the nodes' when f reads node meta (a node
+// that gains or loses the meta joins or leaves the answer).
+func instancesIndex(tx *memdb.Txn, ws memdb.WatchSet, name string, f Filter) uint64 {
+	idx := serviceIndex(tx, ws, name)
+	if len(f.NodeMeta) > 0 {
+		idx = max(idx, tablesIndex(tx, ws, tableNodes))
+	}
+	return idx
+}
+
 // Nodes returns every node, sorted by name (/v1/catalog/nodes).
 func (c *Catalog) Nodes(ws memdb.WatchSet, f Filter) (uint64, []*Node) {
 	ws = orNew(ws)

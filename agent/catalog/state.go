@@ -561,10 +561,7 @@ func nodeTxn(tx *memdb.Txn, name string) *nodeRow {
 func (s *state) instances(ws memdb.WatchSet, name string, f Filter, withChecks bool) (uint64, []Instance) {
 	tx := s.db.Txn(false)
 	defer tx.Abort()
-	idx := serviceIndex(tx, ws, name)
-	if len(f.NodeMeta) > 0 {
-		idx = max(idx, tablesIndex(tx, ws, tableNodes))
-	}
+	idx := instancesIndex(tx, ws, name, f)
 	it, err := tx.Get(tableServices, "service", lower(name))
 	must(err)
 	var out []Instance

@@ -3,14 +3,16 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/kv"
+	"github.com/hashicorp/go-memdb"
 )
 
 // answerCache keeps the JSON of recent catalog answers (health and
@@ -22,14 +24,15 @@ import (
 // answers already do.
 type answerCache struct {
 	mu    sync.Mutex
-	m     map[string]cachedAnswer
+	m     map[answerID]cachedAnswer
 	bytes int
 }
 
 type cachedAnswer struct {
-	index   uint64
-	entries []*kv.Entry // for KV lists: the entries encoded (see getList)
-	body    []byte
+	index    uint64
+	entries  []*kv.Entry // for KV lists: the entries encoded (see getList)
+	services []string    // for service answers: the names in it (see seesAll)
+	body     []byte
 }
 
 // Bounds of the cache; past them, arbitrary entries make room.
@@ -38,20 +41,19 @@ const (
 	answerCacheBytes   = 32 << 20
 )
 
-func (a *answerCache) get(key string, index uint64) []byte {
+// lookup returns the cached answer of key when it was read at index.
+func (a *answerCache) lookup(key answerID, index uint64) (cachedAnswer, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if e, ok := a.m[key]; ok && e.index == index {
-		return e.body
-	}
-	return nil
+	e, ok := a.m[key]
+	return e, ok && e.index == index
 }
 
 // getList returns the cached encoding of entries, a KV list. A list's
 // index does not identify it (reaping a tombstone lowers it again), but
 // its entries do: stored entries are never changed in place, so the same
 // pointers are the same bytes.
-func (a *answerCache) getList(key string, entries []*kv.Entry) []byte {
+func (a *answerCache) getList(key answerID, entries []*kv.Entry) []byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	e, ok := a.m[key]
@@ -66,24 +68,20 @@ func (a *answerCache) getList(key string, entries []*kv.Entry) []byte {
 	return e.body
 }
 
-func (a *answerCache) putList(key string, entries []*kv.Entry, body []byte) {
-	a.put(key, 0, body)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if e, ok := a.m[key]; ok {
-		e.entries = slices.Clone(entries)
-		a.m[key] = e
-	}
+func (a *answerCache) putList(key answerID, entries []*kv.Entry, body []byte) {
+	a.put(key, cachedAnswer{entries: slices.Clone(entries), body: body})
 }
 
-func (a *answerCache) put(key string, index uint64, body []byte) {
+// put keeps e as key's answer, unless the cache has a newer one.
+func (a *answerCache) put(key answerID, e cachedAnswer) {
+	body, index := e.body, e.index
 	if len(body) > answerCacheBytes/16 {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.m == nil {
-		a.m = map[string]cachedAnswer{}
+		a.m = map[answerID]cachedAnswer{}
 	}
 	if old, ok := a.m[key]; ok {
 		if old.index > index {
@@ -99,66 +97,138 @@ func (a *answerCache) put(key string, index uint64, body []byte) {
 		a.bytes -= len(e.body)
 		delete(a.m, k)
 	}
-	a.m[key] = cachedAnswer{index: index, body: body}
+	a.m[key] = e
 	a.bytes += len(body)
 }
 
-// answerKey names an answer: the endpoint, the service and the filter.
-func answerKey(kind, name string, f catalog.Filter) string {
+// answerID names an answer: the endpoint ("health", "catalog", "kv"),
+// the service or prefix, and what of the filter changes the answer.
+// A struct rather than one string, so that naming the answer of a plain
+// read costs no allocation.
+type answerID struct {
+	kind, name string
+	passing    bool
+	more       string // ?tag= and ?node-meta=, encoded; "" without
+}
+
+// answerKey names the answer of kind for service name and filter f.
+func answerKey(kind, name string, f catalog.Filter) answerID {
+	id := answerID{kind: kind, name: name, passing: f.Passing}
+	if len(f.Tags) == 0 && len(f.NodeMeta) == 0 {
+		return id
+	}
 	var b strings.Builder
-	b.WriteString(kind)
-	b.WriteByte(0)
-	b.WriteString(name)
-	b.WriteByte(0)
-	b.WriteString(strconv.FormatBool(f.Passing))
 	for _, t := range f.Tags {
 		b.WriteString("\x00t")
 		b.WriteString(t)
 	}
-	if len(f.NodeMeta) > 0 {
-		keys := make([]string, 0, len(f.NodeMeta))
-		for k := range f.NodeMeta {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			b.WriteString("\x00m")
-			b.WriteString(k)
-			b.WriteByte(0)
-			b.WriteString(f.NodeMeta[k])
-		}
+	keys := slices.Sorted(maps.Keys(f.NodeMeta))
+	for _, k := range keys {
+		b.WriteString("\x00m")
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(f.NodeMeta[k])
 	}
-	return b.String()
+	id.more = b.String()
+	return id
 }
 
-// writeCached answers with the cached encoding of key at index, or with
-// build()'s, which it caches. Answers cut by ?filter= or sorted by
-// ?near= are not cached.
-func (h *handler) writeCached(c *call, key string, index uint64, build func() any) error {
-	if c.filter != nil || has(c.query, "near") || c.w.Header()[hdrFilteredByACLs] != nil {
-		// Answers shortened by ?filter= or by the token's ACLs are the
-		// caller's own, not the service's: never cached.
-		return writeFiltered(c, build())
-	}
-	body := h.answers.get(key, index)
-	if body == nil {
-		var err error
-		v := build()
-		if body, err = json.Marshal(v); err != nil {
-			return fmt.Errorf("encode %T answer: %w", v, err)
+// serviceAnswer answers a read of one service's instances (kind
+// "health" or "catalog", read ServiceHealth or ServiceNodes, encode the
+// answer's JSON value). When the cache holds the answer at the service's
+// current index and the caller may see all of it, the instances are not
+// even read: the index alone says the bytes are current.
+func (h *handler) serviceAnswer(c *call, kind string, f catalog.Filter,
+	read func(memdb.WatchSet, string, catalog.Filter) (uint64, []catalog.Instance),
+	encode func([]catalog.Instance) any) error {
+	key := answerKey(kind, c.arg, f)
+	var (
+		insts []catalog.Instance
+		index uint64
+		body  []byte
+	)
+	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
+		if shareable(c) {
+			idx := h.catalog.ServiceIndex(ws, c.arg, f)
+			if e, ok := h.answers.lookup(key, idx); ok && seesAll(c, e.services) {
+				body, index = e.body, idx
+				return idx
+			}
 		}
-		h.answers.put(key, index, body)
+		body = nil
+		index, insts = read(ws, c.arg, f)
+		return index
+	}); err != nil {
+		return err
 	}
-	c.w.Header()["Content-Type"] = []string{"application/json"}
-	c.w.WriteHeader(http.StatusOK)
-	_, _ = c.w.Write(body)
+	if body != nil {
+		writeBody(c, body)
+		return nil
+	}
+	insts = filterInstances(c, insts)
+	if !shareable(c) || c.w.Header()[hdrFilteredByACLs] != nil {
+		// Answers cut by ?filter= or by the token's ACLs, or sorted by
+		// ?near=, are the caller's own, not the service's: never cached.
+		return writeFiltered(c, encode(insts))
+	}
+	v := encode(insts)
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %T answer: %w", v, err)
+	}
+	h.answers.put(key, cachedAnswer{index: index, services: serviceNames(insts), body: body})
+	writeBody(c, body)
 	return nil
+}
+
+// shareable reports whether the request's answer is the service's own,
+// the same for every caller who may see all of it: no ?filter= cuts it
+// and no ?near= sorts it.
+func shareable(c *call) bool {
+	return c.filter == nil && !has(c.query, "near")
+}
+
+// seesAll reports whether the caller's token reads every instance of an
+// answer of services (filterInstances would drop none): with ACLs off,
+// or with read on every node and on each service named.
+func seesAll(c *call, services []string) bool {
+	if c.aclOff() {
+		return true
+	}
+	a, err := c.authorizer()
+	if err != nil || !a.AllowedUnder(acl.Node, "", acl.Read) {
+		return false
+	}
+	for _, s := range services {
+		if !a.Allowed(acl.Service, s, acl.Read) {
+			return false
+		}
+	}
+	return true
+}
+
+// serviceNames are the distinct service names of insts (one, unless
+// the name was asked in another case than registered), which decide
+// with the nodes who may read the answer.
+func serviceNames(insts []catalog.Instance) []string {
+	var out []string
+	for _, in := range insts {
+		if !slices.Contains(out, in.Service.Name) {
+			out = append(out, in.Service.Name)
+		}
+	}
+	return out
+}
+
+// writeBody answers 200 with an encoded JSON answer.
+func writeBody(c *call, body []byte) {
+	writeJSONBytes(c.w, http.StatusOK, body)
 }
 
 // writeEntries answers a KV list (?recurse) with its cached encoding
 // when the entries are the same as when it was encoded.
 func (h *handler) writeEntries(c *call, entries []*kv.Entry) error {
-	key := "kv\x00" + c.arg
+	key := answerID{kind: "kv", name: c.arg}
 	body := h.answers.getList(key, entries)
 	if body == nil {
 		var err error
@@ -167,8 +237,6 @@ func (h *handler) writeEntries(c *call, entries []*kv.Entry) error {
 		}
 		h.answers.putList(key, entries, body)
 	}
-	c.w.Header()["Content-Type"] = []string{"application/json"}
-	c.w.WriteHeader(http.StatusOK)
-	_, _ = c.w.Write(body)
+	writeBody(c, body)
 	return nil
 }

@@ -156,3 +156,50 @@ func TestCachedKVListFollowsChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestCachedAnswersFollowNodeMeta: an answer cut by ?node-meta= follows
+// the nodes: a node whose meta changes leaves it or joins it, although
+// its service did not change.
+func TestCachedAnswersFollowNodeMeta(t *testing.T) {
+	t.Parallel()
+	ta, _ := newCatalogAPI(t)
+	register := func(node, rack string) {
+		t.Helper()
+		_, err := ta.client.Catalog().Register(&api.CatalogRegistration{
+			Node: node, Address: "10.2.0.1", NodeMeta: map[string]string{"rack": rack},
+			Service: &api.AgentService{ID: "web", Service: "web", Port: 80},
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func() string {
+		t.Helper()
+		var got string
+		for range 3 { // from the cache after the first
+			es, _, err := ta.client.Health().Service("web", "", false, &api.QueryOptions{NodeMeta: map[string]string{"rack": "a"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var nodes []string
+			for _, e := range es {
+				nodes = append(nodes, e.Node.Node)
+			}
+			got = strings.Join(nodes, " ")
+		}
+		return got
+	}
+	register("n1", "a")
+	register("n2", "b")
+	if got := read(); got != "n1" {
+		t.Fatalf("rack a = %q, want n1", got)
+	}
+	register("n2", "a")
+	if got := read(); got != "n1 n2" {
+		t.Errorf("after n2 moved to rack a: %q, want n1 n2", got)
+	}
+	register("n1", "b")
+	if got := read(); got != "n2" {
+		t.Errorf("after n1 moved to rack b: %q, want n2", got)
+	}
+}

@@ -28,6 +28,9 @@ type Catalog interface {
 	Services(ws memdb.WatchSet, f catalog.Filter) (uint64, map[string][]string)
 	ServiceNodes(ws memdb.WatchSet, name string, f catalog.Filter) (uint64, []catalog.Instance)
 	ServiceHealth(ws memdb.WatchSet, name string, f catalog.Filter) (uint64, []catalog.Instance)
+	// ServiceIndex is the index ServiceNodes and ServiceHealth would
+	// answer at, without reading the instances.
+	ServiceIndex(ws memdb.WatchSet, name string, f catalog.Filter) uint64
 	Nodes(ws memdb.WatchSet, f catalog.Filter) (uint64, []*catalog.Node)
 	Node(ws memdb.WatchSet, name string) (uint64, *catalog.Node, []*catalog.Service)
 	ServiceChecks(ws memdb.WatchSet, name string, f catalog.Filter) (uint64, []*catalog.Check)
@@ -220,18 +223,7 @@ func (h *handler) catalogService(c *call) error {
 	if err != nil {
 		return err
 	}
-	var (
-		insts []catalog.Instance
-		index uint64
-	)
-	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
-		index, insts = h.catalog.ServiceNodes(ws, c.arg, f)
-		return index
-	}); err != nil {
-		return err
-	}
-	insts = filterInstances(c, insts)
-	return h.writeCached(c, answerKey("catalog", c.arg, f), index, func() any {
+	return h.serviceAnswer(c, "catalog", f, h.catalog.ServiceNodes, func(insts []catalog.Instance) any {
 		out := make([]consuljson.CatalogService, 0, len(insts))
 		for _, in := range insts {
 			out = append(out, consuljson.FromInstance(in))

@@ -19,18 +19,7 @@ func (h *handler) healthService(c *call) error {
 	if err != nil {
 		return err
 	}
-	var (
-		insts []catalog.Instance
-		index uint64
-	)
-	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
-		index, insts = h.catalog.ServiceHealth(ws, c.arg, f)
-		return index
-	}); err != nil {
-		return err
-	}
-	insts = filterInstances(c, insts)
-	return h.writeCached(c, answerKey("health", c.arg, f), index, func() any {
+	return h.serviceAnswer(c, "health", f, h.catalog.ServiceHealth, func(insts []catalog.Instance) any {
 		out := make([]consuljson.ServiceEntry, 0, len(insts))
 		for _, in := range insts {
 			out = append(out, consuljson.FromHealth(in))
