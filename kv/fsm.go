@@ -46,9 +46,9 @@ func (c command) encode() ([]byte, error) {
 	return b, nil
 }
 
-// fsm applies committed Raft entries to the State. raft calls Apply,
-// Snapshot and Restore from its own goroutine, one at a time; reads go to
-// state() from any goroutine.
+// fsm applies committed Raft entries to the State. raft calls ApplyBatch
+// (fsm is a raft.BatchingFSM), Snapshot and Restore from its own
+// goroutine, one at a time; reads go to state() from any goroutine.
 type fsm struct {
 	log       *slog.Logger
 	st        atomic.Pointer[State]
@@ -64,11 +64,36 @@ func newFSM(log *slog.Logger) *fsm {
 
 func (f *fsm) state() *State { return f.st.Load() }
 
-// Apply returns, per command type: bool or error (KV), txnResponse (txn),
-// the new session's ID or an error (session create), nil or error
-// (session destroy, reaping). A command with a WriteID seen before
-// returns the first result and changes nothing.
+// ApplyBatch applies the entries one Raft commit made ready, in log
+// order, with the results Apply would give each. Consecutive KV writes
+// share one memdb transaction (see kvBatch): under concurrent writers a
+// commit holds many, and the state machine applies them all with one
+// copy of the tree paths they share and one wake-up of the watchers,
+// instead of one each. Readers see the whole batch at once, before raft
+// answers any of its writers. Every server applies the same entries to
+// the same state whatever its batches are, so the states stay equal.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	b := f.state().kvBatch()
+	for i, l := range logs {
+		out[i] = f.applyLog(l, b)
+	}
+	b.commit()
+	return out
+}
+
+// Apply applies one entry as a batch of one.
 func (f *fsm) Apply(l *raft.Log) any {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// applyLog returns, per command type: bool or error (KV), txnResponse
+// (txn), the new session's ID or an error (session create), nil or error
+// (session destroy, reaping). A command with a WriteID seen before
+// returns the first result and changes nothing. Write IDs are recorded
+// in log order as each entry is applied, before b commits: only the
+// FSM's goroutine reads them.
+func (f *fsm) applyLog(l *raft.Log, b *kvBatch) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
@@ -79,25 +104,29 @@ func (f *fsm) Apply(l *raft.Log) any {
 		panic(fmt.Sprintf("kv: raft entry %d is not a command this version understands: %v", l.Index, err))
 	}
 	if c.WriteID == "" {
-		return f.apply(l.Index, &c)
+		return f.apply(l.Index, &c, b)
 	}
 	if w, ok := f.applied.get(c.WriteID); ok {
 		return w.result(c.Type)
 	}
-	res := f.apply(l.Index, &c)
+	res := f.apply(l.Index, &c, b)
 	f.applied.add(c.WriteID, l.Index, res)
 	return res
 }
 
-func (f *fsm) apply(index uint64, c *command) any {
-	st := f.state()
-	switch c.Type {
-	case cmdKV:
-		ok, err := st.applyKV(index, c.Op)
+// apply runs one command: a KV write in b, anything else in its own
+// transaction once b's writes are committed.
+func (f *fsm) apply(index uint64, c *command, b *kvBatch) any {
+	if c.Type == cmdKV {
+		ok, err := b.apply(index, c.Op)
 		if err != nil {
 			return err
 		}
 		return ok
+	}
+	b.commit()
+	st := f.state()
+	switch c.Type {
 	case cmdTxn:
 		return st.applyTxn(index, c.Ops)
 	case cmdSessionCreate:

@@ -616,16 +616,69 @@ func (s *State) readTxn(ops []Op) (uint64, []TxnResult, []TxnError) {
 	return idx, results, nil
 }
 
-// applyKV runs one KV write.
+// applyKV runs one KV write in its own transaction.
 func (s *State) applyKV(idx uint64, op *Op) (bool, error) {
-	tx := s.db.Txn(true)
-	defer tx.Abort()
-	ok, err := applyOp(tx, idx, op)
-	if err != nil || !ok {
-		return ok, err
+	b := s.kvBatch()
+	defer b.commit()
+	return b.apply(idx, op)
+}
+
+// kvBatch applies the KV writes of consecutive log entries in one memdb
+// write transaction, committed by commit: the radix tree nodes the
+// writes share (the root, common key prefixes, the index table's
+// entries) are copied once per transaction rather than once per write,
+// and every watcher is woken once. Each write still takes effect as if
+// it had its own transaction: one that fails or is refused changes
+// nothing (see apply). It holds memdb's writer lock from its first
+// write until commit, so nothing else may write the State in between.
+type kvBatch struct {
+	st   *State
+	tx   *memdb.Txn
+	done []batchedWrite // the writes tx holds, in order
+}
+
+type batchedWrite struct {
+	idx uint64
+	op  *Op
+}
+
+func (s *State) kvBatch() *kvBatch { return &kvBatch{st: s} }
+
+// apply runs one KV write in the batch and reports whether it took
+// effect. A write that does not take effect (a failed CAS, a lock held
+// by another session) decides so before its first change, as every
+// verb of applyOp does, so it leaves the transaction as it was. One
+// that fails with an error may have made part of its changes; the
+// transaction is then rebuilt from the writes before it.
+func (b *kvBatch) apply(idx uint64, op *Op) (bool, error) {
+	if b.tx == nil {
+		b.tx = b.st.db.Txn(true)
 	}
-	tx.Commit()
-	return true, nil
+	ok, err := applyOp(b.tx, idx, op)
+	if err == nil {
+		if ok {
+			b.done = append(b.done, batchedWrite{idx, op})
+		}
+		return ok, nil
+	}
+	b.tx.Abort()
+	b.tx = b.st.db.Txn(true)
+	for _, w := range b.done {
+		if _, rerr := applyOp(b.tx, w.idx, w.op); rerr != nil {
+			// The same writes on the same state succeeded a moment ago.
+			panic(fmt.Sprintf("kv: applying raft entry %d again after entry %d failed: %v", w.idx, idx, rerr))
+		}
+	}
+	return false, err
+}
+
+// commit makes the batch's writes visible and wakes their watchers.
+func (b *kvBatch) commit() {
+	if b.tx == nil {
+		return
+	}
+	b.tx.Commit()
+	b.tx, b.done = nil, b.done[:0]
 }
 
 func (s *State) createSession(idx uint64, sess *Session) error {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -180,7 +181,7 @@ func (h *handler) kvPut(c *call) error {
 	}
 	// Consul answers a plain set with true whatever happened; only
 	// conditional writes report their outcome.
-	return writeJSON(c.w, http.StatusOK, ok || op.Verb == kv.VerbSet)
+	return writeOutcome(c.w, ok || op.Verb == kv.VerbSet)
 }
 
 // kvDelete deletes a key, a tree (?recurse), or a key at an index (?cas).
@@ -206,7 +207,20 @@ func (h *handler) kvDelete(c *call) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(c.w, http.StatusOK, ok || op.Verb != kv.VerbDeleteCAS)
+	return writeOutcome(c.w, ok || op.Verb != kv.VerbDeleteCAS)
+}
+
+// writeOutcome answers a KV write with the JSON true or false, as
+// writeJSON would, without encoding a bool on every write.
+func writeOutcome(w http.ResponseWriter, ok bool) error {
+	body := "false"
+	if ok {
+		body = "true"
+	}
+	w.Header()["Content-Type"] = []string{"application/json"}
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, body)
+	return nil
 }
 
 // checkKeyList is the check of ?recurse and ?keys: never a prefix inside

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,9 +18,10 @@ import (
 
 // target is an HTTP API the load goes to.
 type target struct {
-	name string
-	bin  int // which of cfg.bins runs it
-	kv   *api.KV
+	name  string
+	bin   int // which of cfg.bins runs it
+	kv    *api.KV
+	procs []*agent // every agent of its cluster, whose CPU time a run counts
 }
 
 // throughput runs the same PUT load against a one-server agent and a
@@ -44,29 +48,31 @@ func throughput(ctx context.Context, cfg config, dir string) error {
 			return fmt.Errorf("the three-server cluster of %s has no leader", bin)
 		}
 		for _, t := range []struct {
-			name string
-			a    *agent
+			name  string
+			a     *agent
+			procs []*agent
 		}{
-			{"1 server", single.servers[0]},
-			{"3 servers: leader " + leader.name, leader},
-			{"3 servers: client agent c0", triple.clients[0]},
+			{"1 server", single.servers[0], single.all()},
+			{"3 servers: leader " + leader.name, leader, triple.all()},
+			{"3 servers: client agent c0", triple.clients[0], triple.all()},
 		} {
 			transport := &http.Transport{MaxIdleConnsPerHost: 2048}
 			cl, err := api.NewClient(&api.Config{Address: addr(t.a.ports.http), HttpClient: &http.Client{Transport: transport}})
 			if err != nil {
 				return err
 			}
-			targets = append(targets, target{name: t.name, bin: b, kv: cl.KV()})
+			targets = append(targets, target{name: t.name, bin: b, kv: cl.KV(), procs: t.procs})
 		}
 	}
 
 	value := []byte(strings.Repeat("v", 128))
 	fmt.Printf("throughput: PUT of 128-byte values to keys bench/<client>/<0..63> with consul/api, %v per run after a 1 s warm-up, median of %d\n", cfg.duration, cfg.tpRounds)
+	fmt.Println("  CPU/PUT: CPU time (user+system) of all the cluster's agents per PUT; paired: median over rounds of the ratio to bin 0's run of the same round")
 	for b, bin := range cfg.bins {
 		fmt.Printf("  bin %d: %s\n", b, bin)
 	}
 	fmt.Println()
-	fmt.Printf("%-8s %-4s %-30s %10s %10s %10s %7s %7s %9s\n", "clients", "bin", "target", "PUT/s", "p50", "p99", "errors", "vs 1", "vs bin 0")
+	fmt.Printf("%-8s %-4s %-30s %10s %10s %10s %7s %7s %9s %8s %9s %9s\n", "clients", "bin", "target", "PUT/s", "p50", "p99", "errors", "vs 1", "vs bin 0", "paired", "CPU/PUT", "vs bin 0")
 	perBin := len(targets) / len(cfg.bins)
 	for _, n := range cfg.clients {
 		results := make([][]result, len(targets))
@@ -88,7 +94,12 @@ func throughput(ctx context.Context, cfg config, dir string) error {
 					return err
 				}
 				measure(ctx, n, time.Second, put) // warm-up: connections, pools
-				results[i] = append(results[i], measure(ctx, n, cfg.duration, put))
+				cpu0 := cpuTime(tg.procs)
+				r := measure(ctx, n, cfg.duration, put)
+				if r.puts > 0 {
+					r.cpuPerPut = (cpuTime(tg.procs) - cpu0) / time.Duration(r.puts)
+				}
+				results[i] = append(results[i], r)
 			}
 		}
 		med := make([]result, len(targets))
@@ -97,14 +108,19 @@ func throughput(ctx context.Context, cfg config, dir string) error {
 		}
 		for i, tg := range targets {
 			r := med[i]
-			vs1, vsBin := "1.00", "1.00"
+			vs1, vsBin, cpuVsBin := "1.00", "1.00", "1.00"
 			if base := med[tg.bin*perBin].rate; base > 0 {
 				vs1 = fmt.Sprintf("%.2f", r.rate/base)
 			}
 			if base := med[i%perBin].rate; base > 0 {
 				vsBin = fmt.Sprintf("%.2f", r.rate/base)
 			}
-			fmt.Printf("%-8d %-4d %-30s %10.0f %10v %10v %7d %7s %9s\n", n, tg.bin, tg.name, r.rate, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, vs1, vsBin)
+			cpu := medianCPU(results[i])
+			if base := medianCPU(results[i%perBin]); base > 0 {
+				cpuVsBin = fmt.Sprintf("%.2f", float64(cpu)/float64(base))
+			}
+			paired := pairedRatio(results[i], results[i%perBin])
+			fmt.Printf("%-8d %-4d %-30s %10.0f %10v %10v %7d %7s %9s %8s %9v %9s\n", n, tg.bin, tg.name, r.rate, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, vs1, vsBin, paired, cpu.Round(time.Microsecond), cpuVsBin)
 			if r.errors > 0 {
 				fmt.Printf("         first error: %v\n", r.firstErr)
 			}
@@ -130,10 +146,66 @@ func medianResult(rs []result) result {
 }
 
 type result struct {
-	rate     float64
-	p50, p99 time.Duration
-	errors   int
-	firstErr error
+	rate      float64
+	puts      int
+	p50, p99  time.Duration
+	errors    int
+	firstErr  error
+	cpuPerPut time.Duration // of every agent of the target's cluster; 0 when unknown
+}
+
+// pairedRatio is the median over rounds of rs's rate over base's in the
+// same round: runs of one round are seconds apart, so drift of the
+// machine's load between rounds cancels out.
+func pairedRatio(rs, base []result) string {
+	var ratios []float64
+	for i := range min(len(rs), len(base)) {
+		if base[i].rate > 0 {
+			ratios = append(ratios, rs[i].rate/base[i].rate)
+		}
+	}
+	if len(ratios) == 0 {
+		return "-"
+	}
+	slices.Sort(ratios)
+	return fmt.Sprintf("%.2f", ratios[len(ratios)/2])
+}
+
+// medianCPU is the median CPU time per PUT of rs.
+func medianCPU(rs []result) time.Duration {
+	cpus := make([]time.Duration, 0, len(rs))
+	for _, r := range rs {
+		cpus = append(cpus, r.cpuPerPut)
+	}
+	slices.Sort(cpus)
+	return cpus[len(cpus)/2]
+}
+
+// cpuTime is the CPU time, user and system, the agents' processes have
+// used so far (from /proc; 0 where there is none). Unlike the rate, it
+// does not depend on what else the machine runs meanwhile.
+func cpuTime(agents []*agent) time.Duration {
+	var total time.Duration
+	for _, a := range agents {
+		if !a.running() {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses and
+		// may hold spaces: state is the 3rd field, utime the 14th and
+		// stime the 15th, in clock ticks (USER_HZ, 100 on Linux).
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(utime+stime) * 10 * time.Millisecond
+	}
+	return total
 }
 
 // measure runs n workers calling do for d and reports the rate of
@@ -179,7 +251,7 @@ func measure(ctx context.Context, n int, d time.Duration, do func(ctx context.Co
 	wg.Wait()
 	elapsed := time.Since(start)
 	slices.Sort(lats)
-	r := result{rate: float64(len(lats)) / elapsed.Seconds(), errors: errs, firstErr: firstErr}
+	r := result{rate: float64(len(lats)) / elapsed.Seconds(), puts: len(lats), errors: errs, firstErr: firstErr}
 	if len(lats) > 0 {
 		r.p50 = lats[len(lats)/2]
 		r.p99 = lats[len(lats)*99/100]
