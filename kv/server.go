@@ -650,6 +650,9 @@ func (s *Server) checkRead(ctx context.Context, q QueryOptions) error {
 	select {
 	case <-ready:
 	default:
+		if q.AtOnce {
+			return ErrWouldWait
+		}
 		if err := s.waitReady(ctx, ready); err != nil {
 			return err
 		}
@@ -668,6 +671,9 @@ func (s *Server) checkRead(ctx context.Context, q QueryOptions) error {
 	// so a leader that was paused or cut off (and may have been
 	// replaced meanwhile) does not answer from its old state.
 	if q.Consistent || !s.leaseHolds(c) {
+		if q.AtOnce {
+			return ErrWouldWait
+		}
 		f := s.raft.GetConfiguration()
 		if err := f.Error(); err != nil {
 			return fmt.Errorf("%w: read the configuration: %v", ErrNotLeader, err)
@@ -767,7 +773,8 @@ func (s *Server) Get(ctx context.Context, q QueryOptions, key string) (QueryMeta
 	return m, e, err
 }
 
-// List reads every entry under prefix, sorted by key.
+// List reads every entry under prefix, sorted by key. The slice may be
+// shared with other readers (see State.List): callers must not change it.
 func (s *Server) List(ctx context.Context, q QueryOptions, prefix string) (QueryMeta, []*Entry, error) {
 	var (
 		m  QueryMeta

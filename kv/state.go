@@ -122,7 +122,8 @@ func getTxn(tx *memdb.Txn, ws memdb.WatchSet, key string) (uint64, *Entry, error
 
 // List reads every entry under prefix in key order. The index is the
 // highest ModifyIndex under the prefix, counting deletions (tombstones), so
-// it changes exactly when the listing can have.
+// it changes exactly when the listing can have. The slice may be shared
+// with other readers: callers must not change it.
 func (s *State) List(ws memdb.WatchSet, prefix string) (uint64, []*Entry, error) {
 	tx := s.db.Txn(false)
 	defer tx.Abort()
@@ -148,7 +149,9 @@ func listTxn(tx *memdb.Txn, ws memdb.WatchSet, prefix string, cache *listCache) 
 	ws.Add(tombCh)
 	if cache != nil {
 		if l := cache.get(prefix, kvCh, tombCh); l != nil {
-			return l.index, slices.Clone(l.entries), nil
+			// Shared, not copied: callers only read a listing (see
+			// List), and the clip makes an append reallocate.
+			return l.index, slices.Clip(l.entries), nil
 		}
 	}
 	var (

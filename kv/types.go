@@ -127,6 +127,12 @@ type QueryOptions struct {
 	Consistent bool
 	// Stale lets any server answer from its own state, leader or not.
 	Stale bool
+	// AtOnce makes a read that would first wait (for a new leader's
+	// barrier, or a quorum to confirm this leader's lease) fail with
+	// ErrWouldWait instead: a caller that bounds its waits with a timer
+	// answers the common case without one, then retries with it.
+	// Meaningful on this server only; never sent to another.
+	AtOnce bool `json:"-"`
 }
 
 // Blocking query limits, Consul's; package blocking owns them.
@@ -160,4 +166,6 @@ var (
 	ErrTxnFailed = errors.New("transaction failed")
 	// ErrShutdown: the server is stopping.
 	ErrShutdown = errors.New("kv server is shut down")
+	// ErrWouldWait: a read made with QueryOptions.AtOnce needs a wait.
+	ErrWouldWait = errors.New("the read would wait for leadership to be confirmed")
 )

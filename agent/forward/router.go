@@ -234,8 +234,37 @@ func (r *Router) markBad(addr string) {
 	r.mu.Unlock()
 }
 
+// readHere reports whether a read may first be tried on this server
+// without the hold (whose per-try timer, a context and a timer, costs
+// more than answering a small read), and the options for that try: a
+// read that does not block, of a server that answers it (stale, or the
+// leader's), made AtOnce so it fails instead of waiting for anything.
+// Any failure of that try, the refusal to wait included, goes through the
+// hold as before, so what a read waits for, retries and answers is the
+// same.
+func (r *Router) readHere(q kv.QueryOptions) (kv.QueryOptions, bool) {
+	if r.local == nil || q.MinIndex != 0 || q.Consistent {
+		return q, false
+	}
+	select {
+	case <-r.local.Stopping():
+		return q, false
+	default:
+	}
+	if !q.Stale && !r.local.AnswersLocally() {
+		return q, false
+	}
+	q.AtOnce = true
+	return q, true
+}
+
 // Get implements the KV read of one key.
 func (r *Router) Get(ctx context.Context, q kv.QueryOptions, key string) (m kv.QueryMeta, e *kv.Entry, err error) {
+	if lq, ok := r.readHere(q); ok {
+		if m, e, err = r.local.Get(ctx, lq, key); err == nil {
+			return m, e, nil
+		}
+	}
 	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
 		m, e, err = r.get(ctx, 0, q, key)
 		return err
@@ -264,6 +293,11 @@ func (r *Router) get(ctx context.Context, hops int, q kv.QueryOptions, key strin
 
 // List implements the recursive KV read.
 func (r *Router) List(ctx context.Context, q kv.QueryOptions, prefix string) (m kv.QueryMeta, es []*kv.Entry, err error) {
+	if lq, ok := r.readHere(q); ok {
+		if m, es, err = r.local.List(ctx, lq, prefix); err == nil {
+			return m, es, nil
+		}
+	}
 	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
 		m, es, err = r.list(ctx, 0, q, prefix)
 		return err
@@ -284,6 +318,11 @@ func (r *Router) list(ctx context.Context, hops int, q kv.QueryOptions, prefix s
 
 // Keys implements the key listing.
 func (r *Router) Keys(ctx context.Context, q kv.QueryOptions, prefix, separator string) (m kv.QueryMeta, ks []string, err error) {
+	if lq, ok := r.readHere(q); ok {
+		if m, ks, err = r.local.Keys(ctx, lq, prefix, separator); err == nil {
+			return m, ks, nil
+		}
+	}
 	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
 		m, ks, err = r.keys(ctx, 0, q, prefix, separator)
 		return err

@@ -142,25 +142,28 @@ func (h *handler) serviceAnswer(c *call, kind string, f catalog.Filter,
 	read func(memdb.WatchSet, string, catalog.Filter) (uint64, []catalog.Instance),
 	encode func([]catalog.Instance) any) error {
 	key := answerKey(kind, c.arg, f)
-	var (
+	// One value the read fills in: the closure captures it with one
+	// allocation, not one per variable.
+	var got struct {
 		insts []catalog.Instance
 		index uint64
 		body  []byte
-	)
+	}
 	if err := h.catalogRead(c, func(ws memdb.WatchSet) uint64 {
 		if shareable(c) {
 			idx := h.catalog.ServiceIndex(ws, c.arg, f)
 			if e, ok := h.answers.lookup(key, idx); ok && seesAll(c, e.services) {
-				body, index = e.body, idx
+				got.body, got.index = e.body, idx
 				return idx
 			}
 		}
-		body = nil
-		index, insts = read(ws, c.arg, f)
-		return index
+		got.body = nil
+		got.index, got.insts = read(ws, c.arg, f)
+		return got.index
 	}); err != nil {
 		return err
 	}
+	insts, index, body := got.insts, got.index, got.body
 	if body != nil {
 		writeBody(c, body)
 		return nil

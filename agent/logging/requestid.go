@@ -42,7 +42,9 @@ func NewRequestID() string {
 	for i := range b {
 		b[i] = byte(u >> (8 * i))
 	}
-	return hex.EncodeToString(b[:])
+	var d [16]byte
+	hex.Encode(d[:], b[:])
+	return string(d[:]) // one allocation; EncodeToString makes two
 }
 
 // maxRequestIDLen bounds a caller's ID: longer ones are replaced.
