@@ -72,11 +72,28 @@ func (r *Router) RemovePeer(ctx context.Context, id, address string) error {
 		if absent && mayHaveRemoved {
 			return nil
 		}
-		if err != nil && !absent {
+		if removalMayHaveHappened(err) {
 			mayHaveRemoved = true
 		}
 		return err
 	})
+}
+
+// removalMayHaveHappened reports whether a try that failed with err may
+// have reached a leader that committed the removal: its answer was lost,
+// or the leader lost its leadership while committing. A try that found
+// no leader, or a server that was not one, removed nothing, so a server
+// absent after it was never there (removing an unknown ID is an error,
+// even when the first try met an election).
+func removalMayHaveHappened(err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, kv.ErrOutcomeUnknown), errors.Is(err, ErrConnectionLost),
+		errors.Is(err, errAttemptTimeout), errors.Is(err, errLeaderChanged):
+		return true
+	}
+	return false
 }
 
 // notAPeer is in the error of a removal of a server that is not in the
@@ -103,7 +120,12 @@ func (r *Router) removePeer(ctx context.Context, hops int, id, address string) e
 	}
 	for _, p := range peers {
 		if (id != "" && p.ID == id) || (address != "" && p.Address == address) {
-			return raftLeadership(r.local.RemoveServer(p.ID))
+			err := r.local.RemoveServer(p.ID)
+			if errors.Is(err, raft.ErrLeadershipLost) {
+				// The change was appended and may yet commit.
+				return fmt.Errorf("%w: %v", kv.ErrOutcomeUnknown, err)
+			}
+			return raftLeadership(err)
 		}
 	}
 	if id != "" {
