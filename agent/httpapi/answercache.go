@@ -165,7 +165,7 @@ func (h *handler) serviceAnswer(c *call, kind string, f catalog.Filter,
 	}
 	insts, index, body := got.insts, got.index, got.body
 	if body != nil {
-		writeBody(c, body)
+		writeJSONBytes(c.w, http.StatusOK, body)
 		return nil
 	}
 	insts = filterInstances(c, insts)
@@ -180,7 +180,7 @@ func (h *handler) serviceAnswer(c *call, kind string, f catalog.Filter,
 		return fmt.Errorf("encode %T answer: %w", v, err)
 	}
 	h.answers.put(key, cachedAnswer{index: index, services: serviceNames(insts), body: body})
-	writeBody(c, body)
+	writeJSONBytes(c.w, http.StatusOK, body)
 	return nil
 }
 
@@ -223,11 +223,6 @@ func serviceNames(insts []catalog.Instance) []string {
 	return out
 }
 
-// writeBody answers 200 with an encoded JSON answer.
-func writeBody(c *call, body []byte) {
-	writeJSONBytes(c.w, http.StatusOK, body)
-}
-
 // writeEntries answers a KV list (?recurse) with its cached encoding
 // when the entries are the same as when it was encoded.
 func (h *handler) writeEntries(c *call, entries []*kv.Entry) error {
@@ -240,6 +235,6 @@ func (h *handler) writeEntries(c *call, entries []*kv.Entry) error {
 		}
 		h.answers.putList(key, entries, body)
 	}
-	writeBody(c, body)
+	writeJSONBytes(c.w, http.StatusOK, body)
 	return nil
 }

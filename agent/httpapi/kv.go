@@ -217,7 +217,7 @@ func writeOutcome(w http.ResponseWriter, ok bool) error {
 	if ok {
 		body = "true"
 	}
-	w.Header()["Content-Type"] = []string{"application/json"}
+	jsonHeader(w, len(body))
 	w.WriteHeader(http.StatusOK)
 	_, _ = io.WriteString(w, body)
 	return nil

@@ -149,11 +149,16 @@ func writeJSON(w http.ResponseWriter, code int, v any) error {
 // which costs a larger answer and one more write to the socket for
 // every answer past its 4 KB buffer (a KV listing, a service's health).
 func writeJSONBytes(w http.ResponseWriter, code int, body []byte) {
-	h := w.Header()
-	h["Content-Type"] = hdrValueJSON
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	jsonHeader(w, len(body))
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
+}
+
+// jsonHeader sets the headers of a JSON answer of n bytes.
+func jsonHeader(w http.ResponseWriter, n int) {
+	h := w.Header()
+	h["Content-Type"] = hdrValueJSON
+	h["Content-Length"] = []string{strconv.Itoa(n)}
 }
 
 // readBody reads the whole request body, refusing more than limit bytes
