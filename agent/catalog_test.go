@@ -112,6 +112,7 @@ func TestCatalogReplicatesAcrossThreeAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg1.Join = []string{agents[0].SerfAddr()}
+	seenGone(t, agents[0], cfg1.NodeName)
 	agents[1] = startAgent(t, cfg1)
 	waitHealth(t, agents, "web", "n0=critical n1=passing n2=passing", 15*time.Second)
 	if got, _ := healthOf(agents[0], "cache"); got != "" {

@@ -175,6 +175,7 @@ func TestLeaderLossAndRejoin(t *testing.T) {
 
 	// The old leader rejoins on its data dir and catches up.
 	oldCfg.Join = []string{rest[0].SerfAddr()}
+	seenGone(t, rest[0], oldCfg.NodeName)
 	back := startAgent(t, oldCfg)
 	eventually(t, "the old leader catching up", 15*time.Second, func() (bool, string) {
 		p, _, err := back.client.KV().Get("after", &api.QueryOptions{AllowStale: true})

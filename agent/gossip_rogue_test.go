@@ -298,6 +298,7 @@ func TestSignedCatalogSurvivesRestartAndRename(t *testing.T) {
 	if err := c0.stop(t); err != nil {
 		t.Fatal(err)
 	}
+	seenGone(t, s0, "c0")
 	c0 = startAgent(t, c0cfg)
 	check(c0, "c0", "restarted")
 	if err := c0.stop(t); err != nil {

@@ -51,6 +51,25 @@ func allAlive(t *testing.T, a *running, n int) {
 	})
 }
 
+// seenGone waits until a no longer sees the agent name alive. An agent
+// that comes back on another port may take its name only then: until a
+// member has seen it leave, the name belongs to the old address.
+func seenGone(t *testing.T, a *running, name string) {
+	t.Helper()
+	eventually(t, a.Config().NodeName+" sees "+name+" leave", 10*time.Second, func() (bool, string) {
+		ms, err := a.client.Agent().Members(false)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range ms {
+			if m.Name == name {
+				return m.Status != 1, fmt.Sprint(name, " status ", m.Status) // 1: serf's alive
+			}
+		}
+		return true, ""
+	})
+}
+
 // TestKeyringRotationAcrossThreeAgents rotates the -encrypt key of three
 // agents with the official client as `consul keyring` does, checks that
 // an agent holding only the old key can no longer join, and that a
@@ -108,20 +127,7 @@ func TestKeyringRotationAcrossThreeAgents(t *testing.T) {
 	if err := c0.stop(t); err != nil {
 		t.Fatalf("stop c0: %v", err)
 	}
-	// c0 comes back on another port: its name is free once the others
-	// have seen it leave.
-	eventually(t, "s0 sees c0 leave", 10*time.Second, func() (bool, string) {
-		ms, err := s0.client.Agent().Members(false)
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, m := range ms {
-			if m.Name == "c0" {
-				return m.Status != 1, fmt.Sprint("c0 status ", m.Status) // 1: serf's alive
-			}
-		}
-		return true, ""
-	})
+	seenGone(t, s0, "c0")
 	c0 = startAgent(t, c0cfg)
 	allAlive(t, s0, 3)
 	allAlive(t, c1, 3)
