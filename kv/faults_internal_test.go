@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -371,5 +372,38 @@ func TestDiskKind(t *testing.T) {
 		if got := diskKind(tc.err); got != tc.want {
 			t.Errorf("diskKind(%q) = %q; want %q", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestDiskGuardSharesOneLookAtTheFileSystem: the writes of fsFresh share
+// one statfs; the first write after it looks again and sees the reserve
+// gone.
+func TestDiskGuardSharesOneLookAtTheFileSystem(t *testing.T) {
+	g := newDiskGuard(t.TempDir(), 100, slog.New(slog.DiscardHandler))
+	clock := time.Unix(1e9, 0)
+	g.now = func() time.Time { return clock }
+	looks, free := 0, uint64(1000)
+	g.stat = func(string) (string, uint64, bool) { looks++; return "", free, true }
+
+	for range 5 {
+		if err := g.check(); err != nil {
+			t.Fatalf("check with room: %v", err)
+		}
+	}
+	if looks != 1 {
+		t.Fatalf("5 writes at once looked at the file system %d times; want 1", looks)
+	}
+
+	free = 10
+	clock = clock.Add(fsFresh - time.Nanosecond)
+	if err := g.check(); err != nil {
+		t.Fatalf("check inside the window = %v; want the shared look's answer (room)", err)
+	}
+	clock = clock.Add(time.Nanosecond)
+	if err := g.check(); !errors.Is(err, ErrDisk) || !strings.Contains(err.Error(), DiskFull) {
+		t.Fatalf("check after the window, below the reserve = %v; want disk full", err)
+	}
+	if looks != 2 {
+		t.Fatalf("looks = %d; want 2", looks)
 	}
 }

@@ -24,7 +24,8 @@ const (
 )
 
 // command is one Raft log entry. JSON keeps the log readable with bolt
-// tools and forwards-compatible (unknown fields are ignored).
+// tools and forwards-compatible (unknown fields are ignored); codec.go
+// writes and reads KV writes' JSON without reflection.
 type command struct {
 	Type    cmdType
 	Op      *Op      `json:",omitempty"`
@@ -36,14 +37,6 @@ type command struct {
 	// whose WriteID was applied before answers the first result and
 	// changes nothing, so a write sent again is applied at most once.
 	WriteID string `json:",omitempty"`
-}
-
-func (c command) encode() ([]byte, error) {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, fmt.Errorf("kv: encode command: %w", err)
-	}
-	return b, nil
 }
 
 // fsm applies committed Raft entries to the State. raft calls ApplyBatch
@@ -97,8 +90,8 @@ func (f *fsm) applyLog(l *raft.Log, b *kvBatch) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	var c command
-	if err := json.Unmarshal(l.Data, &c); err != nil {
+	c, err := decodeCommand(l.Data)
+	if err != nil {
 		// A committed entry this version cannot read is not recoverable
 		// by skipping it silently: the states of servers would diverge.
 		panic(fmt.Sprintf("kv: raft entry %d is not a command this version understands: %v", l.Index, err))

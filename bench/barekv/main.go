@@ -1,22 +1,34 @@
-// Command barekv is the baseline for KV read benchmarks: a bare net/http
+// Command barekv is the baseline for KV benchmarks: a bare net/http
 // server that answers every GET with the same bytes and headers cairn
 // sends for a 128-byte key, and does nothing else. Load both with the same
 // client, side by side, and report cairn's rate as a ratio of this one's.
 //
 //	barekv -addr 127.0.0.1:18501 -body "$(curl -s 127.0.0.1:8500/v1/kv/bench/key)"
+//
+// With -durable DIR it is the ceiling of durable writes instead: every
+// PUT appends its body to a log in DIR and is answered true only once an
+// fdatasync covers it, as an acknowledged cairn write is on disk. Writes
+// that arrive while one sync runs share the next (group commit), so it
+// costs what cairn's Raft log must at least: one sync per batch, and
+// net/http.
 package main
 
 import (
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:18501", "listen address (loopback only)")
 	body := flag.String("body", `[{"LockIndex":0,"Key":"bench/key","Flags":0,"Value":"dmFsdWU=","CreateIndex":5,"ModifyIndex":5}]`, "the JSON body to answer")
+	durable := flag.String("durable", "", "answer PUTs true once their body is synced to a log in this directory")
 	flag.Parse()
 	host, _, err := net.SplitHostPort(*addr)
 	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
@@ -24,7 +36,27 @@ func main() {
 		os.Exit(2)
 	}
 	b := []byte(*body)
+	var log *groupLog
+	if *durable != "" {
+		if log, err = openGroupLog(filepath.Join(*durable, "barekv.log")); err != nil {
+			fmt.Fprintln(os.Stderr, "barekv:", err)
+			os.Exit(1)
+		}
+	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if log != nil && r.Method == http.MethodPut {
+			data, err := io.ReadAll(r.Body)
+			if err == nil {
+				err = log.append(data)
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte("true"))
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Consul-Index", "5")
 		w.Header().Set("X-Consul-Knownleader", "true")
@@ -36,4 +68,70 @@ func main() {
 		fmt.Fprintln(os.Stderr, "barekv:", err)
 		os.Exit(1)
 	}
+}
+
+// groupLog appends records to a file and syncs them in groups: a writer
+// that finds a sync running waits for it, and the next sync covers every
+// record written meanwhile.
+type groupLog struct {
+	f   *os.File
+	off int64 // where the next record goes
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	written uint64 // records written to the file
+	synced  uint64 // records an fdatasync has covered
+	syncing bool
+	err     error
+}
+
+// logSize is the log's preallocated size, as Raft's write-ahead log
+// preallocates its segments: a sync then has no file size to update. A
+// full log starts again at its beginning.
+const logSize = 256 << 20
+
+func openGroupLog(path string) (*groupLog, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, logSize); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("preallocate %s: %w", path, err)
+	}
+	l := &groupLog{f: f}
+	l.cond = sync.NewCond(&l.mu)
+	return l, nil
+}
+
+func (l *groupLog) append(data []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.off+int64(len(data)) > logSize {
+		l.off = 0
+	}
+	if _, err := l.f.WriteAt(data, l.off); err != nil {
+		return err
+	}
+	l.off += int64(len(data))
+	l.written++
+	mine := l.written
+	for l.synced < mine && l.err == nil {
+		if l.syncing {
+			l.cond.Wait()
+			continue
+		}
+		l.syncing = true
+		upTo := l.written
+		l.mu.Unlock()
+		err := syscall.Fdatasync(int(l.f.Fd()))
+		l.mu.Lock()
+		l.syncing = false
+		l.err = err
+		if err == nil {
+			l.synced = upTo
+		}
+		l.cond.Broadcast()
+	}
+	return l.err
 }

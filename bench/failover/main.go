@@ -49,6 +49,7 @@ type config struct {
 	clients  []int
 	duration time.Duration
 	verbose  bool
+	bare     string // bench/barekv, loaded with -durable as the ceiling; "" for none
 }
 
 type stopMode struct {
@@ -74,6 +75,7 @@ func run(args []string) error {
 	timeout := fs.Duration("timeout", 20*time.Minute, "stop everything and fail after this long")
 	keep := fs.Bool("keep", false, "keep the data dirs and agent logs (they are kept anyway when a measurement fails)")
 	verbose := fs.Bool("v", false, "print every failover round")
+	bare := fs.String("bare", "", "throughput: also load this bench/barekv binary with -durable (a server that only syncs each PUT to a log, in groups): the ceiling of a durable write on this machine")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,6 +94,15 @@ func run(args []string) error {
 		cfg.bins = append(cfg.bins, path)
 	}
 	cfg.bin = cfg.bins[0]
+	if *bare != "" {
+		path, err := exec.LookPath(*bare)
+		if err != nil {
+			return fmt.Errorf("-bare %s: %w (build it with: go build -o bin/barekv ./bench/barekv)", *bare, err)
+		}
+		if cfg.bare, err = filepath.Abs(path); err != nil {
+			return err
+		}
+	}
 	if cfg.tpRounds < 1 {
 		return fmt.Errorf("-throughput-rounds=%d; want at least 1", cfg.tpRounds)
 	}

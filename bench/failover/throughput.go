@@ -5,12 +5,16 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -19,7 +23,7 @@ import (
 // target is an HTTP API the load goes to.
 type target struct {
 	name  string
-	bin   int // which of cfg.bins runs it
+	bin   int // which of cfg.bins runs it; len(cfg.bins) for the bare server
 	kv    *api.KV
 	procs []*agent // every agent of its cluster, whose CPU time a run counts
 }
@@ -65,15 +69,31 @@ func throughput(ctx context.Context, cfg config, dir string) error {
 		}
 	}
 
+	perBin := len(targets) / len(cfg.bins)
+	if cfg.bare != "" {
+		a, err := startBare(cfg.bare, dir)
+		if err != nil {
+			return err
+		}
+		defer a.stop(syscall.SIGKILL, 10*time.Second)
+		cl, err := api.NewClient(&api.Config{Address: addr(a.ports.http), HttpClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2048}}})
+		if err != nil {
+			return err
+		}
+		targets = append(targets, target{name: "bare durable server", bin: len(cfg.bins), kv: cl.KV(), procs: []*agent{a}})
+	}
+
 	value := []byte(strings.Repeat("v", 128))
 	fmt.Printf("throughput: PUT of 128-byte values to keys bench/<client>/<0..63> with consul/api, %v per run after a 1 s warm-up, median of %d\n", cfg.duration, cfg.tpRounds)
 	fmt.Println("  CPU/PUT: CPU time (user+system) of all the cluster's agents per PUT; paired: median over rounds of the ratio to bin 0's run of the same round")
 	for b, bin := range cfg.bins {
 		fmt.Printf("  bin %d: %s\n", b, bin)
 	}
+	if cfg.bare != "" {
+		fmt.Printf("  bin %d: %s -durable: the same PUTs only appended to a preallocated log and synced (fdatasync, in groups) before the answer; its ratios are to bin 0's one server\n", len(cfg.bins), cfg.bare)
+	}
 	fmt.Println()
 	fmt.Printf("%-8s %-4s %-30s %10s %10s %10s %7s %7s %9s %8s %9s %9s\n", "clients", "bin", "target", "PUT/s", "p50", "p99", "errors", "vs 1", "vs bin 0", "paired", "CPU/PUT", "vs bin 0")
-	perBin := len(targets) / len(cfg.bins)
 	for _, n := range cfg.clients {
 		results := make([][]result, len(targets))
 		for round := range cfg.tpRounds {
@@ -108,18 +128,25 @@ func throughput(ctx context.Context, cfg config, dir string) error {
 		}
 		for i, tg := range targets {
 			r := med[i]
+			// Each target is compared with the one-server agent of its
+			// own binary (vs 1) and with its like of bin 0; the bare
+			// server with bin 0's one server.
+			own, like := tg.bin*perBin, i%perBin
+			if tg.bin == len(cfg.bins) {
+				own, like = i, 0
+			}
 			vs1, vsBin, cpuVsBin := "1.00", "1.00", "1.00"
-			if base := med[tg.bin*perBin].rate; base > 0 {
+			if base := med[own].rate; base > 0 {
 				vs1 = fmt.Sprintf("%.2f", r.rate/base)
 			}
-			if base := med[i%perBin].rate; base > 0 {
+			if base := med[like].rate; base > 0 {
 				vsBin = fmt.Sprintf("%.2f", r.rate/base)
 			}
 			cpu := medianCPU(results[i])
-			if base := medianCPU(results[i%perBin]); base > 0 {
+			if base := medianCPU(results[like]); base > 0 {
 				cpuVsBin = fmt.Sprintf("%.2f", float64(cpu)/float64(base))
 			}
-			paired := pairedRatio(results[i], results[i%perBin])
+			paired := pairedRatio(results[i], results[like])
 			fmt.Printf("%-8d %-4d %-30s %10.0f %10v %10v %7d %7s %9s %8s %9v %9s\n", n, tg.bin, tg.name, r.rate, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, vs1, vsBin, paired, cpu.Round(time.Microsecond), cpuVsBin)
 			if r.errors > 0 {
 				fmt.Printf("         first error: %v\n", r.firstErr)
@@ -128,6 +155,50 @@ func throughput(ctx context.Context, cfg config, dir string) error {
 	}
 	fmt.Println()
 	return nil
+}
+
+// startBare starts bench/barekv -durable on a free port and waits until
+// it answers.
+func startBare(bin, dir string) (*agent, error) {
+	p, err := pickPorts()
+	if err != nil {
+		return nil, err
+	}
+	a := &agent{name: "bare", ports: p, dataDir: filepath.Join(dir, "bare"), logPath: filepath.Join(dir, "bare.log")}
+	if err := os.MkdirAll(a.dataDir, 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(a.logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-addr", addr(p.http), "-durable", a.dataDir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	a.cmd, a.done = cmd, make(chan struct{})
+	go func() {
+		a.err = cmd.Wait()
+		logf.Close()
+		close(a.done)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", addr(p.http))
+		if err == nil {
+			c.Close()
+			return a, nil
+		}
+		if !a.running() || time.Now().After(deadline) {
+			a.stop(syscall.SIGKILL, time.Second)
+			return nil, fmt.Errorf("%s did not answer on %s (log: %s)", bin, addr(p.http), a.logPath)
+		}
+		select {
+		case <-a.done:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // medianResult is the run with the median rate (errors summed over all).
