@@ -356,11 +356,19 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, id string, m mat
 	if err == nil {
 		err = h.checkDatacenter(c.query)
 	}
+	var pretty *prettyWriter
+	if err == nil && has(c.query, "pretty") {
+		pretty = &prettyWriter{ResponseWriter: w}
+		c.w = pretty
+	}
 	if err == nil {
 		err = rt.fn(c)
 	}
 	if err != nil {
 		h.fail(c, err)
+	}
+	if pretty != nil {
+		pretty.finish()
 	}
 }
 
