@@ -27,6 +27,11 @@ type ACLConfig struct {
 	// EnableTokenPersistence keeps tokens set through /v1/agent/token/*
 	// in <data_dir>/acl-tokens.json across restarts.
 	EnableTokenPersistence bool
+	// EnableKeyListPolicy (acl.enable_key_list_policy,
+	// acl_enable_key_list_policy): a recursive KV read or key listing
+	// needs "list" on the prefix; without it, as in Consul, the answer
+	// only leaves out the keys the token may not read.
+	EnableKeyListPolicy bool
 	// TokenTTL (acl.token_ttl, acl_ttl) is how long a client agent keeps
 	// a resolved token (default 30s).
 	TokenTTL time.Duration
@@ -77,6 +82,7 @@ type fileACLLegacy struct {
 	AgentToken       *string `hcl:"acl_agent_token"`
 	AgentMasterToken *string `hcl:"acl_agent_master_token"`
 	ReplicationToken *string `hcl:"acl_replication_token"`
+	KeyListPolicy    *bool   `hcl:"acl_enable_key_list_policy"`
 }
 
 func (l *fileACLLegacy) apply(c *ACLConfig) error {
@@ -87,6 +93,7 @@ func (l *fileACLLegacy) apply(c *ACLConfig) error {
 	set(&c.Agent, l.AgentToken)
 	set(&c.AgentRecovery, l.AgentMasterToken)
 	set(&c.Replication, l.ReplicationToken)
+	set(&c.EnableKeyListPolicy, l.KeyListPolicy)
 	if l.TTL != nil {
 		return parseACLDuration("acl_ttl", *l.TTL, &c.TokenTTL)
 	}
@@ -98,6 +105,7 @@ func (f *fileACL) apply(c *ACLConfig) error {
 	set(&c.DefaultPolicy, f.DefaultPolicy)
 	set(&c.DownPolicy, f.DownPolicy)
 	set(&c.EnableTokenPersistence, f.EnableTokenPersistence)
+	set(&c.EnableKeyListPolicy, f.EnableKeyListPolicy)
 	if f.TokenTTL != nil {
 		if err := parseACLDuration("acl.token_ttl", *f.TokenTTL, &c.TokenTTL); err != nil {
 			return err

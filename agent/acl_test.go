@@ -211,6 +211,7 @@ func TestACLConfigFile(t *testing.T) {
   default_policy = "deny"
   down_policy = "extend-cache"
   enable_token_persistence = true
+  enable_key_list_policy = true
   token_ttl = "45s"
   tokens {
     initial_management = "m"
@@ -219,7 +220,7 @@ func TestACLConfigFile(t *testing.T) {
     agent_recovery = "r"
   }
 }`,
-		"old.json": `{"acl_default_policy": "deny", "acl_master_token": "m", "acl_token": "d", "acl_agent_token": "a", "acl_agent_master_token": "r", "acl_ttl": "45s", "acl": {"enabled": true, "enable_token_persistence": true}}`,
+		"old.json": `{"acl_default_policy": "deny", "acl_master_token": "m", "acl_token": "d", "acl_agent_token": "a", "acl_agent_master_token": "r", "acl_ttl": "45s", "acl_enable_key_list_policy": true, "acl": {"enabled": true, "enable_token_persistence": true}}`,
 	} {
 		path := filepath.Join(dir, name)
 		os.WriteFile(path, []byte(src), 0o600)
@@ -227,7 +228,7 @@ func TestACLConfigFile(t *testing.T) {
 		if err := LoadConfigFile(&c, path); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		want := ACLConfig{Enabled: true, DefaultPolicy: "deny", EnableTokenPersistence: true, TokenTTL: 45 * time.Second,
+		want := ACLConfig{Enabled: true, DefaultPolicy: "deny", EnableTokenPersistence: true, EnableKeyListPolicy: true, TokenTTL: 45 * time.Second,
 			InitialManagement: "m", Agent: "a", Default: "d", AgentRecovery: "r"}
 		if name == "new.hcl" {
 			want.DownPolicy = "extend-cache"
@@ -304,4 +305,49 @@ func TestACLClientAgent(t *testing.T) {
 		_, _, err := aclClient(t, s, tok.SecretID).ACL().PolicyList(nil)
 		return err != nil, fmt.Sprint(err)
 	})
+}
+
+// TestACLKeyListPolicy: with acl.enable_key_list_policy an agent answers
+// a recursive read or key listing only for a token with "list" on the
+// prefix (403 for "read" alone); without it the same token gets the keys
+// it may read.
+func TestACLKeyListPolicy(t *testing.T) {
+	for _, policy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("enable_key_list_policy=%v", policy), func(t *testing.T) {
+			cfg := aclDevConfig(t)
+			cfg.ACL.EnableKeyListPolicy = policy
+			r := start(t, cfg)
+			root := aclClient(t, r, "root")
+			waitToken(t, root)
+			if _, err := root.KV().Put(&api.KVPair{Key: "app/x", Value: []byte("v")}, nil); err != nil {
+				t.Fatal(err)
+			}
+			tokens := map[string]string{}
+			for name, rule := range map[string]string{"read": "read", "list": "list"} {
+				pol, _, err := root.ACL().PolicyCreate(&api.ACLPolicy{Name: "app-" + name, Rules: `key_prefix "app/" { policy = "` + rule + `" }`}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tok, _, err := root.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tokens[name] = tok.SecretID
+			}
+			for name, secret := range tokens {
+				kvc := aclClient(t, r, secret).KV()
+				pairs, _, listErr := kvc.List("app/", nil)
+				keys, _, keysErr := kvc.Keys("app/", "", nil)
+				refused := policy && name == "read"
+				for what, err := range map[string]error{"List": listErr, "Keys": keysErr} {
+					if got := err != nil && strings.Contains(err.Error(), "403"); got != refused {
+						t.Errorf("%s(app/) with key_prefix %q = %v; want a 403: %v", what, name, err, refused)
+					}
+				}
+				if !refused && (len(pairs) != 1 || len(keys) != 1) {
+					t.Errorf("with key_prefix %q: %d entries, %d keys; want app/x", name, len(pairs), len(keys))
+				}
+			}
+		})
+	}
 }

@@ -91,6 +91,7 @@ type fileConfig struct {
 	ACLAgentToken       *string  `hcl:"acl_agent_token"`
 	ACLAgentMasterToken *string  `hcl:"acl_agent_master_token"`
 	ACLReplicationToken *string  `hcl:"acl_replication_token"`
+	ACLKeyListPolicy    *bool    `hcl:"acl_enable_key_list_policy"`
 }
 
 // fileDNS is Consul's dns_config block, in the part cairn reads.
@@ -398,7 +399,7 @@ func (fc *fileConfig) apply(c *Config) error {
 		}
 	}
 	legacy := fileACLLegacy{fc.ACLDefaultPolicy, fc.ACLDownPolicy, fc.ACLTTL, fc.ACLMasterToken, fc.ACLToken,
-		fc.ACLAgentToken, fc.ACLAgentMasterToken, fc.ACLReplicationToken}
+		fc.ACLAgentToken, fc.ACLAgentMasterToken, fc.ACLReplicationToken, fc.ACLKeyListPolicy}
 	if err := legacy.apply(&c.ACL); err != nil {
 		return err
 	}

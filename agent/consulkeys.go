@@ -8,7 +8,7 @@ package agent
 // by fileConfig; a key in neither place is a typo and an error.
 var consulKeys = setOf(
 	// ACLs, TLS and encryption options cairn does not implement.
-	"acl_datacenter", "acl_enable_key_list_policy", "enable_acl_replication",
+	"acl_datacenter", "enable_acl_replication",
 	"tls.grpc", "tls_prefer_server_cipher_suites", "auto_encrypt", "auto_config",
 	"encrypt_verify_incoming", "encrypt_verify_outgoing", "disable_keyring_file",
 	// Addresses and ports of listeners cairn does not have.

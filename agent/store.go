@@ -125,7 +125,8 @@ func (w *wiring) routerFor() *forward.Router {
 				}
 				return nil
 			}), forward.AgentToken(w.agentToken),
-			forward.InitialManagement(w.cfg.ACL.InitialManagement), forward.Logger(w.log))
+			forward.InitialManagement(w.cfg.ACL.InitialManagement), forward.Logger(w.log),
+			forward.KeyListPolicy(w.cfg.ACL.EnableKeyListPolicy))
 	}
 	return w.router
 }

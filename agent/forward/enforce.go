@@ -63,6 +63,13 @@ func InitialManagement(secret string) Option {
 	return func(r *Router) { r.initialMgmt = secret }
 }
 
+// KeyListPolicy is acl.enable_key_list_policy: a recursive read or key
+// listing a server serves for another agent needs "list" on the prefix
+// (Consul's KVS.List and ListKeys check it on the server).
+func KeyListPolicy(on bool) Option {
+	return func(r *Router) { r.keyListPolicy = on }
+}
+
 // AgentToken gives the token internal requests carry when they are
 // forwarded (read on each request, so a reload or `cairn acl set-agent-token`
 // takes effect at once). Without it they carry none: the anonymous token.
@@ -141,10 +148,11 @@ func (g *guard) agentOwns(key string) bool {
 // error refuses it before anything runs, and filter (when not nil) trims
 // the answer to what the token may read.
 type guard struct {
-	authz       acl.Authorizer // nil when the token did not resolve (reserved reads only)
-	agentAuthz  acl.Authorizer // the request's AgentToken's; nil without one
-	token       string
-	initialMgmt string
+	authz         acl.Authorizer // nil when the token did not resolve (reserved reads only)
+	agentAuthz    acl.Authorizer // the request's AgentToken's; nil without one
+	token         string
+	initialMgmt   string
+	keyListPolicy bool
 }
 
 // check vets req. For a transaction it returns Consul's per-operation
@@ -167,7 +175,7 @@ func (r *Router) check(ctx context.Context, req *Request) (*guard, []kv.TxnError
 		}
 		authz = nil
 	}
-	g := &guard{authz: authz, token: req.Token, initialMgmt: r.initialMgmt}
+	g := &guard{authz: authz, token: req.Token, initialMgmt: r.initialMgmt, keyListPolicy: r.keyListPolicy}
 	if req.AgentToken != "" {
 		// Only for the agent's own keys (guard.agentOwns); an unknown
 		// agent token grants nothing.
@@ -251,11 +259,18 @@ func (g *guard) key(key string, want acl.Access) error {
 }
 
 // prefix checks a recursive read: inside the ACL system's keys, as
-// acl.ReservedReadAllowed says; elsewhere nothing up front (the answer is
-// filtered, as Consul's KVS.List without enable_key_list_policy).
+// acl.ReservedReadAllowed says; elsewhere "list" on the prefix with
+// enable_key_list_policy, else nothing up front (the answer is filtered,
+// as Consul's KVS.List does).
 func (g *guard) prefix(prefix string) error {
-	if acl.IsReserved(prefix) && !acl.ReservedReadAllowed(prefix, g.token, g.authz) {
-		return g.errReserved(prefix)
+	if acl.IsReserved(prefix) {
+		if !acl.ReservedReadAllowed(prefix, g.token, g.authz) {
+			return g.errReserved(prefix)
+		}
+		return nil
+	}
+	if g.keyListPolicy {
+		return g.allow(acl.Key, prefix, acl.List)
 	}
 	return nil
 }

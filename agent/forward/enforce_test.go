@@ -57,7 +57,7 @@ func (t *tokens) Authorizer(_ context.Context, secret string) (acl.Authorizer, e
 
 // startACLServer is a single server that checks forwarded requests
 // against res.
-func startACLServer(t *testing.T, res acl.Resolver) *node {
+func startACLServer(t *testing.T, res acl.Resolver, opts ...forward.Option) *node {
 	t.Helper()
 	mux, err := forward.Listen("127.0.0.1:0", "", nil)
 	if err != nil {
@@ -71,7 +71,7 @@ func startACLServer(t *testing.T, res acl.Resolver) *node {
 		t.Fatal(err)
 	}
 	pool := forward.NewPool(time.Second)
-	r := forward.NewRouter(s, nil, pool, forward.ACL(func() acl.Resolver { return res }))
+	r := forward.NewRouter(s, nil, pool, append([]forward.Option{forward.ACL(func() acl.Resolver { return res })}, opts...)...)
 	serve, err := forward.ServeConn(r)
 	if err != nil {
 		t.Fatal(err)
@@ -193,5 +193,43 @@ func TestServerChecksForwardedTokens(t *testing.T) {
 	}
 	if _, err := client.Internal().Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "app/q", Value: []byte("v")}); !errors.Is(err, acl.ErrPermissionDenied) {
 		t.Errorf("internal Apply(app/q), which the agent token may not write = %v, want Permission denied", err)
+	}
+}
+
+// TestServerKeyListPolicy: with acl.enable_key_list_policy a server
+// refuses a forwarded recursive read or key listing unless the token has
+// "list" on the prefix; without it the answer is only filtered.
+func TestServerKeyListPolicy(t *testing.T) {
+	res := &tokens{m: map[string]acl.Authorizer{
+		"reader": prefixAuthz{acl.Key: {"app/": acl.Read}},
+		"lister": prefixAuthz{acl.Key: {"app/": acl.List}},
+	}}
+	for _, policy := range []bool{false, true} {
+		srv := startACLServer(t, res, forward.KeyListPolicy(policy))
+		if _, err := srv.router.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "app/x", Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+		pool := forward.NewPool(time.Second)
+		t.Cleanup(pool.Close)
+		client := forward.NewRouter(nil, func() []string { return []string{srv.addr} }, pool, forward.HoldTimeout(time.Second))
+		for _, tc := range []struct {
+			token   string
+			refused bool
+		}{
+			{"reader", policy},
+			{"lister", false},
+		} {
+			as := kv.WithToken(ctx, tc.token)
+			_, es, listErr := client.List(as, kv.QueryOptions{}, "app/")
+			_, ks, keysErr := client.Keys(as, kv.QueryOptions{}, "app/", "")
+			for what, err := range map[string]error{"List": listErr, "Keys": keysErr} {
+				if tc.refused != errors.Is(err, acl.ErrPermissionDenied) {
+					t.Errorf("policy %v: %s(app/) as %s = %v; want refused: %v", policy, what, tc.token, err, tc.refused)
+				}
+			}
+			if !tc.refused && (len(es) != 1 || len(ks) != 1) {
+				t.Errorf("policy %v: as %s got %d entries and %d keys; want app/x", policy, tc.token, len(es), len(ks))
+			}
+		}
 	}
 }

@@ -28,12 +28,13 @@ type Router struct {
 	servers func() []string // server RPC addresses known from membership
 	pool    *Pool
 
-	hold        time.Duration          // see HoldTimeout
-	nodeExists  func(node string) bool // see NodeExists; nil: any node
-	acl         func() acl.Resolver    // see ACL; nil: nothing is checked
-	agentToken  func() string          // see AgentToken
-	initialMgmt string                 // see InitialManagement
-	log         *slog.Logger           // see Logger; nil: none
+	hold          time.Duration          // see HoldTimeout
+	nodeExists    func(node string) bool // see NodeExists; nil: any node
+	acl           func() acl.Resolver    // see ACL; nil: nothing is checked
+	agentToken    func() string          // see AgentToken
+	initialMgmt   string                 // see InitialManagement
+	keyListPolicy bool                   // see KeyListPolicy
+	log           *slog.Logger           // see Logger; nil: none
 
 	mu  sync.Mutex
 	bad map[string]time.Time // server -> when a connection to it last failed
