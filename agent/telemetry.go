@@ -438,7 +438,10 @@ func (t *telemetry) convergence(cat *catalog.Catalog, ml *membership.Membership,
 		for {
 			ws := memdb.NewWatchSet()
 			_, ms := ml.Members(ws)
-			cat.Nodes(ws, catalog.Filter{})
+			// A replica arriving changes the node table; its index
+			// alone wakes this loop (reading every node on each change
+			// made a registration cost grow with the catalog).
+			cat.NodesIndex(ws)
 			held := cat.Replicas()
 			now := time.Now()
 			live := map[string]bool{}

@@ -215,6 +215,11 @@ func (zb *zoneBuilder) buildNodes(b *builder, nodes []Node, touched map[string]b
 	zb.nodePTR = make(map[string]*entry, len(sorted))
 	zb.badNodes = nil
 	seen := make(map[string]bool, len(sorted))
+	// The PTR records of each reverse name, gathered first: many nodes
+	// may share an address, and merging entry by entry would copy the
+	// growing list once per node.
+	ptrs := map[string][]mdns.PTR{}
+	var reverse []string // in the order first seen
 	for _, n := range sorted {
 		a := n.Addr.Unmap()
 		if n.Name == "" || !a.IsValid() || seen[n.Name] {
@@ -233,11 +238,13 @@ func (zb *zoneBuilder) buildNodes(b *builder, nodes []Node, touched map[string]b
 		if r == "" {
 			continue
 		}
-		pe := b.ptrEntry(lower + ".node." + st.dc + "." + st.domains[0])
-		if old := zb.nodePTR[r]; old != nil {
-			pe = mergedPTR(old, pe)
+		if _, ok := ptrs[r]; !ok {
+			reverse = append(reverse, r)
 		}
-		zb.nodePTR[r] = pe
+		ptrs[r] = append(ptrs[r], b.ptrEntry(lower+".node."+st.dc+"."+st.domains[0]).ptr...)
+	}
+	for _, r := range reverse {
+		zb.nodePTR[r] = &entry{ptr: ptrs[r]}
 		touched[r] = true
 	}
 }

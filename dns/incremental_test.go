@@ -178,3 +178,32 @@ func cloneCatalog(ss []Service, ns []Node) ([]Service, []Node) {
 	}
 	return out, slices.Clone(ns)
 }
+
+// TestNodesSharingAnAddress: every node at one address is a PTR record
+// of its reverse name, once each, in name order; the records are
+// gathered once per build, not copied once per node.
+func TestNodesSharingAnAddress(t *testing.T) {
+	var nodes []Node
+	for _, name := range []string{"ext-3", "ext-1", "ext-2"} {
+		nodes = append(nodes, Node{Name: name, Addr: ip("192.0.2.7")})
+	}
+	nodes = append(nodes, Node{Name: "ext-1", Addr: ip("192.0.2.7")}, Node{Name: "other", Addr: ip("192.0.2.8")})
+	s, err := New(DefaultConfig(), newFakeCatalog(nil, nodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, _ := newZoneBuilder(&s.st).build(1, nil, nodes)
+	want := "7.2.0.192.in-addr.arpa. PTR ext-1.node.dc1.cluster.\n" +
+		"7.2.0.192.in-addr.arpa. PTR ext-2.node.dc1.cluster.\n" +
+		"7.2.0.192.in-addr.arpa. PTR ext-3.node.dc1.cluster."
+	var got []string
+	for _, p := range z.ptr["7.2.0.192.in-addr.arpa."].ptr {
+		got = append(got, "7.2.0.192.in-addr.arpa. PTR "+p.Ptr)
+	}
+	if diff := cmp.Diff(want, strings.Join(got, "\n")); diff != "" {
+		t.Errorf("PTR records of the shared address (-want +got):\n%s", diff)
+	}
+	if n := len(z.ptr["8.2.0.192.in-addr.arpa."].ptr); n != 1 {
+		t.Errorf("the other address has %d PTR records; want 1", n)
+	}
+}

@@ -135,6 +135,15 @@ func (c *Catalog) Nodes(ws memdb.WatchSet, f Filter) (uint64, []*Node) {
 	return idx, out
 }
 
+// NodesIndex is the index Nodes would answer at, and it adds the same
+// channel to ws, without reading a node: a watcher of node changes pays
+// nothing per node for each change.
+func (c *Catalog) NodesIndex(ws memdb.WatchSet) uint64 {
+	tx := c.read()
+	defer tx.Abort()
+	return tablesIndex(tx, orNew(ws), tableNodes)
+}
+
 // nodeServices returns the instance rows of a node, in service ID order.
 func nodeServices(tx *memdb.Txn, node string) []*serviceRow {
 	it, err := tx.Get(tableServices, "id_prefix", lower(node)+"\x00")
