@@ -229,8 +229,8 @@ func (g *diskGuard) refusal() error {
 }
 
 // check decides whether a write may go to Raft: the file system must be
-// writable with the reserve free (a statfs, on every write: it is
-// cheap), and after a disk error a probe write must succeed (at most
+// writable with the reserve free (a statfs, shared by the writes of
+// fsFresh), and after a disk error a probe write must succeed (at most
 // every probeEvery; the answer is kept until then).
 func (g *diskGuard) check() error {
 	if err := g.examineFS(); err != nil {
