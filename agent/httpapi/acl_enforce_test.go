@@ -646,8 +646,9 @@ one missing, in the order listed. Details the table does not show:
   recursive delete that would reach them is refused (with ACLs off, a
   recursive delete of the root works as before). Use ` + "`/v1/acl/*`" + `.
 - ` + "`?recurse`" + ` and ` + "`?keys`" + ` need no rule up front, as Consul without
-  ` + "`acl.enable_key_list_policy`" + `; with it (` + "`httpapi.Config.EnableKeyListPolicy`" + `)
-  they need ` + "`list`" + ` on the prefix.
+  ` + "`acl.enable_key_list_policy`" + `; with it they need ` + "`list`" + ` on the prefix,
+  checked by the agent that takes the request and again by the server
+  that serves a forwarded one.
 - Catalog registration: node write unless ` + "`SkipNodeUpdate`" + `, service write
   on the service, and for each check service write (a service's check) or
   node write (a node check). Deregistration: service write on the service
