@@ -117,3 +117,10 @@ func TestListCacheFollowsEveryChange(t *testing.T) {
 		prev = l
 	}
 }
+
+// applyKV runs one KV write in its own transaction, as a batch of one.
+func (s *State) applyKV(idx uint64, op *Op) (bool, error) {
+	b := s.kvBatch()
+	defer b.commit()
+	return b.apply(idx, op)
+}

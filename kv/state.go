@@ -619,13 +619,6 @@ func (s *State) readTxn(ops []Op) (uint64, []TxnResult, []TxnError) {
 	return idx, results, nil
 }
 
-// applyKV runs one KV write in its own transaction.
-func (s *State) applyKV(idx uint64, op *Op) (bool, error) {
-	b := s.kvBatch()
-	defer b.commit()
-	return b.apply(idx, op)
-}
-
 // kvBatch applies the KV writes of consecutive log entries in one memdb
 // write transaction, committed by commit: the radix tree nodes the
 // writes share (the root, common key prefixes, the index table's

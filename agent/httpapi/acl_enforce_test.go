@@ -172,12 +172,7 @@ func (fakeRaft) TransferLeader(context.Context, string) error     { return nil }
 func newACLEnv(t *testing.T) *aclEnv {
 	t.Helper()
 	store := kvtest.NewServer(t)
-	ccfg := catalog.DefaultConfig()
-	ccfg.NodeName, ccfg.NodeID, ccfg.Address = "node-1", "0d1c8a1e-6a35-4b2c-9f0e-2f4b1c3d5e6f", "10.0.0.1"
-	cat, err := catalog.New(ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := httpapi.NodeOneCatalog(t)
 	mcfg := membership.DefaultConfig()
 	mcfg.NodeName, mcfg.BindAddr, mcfg.BindPort, mcfg.Fast = "node-1", "127.0.0.1", 0, true
 	ml, err := membership.New(mcfg)

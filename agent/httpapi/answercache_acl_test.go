@@ -12,7 +12,6 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/cairn-dev/cairn/agent/acl"
-	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/httpapi"
 )
 
@@ -21,12 +20,7 @@ import (
 // token "admin".
 func newCachedACLAPI(t *testing.T) (*testAPI, *fakeResolver) {
 	t.Helper()
-	cfg := catalog.DefaultConfig()
-	cfg.NodeName, cfg.NodeID, cfg.Address = "node-1", "0d1c8a1e-6a35-4b2c-9f0e-2f4b1c3d5e6f", "10.0.0.1"
-	cat, err := catalog.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := httpapi.NodeOneCatalog(t)
 	res := newFakeResolver()
 	res.set("admin", "a-admin", rule{acl.Node, "", true, acl.Write}, rule{acl.Service, "", true, acl.Write})
 	self := testSelf()

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/cairn-dev/cairn/agent/acl"
-	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/kv"
 	"github.com/cairn-dev/cairn/kvtest"
 )
@@ -130,14 +129,7 @@ func BenchmarkKVACL(b *testing.B) {
 // reads of one service of 10 instances (on 10 nodes) without the
 // network: the same answers bench/reads.sh loads.
 func BenchmarkServiceReads(b *testing.B) {
-	cfg := catalog.DefaultConfig()
-	cfg.NodeName = "node-1"
-	cfg.NodeID = "0d1c8a1e-6a35-4b2c-9f0e-2f4b1c3d5e6f"
-	cfg.Address = "10.0.0.1"
-	cat, err := catalog.New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
+	cat := NodeOneCatalog(b)
 	h, err := NewHandler(Config{Store: kvtest.NewServer(b), Catalog: cat})
 	if err != nil {
 		b.Fatal(err)

@@ -30,17 +30,7 @@ func newCatalogAPI(t *testing.T, opts ...func(*catalog.Config)) (*testAPI, *cata
 // signal).
 func newCatalogAPIObserved(t *testing.T, observe func(*http.Request), opts ...func(*catalog.Config)) (*testAPI, *catalog.Catalog) {
 	t.Helper()
-	cfg := catalog.DefaultConfig()
-	cfg.NodeName = "node-1"
-	cfg.NodeID = "0d1c8a1e-6a35-4b2c-9f0e-2f4b1c3d5e6f"
-	cfg.Address = "10.0.0.1"
-	for _, o := range opts {
-		o(&cfg)
-	}
-	cat, err := catalog.New(cfg)
-	if err != nil {
-		t.Fatalf("catalog.New: %v", err)
-	}
+	cat := httpapi.NodeOneCatalog(t, opts...)
 	self := testSelf()
 	self.NodeName = "node-1"
 	ta := serveConfig(t, httpapi.Config{Store: noStore{}, Self: self, Catalog: cat}, observe)

@@ -9,7 +9,6 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/hashicorp/consul/api"
 
-	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/httpapi"
 	"github.com/cairn-dev/cairn/kvtest"
 )
@@ -18,14 +17,7 @@ import (
 // one agent, "node-1".
 func newFullAPI(t *testing.T) *testAPI {
 	t.Helper()
-	cfg := catalog.DefaultConfig()
-	cfg.NodeName = "node-1"
-	cfg.NodeID = "0d1c8a1e-6a35-4b2c-9f0e-2f4b1c3d5e6f"
-	cfg.Address = "10.0.0.1"
-	cat, err := catalog.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := httpapi.NodeOneCatalog(t)
 	self := testSelf()
 	self.NodeName = "node-1"
 	return serveConfig(t, httpapi.Config{Store: kvtest.NewServer(t), Self: self, Catalog: cat}, nil)

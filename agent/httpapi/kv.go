@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -210,16 +209,17 @@ func (h *handler) kvDelete(c *call) error {
 	return writeOutcome(c.w, ok || op.Verb != kv.VerbDeleteCAS)
 }
 
+// The bodies of writeOutcome, shared: a Write only reads them.
+var jsonTrue, jsonFalse = []byte("true"), []byte("false")
+
 // writeOutcome answers a KV write with the JSON true or false, as
 // writeJSON would, without encoding a bool on every write.
 func writeOutcome(w http.ResponseWriter, ok bool) error {
-	body := "false"
+	body := jsonFalse
 	if ok {
-		body = "true"
+		body = jsonTrue
 	}
-	jsonHeader(w, len(body))
-	w.WriteHeader(http.StatusOK)
-	_, _ = io.WriteString(w, body)
+	writeJSONBytes(w, http.StatusOK, body)
 	return nil
 }
 
