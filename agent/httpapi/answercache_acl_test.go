@@ -174,10 +174,16 @@ func TestCachedAnswersWakeBlockingQueries(t *testing.T) {
 			return answer{strings.Join(ids, " "), meta.LastIndex}, nil
 		},
 	}
-	for name, want := range map[string][2]string{
-		"health passing": {"web-1", "web-1 web-2"}, // web-2's check passes
-		"catalog":        {"web-1 web-2", "web-1 web-2 web-3"},
+	// In this order: the catalog step registers web-3, passing, which
+	// the health step's first answer would then hold.
+	for _, step := range []struct {
+		name string
+		want [2]string
+	}{
+		{"health passing", [2]string{"web-1", "web-1 web-2"}}, // web-2's check passes
+		{"catalog", [2]string{"web-1 web-2", "web-1 web-2 web-3"}},
 	} {
+		name, want := step.name, step.want
 		view := views[name]
 		var before answer
 		for range 3 { // the last ones from the cache
