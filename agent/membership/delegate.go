@@ -36,6 +36,13 @@ const (
 	// keyring operation and a member's answer (keyring.go).
 	msgKeyringRequest  byte = 2
 	msgKeyringResponse byte = 3
+	// msgLeft, followed by a node name: "that member left; if you saw it
+	// fail, it left". Sent by the member itself as it leaves, forwarded
+	// by every agent it changes. It corrects the race that the leaving
+	// flag in the meta cannot: memberlist's leave message overtaking the
+	// meta update (a lost or late datagram), which makes the member look
+	// failed. It rides in the same packets as the leave message, after it.
+	msgLeft byte = 4
 )
 
 // member converts a memberlist node, logging (and dropping) meta that
@@ -145,11 +152,15 @@ func (d delegate) NotifyMsg(msg []byte) {
 		return
 	}
 	switch msg[0] {
-	case msgForceLeave:
+	case msgForceLeave, msgLeft:
 		name := string(msg[1:])
 		if d.m.table.setStatus(name, StatusLeft, time.Now(), StatusFailed) {
-			d.m.log.Info("member left (forced)", "node", name)
-			d.m.queueForceLeave(name) // pass it on
+			how := "member left (forced)"
+			if msg[0] == msgLeft {
+				how = "member left (it said so as it went)"
+			}
+			d.m.log.Info(how, "node", name, "was", string(StatusFailed))
+			d.m.queueLeft(msg[0], name) // pass it on
 		}
 	case msgKeyringRequest:
 		d.m.handleKeyringRequest(msg[1:])
@@ -178,16 +189,16 @@ func (d delegate) MergeRemoteState(buf []byte, join bool) { d.m.mergeRemoteState
 
 func portString(p uint16) string { return strconv.Itoa(int(p)) }
 
-// forceLeaveBroadcast is a queued msgForceLeave. A newer one for the same
-// node replaces an older one.
-type forceLeaveBroadcast struct {
+// leftBroadcast is a queued msgForceLeave or msgLeft. A newer one for the
+// same node replaces an older one (both say the same).
+type leftBroadcast struct {
 	node string
 	msg  []byte
 }
 
-func (b forceLeaveBroadcast) Invalidates(other memberlist.Broadcast) bool {
-	o, ok := other.(forceLeaveBroadcast)
+func (b leftBroadcast) Invalidates(other memberlist.Broadcast) bool {
+	o, ok := other.(leftBroadcast)
 	return ok && o.node == b.node
 }
-func (b forceLeaveBroadcast) Message() []byte { return b.msg }
-func (b forceLeaveBroadcast) Finished()       {}
+func (b leftBroadcast) Message() []byte { return b.msg }
+func (b leftBroadcast) Finished()       {}

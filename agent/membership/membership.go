@@ -318,7 +318,9 @@ func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", ";
 // as StateLeft, but its event delegate only says "gone". So Leave first
 // re-advertises this agent's meta with a leaving flag (memberlist orders
 // that update before the leave by incarnation), and the others read the
-// flag when the member goes.
+// flag when the member goes. Where the leave overtakes the flag, they
+// see a failure, which msgLeft, sent along with the leave, then
+// corrects.
 func (m *Membership) Leave(timeout time.Duration) error {
 	m.lifecycle.Lock()
 	defer m.lifecycle.Unlock()
@@ -340,7 +342,9 @@ func (m *Membership) Leave(timeout time.Duration) error {
 		rest = max(timeout-time.Since(start), time.Millisecond)
 	}
 	// Leave even when the update timed out: the leave message still goes
-	// out, with or without the flag, until Shutdown.
+	// out, with or without the flag, until Shutdown. msgLeft goes with it
+	// for those that get the leave before the flag.
+	m.queueLeft(msgLeft, m.cfg.NodeName)
 	leaveErr := m.ml.Leave(rest)
 	if err := errors.Join(updateErr, leaveErr); err != nil {
 		return fmt.Errorf("leave: the news did not reach the other members within %v; they may see this agent as failed rather than left: %w", timeout, err)
@@ -386,7 +390,7 @@ func (m *Membership) ForceLeave(node string) error {
 	if m.table.setStatus(node, StatusLeft, time.Now(), StatusFailed) {
 		m.log.Info("member left (forced)", "node", node)
 	}
-	m.queueForceLeave(node)
+	m.queueLeft(msgForceLeave, node)
 	return nil
 }
 
@@ -403,9 +407,9 @@ func (m *Membership) Prune(node string) error {
 	return nil
 }
 
-func (m *Membership) queueForceLeave(node string) {
-	msg := append([]byte{msgForceLeave}, node...)
-	m.broadcasts.QueueBroadcast(forceLeaveBroadcast{node: node, msg: msg})
+func (m *Membership) queueLeft(kind byte, node string) {
+	msg := append([]byte{kind}, node...)
+	m.broadcasts.QueueBroadcast(leftBroadcast{node: node, msg: msg})
 }
 
 // LocalMember returns this agent as the others see it: its advertised

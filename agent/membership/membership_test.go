@@ -111,6 +111,46 @@ func TestLeaveIsSeenAsLeft(t *testing.T) {
 	}
 }
 
+// TestLeaveCorrectsAFailureSeenFirst: where memberlist's leave message
+// overtakes the meta update with the leaving flag, the others mark the
+// member failed; the msgLeft that Leave sends along turns that into
+// left. The race itself needs a lost or late datagram, so the test
+// takes its two halves apart: what a leaving member queues, and what a
+// member that already saw it fail makes of it.
+func TestLeaveCorrectsAFailureSeenFirst(t *testing.T) {
+	c := newMember(t, "c") // alone: nothing drains its queue
+	if err := c.Leave(deadline); err != nil {
+		t.Fatalf("c.Leave: %v", err)
+	}
+	var sent []byte
+	for _, msg := range (delegate{c.Membership}).GetBroadcasts(0, 1400) {
+		if msg[0] == msgLeft {
+			sent = msg
+		}
+	}
+	if string(sent) != "\x04c" {
+		t.Fatalf("after Leave, c queued no msgLeft for itself (sent %q)", sent)
+	}
+
+	a := newMember(t, "a")
+	cAddr := netip.MustParseAddr("127.0.0.1")
+	for _, tc := range []struct {
+		seen, want Status
+	}{
+		{StatusFailed, StatusLeft},     // the leave came before the flag
+		{StatusLeft, StatusLeft},       // the flag came first: nothing to do
+		{StatusLeaving, StatusLeaving}, // the leave itself is still to come
+		{StatusAlive, StatusAlive},     // a stale message does not remove a live member
+	} {
+		a.table.set(Member{Name: "c", Addr: cAddr, Port: 1, Status: tc.seen}, time.Now())
+		(delegate{a.Membership}).NotifyMsg(sent)
+		if mem, _ := find(second(a.Members(nil)), "c"); mem.Status != tc.want {
+			t.Errorf("a saw c %s, then got c's msgLeft: c is %s, want %s", tc.seen, mem.Status, tc.want)
+		}
+	}
+	a.logs.wait(t, 1, `msg="member left (it said so as it went)" node=c was=failed`)
+}
+
 func TestCrashIsSeenAsFailedAndEveryChangeFiresTheWatch(t *testing.T) {
 	a, b, c := cluster3(t)
 
