@@ -171,3 +171,73 @@ func waitLeaderAt(t *testing.T, addr string) {
 		time.Sleep(20 * time.Millisecond) // polling the API: the leader is in Raft's goroutines
 	}
 }
+
+// TestACLPartialIDs: IDs on the command line may be shortened to a
+// unique prefix, as consul's take them; a prefix of several IDs or of
+// none is refused, naming what it matched.
+func TestACLPartialIDs(t *testing.T) {
+	addr := aclAgent(t)
+	t.Setenv("CONSUL_HTTP_ADDR", addr)
+	t.Setenv("CONSUL_HTTP_TOKEN", "")
+	waitLeaderAt(t, addr)
+	out, errs, code := cairnACL(t, "", "bootstrap")
+	if code != 0 {
+		t.Fatalf("bootstrap: %d %s", code, errs)
+	}
+	t.Setenv("CONSUL_HTTP_TOKEN", field(t, out, "SecretID"))
+
+	out, errs, code = cairnACL(t, "", "policy", "create", "-name", "app", "-rules", `key_prefix "app/" { policy = "write" }`)
+	if code != 0 {
+		t.Fatalf("policy create: %s", errs)
+	}
+	policyID := field(t, out, "ID")
+	const (
+		tokA = "aaaa1111-0000-4000-8000-000000000001"
+		tokB = "aaaa2222-0000-4000-8000-000000000002"
+	)
+	for _, id := range []string{tokA, tokB} {
+		if _, errs, code := cairnACL(t, "", "token", "create", "-accessor", id, "-description", id[:8], "-policy-id", policyID[:8]); code != 0 {
+			t.Fatalf("token create %s with -policy-id %s: %s", id, policyID[:8], errs)
+		}
+	}
+	out, errs, code = cairnACL(t, "", "role", "create", "-name", "readers", "-policy-id", "global-management")
+	if code != 0 {
+		t.Fatalf("role create: %s", errs)
+	}
+	roleID := field(t, out, "ID")
+
+	for _, tc := range []struct {
+		args []string
+		want string // in stdout, or in stderr when wantErr
+		fail bool
+	}{
+		{args: []string{"token", "read", "-accessor-id", "aaaa1"}, want: "AccessorID:       " + tokA + "\n"},
+		{args: []string{"token", "read", "-id", "aaaa2"}, want: "Policies:\n   " + policyID + " - app\n"},
+		{args: []string{"token", "read", "-accessor-id", "anonymous"}, want: "AccessorID:       00000000-0000-0000-0000-000000000002\n"},
+		{args: []string{"token", "read", "-accessor-id", "aaaa"}, fail: true,
+			want: "Error determining token ID: Partial token ID is not unique: \"aaaa\" is the start of " + tokA + ", " + tokB + "; give more of it\n"},
+		{args: []string{"token", "read", "-accessor-id", "ffff"}, fail: true, want: "Error determining token ID: No such token ID with prefix: ffff\n"},
+		{args: []string{"token", "update", "-id", "aaaa2", "-role-id", roleID[:8], "-merge-policies"}, want: " - readers\n"},
+		{args: []string{"token", "update", "-id", "aaaa2", "-role-id", "ffff"}, fail: true,
+			want: "Error resolving role ID ffff: No such role ID with prefix: ffff\n"},
+		{args: []string{"token", "clone", "-id", "aaaa1", "-description", "copy"}, want: "Description:      copy\n"},
+		{args: []string{"policy", "read", "-id", policyID[:8]}, want: "Name:         app\n"},
+		{args: []string{"policy", "read", "-id", "global-management"}, want: "ID:           00000000-0000-0000-0000-000000000001\n"},
+		{args: []string{"policy", "read", "-id", "00000000"}, fail: true,
+			want: "Error determining policy ID: Partial policy ID is not unique: \"00000000\" is the start of 00000000-0000-0000-0000-000000000001, 00000000-0000-0000-0000-000000000002; give more of it\n"},
+		{args: []string{"policy", "update", "-id", policyID[:8], "-description", "app keys"}, want: "Description:  app keys\n"},
+		{args: []string{"role", "read", "-id", roleID[:8]}, want: "Name:         readers\n"},
+		{args: []string{"role", "update", "-id", roleID[:8], "-description", "read all"}, want: "Description:  read all\n"},
+		{args: []string{"token", "delete", "-accessor-id", "aaaa2"}, want: "Token \"" + tokB + "\" deleted successfully\n"},
+		{args: []string{"role", "delete", "-id", roleID[:8]}, want: "Role \"" + roleID + "\" deleted successfully\n"},
+	} {
+		out, errs, code := cairnACL(t, "", tc.args...)
+		got := out
+		if tc.fail {
+			got = errs
+		}
+		if (code != 0) != tc.fail || !strings.Contains(got, tc.want) {
+			t.Errorf("cairn acl %s: exit %d\nstdout: %s\nstderr: %s\nwant exit %v with %q", strings.Join(tc.args, " "), code, out, errs, map[bool]int{false: 0, true: 1}[tc.fail], tc.want)
+		}
+	}
+}

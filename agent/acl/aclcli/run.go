@@ -213,6 +213,9 @@ func (c *cmd) findPolicy(id, name string) (*api.ACLPolicy, error) {
 	var p *api.ACLPolicy
 	var err error
 	if id != "" {
+		if id, err = c.policyID(id); err != nil {
+			return nil, fmt.Errorf("Error determining policy ID: %v", err)
+		}
 		p, _, err = c.client.ACL().PolicyRead(id, nil)
 	} else {
 		p, _, err = c.client.ACL().PolicyReadByName(name, nil)
@@ -228,7 +231,7 @@ func (c *cmd) findPolicy(id, name string) (*api.ACLPolicy, error) {
 
 func (c *cmd) policyRead(args []string) int {
 	fs := c.flags("policy read", true)
-	id := fs.String("id", "", "The ID of the policy to read.")
+	id := fs.String("id", "", "The ID of the policy to read, or a unique prefix of it.")
 	name := fs.String("name", "", "The name of the policy to read.")
 	if !c.parse(fs, args) {
 		return 1
@@ -242,7 +245,7 @@ func (c *cmd) policyRead(args []string) int {
 
 func (c *cmd) policyUpdate(args []string) int {
 	fs := c.flags("policy update", true)
-	id := fs.String("id", "", "The ID of the policy to update (or -name).")
+	id := fs.String("id", "", "The ID of the policy to update, or a unique prefix of it (or -name).")
 	name := fs.String("name", "", "With -id, the policy's new name; without, the name of the policy to update.")
 	desc := fs.String("description", "", "The policy's new description.")
 	rules := fs.String("rules", "", "The policy's new rules: HCL or JSON, @file, or - for stdin.")
@@ -284,7 +287,7 @@ func (c *cmd) policyUpdate(args []string) int {
 
 func (c *cmd) policyDelete(args []string) int {
 	fs := c.flags("policy delete", false)
-	id := fs.String("id", "", "The ID of the policy to delete.")
+	id := fs.String("id", "", "The ID of the policy to delete, or a unique prefix of it.")
 	name := fs.String("name", "", "The name of the policy to delete.")
 	if !c.parse(fs, args) {
 		return 1
@@ -306,36 +309,14 @@ type linkFlags struct {
 }
 
 func (l *linkFlags) add(fs *flag.FlagSet, roles bool) {
-	fs.Var(&l.policyIDs, "policy-id", "ID of a policy to link (repeatable).")
+	fs.Var(&l.policyIDs, "policy-id", "ID of a policy to link, or a unique prefix of it (repeatable).")
 	fs.Var(&l.policyNames, "policy-name", "Name of a policy to link (repeatable).")
 	if roles {
-		fs.Var(&l.roleIDs, "role-id", "ID of a role to link (repeatable).")
+		fs.Var(&l.roleIDs, "role-id", "ID of a role to link, or a unique prefix of it (repeatable).")
 		fs.Var(&l.roleNames, "role-name", "Name of a role to link (repeatable).")
 	}
 	fs.Var(&l.services, "service-identity", "A service identity, NAME or NAME:DC1,DC2 (repeatable).")
 	fs.Var(&l.nodes, "node-identity", "A node identity, NAME:DATACENTER (repeatable).")
-}
-
-func (l *linkFlags) policies() []*api.ACLTokenPolicyLink {
-	var out []*api.ACLTokenPolicyLink
-	for _, id := range l.policyIDs {
-		out = append(out, &api.ACLTokenPolicyLink{ID: id})
-	}
-	for _, n := range l.policyNames {
-		out = append(out, &api.ACLTokenPolicyLink{Name: n})
-	}
-	return out
-}
-
-func (l *linkFlags) roles() []*api.ACLTokenRoleLink {
-	var out []*api.ACLTokenRoleLink
-	for _, id := range l.roleIDs {
-		out = append(out, &api.ACLTokenRoleLink{ID: id})
-	}
-	for _, n := range l.roleNames {
-		out = append(out, &api.ACLTokenRoleLink{Name: n})
-	}
-	return out
 }
 
 func (l *linkFlags) identities() ([]*api.ACLServiceIdentity, []*api.ACLNodeIdentity, error) {
@@ -377,8 +358,12 @@ func (c *cmd) tokenCreate(args []string) int {
 	if err != nil {
 		return c.fail("%v", err)
 	}
+	pols, roles, err := c.links(&l)
+	if err != nil {
+		return c.fail("%v", err)
+	}
 	t := &api.ACLToken{Description: *desc, AccessorID: *accessor, SecretID: *secret, Local: *local,
-		ExpirationTTL: *ttl, Policies: l.policies(), Roles: l.roles(), ServiceIdentities: svcs, NodeIdentities: nodes}
+		ExpirationTTL: *ttl, Policies: pols, Roles: roles, ServiceIdentities: svcs, NodeIdentities: nodes}
 	out, _, err := c.client.ACL().TokenCreate(t, nil)
 	if err != nil {
 		return c.fail("Failed to create new token: %v", err)
@@ -400,8 +385,8 @@ func (c *cmd) tokenList(args []string) int {
 // accessorFlag adds -accessor-id and its older name -id.
 func accessorFlag(fs *flag.FlagSet) *string {
 	s := new(string)
-	fs.StringVar(s, "accessor-id", "", "The AccessorID of the token.")
-	fs.StringVar(s, "id", "", "The AccessorID of the token (older name of -accessor-id).")
+	fs.StringVar(s, "accessor-id", "", "The AccessorID of the token, a unique prefix of it, or \"anonymous\".")
+	fs.StringVar(s, "id", "", "The AccessorID of the token, a unique prefix of it, or \"anonymous\" (older name of -accessor-id).")
 	return s
 }
 
@@ -418,6 +403,9 @@ func (c *cmd) tokenRead(args []string) int {
 	case *self:
 		t, _, err = c.client.ACL().TokenReadSelf(nil)
 	case *id != "":
+		if *id, err = c.tokenID(*id); err != nil {
+			return c.fail("Error determining token ID: %v", err)
+		}
 		t, _, err = c.client.ACL().TokenRead(*id, nil)
 	default:
 		return c.fail("Must specify the -accessor-id parameter")
@@ -444,13 +432,21 @@ func (c *cmd) tokenUpdate(args []string) int {
 	if *id == "" {
 		return c.fail("Cannot update a token without specifying the -accessor-id parameter")
 	}
-	t, _, err := c.client.ACL().TokenRead(*id, nil)
-	if err != nil {
-		return c.fail("Error when retrieving current token: %v", err)
+	var err error
+	if *id, err = c.tokenID(*id); err != nil {
+		return c.fail("Error determining token ID: %v", err)
 	}
 	svcs, nodes, err := l.identities()
 	if err != nil {
 		return c.fail("%v", err)
+	}
+	pols, roles, err := c.links(&l)
+	if err != nil {
+		return c.fail("%v", err)
+	}
+	t, _, err := c.client.ACL().TokenRead(*id, nil)
+	if err != nil {
+		return c.fail("Error when retrieving current token: %v", err)
 	}
 	if *desc != "" {
 		t.Description = *desc
@@ -464,13 +460,13 @@ func (c *cmd) tokenUpdate(args []string) int {
 		if !merge {
 			t.Policies = nil
 		}
-		t.Policies = append(t.Policies, l.policies()...)
+		t.Policies = append(t.Policies, pols...)
 	})
 	set(*mergeRoles, len(l.roleIDs)+len(l.roleNames), func(merge bool) {
 		if !merge {
 			t.Roles = nil
 		}
-		t.Roles = append(t.Roles, l.roles()...)
+		t.Roles = append(t.Roles, roles...)
 	})
 	set(*mergeSvcs, len(svcs), func(merge bool) {
 		if !merge {
@@ -500,6 +496,10 @@ func (c *cmd) tokenDelete(args []string) int {
 	if *id == "" {
 		return c.fail("Must specify the -accessor-id parameter")
 	}
+	var err error
+	if *id, err = c.tokenID(*id); err != nil {
+		return c.fail("Error determining token ID: %v", err)
+	}
 	if _, err := c.client.ACL().TokenDelete(*id, nil); err != nil {
 		return c.fail("Error deleting token %q: %v", *id, err)
 	}
@@ -516,6 +516,10 @@ func (c *cmd) tokenClone(args []string) int {
 	if *id == "" {
 		return c.fail("Cannot clone a token without specifying the -accessor-id parameter")
 	}
+	var err error
+	if *id, err = c.tokenID(*id); err != nil {
+		return c.fail("Error determining token ID: %v", err)
+	}
 	t, _, err := c.client.ACL().TokenClone(*id, *desc, nil)
 	if err != nil {
 		return c.fail("Failed to clone token: %v", err)
@@ -525,9 +529,9 @@ func (c *cmd) tokenClone(args []string) int {
 
 // ---- roles ----
 
-func rolePolicies(l *linkFlags) []*api.ACLRolePolicyLink {
+func rolePolicies(pols []*api.ACLTokenPolicyLink) []*api.ACLRolePolicyLink {
 	var out []*api.ACLRolePolicyLink
-	for _, p := range l.policies() {
+	for _, p := range pols {
 		out = append(out, &api.ACLRolePolicyLink{ID: p.ID, Name: p.Name})
 	}
 	return out
@@ -549,7 +553,11 @@ func (c *cmd) roleCreate(args []string) int {
 	if err != nil {
 		return c.fail("%v", err)
 	}
-	r, _, err := c.client.ACL().RoleCreate(&api.ACLRole{Name: *name, Description: *desc, Policies: rolePolicies(&l),
+	pols, _, err := c.links(&l)
+	if err != nil {
+		return c.fail("%v", err)
+	}
+	r, _, err := c.client.ACL().RoleCreate(&api.ACLRole{Name: *name, Description: *desc, Policies: rolePolicies(pols),
 		ServiceIdentities: svcs, NodeIdentities: nodes}, nil)
 	if err != nil {
 		return c.fail("Failed to create new role: %v", err)
@@ -575,6 +583,9 @@ func (c *cmd) findRole(id, name string) (*api.ACLRole, error) {
 	var r *api.ACLRole
 	var err error
 	if id != "" {
+		if id, err = c.roleID(id); err != nil {
+			return nil, fmt.Errorf("Error determining role ID: %v", err)
+		}
 		r, _, err = c.client.ACL().RoleRead(id, nil)
 	} else {
 		r, _, err = c.client.ACL().RoleReadByName(name, nil)
@@ -590,7 +601,7 @@ func (c *cmd) findRole(id, name string) (*api.ACLRole, error) {
 
 func (c *cmd) roleRead(args []string) int {
 	fs := c.flags("role read", true)
-	id := fs.String("id", "", "The ID of the role to read.")
+	id := fs.String("id", "", "The ID of the role to read, or a unique prefix of it.")
 	name := fs.String("name", "", "The name of the role to read.")
 	if !c.parse(fs, args) {
 		return 1
@@ -604,7 +615,7 @@ func (c *cmd) roleRead(args []string) int {
 
 func (c *cmd) roleUpdate(args []string) int {
 	fs := c.flags("role update", true)
-	id := fs.String("id", "", "The ID of the role to update. Required.")
+	id := fs.String("id", "", "The ID of the role to update, or a unique prefix of it. Required.")
 	name := fs.String("name", "", "The role's new name.")
 	desc := fs.String("description", "", "The role's new description.")
 	noMerge := fs.Bool("no-merge", false, "Replace the role's policies and identities instead of adding to them.")
@@ -624,6 +635,10 @@ func (c *cmd) roleUpdate(args []string) int {
 	if err != nil {
 		return c.fail("%v", err)
 	}
+	pols, _, err := c.links(&l)
+	if err != nil {
+		return c.fail("%v", err)
+	}
 	if *name != "" {
 		r.Name = *name
 	}
@@ -633,7 +648,7 @@ func (c *cmd) roleUpdate(args []string) int {
 	if *noMerge {
 		r.Policies, r.ServiceIdentities, r.NodeIdentities = nil, nil, nil
 	}
-	r.Policies = append(r.Policies, rolePolicies(&l)...)
+	r.Policies = append(r.Policies, rolePolicies(pols)...)
 	r.ServiceIdentities = append(r.ServiceIdentities, svcs...)
 	r.NodeIdentities = append(r.NodeIdentities, nodes...)
 	up, _, err := c.client.ACL().RoleUpdate(r, nil)
@@ -645,7 +660,7 @@ func (c *cmd) roleUpdate(args []string) int {
 
 func (c *cmd) roleDelete(args []string) int {
 	fs := c.flags("role delete", false)
-	id := fs.String("id", "", "The ID of the role to delete.")
+	id := fs.String("id", "", "The ID of the role to delete, or a unique prefix of it.")
 	name := fs.String("name", "", "The name of the role to delete.")
 	if !c.parse(fs, args) {
 		return 1
