@@ -45,6 +45,7 @@ func main() {
 
 type options struct {
 	services int
+	names    int
 	clients  []int
 	duration time.Duration
 	modes    []string
@@ -57,6 +58,7 @@ func run(args []string) error {
 	dev := fs.Bool("dev", false, "start the agents with -dev instead of a single server with a data dir")
 	rounds := fs.Int("rounds", 1, "rounds over -bin")
 	services := fs.Int("services", 3000, "agent mode: services to register, one after the other")
+	names := fs.Int("names", 100, "agent mode: service names the registrations take in turn (1: every one an instance of the same service)")
 	clients := fs.String("clients", "1,16", "catalog mode: comma-separated concurrent client counts")
 	duration := fs.Duration("duration", 5*time.Second, "catalog mode: how long each measurement runs")
 	modes := fs.String("mode", "agent,catalog", "what to measure: agent, catalog, or both")
@@ -64,7 +66,10 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	o := options{services: *services, duration: *duration, modes: strings.Split(*modes, ",")}
+	if *names < 1 {
+		return fmt.Errorf("-names: %d; give 1 or more", *names)
+	}
+	o := options{services: *services, names: *names, duration: *duration, modes: strings.Split(*modes, ",")}
 	for _, s := range strings.Split(*clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -132,7 +137,7 @@ func measure(addr, label string, o options) error {
 	for _, m := range o.modes {
 		switch strings.TrimSpace(m) {
 		case "agent":
-			if err := agentRegistrations(c, o.services); err != nil {
+			if err := agentRegistrations(c, o.services, o.names); err != nil {
 				return err
 			}
 		case "catalog":
@@ -148,17 +153,18 @@ func measure(addr, label string, o options) error {
 	return nil
 }
 
-// agentRegistrations registers n services one after the other and prints
-// the time each thousand took.
-func agentRegistrations(c *api.Client, n int) error {
+// agentRegistrations registers n service instances, under names service
+// names in turn, one after the other and prints the time each thousand
+// took.
+func agentRegistrations(c *api.Client, n, names int) error {
 	start := time.Now()
 	last := start
 	var lats []time.Duration
-	fmt.Printf("agent register: %d services, one client\n%8s %10s %10s %10s\n", n, "upto", "per 1000", "p50", "p99")
+	fmt.Printf("agent register: %d services under %d names, one client\n%8s %10s %10s %10s\n", n, names, "upto", "per 1000", "p50", "p99")
 	for i := range n {
 		t := time.Now()
 		err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{
-			ID: fmt.Sprintf("bench-%06d", i), Name: fmt.Sprintf("bench-%d", i%100), Port: 10000 + i%50000,
+			ID: fmt.Sprintf("bench-%06d", i), Name: fmt.Sprintf("bench-%d", i%names), Port: 10000 + i%50000,
 			Tags: []string{"v1"}, Meta: map[string]string{"version": "1"},
 			Check: &api.AgentServiceCheck{TTL: "1h", Status: "passing"},
 		})
