@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +24,46 @@ type node struct {
 	kv     *kv.Server
 	router *forward.Router
 	addr   string
+	served *servedLog
+}
+
+// servedLog counts the forwarded requests a server served, by method and
+// hops, from the debug line its Endpoint logs for each.
+type servedLog struct {
+	mu     sync.Mutex
+	counts map[string]int // "method hops" -> requests
+}
+
+func (l *servedLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *servedLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *servedLog) WithGroup(string) slog.Handler            { return l }
+func (l *servedLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "forward: served a forwarded request" {
+		return nil
+	}
+	var method, hops string
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "method":
+			method = a.Value.String()
+		case "hops":
+			hops = a.Value.String()
+		}
+		return true
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.counts[method+" "+hops]++
+	return nil
+}
+
+// take returns the counts since the last take and starts again.
+func (l *servedLog) take() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.counts
+	l.counts = map[string]int{}
+	return c
 }
 
 // startServer runs a kv server whose Raft and forwarded requests share one
@@ -42,7 +85,8 @@ func startServer(t *testing.T, id string, opts ...func(*kv.Config)) *node {
 		t.Fatal(err)
 	}
 	pool := forward.NewPool(time.Second)
-	r := forward.NewRouter(s, nil, pool)
+	served := &servedLog{counts: map[string]int{}}
+	r := forward.NewRouter(s, nil, pool, forward.Logger(slog.New(served)))
 	serve, err := forward.ServeConn(r)
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +105,7 @@ func startServer(t *testing.T, id string, opts ...func(*kv.Config)) *node {
 			}
 		}
 	})
-	return &node{kv: s, router: r, addr: mux.Addr().String()}
+	return &node{kv: s, router: r, addr: mux.Addr().String(), served: served}
 }
 
 func startCluster(t *testing.T, n int, opts ...func(*kv.Config)) []*node {
@@ -158,6 +202,96 @@ func TestForwardingFromFollowerAndClient(t *testing.T) {
 	}
 	if peers, err := client.Peers(); err != nil || len(peers) != 3 {
 		t.Errorf("Peers through client = %v, %v; want 3", peers, err)
+	}
+}
+
+// TestClientGoesStraightToTheLeader: a client agent learns the leader from
+// the servers' answers (Response.LeaderHint) and sends what needs the
+// leader straight to it, not through a follower that would forward it;
+// after a new election it follows the new leader. Stale reads still go
+// to any server.
+func TestClientGoesStraightToTheLeader(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var addrs []string
+	for _, nd := range nodes {
+		addrs = append(addrs, nd.addr)
+	}
+	client := forward.NewRouter(nil, func() []string { return addrs }, forward.NewPool(time.Second))
+	// leaderOf waits for a leader other than not, ready to serve.
+	leaderOf := func(not *node) *node {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, nd := range nodes {
+				if nd != not && nd.kv.IsLeader() {
+					kvtest.WaitLeader(t, nd.kv, 10*time.Second)
+					return nd
+				}
+			}
+			time.Sleep(10 * time.Millisecond) // polling Raft state of in-process servers, as startCluster does
+		}
+		t.Fatal("no new leader within 10s")
+		return nil
+	}
+	// load sends n writes and n default reads through the client; the
+	// first write may go through a follower (the client knows no leader
+	// yet). It returns what the servers served of the rest.
+	load := func(n int) map[*node]map[string]int {
+		t.Helper()
+		if ok, err := client.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "first", Value: []byte("v")}); !ok || err != nil {
+			t.Fatalf("Apply through client = %v, %v", ok, err)
+		}
+		for _, nd := range nodes {
+			nd.served.take()
+		}
+		for i := range n {
+			if ok, err := client.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: fmt.Sprintf("k%d", i), Value: []byte("v")}); !ok || err != nil {
+				t.Fatalf("Apply through client = %v, %v", ok, err)
+			}
+			if _, e, err := client.Get(ctx, kv.QueryOptions{}, fmt.Sprintf("k%d", i)); err != nil || e == nil {
+				t.Fatalf("Get through client = %v, %v", e, err)
+			}
+		}
+		out := map[*node]map[string]int{}
+		for _, nd := range nodes {
+			out[nd] = nd.served.take()
+		}
+		return out
+	}
+	check := func(when string, served map[*node]map[string]int, leader *node) {
+		t.Helper()
+		for nd, got := range served {
+			want := map[string]int{}
+			if nd == leader {
+				want = map[string]int{"apply 1": 10, "get 1": 10}
+			}
+			if !maps.Equal(got, want) {
+				t.Errorf("%s: server %s (leader: %v) served %v, want %v", when, nd.kv.NodeID(), nd == leader, got, want)
+			}
+		}
+	}
+	leader := leaderOf(nil)
+	check("first leader", load(10), leader)
+
+	if err := leader.kv.TransferLeadership("", ""); err != nil {
+		t.Fatalf("TransferLeadership: %v", err)
+	}
+	newLeader := leaderOf(leader)
+	check("after a new election", load(10), newLeader)
+
+	// Stale reads do not need the leader: they spread.
+	for _, nd := range nodes {
+		nd.served.take()
+	}
+	for range 60 {
+		if _, _, err := client.Get(ctx, kv.QueryOptions{Stale: true}, "k1"); err != nil {
+			t.Fatalf("stale Get through client: %v", err)
+		}
+	}
+	for _, nd := range nodes {
+		if got := nd.served.take()["get 1"]; got == 0 {
+			t.Errorf("server %s served none of 60 stale reads; want them spread over all three", nd.kv.NodeID())
+		}
 	}
 }
 

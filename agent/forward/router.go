@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/acl"
@@ -35,6 +36,10 @@ type Router struct {
 	initialMgmt   string                 // see InitialManagement
 	keyListPolicy bool                   // see KeyListPolicy
 	log           *slog.Logger           // see Logger; nil: none
+
+	// leaderHint is the leader as the last server a client agent
+	// heard from named it (Response.LeaderHint).
+	leaderHint atomic.Pointer[string]
 
 	mu  sync.Mutex
 	bad map[string]time.Time // server -> when a connection to it last failed
@@ -105,7 +110,14 @@ func (r *Router) forward(ctx context.Context, stale bool, req *Request) (*Respon
 	if req.Hops > maxHops {
 		return nil, false, fmt.Errorf("%w: forwarded %d times", kv.ErrNoLeader, req.Hops-1)
 	}
-	servers := r.order(r.servers())
+	// What must reach the leader goes to the one the servers last named,
+	// when it is a server this agent knows and has not failed lately;
+	// stale reads spread over all.
+	prefer := ""
+	if h := r.leaderHint.Load(); h != nil && !stale {
+		prefer = *h
+	}
+	servers := r.order(r.servers(), prefer)
 	if len(servers) == 0 {
 		return nil, false, fmt.Errorf("%w: this agent knows no server yet; join it to the cluster with -join or -retry-join", kv.ErrNoLeader)
 	}
@@ -123,6 +135,9 @@ func (r *Router) forward(ctx context.Context, stale bool, req *Request) (*Respon
 		retry := errors.Is(err, ErrUnreachable) || errors.Is(err, kv.ErrShutdown) ||
 			(errors.Is(err, ErrConnectionLost) && req.readOnly())
 		if !retry {
+			if resp != nil {
+				r.leaderHint.Store(&resp.LeaderHint)
+			}
 			return resp, true, err
 		}
 		r.markBad(addr)
@@ -191,10 +206,14 @@ func (r *Router) leaderSilent() bool {
 	return !last.IsZero() && time.Since(last) > leaderSilence
 }
 
-// order shuffles the servers and puts those that failed lately last.
-func (r *Router) order(servers []string) []string {
+// order shuffles the servers, puts prefer first when it is one of them,
+// and puts those that failed lately last.
+func (r *Router) order(servers []string, prefer string) []string {
 	out := slices.Clone(servers)
 	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	if i := slices.Index(out, prefer); i > 0 {
+		out[0], out[i] = out[i], out[0]
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
