@@ -136,7 +136,7 @@ func (r *Router) forward(ctx context.Context, stale bool, req *Request) (*Respon
 			(errors.Is(err, ErrConnectionLost) && req.readOnly())
 		if !retry {
 			if resp != nil {
-				r.leaderHint.Store(&resp.LeaderHint)
+				r.noteLeader(resp.LeaderHint)
 			}
 			return resp, true, err
 		}
@@ -204,6 +204,14 @@ const leaderSilence = 750 * time.Millisecond
 func (r *Router) leaderSilent() bool {
 	last := r.local.LeaderContact()
 	return !last.IsZero() && time.Since(last) > leaderSilence
+}
+
+// noteLeader remembers the leader a server named (a copy: the answer it
+// came in may be large).
+func (r *Router) noteLeader(addr string) {
+	if h := r.leaderHint.Load(); h == nil || *h != addr {
+		r.leaderHint.Store(&addr)
+	}
 }
 
 // order shuffles the servers, puts prefer first when it is one of them,
