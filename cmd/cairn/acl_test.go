@@ -43,6 +43,21 @@ func aclAgent(t *testing.T) string {
 	return a.HTTPAddr().String()
 }
 
+// bootstrapACL starts an agent with ACLs on, points CONSUL_HTTP_ADDR at
+// it with no token, bootstraps it and returns what bootstrap printed.
+func bootstrapACL(t *testing.T) string {
+	t.Helper()
+	addr := aclAgent(t)
+	t.Setenv("CONSUL_HTTP_ADDR", addr)
+	t.Setenv("CONSUL_HTTP_TOKEN", "")
+	waitLeaderAt(t, addr)
+	out, errs, code := cairnACL(t, "", "bootstrap")
+	if code != 0 {
+		t.Fatalf("bootstrap: %d %s", code, errs)
+	}
+	return out
+}
+
 func cairnACL(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -63,15 +78,7 @@ func field(t *testing.T, out, name string) string {
 // with ACLs: bootstrap, a policy from a file, a token for it, a role,
 // then reads, clones and deletes, checking consul's output lines.
 func TestACLCommands(t *testing.T) {
-	addr := aclAgent(t)
-	t.Setenv("CONSUL_HTTP_ADDR", addr)
-	t.Setenv("CONSUL_HTTP_TOKEN", "")
-
-	waitLeaderAt(t, addr)
-	out, errs, code := cairnACL(t, "", "bootstrap")
-	if code != 0 {
-		t.Fatalf("bootstrap: %d %s", code, errs)
-	}
+	out := bootstrapACL(t)
 	for _, want := range []string{"Description:      Bootstrap Token (Global Management)\n", "Local:            false\n",
 		"Policies:\n   00000000-0000-0000-0000-000000000001 - global-management\n"} {
 		if !strings.Contains(out, want) {
@@ -79,7 +86,7 @@ func TestACLCommands(t *testing.T) {
 		}
 	}
 	mgmt := field(t, out, "SecretID")
-	_, errs, code = cairnACL(t, "", "bootstrap")
+	_, errs, code := cairnACL(t, "", "bootstrap")
 	if code != 1 || !regexp.MustCompile(`^Failed ACL bootstrapping: Unexpected response code: 403 \(Permission denied: ACL bootstrap no longer allowed \(reset index: \d+\)\)\n$`).MatchString(errs) {
 		t.Errorf("second bootstrap: %d %q", code, errs)
 	}
@@ -176,17 +183,9 @@ func waitLeaderAt(t *testing.T, addr string) {
 // unique prefix, as consul's take them; a prefix of several IDs or of
 // none is refused, naming what it matched.
 func TestACLPartialIDs(t *testing.T) {
-	addr := aclAgent(t)
-	t.Setenv("CONSUL_HTTP_ADDR", addr)
-	t.Setenv("CONSUL_HTTP_TOKEN", "")
-	waitLeaderAt(t, addr)
-	out, errs, code := cairnACL(t, "", "bootstrap")
-	if code != 0 {
-		t.Fatalf("bootstrap: %d %s", code, errs)
-	}
-	t.Setenv("CONSUL_HTTP_TOKEN", field(t, out, "SecretID"))
+	t.Setenv("CONSUL_HTTP_TOKEN", field(t, bootstrapACL(t), "SecretID"))
 
-	out, errs, code = cairnACL(t, "", "policy", "create", "-name", "app", "-rules", `key_prefix "app/" { policy = "write" }`)
+	out, errs, code := cairnACL(t, "", "policy", "create", "-name", "app", "-rules", `key_prefix "app/" { policy = "write" }`)
 	if code != 0 {
 		t.Fatalf("policy create: %s", errs)
 	}

@@ -34,23 +34,37 @@ func uniquePrefix(kind, partial string, ids []string) (string, error) {
 	return "", fmt.Errorf("Partial %s ID is not unique: %q is the start of %s; give more of it", kind, partial, strings.Join(found, ", "))
 }
 
+// resolveID returns partial when it is a whole ID, else the one ID of
+// those list returns that starts with it.
+func resolveID(kind, partial string, list func() ([]string, error)) (string, error) {
+	if len(partial) == wholeID {
+		return partial, nil
+	}
+	ids, err := list()
+	if err != nil {
+		return "", err
+	}
+	return uniquePrefix(kind, partial, ids)
+}
+
+// idsOf maps xs to their IDs.
+func idsOf[T any](xs []T, id func(T) string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = id(x)
+	}
+	return out
+}
+
 // tokenID resolves a token's AccessorID from what -accessor-id gave.
 func (c *cmd) tokenID(partial string) (string, error) {
 	if partial == "anonymous" {
 		return acl.AnonymousAccessorID, nil
 	}
-	if len(partial) == wholeID {
-		return partial, nil
-	}
-	ts, _, err := c.client.ACL().TokenList(nil)
-	if err != nil {
-		return "", err
-	}
-	ids := make([]string, len(ts))
-	for i, t := range ts {
-		ids[i] = t.AccessorID
-	}
-	return uniquePrefix("token", partial, ids)
+	return resolveID("token", partial, func() ([]string, error) {
+		ts, _, err := c.client.ACL().TokenList(nil)
+		return idsOf(ts, func(t *api.ACLTokenListEntry) string { return t.AccessorID }), err
+	})
 }
 
 // policyID resolves a policy's ID from what -id or -policy-id gave.
@@ -58,34 +72,18 @@ func (c *cmd) policyID(partial string) (string, error) {
 	if partial == acl.GlobalManagementName {
 		return acl.GlobalManagementID, nil
 	}
-	if len(partial) == wholeID {
-		return partial, nil
-	}
-	ps, _, err := c.client.ACL().PolicyList(nil)
-	if err != nil {
-		return "", err
-	}
-	ids := make([]string, len(ps))
-	for i, p := range ps {
-		ids[i] = p.ID
-	}
-	return uniquePrefix("policy", partial, ids)
+	return resolveID("policy", partial, func() ([]string, error) {
+		ps, _, err := c.client.ACL().PolicyList(nil)
+		return idsOf(ps, func(p *api.ACLPolicyListEntry) string { return p.ID }), err
+	})
 }
 
 // roleID resolves a role's ID from what -id or -role-id gave.
 func (c *cmd) roleID(partial string) (string, error) {
-	if len(partial) == wholeID {
-		return partial, nil
-	}
-	rs, _, err := c.client.ACL().RoleList(nil)
-	if err != nil {
-		return "", err
-	}
-	ids := make([]string, len(rs))
-	for i, r := range rs {
-		ids[i] = r.ID
-	}
-	return uniquePrefix("role", partial, ids)
+	return resolveID("role", partial, func() ([]string, error) {
+		rs, _, err := c.client.ACL().RoleList(nil)
+		return idsOf(rs, func(r *api.ACLRole) string { return r.ID }), err
+	})
 }
 
 // links resolves the -policy-id and -role-id flags and returns every
