@@ -210,6 +210,10 @@ func (r *Router) check(ctx context.Context, req *Request) (*guard, []kv.TxnError
 }
 
 func (g *guard) denied(r acl.Resource, name string, want acl.Access) error {
+	if g.authz != nil {
+		// The agent's own check's text, with the token's AccessorID.
+		return acl.Denied(g.authz, r, name, want)
+	}
 	lvl := map[acl.Access]string{acl.Read: "read", acl.List: "list", acl.Write: "write"}[want]
 	who := "token"
 	if g.token == "" {

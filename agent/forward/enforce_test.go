@@ -19,6 +19,15 @@ import (
 // its prefixes; everything else is denied (default deny).
 type prefixAuthz map[acl.Resource]map[string]acl.Access
 
+// withAccessor is an authorizer that knows its token's AccessorID, as
+// the resolver's do.
+type withAccessor struct {
+	prefixAuthz
+	accessor string
+}
+
+func (w withAccessor) AccessorID() string { return w.accessor }
+
 func (a prefixAuthz) Allowed(r acl.Resource, name string, want acl.Access) bool {
 	best, bestLen := acl.Unset, -1
 	for p, lvl := range a[r] {
@@ -101,7 +110,7 @@ func TestServerChecksForwardedTokens(t *testing.T) {
 	res := &tokens{m: map[string]acl.Authorizer{
 		"":       prefixAuthz{}, // anonymous, default deny
 		"writer": prefixAuthz{acl.Key: {"app/": acl.Write}, acl.Session: {"n1": acl.Write}},
-		"reader": prefixAuthz{acl.Key: {"app/x": acl.Read}, acl.Session: {"n1": acl.Read}},
+		"reader": withAccessor{prefixAuthz{acl.Key: {"app/x": acl.Read}, acl.Session: {"n1": acl.Read}}, "4c8796f0-1450-401a-9241-ed728f43a222"},
 		"agent":  prefixAuthz{acl.Key: {"_cairn/vip/": acl.Write}},
 		"mgmt":   prefixAuthz{acl.Key: {"": acl.Write}, acl.ACL: {"": acl.Write}, acl.Session: {"": acl.Write}},
 	}}
@@ -136,7 +145,7 @@ func TestServerChecksForwardedTokens(t *testing.T) {
 		}
 	}
 	_, err := client.Apply(as("reader"), kv.Op{Verb: kv.VerbSet, Key: "app/x", Value: []byte("v")})
-	if err == nil || !strings.Contains(err.Error(), `Permission denied: token lacks permission 'key:write' on "app/x"`) {
+	if err == nil || err.Error() != `Permission denied: token with AccessorID '4c8796f0-1450-401a-9241-ed728f43a222' lacks permission 'key:write' on "app/x"` {
 		t.Errorf("the refusal's text crossed the wire as %v", err)
 	}
 	if _, err := client.Apply(as("writer"), kv.Op{Verb: kv.VerbDeleteTree, Key: ""}); !errors.Is(err, acl.ErrPermissionDenied) {
