@@ -37,12 +37,14 @@ type ACLConfig struct {
 	TokenTTL time.Duration
 	// Tokens (acl.tokens): initial_management (acl_master_token), agent
 	// (acl_agent_token), default (acl_token), agent_recovery
-	// (acl_agent_master_token), replication.
+	// (acl_agent_master_token), replication, dns (what DNS answers
+	// with; default when unset).
 	InitialManagement string
 	Agent             string
 	Default           string
 	AgentRecovery     string
 	Replication       string
+	DNS               string
 }
 
 // fileACL is Consul's acl block in a config file.
@@ -119,6 +121,7 @@ func (f *fileACL) apply(c *ACLConfig) error {
 		set(&c.Agent, t.Agent)
 		set(&c.Default, t.Default)
 		set(&c.Replication, t.Replication)
+		set(&c.DNS, t.DNS)
 	}
 	return nil
 }
@@ -172,7 +175,7 @@ func (w *wiring) aclSystem() (*aclState, error) {
 	}
 	st := &aclState{tokens: &acl.AgentTokens{}}
 	for kind, v := range map[string]string{acl.KindDefault: c.Default, acl.KindAgent: c.Agent,
-		acl.KindAgentRecovery: c.AgentRecovery, acl.KindReplication: c.Replication} {
+		acl.KindAgentRecovery: c.AgentRecovery, acl.KindReplication: c.Replication, acl.KindDNS: c.DNS} {
 		if v != "" {
 			st.tokens.Set(kind, v)
 		}

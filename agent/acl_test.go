@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	mdns "github.com/miekg/dns"
 )
 
 // aclClient is a client of r carrying token.
@@ -218,6 +219,7 @@ func TestACLConfigFile(t *testing.T) {
     agent = "a"
     default = "d"
     agent_recovery = "r"
+    dns = "n"
   }
 }`,
 		"old.json": `{"acl_default_policy": "deny", "acl_master_token": "m", "acl_token": "d", "acl_agent_token": "a", "acl_agent_master_token": "r", "acl_ttl": "45s", "acl_enable_key_list_policy": true, "acl": {"enabled": true, "enable_token_persistence": true}}`,
@@ -231,7 +233,7 @@ func TestACLConfigFile(t *testing.T) {
 		want := ACLConfig{Enabled: true, DefaultPolicy: "deny", EnableTokenPersistence: true, EnableKeyListPolicy: true, TokenTTL: 45 * time.Second,
 			InitialManagement: "m", Agent: "a", Default: "d", AgentRecovery: "r"}
 		if name == "new.hcl" {
-			want.DownPolicy = "extend-cache"
+			want.DownPolicy, want.DNS = "extend-cache", "n"
 		}
 		if c.ACL != want {
 			t.Errorf("%s: %+v\nwant %+v", name, c.ACL, want)
@@ -349,5 +351,61 @@ func TestACLKeyListPolicy(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDNSAnswersWithTheDNSToken: DNS answers with the agent's dns token
+// when one is set (acl.tokens.dns), else with the default token, else
+// with the anonymous token, as Consul's agents do.
+func TestDNSAnswersWithTheDNSToken(t *testing.T) {
+	cfg := aclDevConfig(t)
+	cfg.Ports.DNS = 0
+	r := start(t, cfg)
+	root := aclClient(t, r, "root")
+	waitToken(t, root)
+	if err := root.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web", Name: "web", Address: "127.0.0.21", Port: 80}); err != nil {
+		t.Fatal(err)
+	}
+	pol, _, err := root.ACL().PolicyCreate(&api.ACLPolicy{Name: "dns",
+		Rules: `service_prefix "" { policy = "read" }` + "\n" + `node_prefix "" { policy = "read" }`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, _, err := root.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody, _, err := root.ACL().TokenCreate(&api.ACLToken{Description: "no policy"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnsAddr := r.DNSAddr().String()
+	answers := func(want bool, when string) {
+		t.Helper()
+		eventually(t, when, 10*time.Second, func() (bool, string) {
+			m, err := dnsQuery(dnsAddr, "web.service.consul", mdns.TypeA)
+			if err != nil {
+				return false, err.Error()
+			}
+			got := m.Rcode == mdns.RcodeSuccess && len(m.Answer) == 1
+			return got == want, fmt.Sprintf("%s with %d answers", mdns.RcodeToString[m.Rcode], len(m.Answer))
+		})
+	}
+	answers(false, "anonymous (default deny): web.service.consul is NXDOMAIN")
+	for _, step := range []struct {
+		set   func(string, *api.WriteOptions) (*api.WriteMeta, error)
+		token string
+		want  bool
+		when  string
+	}{
+		{root.Agent().UpdateDefaultACLToken, reader.SecretID, true, "a default token that reads services: answered"},
+		{root.Agent().UpdateDNSToken, nobody.SecretID, false, "a dns token that reads nothing, over that default: NXDOMAIN"},
+		{root.Agent().UpdateDefaultACLToken, nobody.SecretID, false, "both read nothing: NXDOMAIN"},
+		{root.Agent().UpdateDNSToken, reader.SecretID, true, "a dns token that reads services, over a default that does not: answered"},
+	} {
+		if _, err := step.set(step.token, nil); err != nil {
+			t.Fatalf("%s: setting the token: %v", step.when, err)
+		}
+		answers(step.want, step.when)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/catalog"
@@ -30,15 +31,19 @@ type dnsCatalog struct {
 	cat  *catalog.Catalog
 	vips *vip.VIPs // nil without -vip-cidr
 	log  *slog.Logger
-	// view, when set, is what DNS may answer: the default token's
-	// Authorizer (Consul answers DNS with acl.tokens.default). Services
-	// and nodes it may not read are left out, so they answer NXDOMAIN.
-	// nil (ACLs off): everything.
+	// view, when set, is what DNS may answer (dnsACL). Services and
+	// nodes it may not read are left out, so they answer NXDOMAIN. nil
+	// (ACLs off): everything.
 	view func() acl.Authorizer
+	// viewWatch, when set, adds to a watch set what fires when the view
+	// may have changed and returns a key that differs whenever it has:
+	// answers built with another view are built again, in full.
+	viewWatch func(memdb.WatchSet) any
 
 	mu          sync.Mutex
 	lastCatalog uint64 // the catalog index the counter was last bumped for
 	lastNodes   uint64 // the index of the nodes last returned
+	lastView    any    // viewWatch's key when Snapshot last read
 	index       uint64 // what Snapshot and Changes return
 	// The allocations the answers were built with, and their index.
 	lastVIPIndex uint64
@@ -67,6 +72,7 @@ func (d *dnsCatalog) allocations(ws memdb.WatchSet) (uint64, map[string]vip.Allo
 // Snapshot implements dns.Catalog. It adds the catalog's table-level
 // watch channels (nodes, services, checks) to ws.
 func (d *dnsCatalog) Snapshot(ws memdb.WatchSet) (uint64, []dns.Service, []dns.Node) {
+	vkey := d.watchView(ws)
 	iidx, insts := d.cat.AllInstances(ws)
 	nidx, nodes := d.cat.Nodes(ws, catalog.Filter{})
 	insts, nodes = d.visible(insts, nodes)
@@ -75,15 +81,25 @@ func (d *dnsCatalog) Snapshot(ws memdb.WatchSet) (uint64, []dns.Service, []dns.N
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if idx := max(iidx, nidx, feedIdx); idx != d.lastCatalog || vidx != d.lastVIPIndex || d.index == 0 {
+	if idx := max(iidx, nidx, feedIdx); idx != d.lastCatalog || vidx != d.lastVIPIndex || vkey != d.lastView || d.index == 0 {
 		d.lastCatalog = idx
 		d.index++
 	}
+	d.lastView = vkey
 	d.lastVIPIndex, d.lastVIPs, d.lastVIPErrs = vidx, vips, verrs
 	d.lastNodes = nidx
 	warned := d.warned
 	d.warned = map[string]map[string]bool{}
 	return d.index, d.services(insts, warned), dnsNodes(nodes)
+}
+
+// watchView adds the view's watch to ws and returns its key (nil
+// without viewWatch).
+func (d *dnsCatalog) watchView(ws memdb.WatchSet) any {
+	if d.viewWatch == nil {
+		return nil
+	}
+	return d.viewWatch(ws)
 }
 
 // Changes implements dns.Catalog from the catalog's change feed: each
@@ -93,6 +109,9 @@ func (d *dnsCatalog) Changes(ws memdb.WatchSet, since uint64) (dns.Delta, bool) 
 	defer d.mu.Unlock()
 	if since != d.index || d.index == 0 {
 		return dns.Delta{}, false // not an index this adapter handed out last
+	}
+	if d.watchView(ws) != d.lastView {
+		return dns.Delta{}, false // another view: every answer may change
 	}
 	idx, names, reset := d.cat.Changes(ws, d.lastCatalog)
 	if reset {
@@ -292,12 +311,13 @@ func (w *wiring) dnsPart() (part, bool, error) {
 	if err != nil {
 		return part{}, false, err
 	}
-	dc.Queries = dnsQueries{r: queries, view: w.dnsView}
+	view := &dnsACL{w: w}
+	dc.Queries = dnsQueries{r: queries, view: view.view}
 	if w.tel != nil {
 		dc.Metrics = w.tel
 	}
 	dcat := newDNSCatalog(w.cat, w.vips, w.log)
-	dcat.view = w.dnsView
+	dcat.view, dcat.viewWatch = view.view, view.watch
 	srv, err := dns.New(dc, dcat)
 	if err != nil {
 		return part{}, false, err
@@ -344,20 +364,82 @@ func listenDNS(addr string, port int) (net.PacketConn, net.Listener, error) {
 	}
 }
 
-// dnsView is the default token's Authorizer, which DNS answers with
-// (Consul's acl.tokens.default, else the anonymous token); nil when ACLs
-// are off. A token that cannot be resolved answers nothing.
-func (w *wiring) dnsView() acl.Authorizer {
-	st := w.acls
+// dnsACL is what DNS answers with when ACLs are on, as Consul's: the dns
+// token's view (acl.tokens.dns, PUT /v1/agent/token/dns), else the
+// default token's, else the anonymous token's. DNS builds its answers
+// ahead of the questions, so dnsACL also says when that view may have
+// changed: an agent token was set, this agent saw an ACL write, or the
+// resolved token's cache may have run out (token_ttl: a change made
+// through another agent shows within twice that, as a token's rights
+// show on the HTTP API within it). A token resolved again rebuilds the
+// answers in full even when its rights did not change: at most once per
+// token_ttl, and a full build of a large catalog takes milliseconds.
+type dnsACL struct {
+	w *wiring // its acls are read when asked: nil with ACLs off
+
+	mu     sync.Mutex
+	expiry chan struct{} // closes a token_ttl after it was made; nil: none
+}
+
+// identity resolves the token DNS answers with: its Authorizer (nil
+// with ACLs off), and a key that differs whenever the token was resolved
+// again (the resolver's cached *acl.Identity). A token that cannot be
+// resolved answers nothing.
+func (d *dnsACL) identity() (acl.Authorizer, any) {
+	st := d.w.acls
+	if st == nil {
+		return nil, nil
+	}
+	kind, secret := acl.KindDNS, st.tokens.Get(acl.KindDNS)
+	if secret == "" {
+		kind = acl.KindDefault // the resolver takes "" as the default token
+	}
+	id, err := st.resolver.Identity(context.Background(), secret)
+	if err != nil {
+		d.w.log.Warn("dns: cannot resolve the "+kind+" ACL token; answering nothing from the catalog", "err", err)
+		return denyAll{}, kind + " token unresolved"
+	}
+	return id.Authorizer, id
+}
+
+// view is the Authorizer DNS answers with; nil when ACLs are off.
+func (d *dnsACL) view() acl.Authorizer {
+	a, _ := d.identity()
+	return a
+}
+
+// watch adds to ws what closes when the view may have changed and
+// returns the view's key (see identity).
+func (d *dnsACL) watch(ws memdb.WatchSet) any {
+	st := d.w.acls
 	if st == nil {
 		return nil
 	}
-	a, err := st.resolver.Authorizer(context.Background(), st.tokens.Get(acl.KindDefault))
-	if err != nil {
-		w.log.Warn("dns: cannot resolve the default ACL token; answering nothing from the catalog", "err", err)
-		return denyAll{}
+	ws.Add(st.tokens.Changed())
+	ws.Add(st.resolver.Invalidated())
+	if ttl := st.resolver.TTL(); ttl > 0 {
+		ws.Add(d.expiring(ttl))
 	}
-	return a
+	_, key := d.identity()
+	return key
+}
+
+// expiring returns a channel that closes ttl after it was made; one at a
+// time, however often DNS asks.
+func (d *dnsACL) expiring(ttl time.Duration) <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.expiry == nil {
+		ch := make(chan struct{})
+		d.expiry = ch
+		time.AfterFunc(ttl, func() {
+			d.mu.Lock()
+			d.expiry = nil
+			d.mu.Unlock()
+			close(ch)
+		})
+	}
+	return d.expiry
 }
 
 // denyAll is the Authorizer of a token that could not be resolved.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	mdns "github.com/miekg/dns"
@@ -205,5 +206,22 @@ func TestNodesSharingAnAddress(t *testing.T) {
 	}
 	if n := len(z.ptr["8.2.0.192.in-addr.arpa."].ptr); n != 1 {
 		t.Errorf("the other address has %d PTR records; want 1", n)
+	}
+}
+
+// TestRebuildWait: answers wait twice the last build's time before the
+// next build, so that rebuilds take at most a third of a core under
+// churn, but never more than maxRebuildWait: a long build was waiting
+// (the agent's first, for its ACL token to resolve), not working.
+func TestRebuildWait(t *testing.T) {
+	for _, tc := range []struct{ last, want time.Duration }{
+		{0, 0},
+		{3 * time.Millisecond, 6 * time.Millisecond},
+		{400 * time.Millisecond, 800 * time.Millisecond},
+		{1860 * time.Millisecond, maxRebuildWait},
+	} {
+		if got := rebuildWait(tc.last); got != tc.want {
+			t.Errorf("rebuildWait(%v) = %v, want %v", tc.last, got, tc.want)
+		}
 	}
 }

@@ -166,11 +166,8 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		for ws.WatchCtx(gctx) == nil {
-			// Under constant churn, rebuilding back to back would take a
-			// core; waiting twice as long as the last build took bounds
-			// it to a third, and the changes meanwhile coalesce.
 			select {
-			case <-time.After(2 * s.lastBuild):
+			case <-time.After(rebuildWait(s.lastBuild)):
 			case <-gctx.Done():
 				return nil
 			}
@@ -236,6 +233,19 @@ func (s *Server) listenOnce() (net.PacketConn, net.Listener, error) {
 	}
 	return pc, ln, nil
 }
+
+// maxRebuildWait bounds rebuildWait. A build that took longer than half
+// of it was mostly waiting, not working: the agent's first build waits
+// for the ACL token DNS answers with to resolve, which takes until a
+// leader is elected; its answers must not then lag by twice that.
+const maxRebuildWait = time.Second
+
+// rebuildWait is how long the answers wait after a change before they
+// are built again, given how long the last build took. Under constant
+// churn, rebuilding back to back would take a core; waiting twice as
+// long as the last build took bounds it to a third, and the changes
+// meanwhile coalesce.
+func rebuildWait(last time.Duration) time.Duration { return min(2*last, maxRebuildWait) }
 
 // rebuild reads what changed in the catalog and, when something did,
 // replaces the zone: from the change alone when the catalog can say what

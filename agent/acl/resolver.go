@@ -110,8 +110,9 @@ func ParseDownPolicy(s string) (DownPolicy, error) {
 // AgentTokens are the tokens the agent holds itself (Consul's acl.tokens
 // and /v1/agent/token/*). Safe for concurrent use.
 type AgentTokens struct {
-	mu     sync.RWMutex
-	tokens map[string]string // kind -> secret
+	mu      sync.RWMutex
+	tokens  map[string]string // kind -> secret
+	changed chan struct{}     // closed by the next Set
 }
 
 // Token kinds, as /v1/agent/token/<kind> names them.
@@ -157,6 +158,21 @@ func (a *AgentTokens) Set(kind, secret string) {
 		a.tokens = map[string]string{}
 	}
 	a.tokens[kind] = secret
+	if a.changed != nil {
+		close(a.changed)
+		a.changed = nil
+	}
+}
+
+// Changed returns a channel that closes at the next Set: what answers
+// were built with a token (DNS's) are built again.
+func (a *AgentTokens) Changed() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.changed == nil {
+		a.changed = make(chan struct{})
+	}
+	return a.changed
 }
 
 // All returns a copy of every set token.
@@ -191,10 +207,11 @@ type ResolverConfig struct {
 // behind a cache of token_ttl that every local ACL write and Invalidate
 // empties. Safe for concurrent use.
 type CachingResolver struct {
-	cfg   ResolverConfig
-	mu    sync.Mutex
-	cache map[string]cacheEntry
-	gen   uint64
+	cfg         ResolverConfig
+	mu          sync.Mutex
+	cache       map[string]cacheEntry
+	gen         uint64
+	invalidated chan struct{} // closed by the next Invalidate
 }
 
 type cacheEntry struct {
@@ -224,8 +241,26 @@ func (r *CachingResolver) Invalidate() {
 	r.mu.Lock()
 	r.cache = map[string]cacheEntry{}
 	r.gen++
+	if r.invalidated != nil {
+		close(r.invalidated)
+		r.invalidated = nil
+	}
 	r.mu.Unlock()
 }
+
+// Invalidated returns a channel that closes at the next Invalidate: an
+// ACL write this agent saw may change what any token may do.
+func (r *CachingResolver) Invalidated() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.invalidated == nil {
+		r.invalidated = make(chan struct{})
+	}
+	return r.invalidated
+}
+
+// TTL is how long a resolved token is kept (0: not kept).
+func (r *CachingResolver) TTL() time.Duration { return r.cfg.TTL }
 
 // Authorizer implements Resolver.
 func (r *CachingResolver) Authorizer(ctx context.Context, secret string) (Authorizer, error) {

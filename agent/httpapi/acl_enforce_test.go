@@ -667,8 +667,11 @@ one missing, in the order listed. Details the table does not show:
   reaches ` + "`_cairn/acl/`" + ` (agent/acl/reserved.go): a token's own record,
   policies and roles for any caller (token resolution on client agents),
   the rest with ` + "`acl = \"read\"`" + `; writes with ` + "`acl = \"write\"`" + ` or the first bootstrap.
-- DNS answers with the default token's view (` + "`acl.tokens.default`" + `, else
-  anonymous): services and nodes it cannot read are not answered (NXDOMAIN).
+- DNS answers with the dns token's view (` + "`acl.tokens.dns`" + `), else the default
+  token's (` + "`acl.tokens.default`" + `), else the anonymous token's: services and nodes
+  it cannot read are not answered (NXDOMAIN). Setting an agent token, or an
+  ACL write this agent sees, rebuilds the answers at once; a change made
+  through another agent shows within twice token_ttl (its cache).
 `
 
 // TestACLReservedKeys: the ACL system's keys are out of reach of /v1/kv
