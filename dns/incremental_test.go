@@ -217,7 +217,7 @@ func TestRebuildWait(t *testing.T) {
 	for _, tc := range []struct{ last, want time.Duration }{
 		{0, 0},
 		{3 * time.Millisecond, 6 * time.Millisecond},
-		{400 * time.Millisecond, 800 * time.Millisecond},
+		{900 * time.Millisecond, 1800 * time.Millisecond},
 		{1860 * time.Millisecond, maxRebuildWait},
 	} {
 		if got := rebuildWait(tc.last); got != tc.want {

@@ -157,3 +157,30 @@ func TestDeniedText(t *testing.T) {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
 }
+
+// TestFingerprint: two Authorizers have the same fingerprint exactly when
+// they grant the same, whatever the order of their rules or the token
+// that holds them (DNS builds its answers once per fingerprint).
+func TestFingerprint(t *testing.T) {
+	web := acl.Rule{Resource: acl.Service, Name: "web", Access: acl.Read}
+	all := acl.Rule{Resource: acl.Node, Prefix: true, Access: acl.Read}
+	fp := func(a acl.Authorizer) string { return a.(interface{ Fingerprint() string }).Fingerprint() }
+	base := fp(acl.Compile([]acl.Rule{web, all}, acl.DefaultDeny, "a"))
+	for _, tc := range []struct {
+		name  string
+		authz acl.Authorizer
+		same  bool
+	}{
+		{"same rules, other order, other token", acl.Compile([]acl.Rule{all, web}, acl.DefaultDeny, "b"), true},
+		{"a rule twice", acl.Compile([]acl.Rule{web, all, web}, acl.DefaultDeny, "a"), true},
+		{"write instead of read", acl.Compile([]acl.Rule{{Resource: acl.Service, Name: "web", Access: acl.Write}, all}, acl.DefaultDeny, "a"), false},
+		{"the name as a prefix", acl.Compile([]acl.Rule{{Resource: acl.Service, Name: "web", Prefix: true, Access: acl.Read}, all}, acl.DefaultDeny, "a"), false},
+		{"one rule fewer", acl.Compile([]acl.Rule{web}, acl.DefaultDeny, "a"), false},
+		{"default allow", acl.Compile([]acl.Rule{web, all}, acl.DefaultAllow, "a"), false},
+		{"allow all", acl.AllowAll(), false},
+	} {
+		if got := fp(tc.authz) == base; got != tc.same {
+			t.Errorf("%s: same fingerprint = %v, want %v", tc.name, got, tc.same)
+		}
+	}
+}

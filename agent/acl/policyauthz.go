@@ -2,6 +2,7 @@ package acl
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -28,9 +29,10 @@ type prefixRule struct {
 
 // policyAuthorizer decides from merged rules, then the default policy.
 type policyAuthorizer struct {
-	tables   map[Resource]*table
-	def      Default
-	accessor string
+	tables      map[Resource]*table
+	def         Default
+	accessor    string
+	fingerprint string // see Fingerprint
 }
 
 // Compile merges rules into an Authorizer, as Consul merges a token's
@@ -62,7 +64,31 @@ func Compile(rules []Rule, def Default, accessor string) Authorizer {
 		}
 		slices.SortFunc(t.prefixes, func(x, y prefixRule) int { return len(y.name) - len(x.name) })
 	}
+	a.fingerprint = a.rulesText()
 	return a
+}
+
+// Fingerprint is equal for two Authorizers that grant the same (their
+// merged rules and default), whoever holds them: what was built with
+// one (DNS's answers) stands for the other.
+func (a *policyAuthorizer) Fingerprint() string { return a.fingerprint }
+
+// rulesText writes the merged rules out in a fixed order.
+func (a *policyAuthorizer) rulesText() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "default allow=%v\n", a.def)
+	for _, res := range slices.Sorted(maps.Keys(a.tables)) {
+		t := a.tables[res]
+		for _, name := range slices.Sorted(maps.Keys(t.exact)) {
+			fmt.Fprintf(&b, "%s %q %s\n", res, name, t.exact[name])
+		}
+		ps := slices.Clone(t.prefixes)
+		slices.SortFunc(ps, func(x, y prefixRule) int { return strings.Compare(x.name, y.name) })
+		for _, p := range ps {
+			fmt.Fprintf(&b, "%s_prefix %q %s\n", res, p.name, p.access)
+		}
+	}
+	return b.String()
 }
 
 // merge is Consul's takesPrecedenceOver: deny, then write, list, read.
