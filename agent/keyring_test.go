@@ -88,7 +88,11 @@ func TestKeyringRotationAcrossThreeAgents(t *testing.T) {
 	c0cfg := cfg("c0", false, s0.SerfAddr())
 	c0 := startAgent(t, c0cfg)
 	c1 := startAgent(t, cfg("c1", false, s0.SerfAddr()))
-	allAlive(t, s0, 3)
+	// Every agent answers for the members it knows: c0 and c1 learn of
+	// each other through s0, later than s0 learns of both.
+	for _, a := range []*running{s0, c0, c1} {
+		allAlive(t, a, 3)
+	}
 
 	op := s0.client.Operator()
 	wantKeyring(t, s0, map[string]int{oldKey: 3}, map[string]int{oldKey: 3})
