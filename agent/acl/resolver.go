@@ -112,7 +112,7 @@ func ParseDownPolicy(s string) (DownPolicy, error) {
 type AgentTokens struct {
 	mu      sync.RWMutex
 	tokens  map[string]string // kind -> secret
-	changed chan struct{}     // closed by the next Set
+	changed signal            // fired by Set
 }
 
 // Token kinds, as /v1/agent/token/<kind> names them.
@@ -158,10 +158,7 @@ func (a *AgentTokens) Set(kind, secret string) {
 		a.tokens = map[string]string{}
 	}
 	a.tokens[kind] = secret
-	if a.changed != nil {
-		close(a.changed)
-		a.changed = nil
-	}
+	a.changed.fire()
 }
 
 // Changed returns a channel that closes at the next Set: what answers
@@ -169,10 +166,25 @@ func (a *AgentTokens) Set(kind, secret string) {
 func (a *AgentTokens) Changed() <-chan struct{} {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.changed == nil {
-		a.changed = make(chan struct{})
+	return a.changed.next()
+}
+
+// signal is a channel that closes at the next fire; its owner's lock
+// guards it.
+type signal struct{ ch chan struct{} }
+
+func (s *signal) next() <-chan struct{} {
+	if s.ch == nil {
+		s.ch = make(chan struct{})
 	}
-	return a.changed
+	return s.ch
+}
+
+func (s *signal) fire() {
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
 }
 
 // All returns a copy of every set token.
@@ -211,7 +223,7 @@ type CachingResolver struct {
 	mu          sync.Mutex
 	cache       map[string]cacheEntry
 	gen         uint64
-	invalidated chan struct{} // closed by the next Invalidate
+	invalidated signal // fired by Invalidate
 }
 
 type cacheEntry struct {
@@ -241,10 +253,7 @@ func (r *CachingResolver) Invalidate() {
 	r.mu.Lock()
 	r.cache = map[string]cacheEntry{}
 	r.gen++
-	if r.invalidated != nil {
-		close(r.invalidated)
-		r.invalidated = nil
-	}
+	r.invalidated.fire()
 	r.mu.Unlock()
 }
 
@@ -253,10 +262,7 @@ func (r *CachingResolver) Invalidate() {
 func (r *CachingResolver) Invalidated() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.invalidated == nil {
-		r.invalidated = make(chan struct{})
-	}
-	return r.invalidated
+	return r.invalidated.next()
 }
 
 // TTL is how long a resolved token is kept (0: not kept).
