@@ -36,12 +36,12 @@ const (
 	// keyring operation and a member's answer (keyring.go).
 	msgKeyringRequest  byte = 2
 	msgKeyringResponse byte = 3
-	// msgLeft, followed by a node name: "that member left; if you saw it
-	// fail, it left". Sent by the member itself as it leaves, forwarded
-	// by every agent it changes. It corrects the race that the leaving
-	// flag in the meta cannot: memberlist's leave message overtaking the
-	// meta update (a lost or late datagram), which makes the member look
-	// failed. It rides in the same packets as the leave message, after it.
+	// msgLeft, followed by a node name: "that member is leaving; if you
+	// saw it fail, it left". Sent by the member itself as it leaves (with
+	// the leaving flag, and again with memberlist's leave), passed on by
+	// every agent it tells something new. It covers what the flag cannot:
+	// memberlist's leave overtaking the meta update (a lost or late
+	// datagram), which made the member look failed.
 	msgLeft byte = 4
 )
 
@@ -70,6 +70,12 @@ func (d delegate) member(n *memberlist.Node, down bool) Member {
 
 func (d delegate) record(n *memberlist.Node, down bool) {
 	mem := d.member(n, down)
+	if mem.Status == StatusFailed {
+		// Its msgLeft came, its leaving flag did not: it left.
+		if known, ok := d.m.table.get(mem.Name); ok && known.Status == StatusLeaving {
+			mem.Status = StatusLeft
+		}
+	}
 	old, changed := d.m.table.set(mem, time.Now())
 	if !changed || old == mem.Status {
 		return
@@ -154,14 +160,22 @@ func (d delegate) NotifyMsg(msg []byte) {
 	switch msg[0] {
 	case msgForceLeave, msgLeft:
 		name := string(msg[1:])
-		if d.m.table.setStatus(name, StatusLeft, time.Now(), StatusFailed) {
+		if name == d.m.cfg.NodeName {
+			return
+		}
+		switch {
+		case d.m.table.setStatus(name, StatusLeft, time.Now(), StatusFailed):
 			how := "member left (forced)"
 			if msg[0] == msgLeft {
 				how = "member left (it said so as it went)"
 			}
 			d.m.log.Info(how, "node", name, "was", string(StatusFailed))
-			d.m.queueLeft(msg[0], name) // pass it on
+		case msg[0] == msgLeft && d.m.table.setStatus(name, StatusLeaving, time.Now(), StatusAlive):
+			d.m.log.Info("member leaving", "node", name, "was", string(StatusAlive))
+		default:
+			return
 		}
+		d.m.queueLeft(msg[0], name) // pass it on
 	case msgKeyringRequest:
 		d.m.handleKeyringRequest(msg[1:])
 	case msgKeyringResponse:

@@ -57,6 +57,9 @@ type Membership struct {
 	kr            *memberlist.Keyring              // nil without encryption
 
 	retryMin, retryMax time.Duration
+	// leavePropagate is how long Leave keeps gossiping after the leave
+	// went out (see Leave).
+	leavePropagate time.Duration
 
 	lifecycle sync.Mutex // serializes Leave and Shutdown
 	left      atomic.Bool
@@ -98,6 +101,7 @@ func New(cfg Config) (*Membership, error) {
 	}
 	m.kr = mc.Keyring
 	m.udpBufferSize = mc.UDPBufferSize
+	m.leavePropagate = leavePropagateRounds * mc.GossipInterval
 	m.broadcasts = &memberlist.TransmitLimitedQueue{NumNodes: m.table.numAlive, RetransmitMult: mc.RetransmitMult}
 	d := delegate{m}
 	mc.Delegate, mc.Events, mc.Merge, mc.Conflict = d, d, d, d
@@ -318,9 +322,13 @@ func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", ";
 // as StateLeft, but its event delegate only says "gone". So Leave first
 // re-advertises this agent's meta with a leaving flag (memberlist orders
 // that update before the leave by incarnation), and the others read the
-// flag when the member goes. Where the leave overtakes the flag, they
-// see a failure, which msgLeft, sent along with the leave, then
-// corrects.
+// flag when the member goes. Where the leave overtakes the flag (a lost
+// or late datagram), msgLeft, gossiped with the flag and again with the
+// leave and passed on by every member it tells something new, says the
+// same: those that have it leaving mark it left when it goes, and those
+// that saw it fail mark it left. Leave then keeps gossiping for a few
+// rounds, as Serf's LeavePropagateDelay does, so that the news spreads
+// from this agent too.
 func (m *Membership) Leave(timeout time.Duration) error {
 	m.lifecycle.Lock()
 	defer m.lifecycle.Unlock()
@@ -336,6 +344,7 @@ func (m *Membership) Leave(timeout time.Duration) error {
 		return fmt.Errorf("leave: %w", err) // not reached: New checked that it fits
 	}
 	m.meta.Store(&meta)
+	m.queueLeft(msgLeft, m.cfg.NodeName)
 	updateErr := m.ml.UpdateNode(timeout)
 	rest := time.Duration(0)
 	if timeout > 0 {
@@ -346,6 +355,14 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	// for those that get the leave before the flag.
 	m.queueLeft(msgLeft, m.cfg.NodeName)
 	leaveErr := m.ml.Leave(rest)
+	if m.table.numAlive() > 1 { // itself, leaving, and someone to tell
+		wait := m.leavePropagate
+		if timeout > 0 {
+			wait = min(wait, max(timeout-time.Since(start), 0))
+		}
+		t := time.NewTimer(wait)
+		<-t.C
+	}
 	if err := errors.Join(updateErr, leaveErr); err != nil {
 		return fmt.Errorf("leave: the news did not reach the other members within %v; they may see this agent as failed rather than left: %w", timeout, err)
 	}
@@ -406,6 +423,10 @@ func (m *Membership) Prune(node string) error {
 	}
 	return nil
 }
+
+// leavePropagateRounds is how many gossip rounds Leave waits after the
+// leave went out: the members it reached pass it on meanwhile.
+const leavePropagateRounds = 4
 
 func (m *Membership) queueLeft(kind byte, node string) {
 	msg := append([]byte{kind}, node...)

@@ -112,11 +112,12 @@ func TestLeaveIsSeenAsLeft(t *testing.T) {
 }
 
 // TestLeaveCorrectsAFailureSeenFirst: where memberlist's leave message
-// overtakes the meta update with the leaving flag, the others mark the
-// member failed; the msgLeft that Leave sends along turns that into
-// left. The race itself needs a lost or late datagram, so the test
-// takes its two halves apart: what a leaving member queues, and what a
-// member that already saw it fail makes of it.
+// overtakes the meta update with the leaving flag, the others would mark
+// the member failed; the msgLeft that Leave gossips says it is leaving,
+// or, to those that saw it fail, that it left. The race itself needs a
+// lost or late datagram, so the test takes its halves apart: what a
+// leaving member queues, what a member makes of it, and what memberlist's
+// leave without the flag then makes of a member known to be leaving.
 func TestLeaveCorrectsAFailureSeenFirst(t *testing.T) {
 	c := newMember(t, "c") // alone: nothing drains its queue
 	if err := c.Leave(deadline); err != nil {
@@ -140,7 +141,7 @@ func TestLeaveCorrectsAFailureSeenFirst(t *testing.T) {
 		{StatusFailed, StatusLeft},     // the leave came before the flag
 		{StatusLeft, StatusLeft},       // the flag came first: nothing to do
 		{StatusLeaving, StatusLeaving}, // the leave itself is still to come
-		{StatusAlive, StatusAlive},     // a stale message does not remove a live member
+		{StatusAlive, StatusLeaving},   // the flag is still to come, or lost
 	} {
 		a.table.set(Member{Name: "c", Addr: cAddr, Port: 1, Status: tc.seen}, time.Now())
 		(delegate{a.Membership}).NotifyMsg(sent)
@@ -149,6 +150,13 @@ func TestLeaveCorrectsAFailureSeenFirst(t *testing.T) {
 		}
 	}
 	a.logs.wait(t, 1, `msg="member left (it said so as it went)" node=c was=failed`)
+
+	// c is leaving for a (the last case); memberlist's leave without the
+	// flag then makes it left, not failed.
+	(delegate{a.Membership}).NotifyLeave(&memberlist.Node{Name: "c", Addr: cAddr.AsSlice(), Port: 1})
+	if mem, _ := find(second(a.Members(nil)), "c"); mem.Status != StatusLeft {
+		t.Errorf("c was leaving for a, then went without the flag: c is %s, want left", mem.Status)
+	}
 }
 
 func TestCrashIsSeenAsFailedAndEveryChangeFiresTheWatch(t *testing.T) {
