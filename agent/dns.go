@@ -31,19 +31,18 @@ type dnsCatalog struct {
 	cat  *catalog.Catalog
 	vips *vip.VIPs // nil without -vip-cidr
 	log  *slog.Logger
-	// view, when set, is what DNS may answer (dnsACL). Services and
-	// nodes it may not read are left out, so they answer NXDOMAIN. nil
-	// (ACLs off): everything.
-	view func() acl.Authorizer
-	// viewWatch, when set, adds to a watch set what fires when the view
-	// may have changed and returns a key that differs whenever it has:
-	// answers built with another view are built again, in full.
-	viewWatch func(memdb.WatchSet) any
+	// view, when set, returns what DNS may answer (dnsACL.watch) and a
+	// key that differs whenever that changed, and adds to the watch set
+	// what fires when it may change. Services and nodes the Authorizer
+	// may not read are left out, so they answer NXDOMAIN; answers built
+	// with another key are built again, in full. nil (ACLs off), or a
+	// nil Authorizer: everything.
+	view func(memdb.WatchSet) (acl.Authorizer, any)
 
 	mu          sync.Mutex
 	lastCatalog uint64 // the catalog index the counter was last bumped for
 	lastNodes   uint64 // the index of the nodes last returned
-	lastView    any    // viewWatch's key when Snapshot last read
+	lastView    any    // view's key when Snapshot last read
 	index       uint64 // what Snapshot and Changes return
 	// The allocations the answers were built with, and their index.
 	lastVIPIndex uint64
@@ -72,10 +71,10 @@ func (d *dnsCatalog) allocations(ws memdb.WatchSet) (uint64, map[string]vip.Allo
 // Snapshot implements dns.Catalog. It adds the catalog's table-level
 // watch channels (nodes, services, checks) to ws.
 func (d *dnsCatalog) Snapshot(ws memdb.WatchSet) (uint64, []dns.Service, []dns.Node) {
-	vkey := d.watchView(ws)
+	authz, vkey := d.watchView(ws)
 	iidx, insts := d.cat.AllInstances(ws)
 	nidx, nodes := d.cat.Nodes(ws, catalog.Filter{})
-	insts, nodes = d.visible(insts, nodes)
+	insts, nodes = visible(authz, insts, nodes)
 	feedIdx, _, _ := d.cat.Changes(nil, 0)
 	vidx, vips, verrs := d.allocations(ws)
 
@@ -93,13 +92,13 @@ func (d *dnsCatalog) Snapshot(ws memdb.WatchSet) (uint64, []dns.Service, []dns.N
 	return d.index, d.services(insts, warned), dnsNodes(nodes)
 }
 
-// watchView adds the view's watch to ws and returns its key (nil
-// without viewWatch).
-func (d *dnsCatalog) watchView(ws memdb.WatchSet) any {
-	if d.viewWatch == nil {
-		return nil
+// watchView returns the view and its key (nil, nil without one), adding
+// its watch to ws.
+func (d *dnsCatalog) watchView(ws memdb.WatchSet) (acl.Authorizer, any) {
+	if d.view == nil {
+		return nil, nil
 	}
-	return d.viewWatch(ws)
+	return d.view(ws)
 }
 
 // Changes implements dns.Catalog from the catalog's change feed: each
@@ -110,7 +109,8 @@ func (d *dnsCatalog) Changes(ws memdb.WatchSet, since uint64) (dns.Delta, bool) 
 	if since != d.index || d.index == 0 {
 		return dns.Delta{}, false // not an index this adapter handed out last
 	}
-	if d.watchView(ws) != d.lastView {
+	authz, vkey := d.watchView(ws)
+	if vkey != d.lastView {
 		return dns.Delta{}, false // another view: every answer may change
 	}
 	idx, names, reset := d.cat.Changes(ws, d.lastCatalog)
@@ -135,7 +135,7 @@ func (d *dnsCatalog) Changes(ws memdb.WatchSet, since uint64) (dns.Delta, bool) 
 	delta := dns.Delta{Index: d.index}
 	for _, name := range names {
 		_, insts := d.cat.ServiceHealth(nil, name, catalog.Filter{})
-		insts, _ = d.visible(insts, nil)
+		insts, _ = visible(authz, insts, nil)
 		warned := d.warned[name]
 		delete(d.warned, name)
 		if svcs := d.services(insts, map[string]map[string]bool{name: warned}); len(svcs) > 0 {
@@ -146,20 +146,17 @@ func (d *dnsCatalog) Changes(ws memdb.WatchSet, since uint64) (dns.Delta, bool) 
 	}
 	if nidx, nodes := d.cat.Nodes(nil, catalog.Filter{}); nidx != d.lastNodes {
 		d.lastNodes = nidx
-		_, nodes = d.visible(nil, nodes)
+		_, nodes = visible(authz, nil, nodes)
 		delta.Nodes, delta.NodesChanged = dnsNodes(nodes), true
 	}
 	return delta, true
 }
 
-// visible trims insts and nodes to the view: an instance needs service
-// read on its service and node read on its node, a node node read
-// (Consul's DNS filters with the default token as its catalog reads do).
-func (d *dnsCatalog) visible(insts []catalog.Instance, nodes []*catalog.Node) ([]catalog.Instance, []*catalog.Node) {
-	if d.view == nil {
-		return insts, nodes
-	}
-	a := d.view()
+// visible trims insts and nodes to what a may read: an instance needs
+// service read on its service and node read on its node, a node node read
+// (Consul's DNS filters with its token as its catalog reads do); a nil a
+// reads everything.
+func visible(a acl.Authorizer, insts []catalog.Instance, nodes []*catalog.Node) ([]catalog.Instance, []*catalog.Node) {
 	if a == nil {
 		return insts, nodes
 	}
@@ -317,7 +314,7 @@ func (w *wiring) dnsPart() (part, bool, error) {
 		dc.Metrics = w.tel
 	}
 	dcat := newDNSCatalog(w.cat, w.vips, w.log)
-	dcat.view, dcat.viewWatch = view.view, view.watch
+	dcat.view = view.watch
 	srv, err := dns.New(dc, dcat)
 	if err != nil {
 		return part{}, false, err
@@ -412,20 +409,19 @@ func (d *dnsACL) view() acl.Authorizer {
 	return a
 }
 
-// watch adds to ws what closes when the view may have changed and
-// returns the view's key (see identity).
-func (d *dnsACL) watch(ws memdb.WatchSet) any {
+// watch returns the view and its key (see identity), adding to ws what
+// closes when they may have changed.
+func (d *dnsACL) watch(ws memdb.WatchSet) (acl.Authorizer, any) {
 	st := d.w.acls
 	if st == nil {
-		return nil
+		return nil, nil
 	}
 	ws.Add(st.tokens.Changed())
 	ws.Add(st.resolver.Invalidated())
 	if ttl := st.resolver.TTL(); ttl > 0 {
 		ws.Add(d.expiring(ttl))
 	}
-	_, key := d.identity()
-	return key
+	return d.identity()
 }
 
 // expiring returns a channel that closes ttl after it was made; one at a

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-memdb"
 	mdns "github.com/miekg/dns"
 
 	"github.com/cairn-dev/cairn/agent/acl"
@@ -58,7 +59,7 @@ func TestDNSAnswersTheDefaultTokensView(t *testing.T) {
 	var view atomic.Pointer[readOnly]
 	view.Store(&readOnly{services: map[string]bool{"web": true}, nodes: map[string]bool{"node-1": true}})
 	d := newDNSCatalog(cat, nil, slog.New(slog.DiscardHandler))
-	d.view = func() acl.Authorizer { return *view.Load() }
+	d.view = func(memdb.WatchSet) (acl.Authorizer, any) { v := view.Load(); return *v, v }
 
 	pc, ln := dnsListeners(t)
 	dcfg := dns.DefaultConfig()
