@@ -38,6 +38,7 @@ func run(args []string) error {
 	duration := fs.Duration("duration", 5*time.Second, "how long each measurement runs")
 	watchers := fs.Int("watchers", 1000, "blocking-query watchers for the fan-out test (0 skips it)")
 	rounds := fs.Int("rounds", 5, "fan-out rounds")
+	opList := fs.String("ops", "put,get", "comma-separated measurements to run, in order: put, get")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,6 +57,14 @@ func run(args []string) error {
 		}
 		counts = append(counts, n)
 	}
+	var ops []string
+	for _, s := range strings.Split(*opList, ",") {
+		op := strings.TrimSpace(s)
+		if op != "put" && op != "get" {
+			return fmt.Errorf("-ops: %q is neither put nor get", s)
+		}
+		ops = append(ops, op)
+	}
 	transport := &http.Transport{MaxIdleConnsPerHost: 2048, MaxConnsPerHost: 0}
 	client, err := api.NewClient(&api.Config{Address: *addr, HttpClient: &http.Client{Transport: transport}})
 	if err != nil {
@@ -68,7 +77,7 @@ func run(args []string) error {
 
 	fmt.Printf("%-4s %8s %12s %10s %10s %8s\n", "op", "clients", "ops/s", "p50", "p99", "errors")
 	value := []byte(strings.Repeat("v", 128))
-	for _, op := range []string{"put", "get"} {
+	for _, op := range ops {
 		for _, n := range counts {
 			r := measure(n, *duration, func(worker, i int) error {
 				key := fmt.Sprintf("kvload/%d/%d", worker, i%64)
