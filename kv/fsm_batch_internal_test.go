@@ -25,6 +25,12 @@ func batchTestLogs(t *testing.T) []*raft.Log {
 	}
 	kvc := func(id string, op Op) command { return command{Type: cmdKV, Op: &op, WriteID: id} }
 	cmds := []command{
+		// Plain sets, some of one key: each finds the entry it replaces
+		// among the batch's own writes or in the table before it.
+		kvc("", Op{Verb: VerbSet, Key: "p", Value: []byte("1")}),
+		kvc("", Op{Verb: VerbSet, Key: "p", Value: []byte("2"), Flags: 1}),
+		kvc("", Op{Verb: VerbSet, Key: "q", Value: []byte("1")}),
+		kvc("", Op{Verb: VerbSet, Key: "p", Value: []byte("3")}),
 		kvc("w1", Op{Verb: VerbSet, Key: "a", Value: []byte("1")}),
 		kvc("", Op{Verb: VerbSet, Key: "b", Value: []byte("1"), Flags: 7}),
 		kvc("w2", Op{Verb: VerbCAS, Key: "a", Index: 99, Value: []byte("stale")}),
@@ -35,6 +41,8 @@ func batchTestLogs(t *testing.T) []*raft.Log {
 		{Type: cmdSessionCreate, Session: sess("s1")},
 		{Type: cmdSessionCreate, Session: sess("s2")},
 		kvc("w5", Op{Verb: VerbLock, Key: "l", Session: "s1", Value: []byte("held")}),
+		kvc("", Op{Verb: VerbSet, Key: "l", Value: []byte("set while held")}), // keeps the holder
+		kvc("", Op{Verb: VerbSet, Key: "p", Value: []byte("4")}),
 		kvc("w6", Op{Verb: VerbLock, Key: "l", Session: "s2"}),   // held by s1: false
 		kvc("w7", Op{Verb: VerbUnlock, Key: "l", Session: "s2"}), // not the holder: false
 		kvc("w8", Op{Verb: Verb("bogus"), Key: "x"}),             // error
@@ -57,7 +65,7 @@ func batchTestLogs(t *testing.T) []*raft.Log {
 			t.Fatal(err)
 		}
 		logs = append(logs, &raft.Log{Index: uint64(i) + 1, Term: 1, Type: raft.LogCommand, Data: data})
-		if i == 3 {
+		if i == 7 {
 			// raft hands configuration entries to a batching FSM too.
 			logs = append(logs, &raft.Log{Index: uint64(i) + 1, Term: 1, Type: raft.LogConfiguration})
 		}

@@ -36,18 +36,18 @@ type indexEntry struct {
 func schema() *memdb.DBSchema {
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
 		tableKVs: {Name: tableKVs, Indexes: map[string]*memdb.IndexSchema{
-			"id":      {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
-			"session": {Name: "session", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Session"}},
+			"id":      {Name: "id", Unique: true, Indexer: stringIndex[Entry]{func(e *Entry) string { return e.Key }}},
+			"session": {Name: "session", AllowMissing: true, Indexer: stringIndex[Entry]{func(e *Entry) string { return e.Session }}},
 		}},
 		tableTombstones: {Name: tableTombstones, Indexes: map[string]*memdb.IndexSchema{
-			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+			"id": {Name: "id", Unique: true, Indexer: stringIndex[tombstone]{func(t *tombstone) string { return t.Key }}},
 		}},
 		tableSessions: {Name: tableSessions, Indexes: map[string]*memdb.IndexSchema{
-			"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
-			"node": {Name: "node", Indexer: &memdb.StringFieldIndex{Field: "Node"}},
+			"id":   {Name: "id", Unique: true, Indexer: stringIndex[Session]{func(s *Session) string { return s.ID }}},
+			"node": {Name: "node", Indexer: stringIndex[Session]{func(s *Session) string { return s.Node }}},
 		}},
 		tableIndex: {Name: tableIndex, Indexes: map[string]*memdb.IndexSchema{
-			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+			"id": {Name: "id", Unique: true, Indexer: stringIndex[indexEntry]{func(e *indexEntry) string { return e.Key }}},
 		}},
 	}}
 }
@@ -312,8 +312,17 @@ func setTxn(tx *memdb.Txn, idx uint64, e *Entry, updateSession bool) error {
 	if err != nil {
 		return err
 	}
-	if raw != nil {
-		old := raw.(*Entry)
+	old, _ := raw.(*Entry)
+	if err := putTxn(tx, idx, old, e, updateSession); err != nil {
+		return err
+	}
+	return setIndex(tx, tableKVs, idx)
+}
+
+// putTxn is setTxn given the entry e replaces (nil for none), without
+// recording idx as the table's index.
+func putTxn(tx *memdb.Txn, idx uint64, old, e *Entry, updateSession bool) error {
+	if old != nil {
 		e.CreateIndex = old.CreateIndex
 		e.LockIndex = old.LockIndex
 		if !updateSession {
@@ -323,10 +332,7 @@ func setTxn(tx *memdb.Txn, idx uint64, e *Entry, updateSession bool) error {
 		e.CreateIndex = idx
 	}
 	e.ModifyIndex = idx
-	if err := tx.Insert(tableKVs, e); err != nil {
-		return err
-	}
-	return setIndex(tx, tableKVs, idx)
+	return tx.Insert(tableKVs, e)
 }
 
 func deleteTxn(tx *memdb.Txn, idx uint64, key string) error {
@@ -631,6 +637,21 @@ type kvBatch struct {
 	st   *State
 	tx   *memdb.Txn
 	done []batchedWrite // the writes tx holds, in order
+
+	// A plain set, the write nearly every PUT is, finds the entry it
+	// replaces in set (what the batch set before it) or else in before
+	// (the table as the batch found it), not through tx: a read in a
+	// memdb write transaction clones the index's radix transaction,
+	// which forgets the nodes the batch has already copied, and every
+	// set would copy its whole path from the root again. Once any other
+	// write runs, the two no longer tell the whole story (a delete, a
+	// lock) and every write reads through tx.
+	before *memdb.Txn
+	set    map[string]*Entry
+	other  bool
+	// setAt is the index of the last plain set, written to the index
+	// table once (by flushIndex) rather than by each set.
+	setAt uint64
 }
 
 type batchedWrite struct {
@@ -650,7 +671,17 @@ func (b *kvBatch) apply(idx uint64, op *Op) (bool, error) {
 	if b.tx == nil {
 		b.tx = b.st.db.Txn(true)
 	}
-	ok, err := applyOp(b.tx, idx, op)
+	var (
+		ok  bool
+		err error
+	)
+	if op.Verb == VerbSet && !b.other {
+		ok, err = true, b.plainSet(idx, op)
+	} else {
+		b.flushIndex()
+		b.other = true
+		ok, err = applyOp(b.tx, idx, op)
+	}
 	if err == nil {
 		if ok {
 			b.done = append(b.done, batchedWrite{idx, op})
@@ -659,6 +690,7 @@ func (b *kvBatch) apply(idx uint64, op *Op) (bool, error) {
 	}
 	b.tx.Abort()
 	b.tx = b.st.db.Txn(true)
+	b.other, b.setAt = true, 0
 	for _, w := range b.done {
 		if _, rerr := applyOp(b.tx, w.idx, w.op); rerr != nil {
 			// The same writes on the same state succeeded a moment ago.
@@ -668,13 +700,62 @@ func (b *kvBatch) apply(idx uint64, op *Op) (bool, error) {
 	return false, err
 }
 
+// plainSet is applyOp's VerbSet, finding the entry it replaces without
+// a read through tx (see kvBatch).
+func (b *kvBatch) plainSet(idx uint64, op *Op) error {
+	old, ok := b.set[op.Key]
+	if !ok {
+		// Before the batch's first write, tx is the table as it found it
+		// and has copied nothing.
+		read := b.tx
+		if len(b.done) > 0 {
+			if b.before == nil {
+				b.before = b.st.db.Txn(false)
+			}
+			read = b.before
+		}
+		raw, err := read.First(tableKVs, "id", op.Key)
+		if err != nil {
+			return err
+		}
+		old, _ = raw.(*Entry)
+	}
+	e := &Entry{Key: op.Key, Value: op.Value, Flags: op.Flags}
+	if err := putTxn(b.tx, idx, old, e, false); err != nil {
+		return err
+	}
+	b.setAt = idx
+	if b.set == nil {
+		b.set = make(map[string]*Entry)
+	}
+	b.set[op.Key] = e
+	return nil
+}
+
+// flushIndex records the last plain set's index in the index table.
+func (b *kvBatch) flushIndex() {
+	if b.setAt == 0 {
+		return
+	}
+	if err := setIndex(b.tx, tableKVs, b.setAt); err != nil {
+		// An insert of a well-formed row into memdb does not fail.
+		panic(fmt.Sprintf("kv: record the KV table's index %d: %v", b.setAt, err))
+	}
+	b.setAt = 0
+}
+
 // commit makes the batch's writes visible and wakes their watchers.
 func (b *kvBatch) commit() {
 	if b.tx == nil {
 		return
 	}
+	b.flushIndex()
 	b.tx.Commit()
-	b.tx, b.done = nil, b.done[:0]
+	if b.before != nil {
+		b.before.Abort()
+	}
+	b.tx, b.before, b.done, b.other = nil, nil, b.done[:0], false
+	clear(b.set)
 }
 
 func (s *State) createSession(idx uint64, sess *Session) error {
