@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/acl"
-	"github.com/cairn-dev/cairn/agent/catalog"
 	"github.com/cairn-dev/cairn/agent/membership"
 	"github.com/cairn-dev/cairn/agent/preparedquery"
 	"github.com/cairn-dev/cairn/dns"
@@ -56,12 +54,8 @@ func (q dnsQueries) Query(ctx context.Context, name string, source netip.Addr) (
 	}
 	insts := res.Instances
 	if q.view != nil {
-		// The default token's view, as the catalog's names (dnsCatalog.visible).
-		if a := q.view(); a != nil {
-			insts = slices.DeleteFunc(slices.Clone(insts), func(in catalog.Instance) bool {
-				return !a.Allowed(acl.Service, in.Service.Name, acl.Read) || !a.Allowed(acl.Node, in.Node.Node, acl.Read)
-			})
-		}
+		// DNS's token's view, as for the catalog's names.
+		insts, _ = visible(q.view(), insts, nil)
 	}
 	out := make([]dns.Instance, 0, len(insts))
 	for _, in := range insts {
