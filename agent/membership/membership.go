@@ -302,8 +302,12 @@ func (m *Membership) RetryJoin(ctx context.Context, addrs []string) error {
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("retry-join %s: gave up after %d attempts: %w; last error: %s", strings.Join(addrs, ", "), attempt, ctx.Err(), oneLine(err))
 		case <-timer.C:
+		}
+		// Either may win when ctx ends as the wait does: the answer is
+		// the same, with the last reason.
+		if ctx.Err() != nil {
+			return fmt.Errorf("retry-join %s: gave up after %d attempts: %w; last error: %s", strings.Join(addrs, ", "), attempt, ctx.Err(), oneLine(err))
 		}
 		wait = min(2*wait, m.retryMax)
 	}
