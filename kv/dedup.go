@@ -49,26 +49,100 @@ func (a *appliedWrite) result(t cmdType) any {
 // results. Apply adds in log order on every server alike, and the window
 // is counted in entries, so every server forgets the same IDs at the
 // same point and answers a repeat the same way.
+//
+// The record holds no pointers for the common write (an ID cairn made,
+// a bool result): 65,536 records of strings and structs were half of
+// what the garbage collector marked on a server under a write load, and
+// its cost per write grows with what it marks.
 type appliedWrites struct {
 	mu    sync.Mutex
-	byID  map[string]*appliedWrite
-	order []string // oldest first
+	ring  []appliedEntry // grows to appliedWindow entries, then wraps
+	next  int            // the slot the next write takes; once full, the oldest
+	slots map[inlineID]int32
+	// The rare rest: IDs too long to keep inline, and results other
+	// than a bool (errors, transactions, sessions), by ring slot.
+	long map[string]int32
+	rich map[int32]*appliedWrite
+}
+
+// maxInlineID is the longest write ID kept in place. cairn's own are at
+// most 38 bytes (16 hex digits, "-w", a decimal sequence number).
+const maxInlineID = 39
+
+// inlineID is a write ID kept in place, not behind a pointer.
+type inlineID struct {
+	n uint8
+	b [maxInlineID]byte
+}
+
+func toInline(id string) (inlineID, bool) {
+	var k inlineID
+	if len(id) > maxInlineID {
+		return k, false
+	}
+	k.n = uint8(len(id))
+	copy(k.b[:], id)
+	return k, true
+}
+
+func (k *inlineID) String() string { return string(k.b[:k.n]) }
+
+// appliedEntry is one remembered write. With rich set, the whole record
+// (ID included, for a long one) is in appliedWrites.rich.
+type appliedEntry struct {
+	id    inlineID
+	index uint64
+	ok    bool
+	rich  bool
+	long  bool
 }
 
 func newAppliedWrites() *appliedWrites {
-	return &appliedWrites{byID: map[string]*appliedWrite{}}
+	a := &appliedWrites{}
+	a.replace(nil)
+	return a
 }
 
-func (a *appliedWrites) get(id string) (*appliedWrite, bool) {
+// slot finds id's ring slot.
+func (a *appliedWrites) slot(id string) (int32, bool) {
+	if k, ok := toInline(id); ok {
+		s, found := a.slots[k]
+		return s, found
+	}
+	s, found := a.long[id]
+	return s, found
+}
+
+func (a *appliedWrites) get(id string) (appliedWrite, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	w, ok := a.byID[id]
-	return w, ok
+	s, ok := a.slot(id)
+	if !ok {
+		return appliedWrite{}, false
+	}
+	return a.record(s), true
+}
+
+// record rebuilds the record in slot s.
+func (a *appliedWrites) record(s int32) appliedWrite {
+	e := &a.ring[s]
+	if e.rich {
+		return *a.rich[s]
+	}
+	return appliedWrite{ID: e.id.String(), Index: e.index, OK: e.ok}
 }
 
 // add records the result res of the write id at index.
 func (a *appliedWrites) add(id string, index uint64, res any) {
-	w := &appliedWrite{ID: id, Index: index}
+	w := newAppliedWrite(id, index, res)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.insert(w)
+}
+
+// newAppliedWrite is the record of the result res of the write id.
+func newAppliedWrite(id string, index uint64, res any) appliedWrite {
+	w := appliedWrite{ID: id, Index: index}
 	switch r := res.(type) {
 	case bool:
 		w.OK = r
@@ -83,23 +157,47 @@ func (a *appliedWrites) add(id string, index uint64, res any) {
 	case string:
 		w.SessionID = r
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.insert(w)
+	return w
 }
 
-func (a *appliedWrites) insert(w *appliedWrite) {
-	if _, ok := a.byID[w.ID]; ok {
+func (a *appliedWrites) insert(w appliedWrite) {
+	if _, ok := a.slot(w.ID); ok {
 		return
 	}
-	a.byID[w.ID] = w
-	a.order = append(a.order, w.ID)
-	for len(a.order) > appliedWindow {
-		delete(a.byID, a.order[0])
-		a.order = a.order[1:]
+	var s int32
+	if len(a.ring) < appliedWindow {
+		s = int32(len(a.ring))
+		a.ring = append(a.ring, appliedEntry{})
+	} else {
+		s = int32(a.next)
+		a.evict(s)
 	}
-	if cap(a.order) > 4*appliedWindow {
-		a.order = append([]string(nil), a.order...)
+	a.next = (int(s) + 1) % appliedWindow
+	k, inline := toInline(w.ID)
+	e := appliedEntry{id: k, index: w.Index, ok: w.OK, long: !inline}
+	e.rich = !inline || w.Err != "" || w.Invalid || w.Txn != nil || w.SessionID != ""
+	a.ring[s] = e
+	if inline {
+		a.slots[k] = s
+	} else {
+		a.long[w.ID] = s
+	}
+	if e.rich {
+		r := w
+		a.rich[s] = &r
+	}
+}
+
+// evict forgets the write in slot s.
+func (a *appliedWrites) evict(s int32) {
+	e := &a.ring[s]
+	if e.long {
+		delete(a.long, a.rich[s].ID)
+	} else {
+		delete(a.slots, e.id)
+	}
+	if e.rich {
+		delete(a.rich, s)
 	}
 }
 
@@ -107,9 +205,14 @@ func (a *appliedWrites) insert(w *appliedWrite) {
 func (a *appliedWrites) list() []*appliedWrite {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make([]*appliedWrite, 0, len(a.order))
-	for _, id := range a.order {
-		out = append(out, a.byID[id])
+	out := make([]*appliedWrite, 0, len(a.ring))
+	first := 0
+	if len(a.ring) == appliedWindow {
+		first = a.next
+	}
+	for i := range a.ring {
+		w := a.record(int32((first + i) % len(a.ring)))
+		out = append(out, &w)
 	}
 	return out
 }
@@ -118,10 +221,10 @@ func (a *appliedWrites) list() []*appliedWrite {
 func (a *appliedWrites) replace(ws []*appliedWrite) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.byID = map[string]*appliedWrite{}
-	a.order = nil
+	a.ring, a.next = nil, 0
+	a.slots, a.long, a.rich = map[inlineID]int32{}, map[string]int32{}, map[int32]*appliedWrite{}
 	for _, w := range ws {
-		a.insert(w)
+		a.insert(*w)
 	}
 }
 
