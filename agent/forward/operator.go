@@ -35,7 +35,7 @@ func (r *Router) Snapshot(ctx context.Context) (kv.SnapshotMeta, io.ReadCloser, 
 }
 
 func (r *Router) snapshot(ctx context.Context, hops int) (kv.SnapshotMeta, io.ReadCloser, error) {
-	resp, fwd, err := r.forward(ctx, false, &Request{Method: mSnapshotSave, Hops: hops})
+	resp, fwd, err := r.forward(ctx, false, Request{Method: mSnapshotSave, Hops: hops})
 	if err != nil {
 		return kv.SnapshotMeta{}, nil, err
 	}
@@ -51,7 +51,7 @@ func (r *Router) Restore(ctx context.Context, meta kv.SnapshotMeta, state []byte
 }
 
 func (r *Router) restore(ctx context.Context, hops int, meta kv.SnapshotMeta, state []byte) error {
-	_, fwd, err := r.forward(ctx, false, &Request{Method: mSnapshotRestore, Hops: hops, SnapshotMeta: meta, Data: state})
+	_, fwd, err := r.forward(ctx, false, Request{Method: mSnapshotRestore, Hops: hops, SnapshotMeta: meta, Data: state})
 	if err != nil || fwd {
 		return err
 	}
@@ -110,7 +110,7 @@ func raftLeadership(err error) error {
 }
 
 func (r *Router) removePeer(ctx context.Context, hops int, id, address string) error {
-	_, fwd, err := r.forward(ctx, false, &Request{Method: mRaftRemovePeer, Hops: hops, ID: id, Key: address})
+	_, fwd, err := r.forward(ctx, false, Request{Method: mRaftRemovePeer, Hops: hops, ID: id, Key: address})
 	if err != nil || fwd {
 		return err
 	}
@@ -143,7 +143,7 @@ func (r *Router) TransferLeader(ctx context.Context, id string) error {
 }
 
 func (r *Router) transferLeader(ctx context.Context, hops int, id string) error {
-	_, fwd, err := r.forward(ctx, false, &Request{Method: mRaftTransfer, Hops: hops, ID: id})
+	_, fwd, err := r.forward(ctx, false, Request{Method: mRaftTransfer, Hops: hops, ID: id})
 	if errors.Is(err, errLeaderChanged) {
 		// A follower forwarding to the leader stops waiting when the
 		// leader changes: here that is the transfer having happened.

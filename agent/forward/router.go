@@ -94,11 +94,16 @@ var errClientSide = errors.New("client agent: choose a server")
 // A client agent tries the servers in random order, those that failed
 // recently last, and moves on when a server cannot be reached (nothing
 // was sent) or, for reads, when the connection broke mid-request.
-func (r *Router) forward(ctx context.Context, stale bool, req *Request) (*Response, bool, error) {
-	addr, err := r.target(stale, req.Hops)
+//
+// req comes by value: a request the leader runs itself (every write and
+// read there) then costs no allocation of the Request, which is large.
+func (r *Router) forward(ctx context.Context, stale bool, request Request) (*Response, bool, error) {
+	addr, err := r.target(stale, request.Hops)
 	if err == nil && addr == "" {
 		return nil, false, nil
 	}
+	req := new(Request)
+	*req = request
 	ctx = r.outgoing(ctx)
 	req.Hops++
 	if err == nil {
@@ -309,7 +314,7 @@ func waitOf(q kv.QueryOptions) time.Duration {
 }
 
 func (r *Router) get(ctx context.Context, hops int, q kv.QueryOptions, key string) (kv.QueryMeta, *kv.Entry, error) {
-	resp, fwd, err := r.forward(ctx, q.Stale, &Request{Method: mGet, Hops: hops, Q: q, Key: key})
+	resp, fwd, err := r.forward(ctx, q.Stale, Request{Method: mGet, Hops: hops, Q: q, Key: key})
 	if !fwd || err != nil {
 		if err != nil {
 			return kv.QueryMeta{}, nil, err
@@ -334,7 +339,7 @@ func (r *Router) List(ctx context.Context, q kv.QueryOptions, prefix string) (m 
 }
 
 func (r *Router) list(ctx context.Context, hops int, q kv.QueryOptions, prefix string) (kv.QueryMeta, []*kv.Entry, error) {
-	resp, fwd, err := r.forward(ctx, q.Stale, &Request{Method: mList, Hops: hops, Q: q, Key: prefix})
+	resp, fwd, err := r.forward(ctx, q.Stale, Request{Method: mList, Hops: hops, Q: q, Key: prefix})
 	if err != nil {
 		return kv.QueryMeta{}, nil, err
 	}
@@ -359,7 +364,7 @@ func (r *Router) Keys(ctx context.Context, q kv.QueryOptions, prefix, separator 
 }
 
 func (r *Router) keys(ctx context.Context, hops int, q kv.QueryOptions, prefix, separator string) (kv.QueryMeta, []string, error) {
-	resp, fwd, err := r.forward(ctx, q.Stale, &Request{Method: mKeys, Hops: hops, Q: q, Key: prefix, Separator: separator})
+	resp, fwd, err := r.forward(ctx, q.Stale, Request{Method: mKeys, Hops: hops, Q: q, Key: prefix, Separator: separator})
 	if err != nil {
 		return kv.QueryMeta{}, nil, err
 	}
@@ -379,7 +384,7 @@ func (r *Router) Apply(ctx context.Context, op kv.Op) (ok bool, err error) {
 }
 
 func (r *Router) apply(ctx context.Context, hops int, op kv.Op) (bool, error) {
-	resp, fwd, err := r.forward(ctx, false, &Request{Method: mApply, Hops: hops, Op: op})
+	resp, fwd, err := r.forward(ctx, false, Request{Method: mApply, Hops: hops, Op: op})
 	if err != nil {
 		return false, err
 	}
@@ -406,7 +411,7 @@ func (r *Router) txn(ctx context.Context, hops int, q kv.QueryOptions, ops []kv.
 			stale = false
 		}
 	}
-	resp, fwd, err := r.forward(ctx, stale, &Request{Method: mTxn, Hops: hops, Q: q, Ops: ops})
+	resp, fwd, err := r.forward(ctx, stale, Request{Method: mTxn, Hops: hops, Q: q, Ops: ops})
 	if err != nil {
 		return kv.QueryMeta{}, nil, nil, err
 	}
@@ -430,7 +435,7 @@ func (r *Router) CreateSession(ctx context.Context, s kv.Session) (id string, er
 }
 
 func (r *Router) createSession(ctx context.Context, hops int, s kv.Session) (string, error) {
-	resp, fwd, err := r.forward(ctx, false, &Request{Method: mCreateSession, Hops: hops, Session: s})
+	resp, fwd, err := r.forward(ctx, false, Request{Method: mCreateSession, Hops: hops, Session: s})
 	if err != nil {
 		return "", err
 	}
@@ -448,7 +453,7 @@ func (r *Router) DestroySession(ctx context.Context, id string) error {
 }
 
 func (r *Router) destroySession(ctx context.Context, hops int, id string) error {
-	_, fwd, err := r.forward(ctx, false, &Request{Method: mDestroySession, Hops: hops, ID: id})
+	_, fwd, err := r.forward(ctx, false, Request{Method: mDestroySession, Hops: hops, ID: id})
 	if err != nil || fwd {
 		return err
 	}
@@ -466,7 +471,7 @@ func (r *Router) RenewSession(ctx context.Context, id string) (s *kv.Session, er
 }
 
 func (r *Router) renewSession(ctx context.Context, hops int, id string) (*kv.Session, error) {
-	resp, fwd, err := r.forward(ctx, false, &Request{Method: mRenewSession, Hops: hops, ID: id})
+	resp, fwd, err := r.forward(ctx, false, Request{Method: mRenewSession, Hops: hops, ID: id})
 	if err != nil {
 		return nil, err
 	}
@@ -486,7 +491,7 @@ func (r *Router) SessionInfo(ctx context.Context, q kv.QueryOptions, id string) 
 }
 
 func (r *Router) sessionInfo(ctx context.Context, hops int, q kv.QueryOptions, id string) (kv.QueryMeta, *kv.Session, error) {
-	resp, fwd, err := r.forward(ctx, q.Stale, &Request{Method: mSessionInfo, Hops: hops, Q: q, ID: id})
+	resp, fwd, err := r.forward(ctx, q.Stale, Request{Method: mSessionInfo, Hops: hops, Q: q, ID: id})
 	if err != nil {
 		return kv.QueryMeta{}, nil, err
 	}
@@ -523,7 +528,7 @@ func (r *Router) NodeSessions(ctx context.Context, q kv.QueryOptions, node strin
 }
 
 func (r *Router) sessions(ctx context.Context, hops int, q kv.QueryOptions, node string) (kv.QueryMeta, []*kv.Session, error) {
-	resp, fwd, err := r.forward(ctx, q.Stale, &Request{Method: mSessions, Hops: hops, Q: q, Node: node})
+	resp, fwd, err := r.forward(ctx, q.Stale, Request{Method: mSessions, Hops: hops, Q: q, Node: node})
 	if err != nil {
 		return kv.QueryMeta{}, nil, err
 	}
@@ -542,7 +547,7 @@ func (r *Router) Leader() string {
 	if r.local != nil {
 		return r.local.Leader()
 	}
-	resp, _, err := r.forward(context.Background(), true, &Request{Method: mStatus})
+	resp, _, err := r.forward(context.Background(), true, Request{Method: mStatus})
 	if err != nil {
 		return ""
 	}
@@ -554,7 +559,7 @@ func (r *Router) Peers() ([]string, error) {
 	if r.local != nil {
 		return r.local.Peers()
 	}
-	resp, _, err := r.forward(context.Background(), true, &Request{Method: mStatus})
+	resp, _, err := r.forward(context.Background(), true, Request{Method: mStatus})
 	if err != nil {
 		return nil, err
 	}
@@ -567,7 +572,7 @@ func (r *Router) RaftConfiguration(ctx context.Context) ([]kv.Peer, error) {
 	if r.local != nil {
 		return r.local.Configuration()
 	}
-	resp, _, err := r.forward(ctx, true, &Request{Method: mRaftConfig})
+	resp, _, err := r.forward(ctx, true, Request{Method: mRaftConfig})
 	if err != nil {
 		return nil, err
 	}

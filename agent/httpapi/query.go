@@ -163,6 +163,20 @@ func jsonHeader(w http.ResponseWriter, n int) {
 
 // readBody reads the whole request body, refusing more than limit bytes
 // with 413; what says what the body is, for the message.
+// readAll reads the body r of declared length n (-1: unknown) into a
+// buffer of that size, where io.ReadAll would start at 512 bytes and
+// grow: a KV value is mostly small, and the spare bytes of every PUT's
+// buffer are garbage to collect. net/http ends a body at its declared
+// length, and reports one cut short.
+func readAll(r io.Reader, n int64) ([]byte, error) {
+	if n < 0 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, n)
+	m, err := io.ReadFull(r, b)
+	return b[:m], err
+}
+
 func readBody(c *call, limit int64, what string) ([]byte, error) {
 	if c.r.ContentLength > limit {
 		return nil, tooLarge("Request body(%d bytes) too large, max size: %d bytes (%s)", c.r.ContentLength, limit, what)
@@ -170,7 +184,7 @@ func readBody(c *call, limit int64, what string) ([]byte, error) {
 	if c.r.Body == nil {
 		return nil, nil
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
+	body, err := readAll(http.MaxBytesReader(c.w, c.r.Body, limit), c.r.ContentLength)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, tooLarge("Request body too large, max size: %d bytes (%s)", limit, what)
