@@ -95,7 +95,7 @@ var errClientSide = errors.New("client agent: choose a server")
 // recently last, and moves on when a server cannot be reached (nothing
 // was sent) or, for reads, when the connection broke mid-request.
 //
-// req comes by value: a request the leader runs itself (every write and
+// request comes by value: one the leader runs itself (every write and
 // read there) then costs no allocation of the Request, which is large.
 func (r *Router) forward(ctx context.Context, stale bool, request Request) (*Response, bool, error) {
 	addr, err := r.target(stale, request.Hops)
