@@ -94,7 +94,6 @@ type appliedEntry struct {
 	index uint64
 	ok    bool
 	rich  bool
-	long  bool
 }
 
 func newAppliedWrites() *appliedWrites {
@@ -160,6 +159,7 @@ func newAppliedWrite(id string, index uint64, res any) appliedWrite {
 	return w
 }
 
+// insert records w; a repeat of an ID recorded keeps the first.
 func (a *appliedWrites) insert(w appliedWrite) {
 	if _, ok := a.slot(w.ID); ok {
 		return
@@ -174,7 +174,7 @@ func (a *appliedWrites) insert(w appliedWrite) {
 	}
 	a.next = (int(s) + 1) % appliedWindow
 	k, inline := toInline(w.ID)
-	e := appliedEntry{id: k, index: w.Index, ok: w.OK, long: !inline}
+	e := appliedEntry{id: k, index: w.Index, ok: w.OK}
 	e.rich = !inline || w.Err != "" || w.Invalid || w.Txn != nil || w.SessionID != ""
 	a.ring[s] = e
 	if inline {
@@ -191,14 +191,15 @@ func (a *appliedWrites) insert(w appliedWrite) {
 // evict forgets the write in slot s.
 func (a *appliedWrites) evict(s int32) {
 	e := &a.ring[s]
-	if e.long {
-		delete(a.long, a.rich[s].ID)
-	} else {
-		delete(a.slots, e.id)
-	}
 	if e.rich {
+		id := a.rich[s].ID
 		delete(a.rich, s)
+		if len(id) > maxInlineID {
+			delete(a.long, id)
+			return
+		}
 	}
+	delete(a.slots, e.id)
 }
 
 // list returns the records, oldest first, for a snapshot.

@@ -161,8 +161,6 @@ func jsonHeader(w http.ResponseWriter, n int) {
 	h["Content-Length"] = []string{strconv.Itoa(n)}
 }
 
-// readBody reads the whole request body, refusing more than limit bytes
-// with 413; what says what the body is, for the message.
 // readAll reads the body r of declared length n (-1: unknown) into a
 // buffer of that size, where io.ReadAll would start at 512 bytes and
 // grow: a KV value is mostly small, and the spare bytes of every PUT's
@@ -177,6 +175,8 @@ func readAll(r io.Reader, n int64) ([]byte, error) {
 	return b[:m], err
 }
 
+// readBody reads the whole request body, refusing more than limit bytes
+// with 413; what says what the body is, for the message.
 func readBody(c *call, limit int64, what string) ([]byte, error) {
 	if c.r.ContentLength > limit {
 		return nil, tooLarge("Request body(%d bytes) too large, max size: %d bytes (%s)", c.r.ContentLength, limit, what)

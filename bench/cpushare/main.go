@@ -56,12 +56,10 @@ func main() {
 	counts, kernel, total := split(out)
 	perReq := func(n int) float64 { return float64(n) / *hz / *seconds * 1e6 / *rate }
 	fmt.Printf("%s: %d samples, %.1f µs of CPU per request at %.0f/s\n", *data, total, perReq(total), *rate)
-	for _, c := range append(categories, struct {
-		name    string
-		markers []string
-	}{name: "other"}) {
+	for _, c := range categories {
 		fmt.Printf("  %-18s %6.1f µs  (in the kernel %5.1f)\n", c.name, perReq(counts[c.name]), perReq(kernel[c.name]))
 	}
+	fmt.Printf("  %-18s %6.1f µs  (in the kernel %5.1f)\n", "other", perReq(counts["other"]), perReq(kernel["other"]))
 }
 
 // split counts the samples of perf script's output (blank-line
