@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,12 @@ func TestSystemWebView(t *testing.T) {
 		return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(20*time.Second))
 	}
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+	// A click on a row of a live table, found and clicked in one step
+	// in the page: blocking queries redraw the table, so a node looked
+	// up first may be gone by the time it is clicked.
+	clickLive := func(sel string) chromedp.Action[chromedp.Void] {
+		return poll(`(() => { const e = document.querySelector(` + strconv.Quote(sel) + `); if (!e) return false; e.click(); return true })()`)
+	}
 
 	// The services page loads from the root, through the redirect.
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(css(`#nav-services.active`)), shot("1-services-empty")); err != nil {
@@ -65,7 +72,7 @@ func TestSystemWebView(t *testing.T) {
 
 	// The service's page shows the instance and its check output.
 	if err := chromedp.Do(ctx,
-		chromedp.Click(css(`tr[data-service="web"] a`)),
+		clickLive(`tr[data-service="web"] a`),
 		chromedp.WaitVisible(css(`tr[data-instance="web1"]`)),
 		shot("3-service-instances"),
 	); err != nil {
