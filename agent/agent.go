@@ -74,6 +74,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	}
 	if cfg.Dev {
 		cfg.Server = true
+		cfg.EnableDebug = true // as Consul's -dev
 		if cfg.BindAddr == "" {
 			cfg.BindAddr = "127.0.0.1"
 		}

@@ -140,6 +140,12 @@ type Config struct {
 	// DisableMetrics (-disable-metrics) turns the agent's metrics off:
 	// nothing is recorded and /v1/agent/metrics answers 501.
 	DisableMetrics bool
+	// EnableDebug (enable_debug; on under Dev) serves Go's CPU profile
+	// and execution trace at /debug/pprof/profile and /debug/pprof/trace,
+	// as Consul's does: each costs the agent CPU for as long as it runs,
+	// so an agent serves them only when asked to, or to a token with
+	// operator read when ACLs are on.
+	EnableDebug bool
 
 	// Docker (-docker) registers this host's Docker containers and Swarm
 	// tasks as services of this agent, by registrator's rules (package

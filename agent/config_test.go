@@ -219,6 +219,7 @@ domain     = "consul"
 alt_domain = "example"
 recursors  = ["1.1.1.1"]
 log_level  = "debug"
+enable_debug = true
 dns_config {
   service_ttl  = "10s"
   node_ttl     = "1m"
@@ -243,6 +244,7 @@ dns_config {
   "alt_domain": "example",
   "recursors": ["1.1.1.1"],
   "log_level": "debug",
+  "enable_debug": true,
   "dns_config": {"service_ttl": "10s", "node_ttl": "1m", "only_passing": false}
 }`
 	want := DefaultConfig()
@@ -263,6 +265,7 @@ dns_config {
 	want.AltDomain = "example"
 	want.Recursors = []string{"1.1.1.1"}
 	want.LogLevel = "debug"
+	want.EnableDebug = true
 	want.DNS = DNSConfig{ServiceTTL: 10 * time.Second, NodeTTL: time.Minute, OnlyPassing: false}
 
 	for _, tt := range []struct{ name, file, body string }{

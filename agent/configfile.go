@@ -43,6 +43,7 @@ type fileConfig struct {
 	LogLevel        *string           `hcl:"log_level"`
 	LeaveOnTerm     *bool             `hcl:"leave_on_terminate"`
 	ScriptChecks    *bool             `hcl:"enable_script_checks"`
+	EnableDebug     *bool             `hcl:"enable_debug"`
 	NoRemoteExec    *bool             `hcl:"disable_remote_exec"`
 	LocalScripts    *bool             `hcl:"enable_local_script_checks"`
 	NodeMeta        map[string]string `hcl:"node_meta"`
@@ -329,6 +330,7 @@ func (fc *fileConfig) apply(c *Config) error {
 	set(&c.LogLevel, fc.LogLevel)
 	set(&c.LeaveOnTerminate, fc.LeaveOnTerm)
 	set(&c.EnableScriptChecks, fc.ScriptChecks)
+	set(&c.EnableDebug, fc.EnableDebug)
 	if fc.NoRemoteExec != nil {
 		c.EnableRemoteExec = !*fc.NoRemoteExec
 	}

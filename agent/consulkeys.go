@@ -41,7 +41,7 @@ var consulKeys = setOf(
 	"discovery_max_stale", "default_query_time", "max_query_time", "disable_coordinates",
 	"server_name", "use_streaming_backend", "cache",
 	// Observability and the UI.
-	"telemetry", "ui", "ui_config", "ui_content_path", "ui_dir", "enable_debug", "log_file",
+	"telemetry", "ui", "ui_config", "ui_content_path", "ui_dir", "log_file",
 	"log_json", "log_rotate_bytes", "log_rotate_duration", "log_rotate_max_files", "enable_syslog",
 	"syslog_facility", "pid_file", "disable_update_check", "disable_anonymous_signature",
 	"disable_host_node_id", "disable_http_unprintable_char_filter", "http_config",

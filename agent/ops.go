@@ -25,6 +25,9 @@ func (w *wiring) ops() httpapi.Ops {
 		Observer: w.tel.observer(),
 		Reload:   w.agent.Reload,
 		Host:     func() (any, error) { return hostInfo(w.dataDir), nil },
+		// Consul serves its CPU profile and trace with enable_debug, or
+		// behind operator read when ACLs are on.
+		Profiling: w.cfg.EnableDebug || w.cfg.ACL.Enabled,
 	}
 	if w.tel != nil {
 		o.Metrics = w.tel.reg.Handler()

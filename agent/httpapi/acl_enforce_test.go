@@ -204,6 +204,7 @@ func newACLEnv(t *testing.T) *aclEnv {
 			Reload:    func(context.Context) error { return nil },
 			Host:      func() (any, error) { return map[string]string{"os": "linux"}, nil },
 			Raft:      fakeRaft{},
+			Profiling: true,
 		},
 	}
 	e := &aclEnv{off: serveConfig(t, cfg, nil), res: res, store: store, cat: cat, queries: queries}
@@ -401,6 +402,8 @@ func aclCases() []aclCase {
 		{method: put, path: "/v1/operator/raft/transfer-leader", need: []rule{operatorWrite}, denied: refuses},
 		{method: get, path: "/debug/pprof/goroutine", need: []rule{operatorRead}, denied: refuses},
 		{method: get, path: "/debug/pprof/heap", need: []rule{operatorRead}, denied: refuses},
+		{method: get, path: "/debug/pprof/profile?seconds=0.01", need: []rule{operatorRead}, denied: refuses},
+		{method: get, path: "/debug/pprof/trace?seconds=0.01", need: []rule{operatorRead}, denied: refuses},
 		{method: get, path: "/", denied: open},
 	}
 }

@@ -4,15 +4,16 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"github.com/cairn-dev/cairn/agent/acl"
 	"io"
 	"log/slog"
 	"net/http"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/agent/acl"
 	"github.com/cairn-dev/cairn/agent/logging"
 	"github.com/cairn-dev/cairn/kv"
 )
@@ -36,6 +37,10 @@ type Ops struct {
 	Host func() (any, error)
 	// Raft changes the Raft configuration and reports server health.
 	Raft RaftOperator
+	// Profiling serves Go's CPU profile and execution trace
+	// (/debug/pprof/profile and /trace?seconds=N), which cost CPU for as
+	// long as they run; without it those answer 404 with what to set.
+	Profiling bool
 }
 
 // Observer is told about every request, from the request's goroutine,
@@ -88,11 +93,76 @@ func (h *handler) opsRoutes() []route {
 		{"/v1/snapshot", []string{http.MethodGet, http.MethodPut}, h.snapshot},
 		{"/v1/operator/raft/peer", []string{http.MethodDelete}, h.operatorRaftPeer},
 		{"/v1/operator/raft/transfer-leader", []string{http.MethodPost, http.MethodPut}, h.operatorRaftTransfer},
-		// Go's profiles, as Consul serves them for `consul debug`: the
-		// goroutine and heap ones only, which cost a moment to take (CPU
-		// profiles and traces run for seconds and stay off).
+		// Go's profiles, as Consul serves them for `consul debug`. The
+		// goroutine and heap ones cost a moment to take and are always
+		// there; CPU profiles and traces run for seconds and need
+		// enable_debug (or ACLs), as in Consul.
 		{"/debug/pprof/goroutine", get, pprofHandler("goroutine")},
 		{"/debug/pprof/heap", get, pprofHandler("heap")},
+		{"/debug/pprof/profile", get, h.timedProfile("profile", 30*time.Second, profileCPU)},
+		{"/debug/pprof/trace", get, h.timedProfile("trace", time.Second, profileTrace)},
+	}
+}
+
+// maxProfile bounds ?seconds= of a CPU profile or trace: long enough for
+// any capture worth reading, short enough that a typo does not leave the
+// agent paying for one for hours.
+const maxProfile = 5 * time.Minute
+
+// timedProfile serves a profile that records for ?seconds= (def when
+// absent), as net/http/pprof's Profile and Trace do; the client going
+// away ends it early.
+func (h *handler) timedProfile(name string, def time.Duration, record func(ctx context.Context, w io.Writer, d time.Duration) error) func(c *call) error {
+	return func(c *call) error {
+		if err := c.allow(acl.Operator, "", acl.Read); err != nil {
+			return err
+		}
+		if !h.ops.Profiling {
+			return &httpError{code: http.StatusNotFound, msg: "/debug/pprof/" + name + " is off: set enable_debug = true in the agent's config (it is on under -dev), or enable ACLs and use a token with operator read"}
+		}
+		d := def
+		if v := c.query.Get("seconds"); v != "" {
+			secs, err := strconv.ParseFloat(v, 64)
+			if err != nil || secs <= 0 || secs > maxProfile.Seconds() {
+				return badRequest("seconds=%q is not a duration this agent profiles for; give a number of seconds above 0 and at most %v", v, maxProfile.Seconds())
+			}
+			d = time.Duration(secs * float64(time.Second))
+		}
+		c.w.Header().Set("Content-Type", "application/octet-stream")
+		c.w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+		if err := record(c.ctx, c.w, d); err != nil {
+			// Nothing was written yet: only one profile runs at a time.
+			return &httpError{code: http.StatusConflict, msg: "could not start the " + name + ": " + err.Error() + " (is another one running? try again when it ends)"}
+		}
+		return nil
+	}
+}
+
+func profileCPU(ctx context.Context, w io.Writer, d time.Duration) error {
+	if err := pprof.StartCPUProfile(w); err != nil {
+		return err
+	}
+	waitFor(ctx, d)
+	pprof.StopCPUProfile()
+	return nil
+}
+
+func profileTrace(ctx context.Context, w io.Writer, d time.Duration) error {
+	if err := trace.Start(w); err != nil {
+		return err
+	}
+	waitFor(ctx, d)
+	trace.Stop()
+	return nil
+}
+
+// waitFor returns after d, or sooner when ctx ends.
+func waitFor(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 

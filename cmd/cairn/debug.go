@@ -18,14 +18,16 @@ import (
 // `cairn debug` is `consul debug`: one archive with what a bug report
 // needs — the agent's self description (config and stats), members,
 // host, metrics (JSON and Prometheus), goroutines, heap, and the log at
-// debug level for -duration.
+// debug level, a CPU profile and an execution trace for -duration.
 
 const debugHelp = `
 Usage: cairn debug [options]
 
   Captures the agent's state into one archive for a bug report: agent
   configuration and stats, members, host, metrics, goroutine and heap
-  profiles, and the debug log for -duration. Nothing secret is captured:
+  profiles, and for -duration the debug log, a CPU profile and an
+  execution trace (those two need enable_debug on the agent, or ACLs and
+  a token with operator read, as Consul's). Nothing secret is captured:
   the agent's API does not show the gossip key or tokens.
 `
 
@@ -33,11 +35,15 @@ func runDebug(args []string, stdout, stderr io.Writer) int {
 	c := &command{stdout: stdout, stderr: stderr}
 	fs := c.flagSet("cairn debug", debugHelp, false)
 	output := fs.String("output", "", `Archive to write; default "cairn-debug-<unix time>.tar.gz" in the current directory.`)
-	duration := fs.Duration("duration", 10*time.Second, "How long to capture the log for.")
+	duration := fs.Duration("duration", 10*time.Second, "How long to capture the log, the CPU profile and the trace for (at most 5m).")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
 	if !c.noArgs(fs) {
+		return 1
+	}
+	if *duration <= 0 || *duration > 5*time.Minute {
+		c.error("-duration=%s is out of range; give a duration above 0 and at most 5m (the agent profiles for at most 5 minutes)", *duration)
 		return 1
 	}
 	if *output == "" {
@@ -87,7 +93,7 @@ func runDebug(args []string, stdout, stderr io.Writer) int {
 		{"goroutine.txt", "/debug/pprof/goroutine?debug=2"},
 		{"heap.prof", "/debug/pprof/heap"},
 	} {
-		b, err := c.rawGet(raw.path)
+		b, err := c.rawGet(raw.path, 30*time.Second)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", raw.name, err))
 			continue
@@ -95,7 +101,24 @@ func runDebug(args []string, stdout, stderr io.Writer) int {
 		add(raw.name, b)
 	}
 
-	c.info("Capturing the debug log for %s ...", *duration)
+	c.info("Capturing the debug log, a CPU profile and a trace for %s ...", *duration)
+	// The profile and the trace run on the agent for the same window as
+	// the log, so the three tell of the same seconds.
+	type timed struct {
+		name string
+		b    []byte
+		err  error
+	}
+	profiles := make(chan timed, 2)
+	for _, p := range []struct{ name, path string }{
+		{"profile.prof", "/debug/pprof/profile"},
+		{"trace.out", "/debug/pprof/trace"},
+	} {
+		go func() {
+			b, err := c.rawGet(fmt.Sprintf("%s?seconds=%g", p.path, duration.Seconds()), *duration+30*time.Second)
+			profiles <- timed{p.name, b, err}
+		}()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *duration)
 	defer cancel()
 	lines, err := client.Agent().Monitor("debug", ctx.Done(), nil)
@@ -117,6 +140,14 @@ func runDebug(args []string, stdout, stderr io.Writer) int {
 		}
 		add("agent.log", []byte(logs.String()))
 	}
+	for range 2 {
+		p := <-profiles
+		if p.err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", p.name, p.err))
+			continue
+		}
+		add(p.name, p.b)
+	}
 	if len(problems) > 0 {
 		add("problems.txt", []byte(strings.Join(problems, "\n")+"\n"))
 	}
@@ -133,7 +164,7 @@ func runDebug(args []string, stdout, stderr io.Writer) int {
 
 // rawGet fetches a path of the agent's API as bytes (metrics text and
 // profiles are not JSON, which the client's Raw decodes).
-func (c *command) rawGet(path string) ([]byte, error) {
+func (c *command) rawGet(path string, timeout time.Duration) ([]byte, error) {
 	cfg := api.DefaultConfig()
 	if c.httpAddr != "" {
 		cfg.Address = c.httpAddr
@@ -155,7 +186,7 @@ func (c *command) rawGet(path string) ([]byte, error) {
 	if cfg.Token != "" {
 		req.Header.Set("X-Consul-Token", cfg.Token)
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: cfg.Transport}
+	hc := &http.Client{Timeout: timeout, Transport: cfg.Transport}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err

@@ -123,14 +123,25 @@ func TestInfoAndDebugCommands(t *testing.T) {
 		contents[name] = string(b)
 	}
 	sort.Strings(names)
-	want := "agent.json,agent.log,goroutine.txt,heap.prof,host.json,members.json,metrics.json,metrics.prom"
+	want := "agent.json,agent.log,goroutine.txt,heap.prof,host.json,members.json,metrics.json,metrics.prom,profile.prof,trace.out"
 	if strings.Join(names, ",") != want {
 		t.Errorf("debug archive holds %v, want %s", names, want)
 	}
 	if !strings.Contains(contents["goroutine.txt"], "goroutine ") || !strings.Contains(contents["metrics.prom"], "consul_runtime_alloc_bytes") {
 		t.Error("goroutine.txt or metrics.prom does not hold what it names")
 	}
+	// A CPU profile is gzipped; a trace starts with its Go version.
+	if !strings.HasPrefix(contents["profile.prof"], "\x1f\x8b") || !strings.HasPrefix(contents["trace.out"], "go 1.") {
+		t.Errorf("profile.prof starts %q, trace.out %q; want a gzipped profile and a Go trace", head(contents["profile.prof"]), head(contents["trace.out"]))
+	}
+
+	code, _, errOut = runCmd("debug", "-http-addr", addr, "-duration", "0s", "-output", archive)
+	if code != 1 || !strings.Contains(errOut, "-duration=0s is out of range") {
+		t.Errorf("debug -duration 0s = %d, %q; want 1 and what to give", code, errOut)
+	}
 }
+
+func head(s string) string { return s[:min(len(s), 12)] }
 
 // TestReloadCommand: an agent without a configuration to re-read says so.
 func TestReloadCommand(t *testing.T) {
