@@ -11,6 +11,9 @@
 // that arrive while one sync runs share the next (group commit), so it
 // costs what cairn's Raft log must at least: one sync per batch, and
 // net/http.
+//
+// GET /debug/pprof/trace?seconds=N answers an execution trace of N
+// seconds, as cairn's does, for bench/writepath.
 package main
 
 import (
@@ -21,8 +24,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/trace"
+	"strconv"
 	"sync"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -44,6 +50,10 @@ func main() {
 		}
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/debug/pprof/trace" {
+			serveTrace(w, r)
+			return
+		}
 		if log != nil && r.Method == http.MethodPut {
 			data, err := io.ReadAll(r.Body)
 			if err == nil {
@@ -134,4 +144,21 @@ func (l *groupLog) append(data []byte) error {
 		l.cond.Broadcast()
 	}
 	return l.err
+}
+
+// serveTrace records an execution trace for ?seconds= (1 by default).
+func serveTrace(w http.ResponseWriter, r *http.Request) {
+	secs, err := strconv.ParseFloat(r.URL.Query().Get("seconds"), 64)
+	if err != nil || secs <= 0 {
+		secs = 1
+	}
+	if err := trace.Start(w); err != nil {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
+	select {
+	case <-time.After(time.Duration(secs * float64(time.Second))):
+	case <-r.Context().Done():
+	}
+	trace.Stop()
 }
