@@ -92,8 +92,8 @@ type summary struct {
 	by       map[string]time.Duration
 }
 
-// split reads the trace and charges each instant between the first and
-// the last request's arrival.
+// split reads the trace and charges each instant between a connection's
+// first and last answer.
 func split(r io.Reader) (*summary, error) {
 	tr, err := trace.NewReader(r)
 	if err != nil {
@@ -108,9 +108,9 @@ func split(r io.Reader) (*summary, error) {
 		}
 		return g
 	}
-	// Each connection that gets requests is followed; the one that got
-	// the most is the client's (another may be the one that asked for
-	// the trace).
+	// Each connection that answers requests is followed; the one that
+	// answered the most is the client's (another may be the one that
+	// asked for the trace).
 	conns := map[trace.GoID]*connSplit{}
 	active := map[trace.GoID]*gor{} // running or in a system call
 	var now trace.Time
@@ -135,7 +135,7 @@ func split(r io.Reader) (*summary, error) {
 		now = ev.Time()
 		id := st.Resource.Goroutine()
 		g := get(id)
-		from, to := st.Goroutine()
+		_, to := st.Goroutine()
 		if g.label == "" {
 			g.label = labelOf(st.Stack)
 		}
@@ -151,15 +151,17 @@ func split(r io.Reader) (*summary, error) {
 		} else {
 			delete(active, id)
 		}
-		// A request arrives: the network poller (no goroutine) wakes
-		// the connection's goroutine.
-		if g.label == "HTTP connection" && from == trace.GoWaiting && to == trace.GoRunnable && ev.Goroutine() == trace.NoGoroutine {
+		// A round trip ends when the connection's goroutine sends an
+		// answer: net/http writes it out as the request finishes. (Not
+		// when a request arrives: a connection that finds the next
+		// request already there does not wait for it.)
+		if g.label == "HTTP connection" && to == trace.GoSyscall && answers(st.Stack) {
 			c := conns[id]
 			if c == nil {
 				conns[id] = &connSplit{start: now, cur: map[string]time.Duration{}, summary: summary{by: map[string]time.Duration{}}}
 				continue
 			}
-			c.arrived(now)
+			c.answered(now)
 		}
 	}
 	var best *connSplit
@@ -168,9 +170,14 @@ func split(r io.Reader) (*summary, error) {
 			best = c
 		}
 	}
-	// What came after the last arrival belongs to no whole request.
+	// What came after the last answer belongs to no whole request.
 	if best == nil || best.requests == 0 {
-		return nil, errors.New("no request arrived twice on one connection: take the trace while one client loads the server")
+		return nil, errors.New("no connection answered twice: take the trace while one client loads the server")
+	}
+	for _, c := range conns {
+		if c != best && c.requests > best.requests/10 {
+			return nil, fmt.Errorf("several connections served requests (%d and %d of them): take the trace while exactly one client loads the server", best.requests, c.requests)
+		}
 	}
 	return &best.summary, nil
 }
@@ -179,11 +186,11 @@ func split(r io.Reader) (*summary, error) {
 type connSplit struct {
 	summary
 	start trace.Time
-	cur   map[string]time.Duration // since the last arrival
+	cur   map[string]time.Duration // since the last answer
 }
 
-// arrived closes one request's round trip.
-func (c *connSplit) arrived(now trace.Time) {
+// answered closes one request's round trip: from one answer to the next.
+func (c *connSplit) answered(now trace.Time) {
 	c.requests++
 	c.window = time.Duration(now - c.start)
 	for k, d := range c.cur {
@@ -240,6 +247,17 @@ func labelOf(stack trace.Stack) string {
 		}
 	}
 	return other
+}
+
+// answers reports whether a system call is net/http's write of a
+// finished request's answer.
+func answers(stack trace.Stack) bool {
+	for fr := range stack.Frames() {
+		if fr.Func == "net/http.(*response).finishRequest" {
+			return true
+		}
+	}
+	return false
 }
 
 // syscallOf names the system call a goroutine entered.
