@@ -99,8 +99,8 @@ func (h *handler) opsRoutes() []route {
 		// enable_debug (or ACLs), as in Consul.
 		{"/debug/pprof/goroutine", get, pprofHandler("goroutine")},
 		{"/debug/pprof/heap", get, pprofHandler("heap")},
-		{"/debug/pprof/profile", get, h.timedProfile("profile", 30*time.Second, profileCPU)},
-		{"/debug/pprof/trace", get, h.timedProfile("trace", time.Second, profileTrace)},
+		{"/debug/pprof/profile", get, h.timedProfile("profile", 30*time.Second, pprof.StartCPUProfile, pprof.StopCPUProfile)},
+		{"/debug/pprof/trace", get, h.timedProfile("trace", time.Second, trace.Start, trace.Stop)},
 	}
 }
 
@@ -112,7 +112,7 @@ const maxProfile = 5 * time.Minute
 // timedProfile serves a profile that records for ?seconds= (def when
 // absent), as net/http/pprof's Profile and Trace do; the client going
 // away ends it early.
-func (h *handler) timedProfile(name string, def time.Duration, record func(ctx context.Context, w io.Writer, d time.Duration) error) func(c *call) error {
+func (h *handler) timedProfile(name string, def time.Duration, start func(io.Writer) error, stop func()) func(c *call) error {
 	return func(c *call) error {
 		if err := c.allow(acl.Operator, "", acl.Read); err != nil {
 			return err
@@ -130,30 +130,14 @@ func (h *handler) timedProfile(name string, def time.Duration, record func(ctx c
 		}
 		c.w.Header().Set("Content-Type", "application/octet-stream")
 		c.w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
-		if err := record(c.ctx, c.w, d); err != nil {
-			// Nothing was written yet: only one profile runs at a time.
+		if err := start(c.w); err != nil {
+			// Nothing was written yet: Go runs one of each at a time.
 			return &httpError{code: http.StatusConflict, msg: "could not start the " + name + ": " + err.Error() + " (is another one running? try again when it ends)"}
 		}
+		waitFor(c.ctx, d)
+		stop()
 		return nil
 	}
-}
-
-func profileCPU(ctx context.Context, w io.Writer, d time.Duration) error {
-	if err := pprof.StartCPUProfile(w); err != nil {
-		return err
-	}
-	waitFor(ctx, d)
-	pprof.StopCPUProfile()
-	return nil
-}
-
-func profileTrace(ctx context.Context, w io.Writer, d time.Duration) error {
-	if err := trace.Start(w); err != nil {
-		return err
-	}
-	waitFor(ctx, d)
-	trace.Stop()
-	return nil
 }
 
 // waitFor returns after d, or sooner when ctx ends.
