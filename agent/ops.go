@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-dev/cairn/agent/forward"
@@ -25,10 +26,16 @@ func (w *wiring) ops() httpapi.Ops {
 		Observer: w.tel.observer(),
 		Reload:   w.agent.Reload,
 		Host:     func() (any, error) { return hostInfo(w.dataDir), nil },
-		// Consul serves its CPU profile and trace with enable_debug, or
-		// behind operator read when ACLs are on.
-		Profiling: w.cfg.EnableDebug || w.cfg.ACL.Enabled,
 	}
+	// Consul serves its CPU profile and trace with enable_debug, which a
+	// reload may change, or behind operator read when ACLs are on (they
+	// are not turned on by a reload).
+	var profiling atomic.Bool
+	profiling.Store(w.cfg.EnableDebug || w.cfg.ACL.Enabled)
+	o.Profiling = profiling.Load
+	w.agent.onReload("enable_debug", func(next Config) (func(), error) {
+		return func() { profiling.Store(next.EnableDebug || next.Dev || w.cfg.ACL.Enabled) }, nil
+	})
 	if w.tel != nil {
 		o.Metrics = w.tel.reg.Handler()
 	}

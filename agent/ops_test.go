@@ -420,6 +420,53 @@ func TestAPIAgentReload(t *testing.T) {
 	}
 }
 
+// TestEnableDebugReloads: enable_debug turns the CPU profile and the
+// trace on and off on reload, as Consul's does.
+func TestEnableDebugReloads(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "agent.hcl")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(cfgFile, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(``)
+	dataDir := t.TempDir()
+	base := serverConfig(dataDir)
+	base.ReloadConfig = func() (Config, error) {
+		c := serverConfig(dataDir)
+		err := LoadConfigFile(&c, cfgFile)
+		return c, err
+	}
+	r := start(t, base)
+	trace := func() int {
+		t.Helper()
+		resp, err := http.Get("http://" + r.HTTPAddr().String() + "/debug/pprof/trace?seconds=0.01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, step := range []struct {
+		file string
+		want int
+	}{
+		{``, http.StatusNotFound},
+		{`enable_debug = true`, http.StatusOK},
+		{`enable_debug = false`, http.StatusNotFound},
+	} {
+		write(step.file)
+		if err := r.client.Agent().Reload(); err != nil {
+			t.Fatalf("Reload with %q: %v", step.file, err)
+		}
+		if got := trace(); got != step.want {
+			t.Errorf("with %q, GET /debug/pprof/trace = %d, want %d", step.file, got, step.want)
+		}
+	}
+}
+
 // TestReload: a new log level and templates take effect without a
 // restart; an invalid new configuration is refused and the old one keeps
 // running.

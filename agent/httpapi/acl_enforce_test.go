@@ -204,7 +204,7 @@ func newACLEnv(t *testing.T) *aclEnv {
 			Reload:    func(context.Context) error { return nil },
 			Host:      func() (any, error) { return map[string]string{"os": "linux"}, nil },
 			Raft:      fakeRaft{},
-			Profiling: true,
+			Profiling: func() bool { return true },
 		},
 	}
 	e := &aclEnv{off: serveConfig(t, cfg, nil), res: res, store: store, cat: cat, queries: queries}

@@ -37,10 +37,11 @@ type Ops struct {
 	Host func() (any, error)
 	// Raft changes the Raft configuration and reports server health.
 	Raft RaftOperator
-	// Profiling serves Go's CPU profile and execution trace
-	// (/debug/pprof/profile and /trace?seconds=N), which cost CPU for as
-	// long as they run; without it those answer 404 with what to set.
-	Profiling bool
+	// Profiling reports whether Go's CPU profile and execution trace
+	// (/debug/pprof/profile and /trace?seconds=N) are served: they cost
+	// CPU for as long as they run. Asked at each request, so a reload can
+	// turn them on or off; nil or false, they answer 404 with what to set.
+	Profiling func() bool
 }
 
 // Observer is told about every request, from the request's goroutine,
@@ -117,7 +118,7 @@ func (h *handler) timedProfile(name string, def time.Duration, start func(io.Wri
 		if err := c.allow(acl.Operator, "", acl.Read); err != nil {
 			return err
 		}
-		if !h.ops.Profiling {
+		if h.ops.Profiling == nil || !h.ops.Profiling() {
 			return &httpError{code: http.StatusNotFound, msg: "/debug/pprof/" + name + " is off: set enable_debug = true in the agent's config (it is on under -dev), or enable ACLs and use a token with operator read"}
 		}
 		d := def

@@ -20,7 +20,7 @@ import (
 // one that cannot start says why.
 func TestTimedProfiles(t *testing.T) {
 	off := serveConfig(t, httpapi.Config{Store: kvtest.NewServer(t), Self: testSelf()}, nil)
-	on := serveConfig(t, httpapi.Config{Store: kvtest.NewServer(t), Self: testSelf(), Ops: httpapi.Ops{Profiling: true}}, nil)
+	on := serveConfig(t, httpapi.Config{Store: kvtest.NewServer(t), Self: testSelf(), Ops: httpapi.Ops{Profiling: func() bool { return true }}}, nil)
 
 	for _, path := range []string{"/debug/pprof/profile", "/debug/pprof/trace"} {
 		resp, body := off.do(t, http.MethodGet, path+"?seconds=0.05", nil)
@@ -65,7 +65,7 @@ func TestTimedProfiles(t *testing.T) {
 // frees the profiler at once, instead of leaving it taken for the
 // seconds it asked for.
 func TestProfileEndsWithItsClient(t *testing.T) {
-	on := serveConfig(t, httpapi.Config{Store: kvtest.NewServer(t), Self: testSelf(), Ops: httpapi.Ops{Profiling: true}}, nil)
+	on := serveConfig(t, httpapi.Config{Store: kvtest.NewServer(t), Self: testSelf(), Ops: httpapi.Ops{Profiling: func() bool { return true }}}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, on.url+"/debug/pprof/profile?seconds=300", nil)
