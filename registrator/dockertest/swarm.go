@@ -1,6 +1,7 @@
 package dockertest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,7 +52,9 @@ func (e *Engine) InitSwarm() {
 	// Engine 20.10's swarmkit panics (nil task in SetServiceTasksRemove,
 	// taking dockerd down) when the task reaper deletes a task while a
 	// service is being removed. Keeping the task history makes the
-	// reaper leave the tasks of live services alone.
+	// reaper leave the tasks of live services alone; the tasks a
+	// scale-down removes it still deletes, so a service is removed only
+	// once they are gone (reaped).
 	history := int64(1000)
 	_, err = e.Client.SwarmInit(ctx, client.SwarmInitOptions{
 		ListenAddr:    "127.0.0.1:2377",
@@ -177,11 +180,52 @@ func (e *Engine) CreateService(spec ServiceSpec) *Service {
 	e.t.Cleanup(func() {
 		ctx, cancel := cleanupCtx()
 		defer cancel()
+		if pending := s.reaped(ctx); pending != "" {
+			e.t.Errorf("dockertest: cleanup: service %s: tasks a scale-down removed are still there after %v (%s); removing the service now could crash the engine, so it is left", name, cleanupTimeout, pending)
+			return
+		}
 		if _, err := e.Client.ServiceRemove(ctx, s.ID, client.ServiceRemoveOptions{}); err != nil && !isNotFound(err) {
 			e.t.Errorf("dockertest: cleanup: docker service rm %s: %v", name, err)
 		}
 	})
 	return s
+}
+
+// reaped waits until swarmkit's task reaper has deleted every task of
+// the service that a scale-down marked for removal, and returns "" (or
+// those still there when ctx ends). Engine 20.10's swarmkit panics (a
+// nil task in SetServiceTasksRemove, taking dockerd down) when a service
+// is removed while the reaper deletes one of its tasks; a scale-down
+// sets off such deletions whatever the task history limit (see
+// InitSwarm).
+func (s *Service) reaped(ctx context.Context) string {
+	f := make(client.Filters).Add("service", s.ID)
+	pending := "(not listed yet)"
+	for {
+		res, err := s.e.Client.TaskList(ctx, client.TaskListOptions{Filters: f})
+		if err != nil && isNotFound(err) {
+			return "" // the service is gone already (Remove)
+		}
+		if err == nil {
+			var left []string
+			for _, t := range res.Items {
+				if t.DesiredState == swarm.TaskStateRemove {
+					left = append(left, fmt.Sprintf("%d:%s", t.Slot, t.Status.State))
+				}
+			}
+			if len(left) == 0 {
+				return ""
+			}
+			pending = strings.Join(left, " ")
+		} else {
+			pending = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return pending
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Scale sets the service's replica count (docker service scale).
@@ -200,13 +244,18 @@ func (s *Service) Scale(n uint64) {
 }
 
 // Remove is docker service rm, after scaling the service to 0 and
-// waiting for its tasks to stop: removing a service whose tasks are
-// still changing is what crashes engine 20.10's swarmkit (see
-// InitSwarm).
+// waiting for its tasks to stop and be reaped: removing a service whose
+// tasks are still changing is what crashes engine 20.10's swarmkit (see
+// reaped).
 func (s *Service) Remove() {
 	s.e.t.Helper()
 	s.Scale(0)
 	s.WaitRunning(0, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(s.e.t.Context(), 2*time.Minute)
+	defer cancel()
+	if pending := s.reaped(ctx); pending != "" {
+		s.e.t.Fatalf("dockertest: service %s: the tasks a scale to 0 removed are still there after 2m: %s", s.Name, pending)
+	}
 	if _, err := s.e.Client.ServiceRemove(s.e.t.Context(), s.ID, client.ServiceRemoveOptions{}); err != nil && !isNotFound(err) {
 		s.e.t.Fatalf("dockertest: docker service rm %s: %v", s.Name, err)
 	}
