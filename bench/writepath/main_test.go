@@ -72,7 +72,7 @@ func TestSplitOneClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first arrival opens the window; 59 round trips follow it.
+	// The first answer opens the window; 59 round trips follow it.
 	if s.requests != 59 {
 		t.Errorf("requests = %d, want 59", s.requests)
 	}

@@ -109,11 +109,12 @@ func runDebug(args []string, stdout, stderr io.Writer) int {
 		b    []byte
 		err  error
 	}
-	profiles := make(chan timed, 2)
-	for _, p := range []struct{ name, path string }{
+	captures := []struct{ name, path string }{
 		{"profile.prof", "/debug/pprof/profile"},
 		{"trace.out", "/debug/pprof/trace"},
-	} {
+	}
+	profiles := make(chan timed, len(captures))
+	for _, p := range captures {
 		go func() {
 			b, err := c.rawGet(fmt.Sprintf("%s?seconds=%g", p.path, duration.Seconds()), *duration+30*time.Second)
 			profiles <- timed{p.name, b, err}
@@ -140,7 +141,7 @@ func runDebug(args []string, stdout, stderr io.Writer) int {
 		}
 		add("agent.log", []byte(logs.String()))
 	}
-	for range 2 {
+	for range captures {
 		p := <-profiles
 		if p.err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", p.name, p.err))

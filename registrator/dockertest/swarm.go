@@ -180,8 +180,8 @@ func (e *Engine) CreateService(spec ServiceSpec) *Service {
 	e.t.Cleanup(func() {
 		ctx, cancel := cleanupCtx()
 		defer cancel()
-		if pending := s.reaped(ctx); pending != "" {
-			e.t.Errorf("dockertest: cleanup: service %s: tasks a scale-down removed are still there after %v (%s); removing the service now could crash the engine, so it is left", name, cleanupTimeout, pending)
+		if left := pollCtx(ctx, cleanupTimeout, s.reaped(ctx)); left != "" {
+			e.t.Errorf("dockertest: cleanup: service %s: tasks a scale-down removed are still there after %v (%s); removing the service now could crash the engine, so it is left", name, cleanupTimeout, left)
 			return
 		}
 		if _, err := e.Client.ServiceRemove(ctx, s.ID, client.ServiceRemoveOptions{}); err != nil && !isNotFound(err) {
@@ -191,40 +191,30 @@ func (e *Engine) CreateService(spec ServiceSpec) *Service {
 	return s
 }
 
-// reaped waits until swarmkit's task reaper has deleted every task of
-// the service that a scale-down marked for removal, and returns "" (or
-// those still there when ctx ends). Engine 20.10's swarmkit panics (a
-// nil task in SetServiceTasksRemove, taking dockerd down) when a service
-// is removed while the reaper deletes one of its tasks; a scale-down
-// sets off such deletions whatever the task history limit (see
-// InitSwarm).
-func (s *Service) reaped(ctx context.Context) string {
+// reaped is a poll condition, true once swarmkit's task reaper has
+// deleted every task of the service that a scale-down marked for
+// removal (or the service is gone); its state lists those left. Engine
+// 20.10's swarmkit panics (a nil task in SetServiceTasksRemove, taking
+// dockerd down) when a service is removed while the reaper deletes one
+// of its tasks; a scale-down sets off such deletions whatever the task
+// history limit (see InitSwarm).
+func (s *Service) reaped(ctx context.Context) func() (bool, string) {
 	f := make(client.Filters).Add("service", s.ID)
-	pending := "(not listed yet)"
-	for {
+	return func() (bool, string) {
 		res, err := s.e.Client.TaskList(ctx, client.TaskListOptions{Filters: f})
-		if err != nil && isNotFound(err) {
-			return "" // the service is gone already (Remove)
+		switch {
+		case err != nil && isNotFound(err):
+			return true, "" // the service is gone already (Remove)
+		case err != nil:
+			return false, err.Error()
 		}
-		if err == nil {
-			var left []string
-			for _, t := range res.Items {
-				if t.DesiredState == swarm.TaskStateRemove {
-					left = append(left, fmt.Sprintf("%d:%s", t.Slot, t.Status.State))
-				}
+		var left []string
+		for _, t := range res.Items {
+			if t.DesiredState == swarm.TaskStateRemove {
+				left = append(left, fmt.Sprintf("%d:%s", t.Slot, t.Status.State))
 			}
-			if len(left) == 0 {
-				return ""
-			}
-			pending = strings.Join(left, " ")
-		} else {
-			pending = err.Error()
 		}
-		select {
-		case <-ctx.Done():
-			return pending
-		case <-time.After(50 * time.Millisecond):
-		}
+		return len(left) == 0, strings.Join(left, " ")
 	}
 }
 
@@ -251,11 +241,7 @@ func (s *Service) Remove() {
 	s.e.t.Helper()
 	s.Scale(0)
 	s.WaitRunning(0, 2*time.Minute)
-	ctx, cancel := context.WithTimeout(s.e.t.Context(), 2*time.Minute)
-	defer cancel()
-	if pending := s.reaped(ctx); pending != "" {
-		s.e.t.Fatalf("dockertest: service %s: the tasks a scale to 0 removed are still there after 2m: %s", s.Name, pending)
-	}
+	WaitFor(s.e.t, 2*time.Minute, "the reaper to delete the tasks of service "+s.Name+" a scale to 0 removed", s.reaped(s.e.t.Context()))
 	if _, err := s.e.Client.ServiceRemove(s.e.t.Context(), s.ID, client.ServiceRemoveOptions{}); err != nil && !isNotFound(err) {
 		s.e.t.Fatalf("dockertest: docker service rm %s: %v", s.Name, err)
 	}

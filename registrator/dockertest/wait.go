@@ -1,6 +1,7 @@
 package dockertest
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -22,6 +23,12 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (done
 // ended).
 func Poll(t testing.TB, timeout time.Duration, cond func() (done bool, state string)) string {
 	t.Helper()
+	return pollCtx(t.Context(), timeout, cond)
+}
+
+// pollCtx is Poll under ctx rather than the test's context: a cleanup
+// runs after the test's context has ended.
+func pollCtx(ctx context.Context, timeout time.Duration, cond func() (done bool, state string)) string {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	interval := 20 * time.Millisecond
@@ -41,9 +48,9 @@ func Poll(t testing.TB, timeout time.Duration, cond func() (done bool, state str
 			} else {
 				return state
 			}
-		case <-t.Context().Done():
+		case <-ctx.Done():
 			tick.Stop()
-			return last + " (test context ended)"
+			return last + " (the context ended)"
 		case <-tick.C:
 		}
 		interval = min(interval*2, 250*time.Millisecond)
