@@ -225,6 +225,12 @@ func TestShutdownWakesBlockingQueries(t *testing.T) {
 	cfg := devConfig()
 	cfg.ShutdownTimeout = time.Minute
 	r := start(t, cfg)
+	// The key exists, so only a write to it could end the query early: a
+	// missing key's index is the whole KV table's, which the agent's own
+	// start-up writes (its gossip key binding) move, as Consul's would.
+	if _, err := r.client.KV().Put(&api.KVPair{Key: "watched", Value: []byte("v")}, nil); err != nil {
+		t.Fatal(err)
+	}
 	_, meta, err := r.client.KV().Get("watched", nil)
 	if err != nil {
 		t.Fatal(err)
