@@ -75,7 +75,7 @@ func run(args []string) error {
 	timeout := fs.Duration("timeout", 20*time.Minute, "stop everything and fail after this long")
 	keep := fs.Bool("keep", false, "keep the data dirs and agent logs (they are kept anyway when a measurement fails)")
 	verbose := fs.Bool("v", false, "print every failover round")
-	bare := fs.String("bare", "", "throughput: also load this bench/barekv binary with -durable (a server that only syncs each PUT to a log, in groups): the ceiling of a durable write on this machine")
+	bare := fs.String("bare", "", "throughput: also load this bench/barekv binary with -durable (a server that only syncs each PUT to a log, in groups), alone and as the leader of two followers: the ceilings of a durable write on one and three servers on this machine")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

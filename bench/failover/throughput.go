@@ -23,7 +23,8 @@ import (
 // target is an HTTP API the load goes to.
 type target struct {
 	name  string
-	bin   int // which of cfg.bins runs it; len(cfg.bins) for the bare server
+	bin   int // which of cfg.bins runs it; len(cfg.bins) for the bare servers
+	like  int // for a bare server: the target of bin 0 it is the ceiling of
 	kv    *api.KV
 	procs []*agent // every agent of its cluster, whose CPU time a run counts
 }
@@ -71,16 +72,40 @@ func throughput(ctx context.Context, cfg config, dir string) error {
 
 	perBin := len(targets) / len(cfg.bins)
 	if cfg.bare != "" {
-		a, err := startBare(cfg.bare, dir)
-		if err != nil {
-			return err
+		// One bare server, the ceiling of bin 0's one server; and three,
+		// a leader with two followers, the ceiling of its three-server
+		// cluster through the leader.
+		var followers [4]*agent
+		for i := range followers {
+			f, err := startBare(cfg.bare, dir, "bare-f"+strconv.Itoa(i), true)
+			if err != nil {
+				return err
+			}
+			defer f.stop(syscall.SIGKILL, 10*time.Second)
+			followers[i] = f
 		}
-		defer a.stop(syscall.SIGKILL, 10*time.Second)
-		cl, err := api.NewClient(&api.Config{Address: addr(a.ports.http), HttpClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2048}}})
-		if err != nil {
-			return err
+		to := func(fs []*agent) string { return addr(fs[0].ports.server) + "," + addr(fs[1].ports.server) }
+		for i, b := range []struct {
+			name  string
+			args  []string
+			like  int
+			procs []*agent
+		}{
+			{"bare durable server", nil, 0, nil},
+			{"bare durable, 3 replicas", []string{"-replicate", to(followers[0:2])}, 1, followers[0:2]},
+			{"bare, 3, send after sync", []string{"-replicate", to(followers[2:4]), "-send-after-sync"}, 1, followers[2:4]},
+		} {
+			a, err := startBare(cfg.bare, dir, "bare-"+strconv.Itoa(i), false, b.args...)
+			if err != nil {
+				return err
+			}
+			defer a.stop(syscall.SIGKILL, 10*time.Second)
+			cl, err := api.NewClient(&api.Config{Address: addr(a.ports.http), HttpClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2048}}})
+			if err != nil {
+				return err
+			}
+			targets = append(targets, target{name: b.name, bin: len(cfg.bins), like: b.like, kv: cl.KV(), procs: append([]*agent{a}, b.procs...)})
 		}
-		targets = append(targets, target{name: "bare durable server", bin: len(cfg.bins), kv: cl.KV(), procs: []*agent{a}})
 	}
 
 	value := []byte(strings.Repeat("v", 128))
@@ -91,6 +116,8 @@ func throughput(ctx context.Context, cfg config, dir string) error {
 	}
 	if cfg.bare != "" {
 		fmt.Printf("  bin %d: %s -durable: the same PUTs only appended to a preallocated log and synced (fdatasync, in groups) before the answer; its ratios are to bin 0's one server\n", len(cfg.bins), cfg.bare)
+		fmt.Printf("  bin %d, 3 replicas: the same, and sent to two followers while the leader writes (each syncs in groups), answered once a majority has synced; its ratios are to bin 0's three servers via the leader\n", len(cfg.bins))
+		fmt.Printf("  bin %d, 3, send after sync: the same, but the leader sends a PUT only once its own sync covers it, as hashicorp/raft's leader does\n", len(cfg.bins))
 	}
 	fmt.Println()
 	fmt.Printf("%-8s %-4s %-30s %10s %10s %10s %7s %7s %9s %8s %9s %9s\n", "clients", "bin", "target", "PUT/s", "p50", "p99", "errors", "vs 1", "vs bin 0", "paired", "CPU/PUT", "vs bin 0")
@@ -129,11 +156,11 @@ func throughput(ctx context.Context, cfg config, dir string) error {
 		for i, tg := range targets {
 			r := med[i]
 			// Each target is compared with the one-server agent of its
-			// own binary (vs 1) and with its like of bin 0; the bare
-			// server with bin 0's one server.
+			// own binary (vs 1) and with its like of bin 0; a bare
+			// server with bin 0's target it is the ceiling of.
 			own, like := tg.bin*perBin, i%perBin
 			if tg.bin == len(cfg.bins) {
-				own, like = i, 0
+				own, like = i, tg.like
 			}
 			vs1, vsBin, cpuVsBin := "1.00", "1.00", "1.00"
 			if base := med[own].rate; base > 0 {
@@ -157,14 +184,15 @@ func throughput(ctx context.Context, cfg config, dir string) error {
 	return nil
 }
 
-// startBare starts bench/barekv -durable on a free port and waits until
-// it answers.
-func startBare(bin, dir string) (*agent, error) {
+// startBare starts bench/barekv -durable on free ports, a follower
+// taking a leader's records on its server port, and waits until it
+// answers.
+func startBare(bin, dir, name string, follower bool, args ...string) (*agent, error) {
 	p, err := pickPorts()
 	if err != nil {
 		return nil, err
 	}
-	a := &agent{name: "bare", ports: p, dataDir: filepath.Join(dir, "bare"), logPath: filepath.Join(dir, "bare.log")}
+	a := &agent{name: name, ports: p, dataDir: filepath.Join(dir, name), logPath: filepath.Join(dir, name+".log")}
 	if err := os.MkdirAll(a.dataDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -172,7 +200,11 @@ func startBare(bin, dir string) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-addr", addr(p.http), "-durable", a.dataDir)
+	args = append([]string{"-addr", addr(p.http), "-durable", a.dataDir}, args...)
+	if follower {
+		args = append(args, "-follow", addr(p.server))
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
