@@ -92,7 +92,8 @@ func (r *replicator) wait(seq uint64) error {
 	return r.err
 }
 
-// close stops sending: waiters and the follower connections end.
+// close stops sending: waiters return an error, and each follower's loop
+// closes its connection at its next turn.
 func (r *replicator) close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
