@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 )
 
@@ -143,11 +144,7 @@ func (r *replicator) send(i int, c net.Conn) {
 		} else {
 			r.acked[i] = ack
 			// Records every follower has are not needed any more.
-			low := min(r.acked[0], ack)
-			for _, a := range r.acked {
-				low = min(low, a)
-			}
-			if low > r.base {
+			if low := slices.Min(r.acked); low > r.base {
 				r.recs = r.recs[low-r.base:]
 				r.base = low
 			}
