@@ -172,6 +172,53 @@ func TestServerKeepsDataAndNodeIDAcrossRestarts(t *testing.T) {
 	}
 }
 
+// TestStoppedAgentHoldsNoFileInItsDataDir: once Run has returned, the
+// agent holds no file of its data dir open, so a process that embeds it
+// (or starts it again) can remove or reuse the dir.
+func TestStoppedAgentHoldsNoFileInItsDataDir(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("needs /proc/self/fd to list the process's open files")
+	}
+	dir := t.TempDir()
+	r := start(t, serverConfig(dir))
+	if _, err := r.client.KV().Put(&api.KVPair{Key: "k", Value: []byte("v")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.client.Agent().ServiceRegister(&api.AgentServiceRegistration{Name: "web", Port: 80}); err != nil {
+		t.Fatal(err)
+	}
+	if open := openUnder(t, dir); len(open) == 0 {
+		t.Fatalf("no open file under the data dir while the agent runs: the check cannot see them")
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if open := openUnder(t, dir); len(open) > 0 {
+		t.Errorf("files still open under the data dir after the agent stopped: %v", open)
+	}
+}
+
+// openUnder lists the files under dir this process has open.
+func openUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []string
+	for _, fd := range fds {
+		p, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if rel, ok := strings.CutPrefix(p, real+string(filepath.Separator)); err == nil && ok {
+			open = append(open, rel)
+		}
+	}
+	return open
+}
+
 func TestRunErrors(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {

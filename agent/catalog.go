@@ -63,6 +63,7 @@ func (w *wiring) catalogParts() ([]part, error) {
 		return nil, err
 	}
 	w.cat = cat
+	w.onClose(cat.Close)
 	keys.changed = cat.KeysChanged
 	gossip, err := w.ml.Register(gossipKindCatalog, cat.GossipHandler())
 	if err != nil {

@@ -362,6 +362,16 @@ func (c *Catalog) Run(ctx context.Context, g Gossip, r Runner) error {
 	return eg.Wait()
 }
 
+// Close syncs and closes the file that keeps this agent's own state in
+// the data dir; call it once Run has returned and the API no longer
+// writes. A registration after Close opens the file again.
+func (c *Catalog) Close() error {
+	if c.store == nil {
+		return nil
+	}
+	return c.store.close()
+}
+
 // Version is the version of this agent's published state.
 func (c *Catalog) Version() uint64 {
 	c.mu.Lock()

@@ -82,6 +82,11 @@ func newTestCatalog(t *testing.T, opts ...func(*Config)) *Catalog {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return c
 }
 

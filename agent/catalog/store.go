@@ -294,7 +294,9 @@ func (s *store) compact(lines []logLine) error {
 	return removeLegacy(s.dir)
 }
 
-// close closes the log file; later writes open it again.
+// close syncs what was written and closes the log file; a later write
+// opens it again. A write that was appended but not yet waited for is
+// on disk once close returns nil.
 func (s *store) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -304,8 +306,17 @@ func (s *store) close() error {
 	if s.f == nil {
 		return nil
 	}
-	err := s.f.Close()
+	var err error
+	if s.synced < s.written && s.failed == nil {
+		if err = s.f.Sync(); err != nil {
+			s.failed = err
+		} else {
+			s.synced = s.written
+		}
+	}
+	err = errors.Join(err, s.f.Close())
 	s.f = nil
+	s.cond.Broadcast()
 	return err
 }
 

@@ -162,3 +162,32 @@ func TestLogCompaction(t *testing.T) {
 		t.Errorf("service after compaction and restart = %+v, want port %d", got, compactMinLines*2)
 	}
 }
+
+// TestCloseReleasesTheLog: Close closes the catalog's log (an agent
+// stopped inside a longer-lived process must not hold its data dir), a
+// registration after it opens the log again, and nothing written before
+// or after is lost.
+func TestCloseReleasesTheLog(t *testing.T) {
+	dir := t.TempDir()
+	withDir := func(c *Config) { c.DataDir = dir }
+	c := newTestCatalog(t, withDir)
+	for i, name := range []string{"web", "db"} {
+		if err := c.RegisterService(ServiceDefinition{Service: Service{Name: name, Port: 80 + i}}, false); err != nil {
+			t.Fatal(err)
+		}
+		if c.store.f == nil {
+			t.Fatalf("the log is not open after registering %s", name)
+		}
+		for range 2 { // a second Close has nothing to do
+			if err := c.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		}
+		if c.store.f != nil {
+			t.Errorf("the log is still open after Close")
+		}
+	}
+	if got := localIDs(newTestCatalog(t, withDir)); !cmp.Equal(got, []string{"db", "web"}) {
+		t.Errorf("services after a restart = %v, want [db web]", got)
+	}
+}
