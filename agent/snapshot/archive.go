@@ -144,7 +144,9 @@ func Read(r io.Reader) (*Archive, error) {
 		case "state.bin":
 			_, err = io.Copy(io.MultiWriter(tmp, h), tr)
 		case "SHA256SUMS":
-			sums, err = io.ReadAll(io.LimitReader(tr, 1<<20))
+			if sums, err = io.ReadAll(io.LimitReader(tr, 1<<20)); err != nil {
+				return nil, fmt.Errorf("%w: read %s: %v", ErrCorrupt, hdr.Name, err)
+			}
 			continue
 		default:
 			return nil, fmt.Errorf("%w: unexpected file %q in the archive", ErrCorrupt, hdr.Name)

@@ -64,6 +64,31 @@ func rewrite(t *testing.T, in []byte, name, content string) []byte {
 	return out.Bytes()
 }
 
+// cutInside rebuilds an archive whose tar stream ends a few bytes into
+// the named file's content, in a whole gzip stream.
+func cutInside(t *testing.T, in []byte, name string) []byte {
+	t.Helper()
+	gz, err := gzip.NewReader(bytes.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A tar header holds the file's name in its first 100 bytes, and its
+	// content starts at the next 512-byte block.
+	at := bytes.Index(raw, append([]byte(name), 0))
+	if at < 0 || at%512 != 0 {
+		t.Fatalf("no tar header for %s", name)
+	}
+	var out bytes.Buffer
+	gw := gzip.NewWriter(&out)
+	gw.Write(raw[:at+512+10])
+	gw.Close()
+	return out.Bytes()
+}
+
 func TestReadRefusesDamage(t *testing.T) {
 	good := archive(t, `{"Entries":[]}`)
 	tests := []struct {
@@ -75,6 +100,7 @@ func TestReadRefusesDamage(t *testing.T) {
 		{"truncated", good[:len(good)/2], "damaged"},
 		{"state changed", rewrite(t, good, "state.bin", `{"Entries":[1]}`), "state.bin has SHA-256"},
 		{"sums missing", rewrite(t, good, "SHA256SUMS", ""), "SHA256SUMS line"},
+		{"sums cut short", cutInside(t, good, "SHA256SUMS"), "read SHA256SUMS: unexpected EOF"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
