@@ -92,7 +92,7 @@ func TestBodyTimeout(t *testing.T) {
 		wait := time.NewTimer(2 * timeout)
 		defer wait.Stop()
 		<-wait.C
-		io.WriteString(w, string(b))
+		w.Write(b)
 	}), timeout)}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })

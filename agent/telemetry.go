@@ -167,8 +167,6 @@ func (t *telemetry) observer() httpapi.Observer {
 	return t
 }
 
-func (t *telemetry) dns() *telemetry { return t }
-
 // onCommit is kv's OnCommit hook.
 func (t *telemetry) onCommit() func(time.Duration) {
 	if t == nil {

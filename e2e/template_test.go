@@ -55,8 +55,6 @@ type nginxServer struct {
 	out  *syncBuffer
 }
 
-func (n *nginxServer) upstream() string { return filepath.Join(n.dir, "conf.d", "web.conf") }
-
 // args are the flags that point an nginx command at this server.
 func (n *nginxServer) args() string { return fmt.Sprintf("%s -p %s/ -c %s", n.bin, n.dir, n.conf) }
 

@@ -191,7 +191,9 @@ func (c *confirmer) send(id raft.ServerID, p *probe) {
 		req := raft.AppendEntriesRequest{
 			RPCHeader: c.header,
 			Term:      c.term,
-			Leader:    c.header.Addr,
+			// Deprecated, but raft's own heartbeats still send it for
+			// peers that predate RPCHeader.Addr.
+			Leader: c.header.Addr,
 		}
 		var resp raft.AppendEntriesResponse
 		err := c.trans.AppendEntries(id, addr, &req, &resp)

@@ -152,10 +152,3 @@ func (q *queue) done(id string, flags uint8) {
 func (q *queue) closeOnDone(ctx context.Context) (stop func() bool) {
 	return context.AfterFunc(ctx, func() { close(q.stop) })
 }
-
-// len is how many containers wait (for tests and benchmarks).
-func (q *queue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.work) + len(q.inflight)
-}

@@ -14,8 +14,7 @@ import (
 
 // fakeSource is an in-memory catalog and KV store with Consul's blocking
 // queries: one index for everything (as a Raft index is), bumped by every
-// change, which closes the watch channel blocked queries wait on. It
-// records the queries it was asked, as text.
+// change, which closes the watch channel blocked queries wait on.
 type fakeSource struct {
 	mu       sync.Mutex
 	index    uint64
@@ -25,8 +24,7 @@ type fakeSource struct {
 	kv       map[string]*api.KVPair
 	dcs      []string
 	self     string
-	failures int // the next n queries fail
-	queries  []string
+	failures int           // the next n queries fail
 	blocked  int           // queries waiting right now
 	blockedC chan struct{} // closed (and replaced) when blocked changes
 }
@@ -90,8 +88,6 @@ func (f *fakeSource) putKV(key, value string) {
 	})
 }
 
-func (f *fakeSource) deleteKV(key string) { f.update(func() { delete(f.kv, key) }) }
-
 func (f *fakeSource) addNode(name, addr string, meta map[string]string) {
 	f.update(func() {
 		f.nodes[name] = &api.Node{ID: "id-" + name, Node: name, Address: addr, Datacenter: "dc1", Meta: meta,
@@ -112,28 +108,11 @@ func (f *fakeSource) addService(node string, svc *api.AgentService, status strin
 	})
 }
 
-func (f *fakeSource) removeService(id string) {
-	f.update(func() {
-		for name, list := range f.services {
-			f.services[name] = slices.DeleteFunc(list, func(e *api.ServiceEntry) bool { return e.Service.ID == id })
-			if len(f.services[name]) == 0 {
-				delete(f.services, name)
-			}
-		}
-	})
-}
-
 // failNext makes the next n queries fail.
 func (f *fakeSource) failNext(n int) {
 	f.mu.Lock()
 	f.failures = n
 	f.mu.Unlock()
-}
-
-func (f *fakeSource) transcript() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.queries)
 }
 
 func (f *fakeSource) waiting() int {
@@ -146,7 +125,6 @@ func (f *fakeSource) waiting() int {
 // lock and returns the index.
 func (f *fakeSource) wait(ctx context.Context, what string, q QueryOptions, read func()) (uint64, error) {
 	f.mu.Lock()
-	f.queries = append(f.queries, fmt.Sprintf("%s index=%d", what, q.WaitIndex))
 	if f.failures > 0 {
 		f.failures--
 		f.mu.Unlock()

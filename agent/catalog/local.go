@@ -167,7 +167,7 @@ func (c *Catalog) deregisterService(id string) (uint64, error) {
 	if c.store != nil {
 		var err error
 		for _, cid := range drop {
-			if seq, err = c.store.removeCheck(cid); err != nil {
+			if _, err = c.store.removeCheck(cid); err != nil {
 				return 0, err
 			}
 		}

@@ -762,7 +762,7 @@ func TestACLReservedKeys(t *testing.T) {
 func TestACLTokenResolution(t *testing.T) {
 	e := newACLEnv(t)
 	for i := range 20 {
-		e.must(t, http.MethodPut, fmt.Sprintf("/v1/agent/service/register"), fmt.Sprintf(`{"ID":"svc-%d","Name":"svc-%d"}`, i, i))
+		e.must(t, http.MethodPut, "/v1/agent/service/register", fmt.Sprintf(`{"ID":"svc-%d","Name":"svc-%d"}`, i, i))
 	}
 	for _, tc := range []struct {
 		path string

@@ -164,13 +164,16 @@ func follow(ln net.Listener, log *groupLog) error {
 		}
 		go func() {
 			defer c.Close()
-			if err := receive(c, log); err != nil && !errors.Is(err, io.EOF) {
+			if err := receive(c, log); !errors.Is(err, io.EOF) {
 				fmt.Fprintln(os.Stderr, "barekv: follower:", err)
 			}
 		}()
 	}
 }
 
+// receive keeps the frames of one leader connection in log and answers
+// each once it is synced; it returns what ended the stream, io.EOF when
+// the leader closed it.
 func receive(c net.Conn, log *groupLog) error {
 	rd, w := bufio.NewReaderSize(c, 64<<10), bufio.NewWriter(c)
 	var hdr [12]byte

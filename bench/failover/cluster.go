@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -337,6 +336,3 @@ func (c *cluster) healthy(key, value string) (bool, string) {
 	}
 	return true, ""
 }
-
-// errNoSuccess: no write went through before the deadline.
-var errNoSuccess = errors.New("no successful write")
