@@ -136,18 +136,6 @@ func (d dialer) dial(ctx context.Context, addr string) (net.Conn, string, error)
 // greet reads the server's name from a new connection.
 func greet(c net.Conn, addr string) (net.Conn, string, error) { return netnstest.Greet(c, addr) }
 
-// who makes one connection and returns which server answered.
-func (d dialer) who(addr string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	c, name, err := d.dial(ctx, addr)
-	if err != nil {
-		return "", fmt.Errorf("connect from %s to %s: %w", d.label, addr, err)
-	}
-	c.Close()
-	return name, nil
-}
-
 // count makes n connections to addr and counts the answering servers.
 // All n connections are made from one thread inside the namespace.
 func (d dialer) count(addr string, n int) (map[string]int, error) {

@@ -191,8 +191,7 @@ func (c *confirmer) send(id raft.ServerID, p *probe) {
 		req := raft.AppendEntriesRequest{
 			RPCHeader: c.header,
 			Term:      c.term,
-			// Deprecated, but raft's own heartbeats still send it for
-			// peers that predate RPCHeader.Addr.
+			//lint:ignore SA1019 raft's own heartbeats still send it, for peers that predate RPCHeader.Addr
 			Leader: c.header.Addr,
 		}
 		var resp raft.AppendEntriesResponse
