@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/cairn-dev/cairn/agent/acl"
@@ -339,37 +338,50 @@ func (g *guard) readable(key string) bool {
 }
 
 // filter trims resp to what the token may read and says so in its meta
-// (Consul's ResultsFilteredByACLs).
+// (Consul's ResultsFilteredByACLs). The lists in resp may be the store's
+// own (its listing cache hands out the cached slice), so filtering makes
+// a new list and never changes them in place.
 func (g *guard) filter(req *Request, resp *Response) {
 	if g == nil || resp == nil {
 		return
 	}
 	cut := false
-	drop := func(n int) { cut = cut || n > 0 }
 	switch req.Method {
 	case mList:
-		n := len(resp.Entries)
-		resp.Entries = slices.DeleteFunc(resp.Entries, func(e *kv.Entry) bool { return !g.readable(e.Key) })
-		drop(n - len(resp.Entries))
+		resp.Entries, cut = keepOnly(resp.Entries, func(e *kv.Entry) bool { return g.readable(e.Key) })
 	case mKeys:
-		n := len(resp.Keys)
-		resp.Keys = slices.DeleteFunc(resp.Keys, func(k string) bool { return !g.readable(k) })
-		drop(n - len(resp.Keys))
+		resp.Keys, cut = keepOnly(resp.Keys, g.readable)
 	case mTxn:
-		n := len(resp.Results)
-		resp.Results = slices.DeleteFunc(resp.Results, func(r kv.TxnResult) bool { return r.KV != nil && !g.readable(r.KV.Key) })
-		drop(n - len(resp.Results))
+		resp.Results, cut = keepOnly(resp.Results, func(r kv.TxnResult) bool { return r.KV == nil || g.readable(r.KV.Key) })
 	case mSessionInfo:
 		if s := resp.SessionOut; s != nil && !g.authz.Allowed(acl.Session, s.Node, acl.Read) {
 			resp.SessionOut = nil
-			drop(1)
+			cut = true
 		}
 	case mSessions:
-		n := len(resp.Sessions)
-		resp.Sessions = slices.DeleteFunc(resp.Sessions, func(s *kv.Session) bool { return !g.authz.Allowed(acl.Session, s.Node, acl.Read) })
-		drop(n - len(resp.Sessions))
+		resp.Sessions, cut = keepOnly(resp.Sessions, func(s *kv.Session) bool { return g.authz.Allowed(acl.Session, s.Node, acl.Read) })
 	}
 	if cut {
 		resp.Meta.ResultsFilteredByACLs = true
 	}
+}
+
+// keepOnly returns the elements of in that keep accepts, and whether it
+// dropped any. in is never written to: when something is dropped the
+// answer is a new slice, otherwise in itself.
+func keepOnly[T any](in []T, keep func(T) bool) ([]T, bool) {
+	for i, v := range in {
+		if keep(v) {
+			continue
+		}
+		out := make([]T, i, len(in)-1)
+		copy(out, in[:i])
+		for _, v := range in[i+1:] {
+			if keep(v) {
+				out = append(out, v)
+			}
+		}
+		return out, true
+	}
+	return in, false
 }

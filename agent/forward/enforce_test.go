@@ -3,6 +3,7 @@ package forward_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -202,6 +203,48 @@ func TestServerChecksForwardedTokens(t *testing.T) {
 	}
 	if _, err := client.Internal().Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "app/q", Value: []byte("v")}); !errors.Is(err, acl.ErrPermissionDenied) {
 		t.Errorf("internal Apply(app/q), which the agent token may not write = %v, want Permission denied", err)
+	}
+}
+
+// TestFilteredAnswersLeaveTheStoreAlone: a server filters a forwarded
+// listing into a new list; the store's listing cache hands out its own
+// slice, so filtering it in place would hide keys from every later reader
+// of the prefix (and leave nil entries that a key listing dereferences).
+func TestFilteredAnswersLeaveTheStoreAlone(t *testing.T) {
+	res := &tokens{m: map[string]acl.Authorizer{
+		"reader": prefixAuthz{acl.Key: {"app/b": acl.Read}},
+		"mgmt":   prefixAuthz{acl.Key: {"": acl.Write}},
+	}}
+	srv := startACLServer(t, res)
+	all := []string{"app/a", "app/b", "app/c"}
+	for _, k := range all {
+		if _, err := srv.router.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: k, Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool := forward.NewPool(time.Second)
+	t.Cleanup(pool.Close)
+	client := forward.NewRouter(nil, func() []string { return []string{srv.addr} }, pool, forward.HoldTimeout(time.Second))
+	for range 2 { // the first read fills the listing cache, the second is served from it
+		_, es, err := client.List(kv.WithToken(ctx, "reader"), kv.QueryOptions{}, "app/")
+		if err != nil || len(es) != 1 || es[0].Key != "app/b" {
+			t.Fatalf("List(app/) as reader = %v, %v; want app/b alone", es, err)
+		}
+	}
+	_, es, err := srv.router.List(ctx, kv.QueryOptions{}, "app/")
+	var got []string
+	for _, e := range es {
+		if e == nil {
+			got = append(got, "<nil>")
+		} else {
+			got = append(got, e.Key)
+		}
+	}
+	if err != nil || !slices.Equal(got, all) {
+		t.Errorf("the server's own List(app/) after filtered forwarded ones = %v, %v; want %v", got, err, all)
+	}
+	if _, ks, err := client.Keys(kv.WithToken(ctx, "mgmt"), kv.QueryOptions{}, "app/", ""); err != nil || !slices.Equal(ks, all) {
+		t.Errorf("Keys(app/) as management = %v, %v; want %v", ks, err, all)
 	}
 }
 
