@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -372,5 +373,52 @@ func TestClientSkipsADeadServer(t *testing.T) {
 	_, err = all.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "k", Value: []byte("v")})
 	if !errors.Is(err, kv.ErrNoLeader) || !strings.Contains(err.Error(), "no server answered (tried "+nowhere+")") {
 		t.Errorf("write with no reachable server = %v", err)
+	}
+}
+
+// TestClientStatusSkipsASilentServer: a client's leader and peers
+// questions are held like any request, so a server that takes the
+// connection and never answers (a paused process) costs one try, and
+// the others answer.
+func TestClientStatusSkipsASilentServer(t *testing.T) {
+	nodes := startCluster(t, 3)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	servers := []string{silent.Addr().String()}
+	for _, nd := range nodes {
+		servers = append(servers, nd.addr)
+	}
+	client := forward.NewRouter(nil, func() []string { return servers }, forward.NewPool(time.Second), forward.HoldTimeout(3*time.Second))
+	var want string
+	for _, nd := range nodes {
+		if nd.kv.IsLeader() {
+			want = nd.kv.Leader()
+		}
+	}
+	if got := client.Leader(); got != want || got == "" {
+		t.Errorf("Leader() through a client listing a silent server first = %q, want %q", got, want)
+	}
+	if peers, err := client.Peers(); err != nil || len(peers) != 3 {
+		t.Errorf("Peers() = %v, %v; want the 3 servers", peers, err)
+	}
+
+	alone := forward.NewRouter(nil, func() []string { return servers[:1] }, forward.NewPool(time.Second), forward.HoldTimeout(time.Second))
+	if got := alone.Leader(); got != "" {
+		t.Errorf("Leader() with only a silent server = %q, want none", got)
+	}
+	if _, err := alone.Peers(); !errors.Is(err, kv.ErrNoLeader) {
+		t.Errorf("Peers() with only a silent server = %v, want no leader once the hold runs out", err)
 	}
 }

@@ -542,12 +542,12 @@ func (r *Router) sessions(ctx context.Context, hops int, q kv.QueryOptions, node
 }
 
 // Leader is the Raft leader's address as this agent knows it; a client
-// asks a server.
+// asks a server ("" when none answers within the hold).
 func (r *Router) Leader() string {
 	if r.local != nil {
 		return r.local.Leader()
 	}
-	resp, _, err := r.forward(context.Background(), true, Request{Method: mStatus})
+	resp, err := r.status()
 	if err != nil {
 		return ""
 	}
@@ -559,11 +559,22 @@ func (r *Router) Peers() ([]string, error) {
 	if r.local != nil {
 		return r.local.Peers()
 	}
-	resp, _, err := r.forward(context.Background(), true, Request{Method: mStatus})
+	resp, err := r.status()
 	if err != nil {
 		return nil, err
 	}
 	return resp.Peers, nil
+}
+
+// status asks a server for the leader and peers, within the hold like
+// any request: a server that takes the connection but never answers (a
+// paused process) costs one try, then the others are asked.
+func (r *Router) status() (resp *Response, err error) {
+	err = r.holdRequest(context.Background(), false, 0, func(ctx context.Context) (err error) {
+		resp, _, err = r.forward(ctx, true, Request{Method: mStatus})
+		return err
+	})
+	return resp, err
 }
 
 // RaftConfiguration lists the Raft group's servers, from this server's
