@@ -865,6 +865,20 @@ func (s *Server) Txn(ctx context.Context, q QueryOptions, ops []Op) (QueryMeta, 
 		s.meta(&m)
 		return m, results, errs, nil
 	}
+	// A lock inside its key's lock-delay is refused before Raft, as a
+	// single lock is (Apply): the delay is the leader's own clock, so it
+	// cannot be decided in the state machine.
+	now := time.Now()
+	var delayed []TxnError
+	for i, op := range ops {
+		if op.Verb == VerbLock && s.fsm.lockDelay.blocked(op.Key, now) {
+			delayed = append(delayed, TxnError{OpIndex: i, What: fmt.Sprintf("failed to lock key %q due to lock delay", op.Key)})
+		}
+	}
+	if len(delayed) > 0 {
+		s.meta(&m)
+		return m, nil, delayed, nil
+	}
 	res, err := s.raftApply(ctx, command{Type: cmdTxn, Ops: ops})
 	if err != nil {
 		return m, nil, nil, err

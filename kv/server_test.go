@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -313,6 +314,21 @@ func TestSessionEndReleasesOrDeletesLocks(t *testing.T) {
 			other, _ := s.CreateSession(ctx, kv.Session{})
 			if ok, err := s.Apply(ctx, kv.Op{Verb: kv.VerbLock, Key: key, Session: other}); ok || err != nil {
 				t.Errorf("lock within lock-delay = %v, %v; want false", ok, err)
+			}
+			// So does a transaction's, with Consul's error for that op.
+			_, res, errs, err := s.Txn(ctx, kv.QueryOptions{}, []kv.Op{
+				{Verb: kv.VerbSet, Key: key + "/other", Value: []byte("v")},
+				{Verb: kv.VerbLock, Key: key, Value: []byte("taken"), Session: other},
+			})
+			want := []kv.TxnError{{OpIndex: 1, What: fmt.Sprintf("failed to lock key %q due to lock delay", key)}}
+			if err != nil || res != nil || !slices.Equal(errs, want) {
+				t.Errorf("txn lock within lock-delay = %v, %v, %v; want %v", res, errs, err, want)
+			}
+			if e := get(t, s, key); e != nil && e.Session == other {
+				t.Errorf("the transaction took %s within its lock-delay", key)
+			}
+			if e := get(t, s, key+"/other"); e != nil {
+				t.Errorf("the refused transaction wrote %s", e.Key)
 			}
 			if _, info, _ := s.SessionInfo(ctx, kv.QueryOptions{}, sid); info != nil {
 				t.Errorf("session %s still listed after destroy", sid)
