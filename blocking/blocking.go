@@ -58,6 +58,13 @@ type Query struct {
 	// Current, when set, is the store's whole index: a MinIndex above it
 	// is answered at once (the index went backwards; the client resets).
 	Current func() uint64
+	// Abandoned, when set, reports whether the store the query began on
+	// was replaced (a snapshot restored): the read after that is the
+	// answer whatever its index, as Consul's blocking queries bail out
+	// when the state store is abandoned. The restored data may sit at
+	// indexes the client has already seen, so waiting for a higher one
+	// would hide the change.
+	Abandoned func() bool
 }
 
 // Read reads the answer and adds to ws the channels that close when it
@@ -118,7 +125,7 @@ func (t *Tracker) Run(ctx context.Context, q Query, read Read) (uint64, error) {
 			return 0, err
 		}
 		idx = max(idx, 1)
-		if q.MinIndex == 0 || idx > q.MinIndex || (q.Current != nil && q.MinIndex > q.Current()) {
+		if q.MinIndex == 0 || idx > q.MinIndex || (q.Current != nil && q.MinIndex > q.Current()) || (q.Abandoned != nil && q.Abandoned()) {
 			return idx, nil
 		}
 		if err := ws.WatchCtx(wctx); err != nil {

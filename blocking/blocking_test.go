@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -132,6 +133,20 @@ func TestRun(t *testing.T) {
 			r := <-run(t.Context(), nil, q, newStore(7).read)
 			if r.idx != 7 || r.err != nil || r.took != 0 {
 				t.Errorf("Run(MinIndex 100) on a store at 7 = %d, %v after %v; want 7, nil at once", r.idx, r.err, r.took)
+			}
+		})
+	})
+	t.Run("a store replaced while the query waits answers with its next read", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			s := newStore(9)
+			var replaced atomic.Bool
+			res := run(t.Context(), nil, Query{MinIndex: 9, Wait: time.Minute, Abandoned: replaced.Load}, s.read)
+			time.Sleep(time.Second)
+			replaced.Store(true)
+			s.set(4) // a restore: older data, at an index the client has seen
+			r := <-res
+			if r.idx != 4 || r.err != nil || r.took != time.Second {
+				t.Errorf("Run across a restore = %d, %v after %v; want 4, nil after 1s", r.idx, r.err, r.took)
 			}
 		})
 	})

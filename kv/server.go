@@ -731,7 +731,9 @@ func (s *Server) blockingQuery(ctx context.Context, q QueryOptions, m *QueryMeta
 		defer s.parked.Add(-1)
 	}
 	woken := false
-	idx, err := s.blocking.Run(ctx, blocking.Query{MinIndex: q.MinIndex, Wait: q.MaxWait}, func(ws memdb.WatchSet) (uint64, error) {
+	began := s.State()
+	abandoned := func() bool { return s.State() != began }
+	idx, err := s.blocking.Run(ctx, blocking.Query{MinIndex: q.MinIndex, Wait: q.MaxWait, Abandoned: abandoned}, func(ws memdb.WatchSet) (uint64, error) {
 		if woken {
 			select {
 			case <-s.shutdownCh:

@@ -1,9 +1,11 @@
 package kv_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +18,7 @@ import (
 	"github.com/cairn-dev/cairn/kv"
 	"github.com/cairn-dev/cairn/kvtest"
 	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/go-memdb"
 )
 
 var ctx = context.Background()
@@ -526,4 +529,60 @@ func TestSessionTTL(t *testing.T) {
 		t.Errorf("renewed session %s expired", kept)
 	}
 	t.Logf("unrenewed %v session ended after %v", ttl, after)
+}
+
+// TestRestoreEndsBlockingQueries: a snapshot restore replaces the state,
+// often with data at indexes the clients have already seen; a query
+// parked on the old state answers with the restored data at once, as
+// Consul's do, instead of waiting for an index above its own.
+func TestRestoreEndsBlockingQueries(t *testing.T) {
+	s := kvtest.NewServer(t)
+	put(t, s, "w", "old")
+	meta, rc, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		put(t, s, "w", "new")
+	}
+	m, _, err := s.Get(ctx, kv.QueryOptions{}, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		e   *kv.Entry
+		err error
+	}
+	parked := make(chan answer, 1)
+	go func() {
+		_, e, err := s.Get(ctx, kv.QueryOptions{MinIndex: m.Index, MaxWait: time.Minute}, "w")
+		parked <- answer{e, err}
+	}()
+	deadline, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		ws := memdb.NewWatchSet()
+		if s.BlockingQueries(ws) == 1 {
+			break
+		}
+		if err := ws.WatchCtx(deadline); err != nil {
+			t.Fatal("the query did not park within 10s")
+		}
+	}
+	if err := s.Restore(ctx, meta, bytes.NewReader(snap)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-parked:
+		if a.err != nil || a.e == nil || string(a.e.Value) != "old" {
+			t.Errorf("the parked query answered %+v, %v; want the restored value old", a.e, a.err)
+		}
+	case <-deadline.Done():
+		t.Fatal("the parked query was still waiting 10s after the restore")
+	}
 }
