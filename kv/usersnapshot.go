@@ -43,7 +43,9 @@ func (s *Server) Snapshot() (SnapshotMeta, io.ReadCloser, error) {
 // Restore replaces the whole replicated state (keys, sessions, the VIP
 // table and everything else kept in the store) with a snapshot's, on
 // every server: Raft's user snapshot restore, which the leader installs
-// at an index above any it has used, so blocking queries see the change.
+// at an index above any it has used. The restored entries keep their own
+// indexes, often below what clients have seen, so the queries parked on
+// the old state answer at once (blockingQuery's Abandoned).
 // The state is checked before Raft gets it, so a damaged one changes
 // nothing. TTL sessions of the restored state get fresh timers.
 //
