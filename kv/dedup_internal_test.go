@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -178,4 +179,40 @@ func pointerIn(t reflect.Type) string {
 		return t.Kind().String()
 	}
 	return ""
+}
+
+// TestTxnThatReadsIsNotRecorded: a transaction that writes and also reads
+// values is applied without its write ID, so nothing it read is kept in
+// the record (and every snapshot) for a repeat; one that only writes is
+// recorded, so a repeat gets its first answer.
+func TestTxnThatReadsIsNotRecorded(t *testing.T) {
+	cfg := DefaultConfig("s1", t.TempDir(), "127.0.0.1:0")
+	cfg.Bootstrap, cfg.Fast = true, true
+	s := startServer(t, cfg)
+	ctx := context.Background()
+	if ok, err := s.Apply(ctx, Op{Verb: VerbSet, Key: "cfg/a", Value: []byte(strings.Repeat("x", 4096))}); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	_, a, err := s.Get(ctx, QueryOptions{}, "cfg/a")
+	if err != nil || a == nil {
+		t.Fatal(a, err)
+	}
+	for _, tc := range []struct {
+		name     string
+		ops      []Op
+		recorded bool
+	}{
+		{"writes only", []Op{{Verb: VerbSet, Key: "w", Value: []byte("v")}, {Verb: VerbCheckIndex, Key: "cfg/a", Index: a.ModifyIndex}}, true},
+		{"get", []Op{{Verb: VerbGet, Key: "cfg/a"}, {Verb: VerbSet, Key: "w", Value: []byte("v")}}, false},
+		{"get-tree", []Op{{Verb: VerbGetTree, Key: "cfg/"}, {Verb: VerbSet, Key: "w", Value: []byte("v")}}, false},
+	} {
+		id := "test-" + tc.name
+		_, res, errs, err := s.Txn(WithWriteID(ctx, id), QueryOptions{}, tc.ops)
+		if err != nil || len(errs) > 0 || len(res) == 0 {
+			t.Fatalf("%s: Txn = %v, %v, %v", tc.name, res, errs, err)
+		}
+		if _, recorded := s.fsm.applied.get(id); recorded != tc.recorded {
+			t.Errorf("%s: the record holds its write ID: %v, want %v", tc.name, recorded, tc.recorded)
+		}
+	}
 }

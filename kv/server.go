@@ -924,7 +924,9 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 		}
 		return nil, err
 	}
-	c.WriteID = WriteID(ctx)
+	if c.Type != cmdTxn || !TxnReadsValues(c.Ops) {
+		c.WriteID = WriteID(ctx)
+	}
 	data, err := c.encode()
 	if err != nil {
 		return nil, err

@@ -81,6 +81,21 @@ func (v Verb) IsRead() bool {
 	return false
 }
 
+// TxnReadsValues reports whether a transaction that writes also reads
+// values (get, get-tree). The state machine does not keep such a
+// transaction's answer for a repeat of its write ID: what it read could
+// be any amount of data, kept in every server's memory and snapshot for
+// the whole window. So it is applied without an ID and, once it may have
+// been applied, not sent again (as in Consul).
+func TxnReadsValues(ops []Op) bool {
+	for _, op := range ops {
+		if op.Verb == VerbGet || op.Verb == VerbGetTree {
+			return true
+		}
+	}
+	return false
+}
+
 // Valid reports whether v is a verb this store knows.
 func (v Verb) Valid() bool {
 	switch v {

@@ -46,6 +46,25 @@ var errLeaderChanged = errors.New("the leader changed while the request was out"
 // cut-off server leaves time within the hold to try the new leader.
 func (r *Router) attemptTimeout() time.Duration { return max(r.hold/3, time.Second) }
 
+// holdKind says what holdRequest may send again.
+type holdKind int
+
+const (
+	// holdRead: a read, sent again freely.
+	holdRead holdKind = iota
+	// holdWrite: a write that carries a write ID; the state machine
+	// applies one ID at most once and keeps its answer, so a write whose
+	// answer was lost is sent again and gets the first answer.
+	holdWrite
+	// holdWriteOnce: a write whose answer is not kept for a repeat (a
+	// transaction that also reads values: keeping what it read would
+	// put every value it read in the state machine's record and every
+	// snapshot). It goes without a write ID and, as in Consul, is not
+	// sent again once it may have been applied: the caller learns the
+	// outcome is unknown.
+	holdWriteOnce
+)
+
 // holdRequest runs attempt until it succeeds, fails for good, or the hold
 // time runs out: Consul's RPC hold. What is retried is only what is safe
 // to send again: a request that never reached a leader, a read, or a
@@ -56,8 +75,9 @@ func (r *Router) attemptTimeout() time.Duration { return max(r.hold/3, time.Seco
 //
 // wait is the blocking-query wait of a read (0 for others): it extends
 // each try, so a parked query is not cut short.
-func (r *Router) holdRequest(ctx context.Context, write bool, wait time.Duration, attempt func(ctx context.Context) error) error {
-	if write && kv.WriteID(ctx) == "" {
+func (r *Router) holdRequest(ctx context.Context, kind holdKind, wait time.Duration, attempt func(ctx context.Context) error) error {
+	write := kind != holdRead
+	if kind == holdWrite && kv.WriteID(ctx) == "" {
 		ctx = kv.WithWriteID(ctx, r.pool.prefix+"-w"+strconv.FormatUint(r.pool.seq.Add(1), 10))
 	}
 	until := time.Now().Add(r.hold)
@@ -86,6 +106,12 @@ func (r *Router) holdRequest(ctx context.Context, write bool, wait time.Duration
 		}
 		if write && (timedOut || cutOff(err) || errors.Is(err, kv.ErrOutcomeUnknown) || errors.Is(err, ErrConnectionLost) || errors.Is(err, errLeaderChanged)) {
 			mayApplied = true
+			if kind == holdWriteOnce {
+				if errors.Is(err, kv.ErrOutcomeUnknown) {
+					return err
+				}
+				return fmt.Errorf("%w: %v (a transaction that reads values is not sent again once it may have been applied)", kv.ErrOutcomeUnknown, err)
+			}
 		}
 		stopping := false
 		if r.local != nil {

@@ -126,3 +126,56 @@ func TestWriteCutOffByItsCallerIsOutcomeUnknown(t *testing.T) {
 		t.Fatalf("k after the CAS = %v, %v; want the CAS's value (it was applied)", e, err)
 	}
 }
+
+// TestTxnThatReadsIsNotSentAgain: a write transaction that also reads
+// values goes without a write ID, since the state machine does not keep
+// what it read for a repeat; once it may have been applied it is not
+// sent again, and the caller learns the outcome is unknown, as Consul's
+// would. A transaction that only writes is sent again and gets the first
+// answer. Here the leader holds the first answer past the try's deadline.
+func TestTxnThatReadsIsNotSentAgain(t *testing.T) {
+	var onCommit atomic.Pointer[func()]
+	nodes := startCluster(t, 3, func(c *kv.Config) {
+		c.OnCommit = func(time.Duration) {
+			if f := onCommit.Swap(nil); f != nil {
+				(*f)()
+			}
+		}
+	})
+	var servers []string
+	for _, nd := range nodes {
+		servers = append(servers, nd.addr)
+	}
+	if _, err := nodes[0].router.Apply(ctx, kv.Op{Verb: kv.VerbSet, Key: "a", Value: []byte("read me")}); err != nil {
+		t.Fatal(err)
+	}
+	pool := forward.NewPool(time.Second)
+	t.Cleanup(pool.Close)
+	client := forward.NewRouter(nil, func() []string { return servers }, pool, forward.HoldTimeout(3*time.Second))
+	for _, tc := range []struct {
+		name string
+		ops  []kv.Op
+		want error // nil: answered
+	}{
+		{"writes only", []kv.Op{{Verb: kv.VerbSet, Key: "w", Value: []byte("v")}}, nil},
+		{"reads and writes", []kv.Op{{Verb: kv.VerbGet, Key: "a"}, {Verb: kv.VerbSet, Key: "rw", Value: []byte("v")}}, kv.ErrOutcomeUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			hold := func() { <-release }
+			onCommit.Store(&hold)
+			_, res, errs, err := client.Txn(ctx, kv.QueryOptions{}, tc.ops)
+			close(release)
+			switch {
+			case tc.want == nil && (err != nil || len(errs) > 0 || len(res) != len(tc.ops)):
+				t.Errorf("Txn whose first answer was held back = %v, %v, %v; want it answered", res, errs, err)
+			case tc.want != nil && !errors.Is(err, tc.want):
+				t.Errorf("Txn whose first answer was held back = %v, %v, %v; want %v", res, errs, err, tc.want)
+			}
+			last := tc.ops[len(tc.ops)-1].Key
+			if _, e, err := client.Get(ctx, kv.QueryOptions{Consistent: true}, last); err != nil || e == nil {
+				t.Errorf("%s after the transaction = %v, %v; want it written", last, e, err)
+			}
+		})
+	}
+}

@@ -66,7 +66,7 @@ func (r *Router) restore(ctx context.Context, hops int, meta kv.SnapshotMeta, st
 // finds it gone, that is success.
 func (r *Router) RemovePeer(ctx context.Context, id, address string) error {
 	mayHaveRemoved := false
-	return r.holdRequest(ctx, false, 0, func(ctx context.Context) error {
+	return r.holdRequest(ctx, holdRead, 0, func(ctx context.Context) error {
 		err := r.removePeer(ctx, 0, id, address)
 		absent := err != nil && strings.Contains(err.Error(), notAPeer)
 		if absent && mayHaveRemoved {
@@ -137,7 +137,7 @@ func (r *Router) removePeer(ctx context.Context, hops int, id, address string) e
 // TransferLeader hands leadership to the server with Raft ID id, or to
 // the most up-to-date follower when id is "".
 func (r *Router) TransferLeader(ctx context.Context, id string) error {
-	return r.holdRequest(ctx, false, 0, func(ctx context.Context) error {
+	return r.holdRequest(ctx, holdRead, 0, func(ctx context.Context) error {
 		return r.transferLeader(ctx, 0, id)
 	})
 }

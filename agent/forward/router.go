@@ -298,7 +298,7 @@ func (r *Router) Get(ctx context.Context, q kv.QueryOptions, key string) (m kv.Q
 			return m, e, nil
 		}
 	}
-	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
+	err = r.holdRequest(ctx, holdRead, waitOf(q), func(ctx context.Context) (err error) {
 		m, e, err = r.get(ctx, 0, q, key)
 		return err
 	})
@@ -331,7 +331,7 @@ func (r *Router) List(ctx context.Context, q kv.QueryOptions, prefix string) (m 
 			return m, es, nil
 		}
 	}
-	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
+	err = r.holdRequest(ctx, holdRead, waitOf(q), func(ctx context.Context) (err error) {
 		m, es, err = r.list(ctx, 0, q, prefix)
 		return err
 	})
@@ -356,7 +356,7 @@ func (r *Router) Keys(ctx context.Context, q kv.QueryOptions, prefix, separator 
 			return m, ks, nil
 		}
 	}
-	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
+	err = r.holdRequest(ctx, holdRead, waitOf(q), func(ctx context.Context) (err error) {
 		m, ks, err = r.keys(ctx, 0, q, prefix, separator)
 		return err
 	})
@@ -376,7 +376,7 @@ func (r *Router) keys(ctx context.Context, hops int, q kv.QueryOptions, prefix, 
 
 // Apply implements a KV write.
 func (r *Router) Apply(ctx context.Context, op kv.Op) (ok bool, err error) {
-	err = r.holdRequest(ctx, true, 0, func(ctx context.Context) (err error) {
+	err = r.holdRequest(ctx, holdWrite, 0, func(ctx context.Context) (err error) {
 		ok, err = r.apply(ctx, 0, op)
 		return err
 	})
@@ -396,12 +396,24 @@ func (r *Router) apply(ctx context.Context, hops int, op kv.Op) (bool, error) {
 
 // Txn implements /v1/txn.
 func (r *Router) Txn(ctx context.Context, q kv.QueryOptions, ops []kv.Op) (m kv.QueryMeta, res []kv.TxnResult, errs []kv.TxnError, err error) {
-	write := !(&Request{Method: mTxn, Ops: ops}).readOnly()
-	err = r.holdRequest(ctx, write, 0, func(ctx context.Context) (err error) {
+	err = r.holdRequest(ctx, txnHold(ops), 0, func(ctx context.Context) (err error) {
 		m, res, errs, err = r.txn(ctx, 0, q, ops)
 		return err
 	})
 	return m, res, errs, err
+}
+
+// txnHold is how a transaction is held: reads only as a read; writes
+// that also read values once (kv.TxnReadsValues); other writes with a
+// write ID.
+func txnHold(ops []kv.Op) holdKind {
+	if (&Request{Method: mTxn, Ops: ops}).readOnly() {
+		return holdRead
+	}
+	if kv.TxnReadsValues(ops) {
+		return holdWriteOnce
+	}
+	return holdWrite
 }
 
 func (r *Router) txn(ctx context.Context, hops int, q kv.QueryOptions, ops []kv.Op) (kv.QueryMeta, []kv.TxnResult, []kv.TxnError, error) {
@@ -427,7 +439,7 @@ func (r *Router) CreateSession(ctx context.Context, s kv.Session) (id string, er
 	if s.Node != "" && r.nodeExists != nil && !r.nodeExists(s.Node) {
 		return "", fmt.Errorf("%w: node %q is not in the catalog; a session must belong to a node that exists (its failure ends the session), so use a node from /v1/catalog/nodes or leave Node out for this agent's", kv.ErrInvalidRequest, s.Node)
 	}
-	err = r.holdRequest(ctx, true, 0, func(ctx context.Context) (err error) {
+	err = r.holdRequest(ctx, holdWrite, 0, func(ctx context.Context) (err error) {
 		id, err = r.createSession(ctx, 0, s)
 		return err
 	})
@@ -447,7 +459,7 @@ func (r *Router) createSession(ctx context.Context, hops int, s kv.Session) (str
 
 // DestroySession implements /v1/session/destroy.
 func (r *Router) DestroySession(ctx context.Context, id string) error {
-	return r.holdRequest(ctx, true, 0, func(ctx context.Context) error {
+	return r.holdRequest(ctx, holdWrite, 0, func(ctx context.Context) error {
 		return r.destroySession(ctx, 0, id)
 	})
 }
@@ -463,7 +475,7 @@ func (r *Router) destroySession(ctx context.Context, hops int, id string) error 
 // RenewSession implements /v1/session/renew (the leader keeps the timers).
 func (r *Router) RenewSession(ctx context.Context, id string) (s *kv.Session, err error) {
 	// A renewal only restarts the leader's timer: safe to send again.
-	err = r.holdRequest(ctx, false, 0, func(ctx context.Context) (err error) {
+	err = r.holdRequest(ctx, holdRead, 0, func(ctx context.Context) (err error) {
 		s, err = r.renewSession(ctx, 0, id)
 		return err
 	})
@@ -483,7 +495,7 @@ func (r *Router) renewSession(ctx context.Context, hops int, id string) (*kv.Ses
 
 // SessionInfo implements /v1/session/info.
 func (r *Router) SessionInfo(ctx context.Context, q kv.QueryOptions, id string) (m kv.QueryMeta, s *kv.Session, err error) {
-	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
+	err = r.holdRequest(ctx, holdRead, waitOf(q), func(ctx context.Context) (err error) {
 		m, s, err = r.sessionInfo(ctx, 0, q, id)
 		return err
 	})
@@ -503,7 +515,7 @@ func (r *Router) sessionInfo(ctx context.Context, hops int, q kv.QueryOptions, i
 
 // Sessions implements /v1/session/list.
 func (r *Router) Sessions(ctx context.Context, q kv.QueryOptions) (m kv.QueryMeta, ss []*kv.Session, err error) {
-	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
+	err = r.holdRequest(ctx, holdRead, waitOf(q), func(ctx context.Context) (err error) {
 		m, ss, err = r.sessions(ctx, 0, q, "")
 		return err
 	})
@@ -520,7 +532,7 @@ func (r *Router) NodeSessions(ctx context.Context, q kv.QueryOptions, node strin
 		ss  []*kv.Session
 		err error
 	)
-	err = r.holdRequest(ctx, false, waitOf(q), func(ctx context.Context) (err error) {
+	err = r.holdRequest(ctx, holdRead, waitOf(q), func(ctx context.Context) (err error) {
 		m, ss, err = r.sessions(ctx, 0, q, node)
 		return err
 	})
@@ -570,7 +582,7 @@ func (r *Router) Peers() ([]string, error) {
 // any request: a server that takes the connection but never answers (a
 // paused process) costs one try, then the others are asked.
 func (r *Router) status() (resp *Response, err error) {
-	err = r.holdRequest(context.Background(), false, 0, func(ctx context.Context) (err error) {
+	err = r.holdRequest(context.Background(), holdRead, 0, func(ctx context.Context) (err error) {
 		resp, _, err = r.forward(ctx, true, Request{Method: mStatus})
 		return err
 	})
