@@ -24,6 +24,7 @@ import (
 //	consul-tls://host:port     HTTPS; also upstream's CONSUL_TLSCERT / CONSUL_TLSKEY
 //	consul-unix:///path/sock   HTTP over a unix socket
 //	consulkv://host:port/prefix
+//	consulkv-unix:///path/sock:/prefix  (NewConsulKV splits it)
 //
 // An empty host keeps CONSUL_HTTP_ADDR, else localhost:8500.
 func consulConfig(u *url.URL) (*consulapi.Config, error) {
@@ -193,7 +194,7 @@ func (c *Consul) Services(ctx context.Context) ([]*Service, error) {
 	return out, nil
 }
 
-// ConsulKV is the consulkv:// backend, registrator's layout: one key
+// ConsulKV is the consulkv:// and consulkv-unix:// backend, registrator's layout: one key
 // <prefix>/<service name>/<service ID> holding "address:port" per
 // service. A service whose registrator status is critical (unhealthy or
 // stopping) has no key, so readers of the prefix only see instances that
@@ -204,13 +205,23 @@ type ConsulKV struct {
 	prefix string
 }
 
-// NewConsulKV makes the backend for consulkv://host:port/prefix.
+// NewConsulKV makes the backend for consulkv://host:port/prefix, or for
+// upstream's consulkv-unix:///path/to/consul.sock:/prefix (the path holds
+// both: the socket before the first ':', the prefix after).
 func NewConsulKV(u *url.URL) (*ConsulKV, error) {
-	prefix := strings.Trim(u.Path, "/")
+	agent, path := u, u.Path
+	if u.Scheme == "consulkv-unix" {
+		sock, p, ok := strings.Cut(u.Path, ":")
+		if !ok || sock == "" {
+			return nil, fmt.Errorf("registry URI %q needs a socket path and a key prefix; use consulkv-unix:///path/to/consul.sock:/prefix", u.String())
+		}
+		agent, path = &url.URL{Scheme: "consul-unix", Path: sock}, p
+	}
+	prefix := strings.Trim(path, "/")
 	if prefix == "" {
 		return nil, fmt.Errorf("registry URI %q has no key prefix; use consulkv://host:port/prefix, e.g. consulkv://localhost:8500/services", u.String())
 	}
-	cfg, err := consulConfig(u)
+	cfg, err := consulConfig(agent)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +229,7 @@ func NewConsulKV(u *url.URL) (*ConsulKV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul client for %s: %w", u.Redacted(), err)
 	}
-	return &ConsulKV{client: c, addr: cfg.Scheme + "://" + cfg.Address, prefix: prefix}, nil
+	return &ConsulKV{client: c, addr: cfg.Scheme + "://" + strings.TrimPrefix(cfg.Address, "unix://"), prefix: prefix}, nil
 }
 
 func (k *ConsulKV) key(s *Service) string { return k.prefix + "/" + s.Name + "/" + s.ID }

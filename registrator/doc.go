@@ -61,7 +61,8 @@
 //     network mode container:<id> takes that container's address.
 //   - -deregister on-success keeps the registrations of a container that
 //     exited non-zero (not by a signal) until it starts again or is
-//     removed.
+//     removed, across registrator restarts too. A container waiting to
+//     be restarted (restart policy) counts as exited.
 //
 // # Beyond upstream
 //
@@ -80,7 +81,10 @@
 //     starting and unhealthy are critical.
 //   - Graceful drain: a kill event with a stopping signal (TERM, KILL,
 //     INT, QUIT; docker stop sends it before the process exits) sets that
-//     check critical at once; die then removes the instance.
+//     check critical at once; die then removes the instance. A container
+//     still running after its stop timeout and 5s (without one,
+//     Config.DrainGrace, 30s) was not stopping (QUIT makes a JVM dump its
+//     threads): the check follows its state again.
 //   - A paused container (docker pause) stays registered with that check
 //     critical until it is unpaused.
 //   - Swarm tasks (label com.docker.swarm.service.name) register under the

@@ -132,10 +132,11 @@ type inspectJSON struct {
 		Networks map[string]Network
 	}
 	State struct {
-		Running  bool
-		Paused   bool
-		ExitCode int
-		Health   *struct{ Status string }
+		Running    bool
+		Restarting bool
+		Paused     bool
+		ExitCode   int
+		Health     *struct{ Status string }
 	}
 }
 
@@ -171,7 +172,7 @@ func decodeInspect(raw []byte) (*Container, error) {
 			ns.Ports[k] = out
 		}
 	}
-	c.State = State{Running: in.State.Running, Paused: in.State.Paused, ExitCode: in.State.ExitCode}
+	c.State = State{Running: in.State.Running, Restarting: in.State.Restarting, Paused: in.State.Paused, ExitCode: in.State.ExitCode}
 	if h := in.State.Health; h != nil && h.Status != "none" {
 		c.State.Health = h.Status
 	}

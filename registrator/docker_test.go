@@ -45,6 +45,26 @@ func TestDecodeInspectAPI141(t *testing.T) {
 	}
 }
 
+// TestDecodeInspectRestarting decodes what the engine answers right after
+// die for a container with a restart policy: running and restarting at
+// once, its ports released.
+func TestDecodeInspectRestarting(t *testing.T) {
+	c, err := decodeInspect([]byte(`{"Id":"abc","Name":"/web1",
+		"State":{"Status":"restarting","Running":true,"Paused":false,"Restarting":true,"ExitCode":1},
+		"Config":{"Image":"web:1","ExposedPorts":{"80/tcp":{}},"StopTimeout":20},
+		"HostConfig":{"NetworkMode":"bridge"},
+		"NetworkSettings":{"IPAddress":"","Ports":{},"Networks":{"bridge":{"IPAddress":""}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (State{Running: true, Restarting: true, ExitCode: 1}); c.State != want {
+		t.Errorf("State = %+v, want %+v", c.State, want)
+	}
+	if c.Config.StopTimeout == nil || *c.Config.StopTimeout != 20 {
+		t.Errorf("Config.StopTimeout = %v, want 20", c.Config.StopTimeout)
+	}
+}
+
 // fakeDockerAPI serves the few engine endpoints DockerEngine uses, as an
 // API 1.41 engine does: events are streamed from the events channel.
 func fakeDockerAPI(t *testing.T, events <-chan string, inspect []byte) string {

@@ -49,6 +49,10 @@ type Config struct {
 	// the registrations of a container that exited with a non-zero code
 	// (it may be restarted) until it starts again or is removed.
 	Deregister string
+	// DrainGrace bounds how long a container sent a stopping signal
+	// (Graceful drain) stays critical while it keeps running, when it
+	// has no stop timeout of its own; 0 or less means DefaultDrainGrace.
+	DrainGrace time.Duration
 	// Cleanup (-cleanup) removes, on every resync, registrations of this
 	// host (IDs with the Hostname prefix) whose containers are gone. On
 	// start this sweep always runs.
@@ -72,6 +76,10 @@ type Config struct {
 
 // DefaultStatusTTL is the TTL of registrator's own check when -ttl is 0.
 const DefaultStatusTTL = 30 * time.Second
+
+// DefaultDrainGrace is Config.DrainGrace when it is 0: docker stop's
+// default timeout (10s) and the engine's SIGKILL after it, with room.
+const DefaultDrainGrace = 30 * time.Second
 
 // DefaultConfig is upstream registrator's defaults.
 func DefaultConfig() Config {
@@ -245,6 +253,9 @@ type ContainerConfig struct {
 	Env          []string
 	Labels       map[string]string
 	ExposedPorts map[string]struct{} // "80/tcp"
+	// StopTimeout is docker run --stop-timeout in seconds; nil when
+	// unset (docker stop then waits 10s, or its own -t).
+	StopTimeout *int
 }
 
 // HostConfig is inspect's .HostConfig.
@@ -274,9 +285,12 @@ type Network struct {
 
 // State is inspect's .State.
 type State struct {
-	Running  bool
-	Paused   bool // docker pause: registered, but critical
-	ExitCode int
+	Running bool
+	// Restarting: the engine is about to restart the container after it
+	// exited (restart policy); Running is true meanwhile, as moby has it.
+	Restarting bool
+	Paused     bool // docker pause: registered, but critical
+	ExitCode   int
 	// Health is "" (no HEALTHCHECK), "starting", "healthy" or "unhealthy".
 	Health string
 }
@@ -329,6 +343,9 @@ func New(cfg Config, engine Engine, reg Registry) (*Registrator, error) {
 	}
 	if cfg.RetryAttempts < -1 {
 		return nil, fmt.Errorf("-retry-attempts=%d: use -1 (forever), 0 or more", cfg.RetryAttempts)
+	}
+	if cfg.DrainGrace <= 0 {
+		cfg.DrainGrace = DefaultDrainGrace
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 8

@@ -28,8 +28,13 @@ type state struct {
 	// byContainer: container ID -> its service IDs.
 	byContainer map[string][]string
 	// draining: containers sent a stopping signal (kill event) that have
-	// not died or started since.
-	draining map[string]bool
+	// not died or started since, nor kept running beyond drainGrace.
+	draining map[string]*drain
+	// keptNames: containers whose registrations -deregister on-success
+	// keeps (exited non-zero) -> their names. After a registrator
+	// restart only the registry knows those registrations; the sweep
+	// recognises them by the name in their IDs.
+	keptNames map[string]string
 	// failures: containers whose last reconcile failed -> how many
 	// times in a row (the retry backoff).
 	failures map[string]int
@@ -41,7 +46,7 @@ type state struct {
 }
 
 func newState() *state {
-	return &state{owned: map[string]*Service{}, byContainer: map[string][]string{}, draining: map[string]bool{}, failures: map[string]int{}, confirmed: map[string]uint64{}}
+	return &state{owned: map[string]*Service{}, byContainer: map[string][]string{}, draining: map[string]*drain{}, keptNames: map[string]string{}, failures: map[string]int{}, confirmed: map[string]uint64{}}
 }
 
 // Counters are what a Registrator has done, for tests and benchmarks.
@@ -49,8 +54,32 @@ type Counters struct {
 	Registered, Deregistered, Refreshed, Failed uint64
 }
 
+// drain is a container's stopping signal.
+type drain struct {
+	since time.Time
+	// recheck: a reconcile is scheduled for when the grace ends.
+	recheck bool
+}
+
+// stopSlack is added to a container's stop timeout: at its end the
+// engine sends SIGKILL (a kill event, which renews the drain), and die
+// follows a moment later; without it the drain could end just before.
+const stopSlack = 5 * time.Second
+
+// drainGrace is how long a drain lasts while c keeps running: the stop
+// it anticipates ends within c's stop timeout; docker stop -t is not
+// visible, so without one, DrainGrace.
+func (r *Registrator) drainGrace(c *Container) time.Duration {
+	if t := c.Config.StopTimeout; t != nil && *t >= 0 {
+		return time.Duration(*t)*time.Second + stopSlack
+	}
+	return r.cfg.DrainGrace
+}
+
 // stoppingSignals are the kill signals that mean "this container is
-// going away": its instances are marked critical until it dies.
+// going away": its instances are marked critical until it dies, or
+// until it has outlived drainGrace (QUIT and INT do not stop everything:
+// a JVM dumps its threads on QUIT).
 var stoppingSignals = map[string]bool{"15": true, "SIGTERM": true, "TERM": true, "9": true, "SIGKILL": true, "KILL": true,
 	"2": true, "SIGINT": true, "INT": true, "3": true, "SIGQUIT": true, "QUIT": true}
 
@@ -281,7 +310,7 @@ func (r *Registrator) onEvent(q *queue, ev Event) {
 	case "kill":
 		if stoppingSignals[strings.ToUpper(ev.Attrs["signal"])] {
 			r.st.mu.Lock()
-			r.st.draining[ev.ID] = true
+			r.st.draining[ev.ID] = &drain{since: time.Now()}
 			r.st.mu.Unlock()
 		}
 	case "start", "restart", "unpause", "die", "destroy":
@@ -440,12 +469,21 @@ func (r *Registrator) desired(ctx context.Context, m *model, id string) (svcs []
 	if err != nil {
 		return nil, false, err
 	}
-	if !c.State.Running {
+	// A restarting container has exited and waits out its restart
+	// policy's delay; moby reports it running, with its ports released,
+	// so registering it would give the host's address and the
+	// container's port.
+	if !c.State.Running || c.State.Restarting {
 		// -deregister on-success keeps a failed container's services
 		// (it may be restarted) until it is removed; a signal is not a
 		// failure (upstream's shouldRemove).
 		code := c.State.ExitCode
 		keep = r.cfg.Deregister == "on-success" && code != 0 && code&signaledBit == 0
+		if keep {
+			r.st.mu.Lock()
+			r.st.keptNames[id] = strings.TrimPrefix(c.Name, "/")
+			r.st.mu.Unlock()
+		}
 		return nil, keep, nil
 	}
 	var in inputs
@@ -478,8 +516,22 @@ func (r *Registrator) desired(ctx context.Context, m *model, id string) (svcs []
 		status, note = StatusCritical, "container is paused"
 	}
 	r.st.mu.Lock()
-	if r.st.draining[id] {
-		status, note = StatusCritical, "container is stopping"
+	if d := r.st.draining[id]; d != nil {
+		if left := time.Until(d.since.Add(r.drainGrace(c))); left > 0 {
+			status, note = StatusCritical, "container is stopping"
+			if !d.recheck {
+				d.recheck = true
+				time.AfterFunc(left, func() {
+					if ctx.Err() == nil {
+						r.q.add(id, workReconcile)
+					}
+				})
+			}
+		} else {
+			// Still running: the signal did not stop it.
+			delete(r.st.draining, id)
+			r.log.Info("still running after a stopping signal; no longer draining", "container", short(id), "after", r.drainGrace(c))
+		}
 	}
 	r.st.mu.Unlock()
 	for _, s := range svcs {
@@ -556,6 +608,9 @@ func (r *Registrator) reconcile(ctx context.Context, m *model, id string) error 
 		}
 	}
 	r.st.mu.Lock()
+	// From here the sweep treats registrations it has not adopted as
+	// dangling; those it has are in byContainer, and deregistered below.
+	delete(r.st.keptNames, id)
 	var gone []*Service
 	var kept []string
 	for _, sid := range r.st.byContainer[id] {
@@ -643,10 +698,25 @@ func (r *Registrator) sweep(ctx context.Context) error {
 	// check and the Deregister.
 	r.st.mu.Lock()
 	defer r.st.mu.Unlock()
+	keptBy := map[string]string{} // container name -> ID
+	for cid, name := range r.st.keptNames {
+		keptBy[name] = cid
+	}
 	var errs []error
 	for _, s := range all {
 		mm := idPattern.FindStringSubmatch(s.ID)
 		if mm == nil || mm[1] != r.cfg.Hostname || r.st.owned[s.ID] != nil {
+			continue
+		}
+		if cid, ok := keptBy[mm[2]]; ok {
+			// Kept by -deregister on-success, by an earlier
+			// registrator run: this host's and still wanted. Adopted
+			// as the registry has it, so that the container's start
+			// rewrites it and its removal deregisters it.
+			r.st.owned[s.ID] = s
+			if !slices.Contains(r.st.byContainer[cid], s.ID) {
+				r.st.byContainer[cid] = append(r.st.byContainer[cid], s.ID)
+			}
 			continue
 		}
 		if err := r.reg.Deregister(ctx, s); err != nil {

@@ -399,3 +399,145 @@ func TestFailedListIsRetried(t *testing.T) {
 		reg.WaitIDs(t, "host1:web1:80") // listed at the fourth try, then swept
 	})
 }
+
+// restarting is c as inspect shows it while the engine waits to restart
+// it after it exited with code (restart policy): moby reports it
+// running, and its published ports are gone.
+func restarting(c *Container, code int) *Container {
+	cp := *c
+	cp.State = State{Running: true, Restarting: true, ExitCode: code}
+	cp.NetworkSettings = NetworkSettings{}
+	return &cp
+}
+
+// TestRestartingContainerIsNotRunning: a container the engine is about to
+// restart is deregistered on die as an exited one is (-deregister), not
+// registered again at the host's address and container port.
+func TestRestartingContainerIsNotRunning(t *testing.T) {
+	for _, tc := range []struct {
+		deregister string
+		code       int
+		want       string // registry after die, then the transcript
+	}{
+		{"always", 1, ""},
+		{"always", 0, ""},
+		{"on-success", 0, ""},
+		{"on-success", 137, ""}, // killed by a signal
+		{"on-success", 1, "host1:web1:80"},
+	} {
+		t.Run(fmt.Sprintf("%s/exit=%d", tc.deregister, tc.code), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+				start(t, e, reg, func(c *Config) { c.Deregister = tc.deregister })
+				<-e.Subscribed()
+				c := webContainer(1)
+				e.Set(c, "start")
+				reg.WaitIDs(t, "host1:web1:80")
+				e.Set(restarting(c, tc.code), "die")
+				reg.WaitIDs(t, tc.want)
+				synctest.Wait()
+				e.Set(c, "start", "restart") // back, published again
+				reg.WaitIDs(t, "host1:web1:80")
+				synctest.Wait()
+				want := "register host1:web1:80 10.0.0.1:8081\nderegister host1:web1:80\nregister host1:web1:80 10.0.0.1:8081"
+				if tc.want != "" { // kept as it was while the container was down
+					want = "register host1:web1:80 10.0.0.1:8081"
+				}
+				if got := reg.Transcript(); got != want {
+					t.Errorf("transcript:\n%s\nwant:\n%s", got, want)
+				}
+			})
+		})
+	}
+}
+
+// TestDeregisterOnSuccessKeepsAcrossARestart: registrations -deregister
+// on-success keeps for a failed container are still this host's after
+// registrator restarts: the start-up sweep leaves them, and they go when
+// the container is removed.
+func TestDeregisterOnSuccessKeepsAcrossARestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		e.Put(stopped(webContainer(1), 1))
+		// Left by the previous registrator: web1's, kept after it
+		// failed, and one no container accounts for.
+		reg.Register(t.Context(), &Service{ID: "host1:web1:80", Name: "web", Address: "10.0.0.1", Port: 8081})
+		reg.Register(t.Context(), &Service{ID: "host1:ghost:80", Name: "ghost"})
+		start(t, e, reg, func(c *Config) { c.Deregister = "on-success" })
+		reg.WaitIDs(t, "host1:web1:80") // the start-up sweep is done
+		synctest.Wait()
+		e.Remove("c1", "destroy")
+		reg.WaitIDs(t, "")
+	})
+}
+
+// TestDrainEndsWhenTheContainerKeepsRunning: a stopping signal marks the
+// container's instances critical at once, but a container still running
+// after its stop timeout (5s more for the engine's SIGKILL and die), or
+// after DrainGrace without one, was not stopping: docker kill
+// --signal=QUIT only makes a JVM dump its threads.
+func TestDrainEndsWhenTheContainerKeepsRunning(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		signal      string
+		stopTimeout int // seconds; -1: none set
+		critical    time.Duration
+	}{
+		{"thread dump", "QUIT", -1, 10 * time.Second},
+		{"SIGINT ignored", "2", -1, 10 * time.Second},
+		{"stop timeout", "SIGTERM", 60, 65 * time.Second},
+		{"stop timeout 0", "15", 0, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+				start(t, e, reg, func(c *Config) { c.DrainGrace = 10 * time.Second })
+				<-e.Subscribed()
+				c := webContainer(1)
+				if tc.stopTimeout >= 0 {
+					c.Config.StopTimeout = &tc.stopTimeout
+				}
+				e.Set(c, "start")
+				reg.WaitIDs(t, "host1:web1:80")
+				killed := time.Now()
+				e.Emit("c1", map[string]string{"signal": tc.signal}, "kill")
+				reg.WaitIDs(t, "host1:web1:80=critical")
+				time.Sleep(tc.critical - time.Second)
+				synctest.Wait()
+				if got := reg.IDs(); got != "host1:web1:80=critical" {
+					t.Errorf("%v after the kill: registry = %q, want still critical", time.Since(killed), got)
+				}
+				reg.WaitIDs(t, "host1:web1:80")
+				if got := time.Since(killed); got != tc.critical {
+					t.Errorf("critical for %v after the kill, want %v", got, tc.critical)
+				}
+			})
+		})
+	}
+}
+
+// TestDrainLastsUntilTheContainerStops: within the grace, the instance
+// stays critical until die removes it.
+func TestDrainLastsUntilTheContainerStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, reg := registratortest.NewEngine(), registratortest.NewRegistry()
+		start(t, e, reg, func(c *Config) { c.DrainGrace = 10 * time.Second })
+		<-e.Subscribed()
+		c := webContainer(1)
+		e.Set(c, "start")
+		reg.WaitIDs(t, "host1:web1:80")
+		e.Emit("c1", map[string]string{"signal": "TERM"}, "kill")
+		reg.WaitIDs(t, "host1:web1:80=critical")
+		time.Sleep(9 * time.Second) // the process takes its time to exit
+		e.Set(stopped(c, 143), "die", "stop")
+		reg.WaitIDs(t, "")
+		want := strings.Join([]string{
+			"register host1:web1:80 10.0.0.1:8081",
+			"register host1:web1:80 10.0.0.1:8081 critical",
+			"deregister host1:web1:80",
+		}, "\n")
+		if got := reg.Transcript(); got != want {
+			t.Errorf("transcript:\n%s\nwant:\n%s", got, want)
+		}
+	})
+}

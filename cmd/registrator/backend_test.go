@@ -238,23 +238,66 @@ func TestConsulKVBackendAgainstCairn(t *testing.T) {
 	}
 }
 
-// TestConsulUnixAndTLSURIs reaches the agent through a unix socket
-// (consul-unix://) and through TLS with CONSUL_CACERT (consul-tls://),
-// each a proxy in front of the agent.
-func TestConsulUnixAndTLSURIs(t *testing.T) {
-	addr, _ := startAgent(t)
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: addr})
-
+// unixProxy serves the agent at addr on a unix socket until the test
+// ends and returns the socket's path.
+func unixProxy(t *testing.T, addr string) string {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "consul.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	us := &http.Server{Handler: proxy}
+	us := &http.Server{Handler: httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: addr})}
 	go us.Serve(ln)
 	t.Cleanup(func() { us.Close() })
+	return sock
+}
 
-	ts := httptest.NewUnstartedServer(proxy)
+// TestConsulKVUnixURI reaches the agent's KV store through a unix socket
+// with upstream's consulkv-unix://<socket path>:/<prefix>.
+func TestConsulKVUnixURI(t *testing.T) {
+	addr, c := startAgent(t)
+	sock := unixProxy(t, addr)
+	eventually(t, func() string { // KV writes need the dev server's Raft leader
+		if l, err := c.Status().Leader(); err != nil || l == "" {
+			return fmt.Sprintf("no leader: %q, %v", l, err)
+		}
+		return ""
+	})
+	uri := "consulkv-unix://" + sock + ":/services"
+	var stderr strings.Builder
+	if _, err := parse([]string{uri}, &stderr, noEnv); err != nil {
+		t.Fatalf("parse %s: %v\n%s", uri, err, stderr.String())
+	}
+	u, _ := url.Parse(uri)
+	reg, err := backends()[u.Scheme](u)
+	if err != nil {
+		t.Fatalf("%s: %v", uri, err)
+	}
+	if err := reg.Ping(t.Context()); err != nil {
+		t.Fatalf("%s: Ping: %v", uri, err)
+	}
+	s := &registrator.Service{ID: "host1:web1:80", Name: "web", Address: "10.0.0.1", Port: 8081}
+	if err := reg.Register(t.Context(), s); err != nil {
+		t.Fatalf("%s: Register: %v", uri, err)
+	}
+	p, _, err := c.KV().Get("services/web/host1:web1:80", nil)
+	if err != nil || p == nil || string(p.Value) != "10.0.0.1:8081" {
+		t.Errorf("%s: key services/web/host1:web1:80 = %+v, %v; want 10.0.0.1:8081", uri, p, err)
+	}
+	if err := reg.Deregister(t.Context(), s); err != nil {
+		t.Errorf("%s: Deregister: %v", uri, err)
+	}
+}
+
+// TestConsulUnixAndTLSURIs reaches the agent through a unix socket
+// (consul-unix://) and through TLS with CONSUL_CACERT (consul-tls://),
+// each a proxy in front of the agent.
+func TestConsulUnixAndTLSURIs(t *testing.T) {
+	addr, _ := startAgent(t)
+	sock := unixProxy(t, addr)
+
+	ts := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: addr}))
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	ca := filepath.Join(t.TempDir(), "ca.pem")

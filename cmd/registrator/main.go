@@ -43,13 +43,13 @@ type backend func(u *url.URL) (registrator.Registry, error)
 // backends is every registry URI scheme this command knows.
 func backends() map[string]backend {
 	consul := func(u *url.URL) (registrator.Registry, error) { return registrator.NewConsul(u) }
+	consulkv := func(u *url.URL) (registrator.Registry, error) { return registrator.NewConsulKV(u) }
 	return map[string]backend{
-		"consul":      consul,
-		"consul-tls":  consul,
-		"consul-unix": consul,
-		"consulkv": func(u *url.URL) (registrator.Registry, error) {
-			return registrator.NewConsulKV(u)
-		},
+		"consul":        consul,
+		"consul-tls":    consul,
+		"consul-unix":   consul,
+		"consulkv":      consulkv,
+		"consulkv-unix": consulkv,
 	}
 }
 
@@ -75,7 +75,8 @@ func parse(args []string, stderr io.Writer, getenv func(string) string) (*option
 		fmt.Fprintf(stderr, "Usage of registrator:\n")
 		fmt.Fprintf(stderr, "  registrator [options] <registry URI>\n\n")
 		fmt.Fprintf(stderr, "Registry URIs: consul://host:port, consul-tls://host:port, consul-unix:///path/to/sock,\n")
-		fmt.Fprintf(stderr, "  consulkv://host:port/prefix. The Docker engine is $DOCKER_HOST, else unix:///var/run/docker.sock.\n\n")
+		fmt.Fprintf(stderr, "  consulkv://host:port/prefix, consulkv-unix:///path/to/sock:/prefix.\n")
+		fmt.Fprintf(stderr, "The Docker engine is $DOCKER_HOST, else unix:///var/run/docker.sock.\n\n")
 		fs.PrintDefaults()
 	}
 	var (

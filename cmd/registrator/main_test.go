@@ -39,6 +39,7 @@ func TestCommandLine(t *testing.T) {
 		{"bad-retry-interval", []string{"-retry-interval", "0", "consul://"}, 2},
 		{"bad-ip", []string{"-ip", "myhost", "consul://127.0.0.1:1"}, 2},
 		{"consulkv-without-prefix", []string{"consulkv://127.0.0.1:1"}, 1},
+		{"consulkv-unix-without-prefix", []string{"consulkv-unix:///run/consul.sock"}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
