@@ -793,7 +793,7 @@ func (s *State) destroySession(idx uint64, id string, delays *lockDelays, now ti
 	}
 	for _, e := range held {
 		if sess.LockDelay > 0 {
-			delays.set(e.Key, now.Add(sess.LockDelay))
+			delays.set(e.Key, now.Add(sess.LockDelay), now)
 		}
 		if sess.Behavior == BehaviorDelete {
 			if err := deleteTxn(tx, idx, e.Key); err != nil {
@@ -867,15 +867,32 @@ func (s *State) reapTombstones(upTo uint64) error {
 type lockDelays struct {
 	mu sync.Mutex
 	m  map[string]time.Time
+	// sweepAt: when m grows to this many keys, set drops the delays that
+	// have run out. Only the leader's lock attempts check a key, so
+	// without it a follower (or a leader whose locks are never taken
+	// again, as per-job lock keys are) would keep every key it has seen.
+	sweepAt int
 }
 
 func newLockDelays() *lockDelays { return &lockDelays{m: map[string]time.Time{}} }
 
-func (d *lockDelays) set(key string, until time.Time) {
+// set delays key until until; now is the clock it was read at.
+func (d *lockDelays) set(key string, until, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if until.After(d.m[key]) {
 		d.m[key] = until
+	}
+	if len(d.m) >= d.sweepAt {
+		for k, u := range d.m {
+			if !now.Before(u) {
+				delete(d.m, k)
+			}
+		}
+		// Delays last at most a minute, so what is left is what was
+		// set lately; sweeping again at twice that keeps the work per
+		// set constant on average.
+		d.sweepAt = max(2*len(d.m), 64)
 	}
 }
 
