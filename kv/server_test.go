@@ -586,3 +586,63 @@ func TestRestoreEndsBlockingQueries(t *testing.T) {
 		t.Fatal("the parked query was still waiting 10s after the restore")
 	}
 }
+
+// TestWriteThatChangesNothingIsSkipped: a set, CAS or lock that would
+// leave the entry as it is writes nothing, as in Consul: the entry keeps
+// its ModifyIndex (a CAS at the index read before still holds), the
+// table keeps its index (blocking queries sleep on), and the write
+// still answers true.
+func TestWriteThatChangesNothingIsSkipped(t *testing.T) {
+	s := kvtest.NewServer(t)
+	sid, err := s.CreateSession(ctx, kv.Session{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(op kv.Op) bool {
+		t.Helper()
+		ok, err := s.Apply(ctx, op)
+		if err != nil {
+			t.Fatalf("%s %s: %v", op.Verb, op.Key, err)
+		}
+		return ok
+	}
+	for _, tc := range []struct {
+		name        string
+		first, same kv.Op
+		changed     kv.Op // differs in one field: written
+	}{
+		{"set",
+			kv.Op{Verb: kv.VerbSet, Key: "k", Value: []byte("v"), Flags: 7},
+			kv.Op{Verb: kv.VerbSet, Key: "k", Value: []byte("v"), Flags: 7},
+			kv.Op{Verb: kv.VerbSet, Key: "k", Value: []byte("v"), Flags: 8}},
+		{"lock by its holder",
+			kv.Op{Verb: kv.VerbLock, Key: "l", Value: []byte("v"), Session: sid},
+			kv.Op{Verb: kv.VerbLock, Key: "l", Value: []byte("v"), Session: sid},
+			kv.Op{Verb: kv.VerbLock, Key: "l", Value: []byte("w"), Session: sid}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			apply(tc.first)
+			before := get(t, s, tc.first.Key)
+			m0, _, _ := s.List(ctx, kv.QueryOptions{}, "")
+			if !apply(tc.same) {
+				t.Fatalf("the same %s again answered false", tc.same.Verb)
+			}
+			after := get(t, s, tc.first.Key)
+			m1, _, _ := s.List(ctx, kv.QueryOptions{}, "")
+			if !cmp.Equal(after, before) {
+				t.Errorf("entry after the same %s again = %+v, want %+v unchanged", tc.same.Verb, after, before)
+			}
+			if m1.Index != m0.Index {
+				t.Errorf("table index moved %d -> %d for a write that changed nothing", m0.Index, m1.Index)
+			}
+			cas := kv.Op{Verb: kv.VerbCAS, Key: tc.first.Key, Index: before.ModifyIndex, Value: tc.first.Value, Flags: tc.first.Flags}
+			if tc.first.Verb == kv.VerbSet && !apply(cas) {
+				t.Errorf("CAS at the index read before the repeat failed")
+			}
+			apply(tc.changed)
+			if e := get(t, s, tc.first.Key); e.ModifyIndex == before.ModifyIndex {
+				t.Errorf("a %s that changed the entry kept ModifyIndex %d", tc.changed.Verb, e.ModifyIndex)
+			}
+		})
+	}
+}

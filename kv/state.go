@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"sort"
@@ -313,26 +314,41 @@ func setTxn(tx *memdb.Txn, idx uint64, e *Entry, updateSession bool) error {
 		return err
 	}
 	old, _ := raw.(*Entry)
-	if err := putTxn(tx, idx, old, e, updateSession); err != nil {
+	written, err := putTxn(tx, idx, old, e, updateSession)
+	if !written || err != nil {
 		return err
 	}
 	return setIndex(tx, tableKVs, idx)
 }
 
 // putTxn is setTxn given the entry e replaces (nil for none), without
-// recording idx as the table's index.
-func putTxn(tx *memdb.Txn, idx uint64, old, e *Entry, updateSession bool) error {
+// recording idx as the table's index. It reports whether it wrote: a
+// write that changes nothing (sameEntry) is skipped, as Consul's
+// kvsSetTxn skips it, so the entry keeps its ModifyIndex, a CAS on it
+// still holds and its watchers sleep on; e then carries old's indexes.
+func putTxn(tx *memdb.Txn, idx uint64, old, e *Entry, updateSession bool) (bool, error) {
 	if old != nil {
 		e.CreateIndex = old.CreateIndex
 		e.LockIndex = old.LockIndex
 		if !updateSession {
 			e.Session = old.Session
 		}
+		if sameEntry(old, e) {
+			e.ModifyIndex = old.ModifyIndex
+			return false, nil
+		}
 	} else {
 		e.CreateIndex = idx
 	}
 	e.ModifyIndex = idx
-	return tx.Insert(tableKVs, e)
+	return true, tx.Insert(tableKVs, e)
+}
+
+// sameEntry reports whether e, written over old, would change nothing a
+// reader sees (Consul's DirEntry.Equal).
+func sameEntry(old, e *Entry) bool {
+	return old.Key == e.Key && old.Flags == e.Flags && old.Session == e.Session &&
+		old.LockIndex == e.LockIndex && bytes.Equal(old.Value, e.Value)
 }
 
 func deleteTxn(tx *memdb.Txn, idx uint64, key string) error {
@@ -428,6 +444,11 @@ func lockTxn(tx *memdb.Txn, idx uint64, op *Op) (bool, error) {
 			e.LockIndex = old.LockIndex + 1
 		default:
 			return false, nil
+		}
+		if sameEntry(old, e) {
+			// The holder locking again with the same value: held, and
+			// nothing to write (putTxn).
+			return true, nil
 		}
 	}
 	if err := tx.Insert(tableKVs, e); err != nil {
@@ -721,7 +742,8 @@ func (b *kvBatch) plainSet(idx uint64, op *Op) error {
 		old, _ = raw.(*Entry)
 	}
 	e := &Entry{Key: op.Key, Value: op.Value, Flags: op.Flags}
-	if err := putTxn(b.tx, idx, old, e, false); err != nil {
+	written, err := putTxn(b.tx, idx, old, e, false)
+	if err != nil || !written {
 		return err
 	}
 	b.setAt = idx
