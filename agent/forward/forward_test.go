@@ -414,6 +414,20 @@ func TestClientStatusSkipsASilentServer(t *testing.T) {
 		t.Errorf("Peers() = %v, %v; want the 3 servers", peers, err)
 	}
 
+	// An agent that knows no server answers at once; the hold, a
+	// minute, would fail the deadline below.
+	none := forward.NewRouter(nil, func() []string { return nil }, forward.NewPool(time.Second), forward.HoldTimeout(time.Minute))
+	answered := make(chan error, 1)
+	go func() { _, err := none.Peers(); answered <- err }()
+	select {
+	case err := <-answered:
+		if !errors.Is(err, kv.ErrNoLeader) || !strings.Contains(err.Error(), "knows no server") {
+			t.Errorf("Peers() on an agent that knows no server = %v, want it to say so", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Peers() on an agent that knows no server was still waiting after 10s")
+	}
+
 	alone := forward.NewRouter(nil, func() []string { return servers[:1] }, forward.NewPool(time.Second), forward.HoldTimeout(time.Second))
 	if got := alone.Leader(); got != "" {
 		t.Errorf("Leader() with only a silent server = %q, want none", got)

@@ -124,7 +124,7 @@ func (r *Router) forward(ctx context.Context, stale bool, request Request) (*Res
 	}
 	servers := r.order(r.servers(), prefer)
 	if len(servers) == 0 {
-		return nil, false, fmt.Errorf("%w: this agent knows no server yet; join it to the cluster with -join or -retry-join", kv.ErrNoLeader)
+		return nil, false, errNoServers
 	}
 	var tried []string
 	for _, addr := range servers {
@@ -578,10 +578,18 @@ func (r *Router) Peers() ([]string, error) {
 	return resp.Peers, nil
 }
 
+// errNoServers: a client agent that knows no server to ask.
+var errNoServers = fmt.Errorf("%w: this agent knows no server yet; join it to the cluster with -join or -retry-join", kv.ErrNoLeader)
+
 // status asks a server for the leader and peers, within the hold like
 // any request: a server that takes the connection but never answers (a
-// paused process) costs one try, then the others are asked.
+// paused process) costs one try, then the others are asked. An agent
+// that knows no server says so at once: there is no one to wait for
+// (the /v1/status endpoints are what scripts and checks poll).
 func (r *Router) status() (resp *Response, err error) {
+	if len(r.servers()) == 0 {
+		return nil, errNoServers
+	}
 	err = r.holdRequest(context.Background(), holdRead, 0, func(ctx context.Context) (err error) {
 		resp, _, err = r.forward(ctx, true, Request{Method: mStatus})
 		return err
