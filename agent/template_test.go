@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,6 +78,16 @@ func TestTemplateSourceMatchesHTTP(t *testing.T) {
 	if err := r.client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-2", Name: "web", Port: 8002}); err != nil {
 		t.Fatal(err)
 	}
+	// The HTTP check runs once at once (to a closed port): wait for its
+	// result, or it could land between the two answers of a case.
+	eventually(t, "the HTTP check's first result", 10*time.Second, func() (bool, string) {
+		checks, err := r.client.Agent().Checks()
+		if err != nil {
+			return false, err.Error()
+		}
+		c := checks["web-http"]
+		return c != nil && c.Output != "", fmt.Sprintf("%+v", c)
+	})
 	for k, v := range map[string]string{"app/a": "1", "app/b": "", "app/c/d": "x"} {
 		if _, err := r.client.KV().Put(&api.KVPair{Key: k, Value: []byte(v), Flags: 42}, nil); err != nil {
 			t.Fatal(err)
