@@ -129,11 +129,15 @@ func (r *Router) forward(ctx context.Context, stale bool, request Request) (*Res
 	var tried []string
 	for _, addr := range servers {
 		resp, err := r.pool.Call(ctx, addr, req)
-		if err != nil && ctx.Err() != nil {
+		switch {
+		case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 			// No answer in time: a paused or cut-off server. The
 			// next try (the hold's) goes to the others first.
 			r.markBad(addr)
-		} else if !errors.Is(err, ErrUnreachable) && !errors.Is(err, ErrConnectionLost) {
+		case err != nil && ctx.Err() != nil:
+			// The caller went away (consul-template ending a blocking
+			// query on reload): that says nothing of the server.
+		case !errors.Is(err, ErrUnreachable) && !errors.Is(err, ErrConnectionLost):
 			r.markGood(addr) // it answered
 		}
 		// A stopping server refuses before doing anything: safe to resend.
