@@ -881,6 +881,9 @@ func (s *Server) Txn(ctx context.Context, q QueryOptions, ops []Op) (QueryMeta, 
 		s.meta(&m)
 		return m, nil, delayed, nil
 	}
+	if TxnReadsValues(ops) {
+		ctx = context.WithValue(ctx, writeIDKey{}, "") // applied once, not recorded
+	}
 	res, err := s.raftApply(ctx, command{Type: cmdTxn, Ops: ops})
 	if err != nil {
 		return m, nil, nil, err
@@ -924,9 +927,7 @@ func (s *Server) raftApply(ctx context.Context, c command) (any, error) {
 		}
 		return nil, err
 	}
-	if c.Type != cmdTxn || !TxnReadsValues(c.Ops) {
-		c.WriteID = WriteID(ctx)
-	}
+	c.WriteID = WriteID(ctx)
 	data, err := c.encode()
 	if err != nil {
 		return nil, err

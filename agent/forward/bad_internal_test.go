@@ -3,7 +3,6 @@ package forward
 import (
 	"context"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -14,34 +13,7 @@ import (
 // pass is tried last for a while; a request its caller gave up on (a
 // blocking query ended on a template reload) says nothing of the server.
 func TestOnlyASilentServerIsMarkedBad(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	got := make(chan struct{}, 16) // a request reached the server
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-					select {
-					case got <- struct{}{}:
-					default:
-					}
-				}
-			}()
-		}
-	}()
-	addr := ln.Addr().String()
+	addr, got := SilentServer(t)
 	pool := NewPool(time.Second)
 	t.Cleanup(pool.Close)
 	r := NewRouter(nil, func() []string { return []string{addr} }, pool, HoldTimeout(time.Second))

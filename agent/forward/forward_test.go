@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -380,21 +378,8 @@ func TestClientSkipsADeadServer(t *testing.T) {
 // the others answer.
 func TestClientStatusSkipsASilentServer(t *testing.T) {
 	nodes := startCluster(t, 3)
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { silent.Close() })
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
-	servers := []string{silent.Addr().String()}
+	silent, _ := forward.SilentServer(t)
+	servers := []string{silent}
 	for _, nd := range nodes {
 		servers = append(servers, nd.addr)
 	}

@@ -98,14 +98,7 @@ func TestSessionNodeMustExist(t *testing.T) {
 func TestWriteCutOffByItsCallerIsOutcomeUnknown(t *testing.T) {
 	// The leader, once it has applied the write, cancels the caller's
 	// context and holds its answer back until the caller has returned.
-	var onCommit atomic.Pointer[func()]
-	nodes := startCluster(t, 3, func(c *kv.Config) {
-		c.OnCommit = func(time.Duration) {
-			if f := onCommit.Swap(nil); f != nil {
-				(*f)()
-			}
-		}
-	})
+	nodes, onCommit := startClusterWithCommitHook(t, 3)
 	f := follower(nodes)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -134,14 +127,7 @@ func TestWriteCutOffByItsCallerIsOutcomeUnknown(t *testing.T) {
 // would. A transaction that only writes is sent again and gets the first
 // answer. Here the leader holds the first answer past the try's deadline.
 func TestTxnThatReadsIsNotSentAgain(t *testing.T) {
-	var onCommit atomic.Pointer[func()]
-	nodes := startCluster(t, 3, func(c *kv.Config) {
-		c.OnCommit = func(time.Duration) {
-			if f := onCommit.Swap(nil); f != nil {
-				(*f)()
-			}
-		}
-	})
+	nodes, onCommit := startClusterWithCommitHook(t, 3)
 	var servers []string
 	for _, nd := range nodes {
 		servers = append(servers, nd.addr)
@@ -178,4 +164,20 @@ func TestTxnThatReadsIsNotSentAgain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startClusterWithCommitHook starts n servers; the next write a server
+// commits after a function is stored in the hook runs it (once) before
+// the write is answered.
+func startClusterWithCommitHook(t *testing.T, n int) ([]*node, *atomic.Pointer[func()]) {
+	t.Helper()
+	hook := new(atomic.Pointer[func()])
+	nodes := startCluster(t, n, func(c *kv.Config) {
+		c.OnCommit = func(time.Duration) {
+			if f := hook.Swap(nil); f != nil {
+				(*f)()
+			}
+		}
+	})
+	return nodes, hook
 }
